@@ -1,0 +1,13 @@
+"""dftscreen: screen generated crystal structures with checks and GPAW DFT.
+
+Modules, one per workflow stage:
+
+- :mod:`dftscreen.inputs`     find input CIFs and give each a path-safe structure id
+- :mod:`dftscreen.check`      parse and sanity-check a structure (pymatgen, spglib)
+- :mod:`dftscreen.settings`   named DFT presets and their overrides
+- :mod:`dftscreen.relax`      GPAW plane-wave PBE relaxation of cell and positions
+- :mod:`dftscreen.properties` single point on the relaxed structure: energy, gap, moment
+- :mod:`dftscreen.aggregate`  one results table row per input file
+"""
+
+__version__ = "0.1.0"

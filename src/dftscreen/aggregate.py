@@ -1,0 +1,198 @@
+"""Combine check, relaxation and property records into one results table.
+
+Exactly one row per input file, whatever happened to it. The ``status`` column
+says how far the structure got:
+
+``ok``             relaxed (forces and stress below threshold) and properties computed
+``not_converged``  relaxation hit its step limit; values are for the last geometry
+``invalid``        rejected by the checks; never reached DFT
+``failed``         a DFT step failed; ``reason`` says which and why
+``not_finished``   a DFT job has not produced its result (still to run, killed, or
+                   crashed): rerun the same command
+
+Every column with a unit carries it in its name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dftscreen.io import atomic_write_with, read_json
+
+STATUS_OK = "ok"
+STATUS_INVALID = "invalid"
+STATUS_FAILED = "failed"
+STATUS_NOT_CONVERGED = "not_converged"
+STATUS_NOT_FINISHED = "not_finished"
+
+#: Column order of the results table (columns absent from every record are still written).
+COLUMNS = [
+    "structure_id",
+    "source_file",
+    "status",
+    "reason",
+    "id_note",
+    "reduced_formula",
+    "n_sites",
+    "spacegroup_symbol",
+    "spacegroup_number",
+    "min_distance_A",
+    "volume_generated_A3",
+    "density_generated_g_cm3",
+    "dft_preset",
+    "relax_converged",
+    "n_ionic_steps",
+    "energy_eV",
+    "energy_per_atom_eV",
+    "max_force_eV_per_A",
+    "max_stress_GPa",
+    "volume_relaxed_A3",
+    "volume_change_pct",
+    "band_gap_eV",
+    "direct_band_gap_eV",
+    "gap_is_direct",
+    "vbm_kpoint_frac",
+    "cbm_kpoint_frac",
+    "magnetic_moment_muB",
+    "is_magnetic",
+    "relax_wall_time_s",
+    "properties_wall_time_s",
+    "mpi_ranks",
+    "relaxed_cif",
+]
+
+
+def one_line(text: str | None) -> str:
+    """Collapse a possibly multi-line message into one line for the table."""
+    return " ".join((text or "").split())
+
+
+def _kpoint_text(kpoint: list[float] | None) -> str | None:
+    return None if kpoint is None else " ".join(f"{x:.4f}" for x in kpoint)
+
+
+def table_row(
+    check: dict[str, Any],
+    relax: dict[str, Any] | None,
+    properties: dict[str, Any] | None,
+    relax_cif_path: str | None = None,
+) -> dict[str, Any]:
+    """One row of the results table from the records of one structure.
+
+    Args:
+        check: record of :func:`dftscreen.check.check_structure_file` (as dict).
+        relax: relaxation record, or ``None`` when it does not exist (yet).
+        properties: properties record, or ``None`` when it does not exist (yet).
+        relax_cif_path: path of the relaxed CIF to show in the table.
+    """
+    row: dict[str, Any] = {
+        "structure_id": check["structure_id"],
+        "source_file": check["source_file"],
+        "id_note": check.get("id_note", ""),
+        "reduced_formula": check.get("reduced_formula"),
+        "n_sites": check.get("n_sites"),
+        "spacegroup_symbol": check.get("spacegroup_symbol"),
+        "spacegroup_number": check.get("spacegroup_number"),
+        "min_distance_A": check.get("min_distance_A"),
+        "volume_generated_A3": check.get("volume_A3"),
+        "density_generated_g_cm3": check.get("density_g_cm3"),
+    }
+    if not check["valid"]:
+        row.update(status=STATUS_INVALID, reason=one_line(check["reason"]))
+        return row
+    if relax is None:
+        row.update(status=STATUS_NOT_FINISHED, reason="relaxation has not finished: rerun the workflow")
+        return row
+
+    row.update(
+        dft_preset=relax.get("preset"),
+        relax_converged=relax.get("converged"),
+        n_ionic_steps=relax.get("n_ionic_steps"),
+        max_force_eV_per_A=relax.get("max_force_eV_per_A"),
+        max_stress_GPa=relax.get("max_stress_GPa"),
+        volume_relaxed_A3=relax.get("final_volume_A3"),
+        relax_wall_time_s=relax.get("wall_time_s"),
+        mpi_ranks=relax.get("mpi_ranks"),
+    )
+    v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
+    if v0 and v1:
+        row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
+    if relax.get("status") == STATUS_FAILED:
+        row.update(status=STATUS_FAILED, reason=one_line(f"relaxation: {relax.get('reason')}"))
+        return row
+    row["relaxed_cif"] = relax_cif_path
+    if properties is None:
+        row.update(status=STATUS_NOT_FINISHED, reason="property calculation has not finished: rerun the workflow")
+        return row
+    if properties.get("status") != "done":
+        row.update(status=STATUS_FAILED, reason=one_line(f"properties: {properties.get('reason')}"))
+        return row
+    row.update(
+        energy_eV=properties.get("energy_eV"),
+        energy_per_atom_eV=properties.get("energy_per_atom_eV"),
+        band_gap_eV=properties.get("band_gap_eV"),
+        direct_band_gap_eV=properties.get("direct_band_gap_eV"),
+        gap_is_direct=properties.get("gap_is_direct"),
+        vbm_kpoint_frac=_kpoint_text(properties.get("vbm_kpoint")),
+        cbm_kpoint_frac=_kpoint_text(properties.get("cbm_kpoint")),
+        magnetic_moment_muB=properties.get("magnetic_moment_muB"),
+        is_magnetic=properties.get("is_magnetic"),
+        properties_wall_time_s=properties.get("wall_time_s"),
+    )
+    if relax.get("status") == STATUS_NOT_CONVERGED:
+        row.update(status=STATUS_NOT_CONVERGED, reason=f"relaxation: {relax.get('reason')}")
+    else:
+        row.update(status=STATUS_OK, reason="")
+    return row
+
+
+def _read_if_exists(path: Path) -> dict[str, Any] | None:
+    return read_json(path) if path.is_file() else None
+
+
+def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Results table for all checked structures, reading DFT records under ``dft_dir``.
+
+    Records are looked up as ``<dft_dir>/<structure_id>/{relax,properties}.json``;
+    missing ones make the row ``not_finished``.
+    """
+    dft_dir = Path(dft_dir)
+    rows = []
+    for check in checks:
+        folder = dft_dir / check["structure_id"]
+        relax = _read_if_exists(folder / "relax.json") if check["valid"] else None
+        properties = _read_if_exists(folder / "properties.json") if relax else None
+        cif = None
+        if relax and relax.get("relaxed_cif"):
+            cif = str(folder / relax["relaxed_cif"])
+        rows.append(table_row(check, relax, properties, cif))
+    table = pd.DataFrame(rows)
+    for column in COLUMNS:
+        if column not in table.columns:
+            table[column] = None
+    return table[COLUMNS]
+
+
+def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:
+    """Write the results table as CSV and Parquet, each atomically."""
+    # Nullable dtypes: an integer column with missing rows stays integer
+    # (5, not 5.0) and Parquet gets one type per column.
+    typed = table.convert_dtypes()
+    atomic_write_with(csv_path, lambda tmp: typed.to_csv(tmp, index=False))
+    atomic_write_with(parquet_path, lambda tmp: typed.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def status_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Number of rows per status."""
+    return {str(k): int(v) for k, v in table["status"].value_counts().items()}
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for a real, finite number (used by tests and reports)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,86 @@
+"""Shared pieces of the GPAW stages: structure conversion, calculators, MPI output.
+
+Runs inside every MPI rank. Only rank 0 writes result files; the others wait
+at a barrier so no rank exits before the result exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+from ase.parallel import world
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from dftscreen.io import atomic_write_json
+from dftscreen.settings import gpaw_calculator_kwargs, initial_magmoms
+
+#: 1 eV/Å³ in GPa.
+EV_PER_A3_TO_GPA = 160.21766208
+
+
+def structure_to_atoms(structure: Structure) -> Atoms:
+    """Convert a pymatgen structure to ASE atoms with initial magnetic moments set."""
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    # Site properties such as 'magmom' from a CIF must not leak into the calculation.
+    atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    return atoms
+
+
+def atoms_to_structure(atoms: Atoms) -> Structure:
+    """Convert ASE atoms to a plain pymatgen structure (no calculator, no constraints)."""
+    clean = Atoms(atoms.get_chemical_symbols(), cell=atoms.cell, positions=atoms.positions, pbc=True)
+    return AseAtomsAdaptor.get_structure(clean)
+
+
+def attach_gpaw(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path) -> Any:
+    """Attach a GPAW calculator configured from a preset's ``gpaw`` settings."""
+    from gpaw import GPAW
+
+    kwargs = gpaw_calculator_kwargs(gpaw_settings, txt=txt)
+    if atoms.get_initial_magnetic_moments().any():
+        kwargs.setdefault("spinpol", True)
+    atoms.calc = GPAW(**kwargs)
+    return atoms.calc
+
+
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    """Argument parser shared by the relax and properties entry points."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--structure-id", required=True)
+    parser.add_argument("--settings", required=True, help="resolved DFT settings as JSON text")
+    parser.add_argument("--out-json", required=True, type=Path)
+    parser.add_argument("--workdir", required=True, type=Path, help="folder for GPAW text output")
+    return parser
+
+
+def write_on_master(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON atomically from MPI rank 0, then synchronise ranks."""
+    if world.rank == 0:
+        atomic_write_json(path, record)
+    world.barrier()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One sentence describing a DFT failure, for the results table."""
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if name == "KohnShamConvergenceError":
+        return f"SCF did not converge ({text or 'GPAW gave up'})"
+    return f"GPAW/ASE error {name}: {text}" if text else f"GPAW/ASE error {name}"
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """Settings JSON passed on the command line."""
+    return json.loads(text)
+
+
+def report_traceback() -> None:
+    """Print the current traceback to stderr (it lands in the rule's log)."""
+    traceback.print_exc(file=sys.stderr)

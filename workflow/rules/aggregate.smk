@@ -1,0 +1,18 @@
+# Stage 4: one results table, one row per input file, CSV and Parquet.
+
+
+rule aggregate:
+    input:
+        checks=rules.check.output.table,
+        relax=all_relax_records,
+        properties=all_properties_records,
+    output:
+        csv=f"{OUT}/results.csv",
+        parquet=f"{OUT}/results.parquet",
+    params:
+        dft_dir=f"{OUT}/dft",
+    log:
+        f"{OUT}/logs/aggregate.log",
+    localrule: True
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,16 @@
+"""Thin glue: build and write the results table (Snakemake `script:`)."""
+
+import logging
+from pathlib import Path
+
+from dftscreen.aggregate import build_table, status_counts, write_table
+from dftscreen.io import read_json
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+table = build_table(read_json(snakemake.input.checks), snakemake.params.dft_dir)  # noqa: F821
+write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
+logging.info("rows per status: %s", status_counts(table))
+# A complete table supersedes any partial one from an earlier failed run.
+out_dir = Path(snakemake.output.csv).parent  # noqa: F821
+for stale in ("results_partial.csv", "results_partial.parquet"):
+    (out_dir / stale).unlink(missing_ok=True)

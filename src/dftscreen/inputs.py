@@ -40,7 +40,7 @@ def safe_id(relative_path: str) -> str:
     'NaCl__baseline__rank_01'
     """
     stem = relative_path[:-4] if relative_path.lower().endswith(".cif") else relative_path
-    parts = [p for p in stem.replace("\\", "/").split("/") if p not in ("", ".")]
+    parts = [p for p in stem.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     candidate = "__".join(parts)
     candidate = _UNSAFE.sub("_", candidate)
     candidate = _DOTS.sub("_", candidate)

@@ -48,8 +48,19 @@ def all_properties_records(wildcards):
     return expand(f"{OUT}/dft/{{sid}}/properties.json", sid=valid_structure_ids())
 
 
-def get_final_output():
-    return [f"{OUT}/results.csv", f"{OUT}/results.parquet"]
+def get_final_output(wildcards):
+    """The results table, and every per-structure record as an explicit target.
+
+    Snakemake accepts missing intermediate files when the outputs downstream of
+    them are newer (that is how temp() works), so deleting one structure's DFT
+    folder would otherwise not rerun it.
+    """
+    return [
+        f"{OUT}/results.csv",
+        f"{OUT}/results.parquet",
+        *all_relax_records(wildcards),
+        *all_properties_records(wildcards),
+    ]
 
 
 def write_partial_table():

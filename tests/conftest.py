@@ -1,0 +1,44 @@
+"""Shared fixtures: repository paths and an MPI launcher for GPAW entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+EXAMPLES = REPO / "examples" / "cifs"
+GENERATED = SHARED / "data" / "generated" / "crystallm"
+PEROV5 = SHARED / "data" / "reference" / "perov5_sample50"
+
+
+def mpi_env() -> dict[str, str]:
+    """Environment for mpiexec: one OpenMP thread per rank; root allowed only when we are root."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if os.geteuid() == 0:
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+def run_gpaw_module(module: str, args: list[str], ranks: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m <module>`` under ``mpiexec -n ranks gpaw python``."""
+    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "gpaw", "python", "-m", module, *args]
+    return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def settings_json(preset: str = "test", overrides: dict | None = None) -> str:
+    from dftscreen.settings import resolve_settings
+
+    return json.dumps(resolve_settings(preset, overrides))
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared (reference data beside the checkout) is not present")
+    return SHARED

@@ -1,0 +1,61 @@
+"""Bookkeeping of the results table (records here are hand-made; DFT numbers are tested in test_dft)."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dftscreen.aggregate import COLUMNS, build_table, table_row, write_table
+from dftscreen.io import atomic_write_json
+
+VALID = {"structure_id": "a", "source_file": "a.cif", "valid": True, "reason": "", "reduced_formula": "NaCl", "n_sites": 2}
+INVALID = {"structure_id": "b", "source_file": "b c.cif", "valid": False, "reason": "pymatgen could not parse\nline 2"}
+RELAXED = {
+    "status": "relaxed", "converged": True, "preset": "test", "n_ionic_steps": 3,
+    "initial_volume_A3": 100.0, "final_volume_A3": 90.0, "relaxed_cif": "relaxed.cif", "mpi_ranks": 2,
+}
+PROPS = {"status": "done", "energy_eV": -7.0, "energy_per_atom_eV": -3.5, "band_gap_eV": 4.0,
+         "direct_band_gap_eV": 4.0, "gap_is_direct": True, "vbm_kpoint": [0, 0, 0], "cbm_kpoint": [0, 0, 0.5],
+         "magnetic_moment_muB": 0.0, "is_magnetic": False}
+
+
+def test_status_of_each_stage_outcome():
+    assert table_row(INVALID, None, None)["status"] == "invalid"
+    assert table_row(INVALID, None, None)["reason"] == "pymatgen could not parse line 2"
+    assert table_row(VALID, None, None)["status"] == "not_finished"
+    assert table_row(VALID, RELAXED, None)["status"] == "not_finished"
+    failed = table_row(VALID, {"status": "failed", "reason": "SCF did not converge"}, None)
+    assert failed["status"] == "failed" and failed["reason"] == "relaxation: SCF did not converge"
+    ok = table_row(VALID, RELAXED, PROPS)
+    assert ok["status"] == "ok" and ok["reason"] == ""
+    assert ok["volume_change_pct"] == pytest.approx(-10.0)
+    assert ok["cbm_kpoint_frac"] == "0.0000 0.0000 0.5000"
+    unconverged = table_row(VALID, dict(RELAXED, status="not_converged", reason="step limit"), PROPS)
+    assert unconverged["status"] == "not_converged" and unconverged["band_gap_eV"] == 4.0
+    prop_failed = table_row(VALID, RELAXED, {"status": "failed", "reason": "boom"})
+    assert prop_failed["status"] == "failed" and prop_failed["reason"].startswith("properties:")
+
+
+def test_build_and_write_table_one_row_per_input(tmp_path: Path):
+    dft = tmp_path / "dft"
+    atomic_write_json(dft / "a" / "relax.json", RELAXED)
+    atomic_write_json(dft / "a" / "properties.json", PROPS)
+    third = dict(VALID, structure_id="c", source_file="c.cif")  # DFT never ran
+    table = build_table([VALID, INVALID, third], dft)
+    assert list(table.columns) == COLUMNS
+    assert list(table["status"]) == ["ok", "invalid", "not_finished"]
+    write_table(table, tmp_path / "r.csv", tmp_path / "r.parquet")
+    from_csv = pd.read_csv(tmp_path / "r.csv")
+    from_parquet = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(from_csv) == len(from_parquet) == 3
+    assert from_parquet["n_sites"].dtype.name == "Int64"  # no 2.0 for a site count
+    assert from_csv.loc[0, "band_gap_eV"] == 4.0
+
+
+def test_every_column_with_a_unit_says_so():
+    unitless = {"structure_id", "source_file", "status", "reason", "id_note", "reduced_formula", "n_sites",
+                "spacegroup_symbol", "spacegroup_number", "dft_preset", "relax_converged", "n_ionic_steps",
+                "gap_is_direct", "is_magnetic", "mpi_ranks", "relaxed_cif", "vbm_kpoint_frac", "cbm_kpoint_frac"}
+    units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom")
+    for column in set(COLUMNS) - unitless:
+        assert column.endswith(units), column

@@ -1,0 +1,74 @@
+import pytest
+
+from dftscreen.settings import (
+    PRESETS,
+    deep_merge,
+    gpaw_calculator_kwargs,
+    initial_magmoms,
+    paw_elements,
+    resolve_settings,
+)
+
+
+def test_every_preset_is_complete():
+    for name in ("test", "fast", "standard"):
+        settings = resolve_settings(name)
+        assert settings["preset"] == name
+        assert settings["gpaw"]["xc"] == "PBE"
+        assert {"ecut_eV", "kpt_density_per_A", "smearing_eV"} <= set(settings["gpaw"])
+        assert {"optimizer", "fmax_eV_per_A", "max_steps"} <= set(settings["relax"])
+
+
+def test_standard_is_production_grade():
+    gpaw = PRESETS["standard"]["gpaw"]
+    assert gpaw["ecut_eV"] >= 500
+    assert gpaw["dedecut"] == "estimate"  # Pulay stress for cell relaxation
+    assert gpaw["kpt_density_per_A"] >= 4
+    assert PRESETS["standard"]["relax"]["fmax_eV_per_A"] <= 0.02
+
+
+def test_overrides_merge_deeply_without_touching_the_preset():
+    settings = resolve_settings("test", {"gpaw": {"ecut_eV": 600, "convergence": {"energy": 1e-7}, "nbands": -10}})
+    assert settings["gpaw"]["ecut_eV"] == 600
+    assert settings["gpaw"]["convergence"]["energy"] == 1e-7
+    assert settings["gpaw"]["convergence"]["density"] == PRESETS["test"]["gpaw"]["convergence"]["density"]
+    assert PRESETS["test"]["gpaw"]["ecut_eV"] != 600
+
+
+def test_extra_presets_and_errors():
+    settings = resolve_settings("mine", extra_presets={"mine": {"gpaw": {"ecut_eV": 700}}})
+    assert settings["gpaw"]["ecut_eV"] == 700
+    assert settings["gpaw"]["kpt_density_per_A"] == PRESETS["standard"]["gpaw"]["kpt_density_per_A"]
+    with pytest.raises(KeyError, match="known presets: fast, standard, test"):
+        resolve_settings("nope")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        resolve_settings("test", {"relax": {"optimizer": "Newton"}})
+
+
+def test_deep_merge_does_not_alias():
+    base = {"a": {"b": [1]}}
+    merged = deep_merge(base, {"a": {"c": 2}})
+    merged["a"]["b"].append(2)
+    assert base == {"a": {"b": [1]}}
+
+
+def test_gpaw_kwargs_translate_units_and_pass_extra_keys():
+    kwargs = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"], nbands="120%"), txt="out.txt")
+    assert kwargs["mode"].ecut == pytest.approx(800.0 / 27.211386245988)  # GPAW stores Hartree
+    assert kwargs["legacy_gpaw"] is True  # the new PW code ignores dedecut
+    assert kwargs["kpts"] == {"density": 5.0, "gamma": True}
+    assert kwargs["nbands"] == "120%"
+    assert kwargs["txt"] == "out.txt"
+    assert "ecut_eV" not in kwargs and "smearing_eV" not in kwargs
+
+
+def test_magnetic_elements_start_spin_polarized():
+    assert initial_magmoms(["Na", "Cl"]) is None
+    assert initial_magmoms(["Fe", "O", "O"]) == [5.0, 0.0, 0.0]
+    assert initial_magmoms(["Gd"]) == [7.0]
+
+
+def test_installed_paw_datasets_are_found():
+    elements = paw_elements("PBE")
+    assert {"H", "O", "Na", "Cl", "Fe", "Si"} <= elements
+    assert len(elements) > 70

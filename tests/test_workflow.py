@@ -1,0 +1,86 @@
+"""End to end: the real Snakemake workflow with real GPAW under mpiexec -n 2 (test preset)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import EXAMPLES, REPO, mpi_env
+
+pytestmark = pytest.mark.e2e
+
+STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif", "broken overlapping atoms.cif"]
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "workflow" / "Snakefile"),
+        "--directory", str(workdir),
+        "--profile", str(REPO / "profiles" / "local"),
+        *args,
+    ]
+    return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run")
+    cifs = workdir / "cifs"
+    cifs.mkdir()
+    for name in STRUCTURES:
+        shutil.copy(EXAMPLES / name, cifs / name)
+    (workdir / "config").mkdir()
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test", "mpi_tasks": 2}}
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return workdir
+
+
+def test_table_has_one_row_per_input_with_reasons_and_energies(finished_run: Path):
+    table = pd.read_parquet(finished_run / "out" / "results.parquet")
+    csv = pd.read_csv(finished_run / "out" / "results.csv")
+    assert len(table) == len(csv) == len(STRUCTURES)
+    rows = table.set_index("structure_id")
+    broken = rows.loc["broken_overlapping_atoms"]
+    assert broken["status"] == "invalid"
+    assert "closer than the 0.5 Å allowed" in broken["reason"]
+    for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
+        row = rows.loc[sid]
+        assert row["status"] == "ok", row["reason"]
+        assert math.isfinite(row["energy_per_atom_eV"]) and math.isfinite(row["energy_eV"])
+        assert row["band_gap_eV"] > 1.0  # both are insulators
+        assert row["mpi_ranks"] == 2
+        assert Path(finished_run / row["relaxed_cif"]).is_file()
+        assert "cores:  2" in (finished_run / "out" / "dft" / sid / "relax_gpaw.txt").read_text()
+
+
+def test_rerun_schedules_nothing(finished_run: Path):
+    proc = snakemake(finished_run, "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_deleting_one_structure_reruns_only_that_structure(finished_run: Path):
+    shutil.rmtree(finished_run / "out" / "dft" / "NaCl_crystallm_P4nmm")
+    proc = snakemake(finished_run, "--dry-run")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    jobs = re.findall(r"^rule (\w+):", proc.stdout, flags=re.MULTILINE)
+    assert sorted(jobs) == ["aggregate", "all", "properties", "relax"], out[-3000:]
+    assert "wildcards: sid=NaCl_crystallm_P4nmm" in out
+    assert "sid=MgGeO3_perov5_16100" not in out
+    # And the real rerun restores the row.
+    proc = snakemake(finished_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(finished_run / "out" / "results.csv").set_index("structure_id")
+    assert table.loc["NaCl_crystallm_P4nmm", "status"] == "ok"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Quickstart 2: install what is missing, then run the whole test suite
+# (unit tests, real GPAW runs under MPI, and the end-to-end workflow test).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash tools/setup.sh
+if [[ $(id -u) -eq 0 ]]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+exec .venv/bin/python -m pytest "$@"

@@ -31,10 +31,10 @@ def run_gpaw_module(module: str, args: list[str], ranks: int = 2, timeout: float
     return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def settings_json(preset: str = "test", overrides: dict | None = None) -> str:
+def settings_json(preset: str = "test", overrides: dict | None = None, ladder: list | None = None) -> str:
     from dftscreen.settings import resolve_settings
 
-    return json.dumps(resolve_settings(preset, overrides))
+    return json.dumps(resolve_settings(preset, overrides, scf_ladder=ladder))
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from conftest import EXAMPLES, run_gpaw_module, settings_json
 pytestmark = pytest.mark.dft
 
 
-def relax(tmp_path: Path, cif: Path, overrides: dict | None = None) -> dict:
+def relax(tmp_path: Path, cif: Path, overrides: dict | None = None, ladder: list | None = None) -> dict:
     out = tmp_path / "relax.json"
     proc = run_gpaw_module(
         "dftscreen.relax",
-        ["--structure-id", cif.stem, "--cif", str(cif), "--settings", settings_json("test", overrides),
+        ["--structure-id", cif.stem, "--cif", str(cif), "--settings", settings_json("test", overrides, ladder),
          "--out-json", str(out), "--out-cif", str(tmp_path / "relaxed.cif"), "--workdir", str(tmp_path)],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -39,7 +39,7 @@ def test_nacl_relaxes_on_two_ranks_and_is_an_insulator(tmp_path: Path):
     assert record["max_force_eV_per_A"] <= 0.1
     assert (tmp_path / "relaxed.cif").is_file()
     # GPAW's own text output confirms the rank count.
-    assert "cores:  2" in (tmp_path / "relax_gpaw.txt").read_text()
+    assert "cores:  2" in (tmp_path / "relax_gpaw_attempt1.txt").read_text()
     props = properties(tmp_path)
     assert props["status"] == "done" and props["mpi_ranks"] == 2
     # NaCl is a wide-gap insulator: PBE gives ~5 eV for rocksalt (Materials Project
@@ -58,13 +58,30 @@ def test_metal_has_zero_gap(tmp_path: Path):
     assert props["band_gap_eV"] == 0.0
 
 
-def test_scf_failure_is_recorded_not_raised(tmp_path: Path):
-    record = relax(tmp_path, EXAMPLES / "NaCl_crystallm_P4nmm.cif", {"gpaw": {"maxiter": 2}})
+def test_scf_failure_walks_the_ladder_and_is_recorded_not_raised(tmp_path: Path):
+    # Every rung keeps maxiter tiny, so every rung must fail and be named.
+    ladder = [
+        {"name": "gentle_mixer", "description": "mixer beta 0.02", "gpaw": {"maxiter": 3, "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}}},
+        {"name": "wide_smearing", "description": "smearing 0.2 eV", "gpaw": {"maxiter": 3, "smearing_eV": 0.2}},
+    ]
+    record = relax(tmp_path, EXAMPLES / "NaCl_crystallm_P4nmm.cif", {"gpaw": {"maxiter": 2}}, ladder)
     assert record["status"] == "failed"
-    assert "SCF did not converge" in record["reason"]
+    assert record["reason"].startswith("SCF did not converge after 3 strategies: preset")
+    assert "gentle_mixer (mixer beta 0.02)" in record["reason"] and "wide_smearing" in record["reason"]
+    assert [a["strategy"] for a in record["scf_attempts"]] == ["preset", "gentle_mixer", "wide_smearing"]
+    # Each attempt really ran GPAW (its own text output).
+    assert len(list(tmp_path.glob("relax_gpaw_attempt*.txt"))) == 3
     assert not (tmp_path / "relaxed.cif").exists()
     props = properties(tmp_path)
     assert props["status"] == "skipped"
+
+
+def test_ladder_rescues_an_scf_that_the_preset_cannot_converge(tmp_path: Path):
+    record = relax(tmp_path, EXAMPLES / "NaCl_crystallm_P4nmm.cif", {"gpaw": {"maxiter": 2}},
+                   [{"name": "more_iterations", "description": "maxiter 200", "gpaw": {"maxiter": 200}}])
+    assert record["status"] == "relaxed"
+    assert record["scf_strategy"] == "more_iterations"
+    assert [a["strategy"] for a in record["scf_attempts"]] == ["preset"]
 
 
 def test_step_limit_gives_not_converged_with_last_values(tmp_path: Path):

@@ -61,7 +61,7 @@ def test_table_has_one_row_per_input_with_reasons_and_energies(finished_run: Pat
         assert row["band_gap_eV"] > 1.0  # both are insulators
         assert row["mpi_ranks"] == 2
         assert Path(finished_run / row["relaxed_cif"]).is_file()
-        assert "cores:  2" in (finished_run / "out" / "dft" / sid / "relax_gpaw.txt").read_text()
+        assert "cores:  2" in (finished_run / "out" / "dft" / sid / "relax_gpaw_attempt1.txt").read_text()
 
 
 def test_rerun_schedules_nothing(finished_run: Path):
@@ -84,3 +84,24 @@ def test_deleting_one_structure_reruns_only_that_structure(finished_run: Path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(finished_run / "out" / "results.csv").set_index("structure_id")
     assert table.loc["NaCl_crystallm_P4nmm", "status"] == "ok"
+
+
+def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
+    """A job that crashes (here: the MPI launcher is `false`) must not lose the other rows."""
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for name in STRUCTURES:
+        shutil.copy(EXAMPLES / name, cifs / name)
+    (tmp_path / "config").mkdir()
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out"}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--set-resources", "relax:mpi=false")
+    assert proc.returncode != 0
+    assert not (tmp_path / "out" / "results.csv").exists()
+    table = pd.read_csv(tmp_path / "out" / "results_partial.csv").set_index("structure_id")
+    assert len(table) == len(STRUCTURES)
+    assert table.loc["broken_overlapping_atoms", "status"] == "invalid"
+    assert set(table.drop("broken_overlapping_atoms")["status"]) == {"not_finished"}
+    assert "rerun" in table.loc["NaCl_crystallm_P4nmm", "reason"]
+    # Nothing that looks finished was left by the failed jobs.
+    assert not list((tmp_path / "out").glob("dft/*/relax.json"))

@@ -31,6 +31,9 @@ STATUS_FAILED = "failed"
 STATUS_NOT_CONVERGED = "not_converged"
 STATUS_NOT_FINISHED = "not_finished"
 
+#: Fields of a check record that are not table columns.
+CHECK_FIELDS_NOT_IN_TABLE = {"valid", "parse_warnings"}
+
 #: Column order of the results table (columns absent from every record are still written).
 COLUMNS = [
     "structure_id",
@@ -91,20 +94,11 @@ def table_row(
         properties: properties record, or ``None`` when it does not exist (yet).
         relax_cif_path: path of the relaxed CIF to show in the table.
     """
-    row: dict[str, Any] = {
-        "structure_id": check["structure_id"],
-        "source_file": check["source_file"],
-        "id_note": check.get("id_note", ""),
-        "reduced_formula": check.get("reduced_formula"),
-        "n_sites": check.get("n_sites"),
-        "spacegroup_symbol": check.get("spacegroup_symbol"),
-        "spacegroup_number": check.get("spacegroup_number"),
-        "min_distance_A": check.get("min_distance_A"),
-        "volume_generated_A3": check.get("volume_A3"),
-        "density_generated_g_cm3": check.get("density_g_cm3"),
-    }
+    # Every field of the check record is a column, except bookkeeping ones.
+    row: dict[str, Any] = {k: v for k, v in check.items() if k not in CHECK_FIELDS_NOT_IN_TABLE}
     if not check["valid"]:
-        row.update(status=STATUS_INVALID, reason=one_line(check["reason"]))
+        # The check may name a more specific status (e.g. a duplicate).
+        row.update(status=check.get("status") or STATUS_INVALID, reason=one_line(check["reason"]))
         return row
     if relax is None:
         row.update(status=STATUS_NOT_FINISHED, reason="relaxation has not finished: rerun the workflow")
@@ -176,7 +170,9 @@ def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str
     for column in COLUMNS:
         if column not in table.columns:
             table[column] = None
-    return table[COLUMNS]
+    # Known columns first, in their order; any further check columns after them.
+    extra = [c for c in table.columns if c not in COLUMNS]
+    return table[COLUMNS + extra]
 
 
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:

@@ -7,6 +7,10 @@ symmetry it uses for k-points breaks; with ``fix_symmetry`` (default) ASE's
 ``FixSymmetry`` constraint keeps the structure in its starting space group so
 that cannot happen.
 
+Every ionic step is checkpointed and a rerun resumes from the last one; an
+SCF that does not converge is retried with the rungs of an error ladder (see
+:mod:`dftscreen.recovery`).
+
 Run under MPI as ``mpiexec -n N gpaw python -m dftscreen.relax ...``.
 """
 
@@ -38,56 +42,174 @@ from dftscreen.dft import (
     write_on_master,
 )
 from dftscreen.io import atomic_write_with
+from dftscreen.recovery import atoms_from_checkpoint, load_checkpoint, strategies, write_checkpoint
+from dftscreen.settings import deep_merge
 
 STATUS_RELAXED = "relaxed"
 STATUS_NOT_CONVERGED = "not_converged"
 STATUS_FAILED = "failed"
 
 
-def relax_atoms(
+class RelaxationFailed(Exception):
+    """The SCF error ladder was exhausted; ``reason`` is the sentence for the table."""
+
+    def __init__(self, reason: str, state: dict[str, Any]):
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+
+
+def _is_scf_failure(exc: BaseException) -> bool:
+    from gpaw import ConvergenceError
+
+    return isinstance(exc, ConvergenceError)
+
+
+def _is_symmetry_failure(exc: BaseException) -> bool:
+    # Legacy GPAW raises RuntimeError('Broken symmetry!'), the new code SymmetryBrokenError.
+    return type(exc).__name__ == "SymmetryBrokenError" or "broken symmetry" in str(exc).lower()
+
+
+def _ladder_summary(attempts: list[dict[str, Any]]) -> str:
+    tried = "; ".join(f"{a['strategy']} ({a['description']})" for a in attempts)
+    return f"SCF did not converge after {len(attempts)} strategies: {tried}"
+
+
+def _run_optimizer(
     atoms: Atoms,
-    settings: dict[str, Any],
+    gpaw_settings: dict[str, Any],
+    relax: dict[str, Any],
     workdir: Path,
-) -> dict[str, Any]:
-    """Relax ``atoms`` in place with GPAW and return a record of the run.
-
-    Args:
-        atoms: structure to relax; its calculator is replaced by GPAW.
-        settings: resolved preset (see :func:`dftscreen.settings.resolve_settings`).
-        workdir: folder for GPAW's text output and the ionic trajectory.
-
-    Returns:
-        Energies in eV, forces in eV/Å, stress in GPa, volumes in Å³, wall time in s.
-        Raises whatever GPAW raises; the caller turns that into a failure record.
-    """
-    relax = settings["relax"]
-    workdir.mkdir(parents=True, exist_ok=True)
-    initial_volume = atoms.get_volume()
-    attach_gpaw(atoms, settings["gpaw"], txt=workdir / "relax_gpaw.txt")
+    steps: int,
+    attempt_number: int,
+    on_step: Any,
+) -> tuple[bool, int]:
+    """One optimizer run of at most ``steps`` ionic steps; returns (converged, steps taken)."""
+    attach_gpaw(atoms, gpaw_settings, txt=workdir / f"relax_gpaw_attempt{attempt_number}.txt")
+    atoms.set_constraint()
     if relax.get("fix_symmetry", True):
         atoms.set_constraint(FixSymmetry(atoms, symprec=relax.get("symprec", 1e-3)))
     cell_filter = FrechetCellFilter(atoms)
     optimizer_class = getattr(optimize, relax["optimizer"])
     optimizer = optimizer_class(
         cell_filter,
-        trajectory=str(workdir / "relax.traj"),
+        trajectory=str(workdir / f"relax_attempt{attempt_number}.traj"),
         logfile=str(workdir / "relax_optimizer.log"),
     )
+    optimizer.attach(lambda: on_step(optimizer.nsteps), interval=1)
+    converged = bool(optimizer.run(fmax=relax["fmax_eV_per_A"], steps=steps))
+    return converged, int(optimizer.nsteps)
+
+
+def relax_atoms(
+    atoms: Atoms,
+    settings: dict[str, Any],
+    workdir: Path,
+) -> tuple[Atoms, dict[str, Any]]:
+    """Relax ``atoms`` with GPAW, resuming from a checkpoint in ``workdir`` if one exists.
+
+    Args:
+        atoms: the generated structure (ignored in favour of the checkpointed
+            geometry when ``workdir`` holds a checkpoint of the same settings).
+        settings: resolved preset (see :func:`dftscreen.settings.resolve_settings`).
+        workdir: folder for GPAW's text output, trajectories and the checkpoint.
+
+    Returns:
+        The relaxed atoms (with GPAW attached) and a record: energies in eV,
+        forces in eV/Å, stress in GPa, volumes in Å³, wall time in s.
+
+    Raises:
+        RelaxationFailed: every rung of the SCF ladder failed.
+        Exception: any other GPAW/ASE error.
+    """
+    relax = settings["relax"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    ladder = strategies(settings)
+    state: dict[str, Any] = {
+        "gpaw_settings": settings["gpaw"],
+        "n_ionic_steps": 0,
+        "strategy_index": 0,
+        "attempts": [],
+        "n_starts": 1,
+        "resumed_from_step": 0,
+        "initial_volume_A3": float(atoms.get_volume()),
+        "point_group_symmetry": True,
+    }
+    checkpoint = load_checkpoint(workdir)
+    if checkpoint is not None and checkpoint.get("gpaw_settings") == settings["gpaw"]:
+        atoms = atoms_from_checkpoint(checkpoint, atoms)
+        state.update({k: checkpoint[k] for k in state if k in checkpoint})
+        state["n_starts"] = int(checkpoint.get("n_starts", 1)) + 1
+        state["resumed_from_step"] = int(checkpoint["n_ionic_steps"])
+    # A checkpoint of other DFT settings is not resumed: results must not depend on history.
+
     start = time.perf_counter()
-    converged = bool(optimizer.run(fmax=relax["fmax_eV_per_A"], steps=relax["max_steps"]))
+    while True:
+        rung = ladder[state["strategy_index"]]
+        gpaw_settings = deep_merge(settings["gpaw"], rung["gpaw"])
+        if not state["point_group_symmetry"]:
+            gpaw_settings["symmetry"] = {"point_group": False}
+        steps_before = state["n_ionic_steps"]
+        attempt_number = len(state["attempts"]) + state["n_starts"]
+
+        def on_step(steps_this_run: int) -> None:
+            state["n_ionic_steps"] = steps_before + steps_this_run
+            state["energy_eV"] = float(atoms.get_potential_energy())
+            if world.rank == 0:
+                write_checkpoint(workdir, atoms, state)
+
+        remaining = max(relax["max_steps"] - steps_before, 0)
+        try:
+            converged, taken = _run_optimizer(
+                atoms, gpaw_settings, relax, workdir, remaining, attempt_number, on_step
+            )
+            state["n_ionic_steps"] = steps_before + taken
+            break
+        except Exception as exc:
+            if _is_symmetry_failure(exc) and state["point_group_symmetry"]:
+                failure = "symmetry broke during relaxation; retrying without point-group symmetry"
+                state["point_group_symmetry"] = False
+            elif _is_scf_failure(exc):
+                failure = failure_reason(exc)
+                state["strategy_index"] += 1
+            else:
+                raise
+            state["attempts"].append(
+                {
+                    "strategy": rung["name"],
+                    "description": rung["description"],
+                    "error": failure,
+                    "at_ionic_step": int(state["n_ionic_steps"]),
+                }
+            )
+            print(f"attempt with {rung['name']} failed: {failure}", file=sys.stderr, flush=True)
+            # Go on from the last completed ionic step, not from where the SCF blew up.
+            checkpoint = load_checkpoint(workdir)
+            if checkpoint is not None:
+                atoms = atoms_from_checkpoint(checkpoint, atoms)
+            if state["strategy_index"] >= len(ladder):
+                scf_attempts = [a for a in state["attempts"] if "SCF" in a["error"]]
+                raise RelaxationFailed(_ladder_summary(scf_attempts), state) from exc
+            if world.rank == 0:
+                write_checkpoint(workdir, atoms, state)
+            world.barrier()
     wall_time = time.perf_counter() - start
 
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True) * EV_PER_A3_TO_GPA
     energy = atoms.get_potential_energy()
-    calc = atoms.calc
     try:
-        magmom = float(calc.get_magnetic_moment())
+        magmom = float(atoms.calc.get_magnetic_moment())
     except Exception:
         magmom = 0.0
-    return {
+    record = {
         "converged": converged,
-        "n_ionic_steps": int(optimizer.nsteps),
+        "n_ionic_steps": int(state["n_ionic_steps"]),
+        "resumed_from_step": int(state["resumed_from_step"]),
+        "n_starts": int(state["n_starts"]),
+        "scf_strategy": ladder[state["strategy_index"]]["name"],
+        "scf_attempts": state["attempts"],
+        "point_group_symmetry": state["point_group_symmetry"],
         "energy_eV": float(energy),
         "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
         "energy_per_atom_eV": float(energy) / len(atoms),
@@ -96,11 +218,12 @@ def relax_atoms(
         "stress_GPa": stress.tolist(),
         "max_stress_GPa": float(np.abs(stress).max()),
         "magnetic_moment_muB": magmom,
-        "initial_volume_A3": float(initial_volume),
+        "initial_volume_A3": float(state["initial_volume_A3"]),
         "final_volume_A3": float(atoms.get_volume()),
         "wall_time_s": wall_time,
         "mpi_ranks": int(world.size),
     }
+    return atoms, record
 
 
 def run(
@@ -132,7 +255,19 @@ def run(
         atoms = structure_to_atoms(structure)
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
-        record.update(relax_atoms(atoms, settings, workdir))
+        atoms, result = relax_atoms(atoms, settings, workdir)
+        record.update(result)
+    except RelaxationFailed as exc:
+        report_traceback()
+        record.update(
+            status=STATUS_FAILED,
+            reason=exc.reason,
+            converged=False,
+            scf_attempts=exc.state["attempts"],
+            n_ionic_steps=exc.state["n_ionic_steps"],
+        )
+        write_on_master(out_json, record)
+        return record
     except Exception as exc:
         report_traceback()
         record.update(status=STATUS_FAILED, reason=failure_reason(exc), converged=False)

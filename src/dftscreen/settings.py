@@ -119,6 +119,7 @@ def resolve_settings(
     preset: str,
     overrides: dict[str, Any] | None = None,
     extra_presets: dict[str, dict[str, Any]] | None = None,
+    scf_ladder: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Settings of the named preset with config overrides applied.
 
@@ -127,6 +128,8 @@ def resolve_settings(
         overrides: ``{"gpaw": {...}, "relax": {...}}`` merged over the preset.
         extra_presets: user-defined presets (merged over the built-in of the same
             name, or over ``standard`` for a new name).
+        scf_ladder: rungs tried when the SCF does not converge (default
+            :data:`dftscreen.recovery.DEFAULT_SCF_LADDER`); ``[]`` disables retries.
 
     Raises:
         KeyError: unknown preset, with the known names in the message.
@@ -136,8 +139,15 @@ def resolve_settings(
         presets[name] = deep_merge(presets.get(name, PRESETS["standard"]), values)
     if preset not in presets:
         raise KeyError(f"unknown DFT preset '{preset}'; known presets: {', '.join(sorted(presets))}")
+    from dftscreen.recovery import DEFAULT_SCF_LADDER
+
     settings = deep_merge(presets[preset], overrides or {})
     settings["preset"] = preset
+    settings["scf_ladder"] = copy.deepcopy(DEFAULT_SCF_LADDER if scf_ladder is None else scf_ladder)
+    for rung in settings["scf_ladder"]:
+        missing = {"name", "description", "gpaw"} - set(rung)
+        if missing:
+            raise ValueError(f"SCF ladder rung {rung!r} lacks {', '.join(sorted(missing))}")
     optimizer = settings["relax"]["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")

@@ -1,0 +1,107 @@
+"""Recovering a relaxation: checkpoints after every ionic step and the SCF error ladder.
+
+Checkpoint
+    After every ionic step rank 0 writes ``checkpoint.json`` (atomically) with
+    the geometry whose forces were just computed, the number of completed
+    ionic steps, the rung of the ladder in use and the attempts so far. A
+    relaxation that is killed (SIGKILL, SLURM time limit, node failure) and
+    started again continues from there instead of from the generated
+    structure. The optimizer starts afresh from that geometry (its Hessian
+    estimate is not kept: a stale one in a half-written file would be worse
+    than none).
+
+Ladder
+    When the SCF does not converge, the relaxation is retried from the last
+    checkpoint with the next rung: each rung is a set of GPAW settings merged
+    over the preset. The default ladder is :data:`DEFAULT_SCF_LADDER`; config
+    can replace it (``dft.scf_ladder``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from dftscreen.io import atomic_write_json, read_json
+
+CHECKPOINT_NAME = "checkpoint.json"
+
+#: Rungs tried in order after the preset's own settings fail to converge the SCF.
+#: Each is ``{"name": ..., "description": ..., "gpaw": {...}}``; ``gpaw`` keys
+#: are merged over the preset (so they accumulate only through the preset, not
+#: through earlier rungs: each rung states everything it changes).
+DEFAULT_SCF_LADDER: list[dict[str, Any]] = [
+    {
+        "name": "gentle_mixer",
+        "description": "density mixer beta 0.05→0.02, more SCF iterations",
+        "gpaw": {"mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}, "maxiter": 600},
+    },
+    {
+        "name": "more_bands",
+        "description": "gentle mixer plus 50 % more bands and a stricter Davidson eigensolver",
+        "gpaw": {
+            "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0},
+            "maxiter": 600,
+            "nbands": "150%",
+            "eigensolver": {"name": "dav", "niter": 3},
+        },
+    },
+    {
+        "name": "wide_smearing",
+        "description": "all of the above with Fermi-Dirac smearing widened to 0.2 eV",
+        "gpaw": {
+            "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0},
+            "maxiter": 600,
+            "nbands": "150%",
+            "eigensolver": {"name": "dav", "niter": 3},
+            "smearing_eV": 0.2,
+        },
+    },
+]
+
+
+def strategies(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The preset itself followed by the ladder's rungs (``settings['scf_ladder']`` or the default)."""
+    ladder = settings.get("scf_ladder")
+    if ladder is None:
+        ladder = DEFAULT_SCF_LADDER
+    preset = {"name": "preset", "description": "preset settings", "gpaw": {}}
+    return [preset, *ladder]
+
+
+def load_checkpoint(workdir: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``workdir``, or ``None`` when there is none (or it is unreadable)."""
+    path = workdir / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        # Written atomically, so this only happens if someone edited it; start over.
+        return None
+    return data if isinstance(data, dict) and "positions_A" in data else None
+
+
+def atoms_from_checkpoint(checkpoint: dict[str, Any], template: Atoms) -> Atoms:
+    """Atoms at the checkpointed geometry, with ``template``'s species and initial moments."""
+    atoms = template.copy()
+    numbers = np.array(checkpoint["numbers"])
+    if not np.array_equal(numbers, atoms.numbers):
+        raise ValueError("checkpoint belongs to a different structure (atomic numbers differ)")
+    atoms.set_cell(np.array(checkpoint["cell_A"]), scale_atoms=False)
+    atoms.set_positions(np.array(checkpoint["positions_A"]))
+    return atoms
+
+
+def write_checkpoint(workdir: Path, atoms: Atoms, state: dict[str, Any]) -> None:
+    """Write the checkpoint (call on MPI rank 0 only)."""
+    record = dict(state)
+    record.update(
+        numbers=atoms.numbers.tolist(),
+        cell_A=np.asarray(atoms.cell).tolist(),
+        positions_A=atoms.positions.tolist(),
+    )
+    atomic_write_json(workdir / CHECKPOINT_NAME, record)

@@ -39,7 +39,7 @@ def finished_run(tmp_path_factory) -> Path:
     for name in STRUCTURES:
         shutil.copy(EXAMPLES / name, cifs / name)
     (workdir / "config").mkdir()
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test", "mpi_tasks": 2}}
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test", "resources": {"atoms_per_task": 1}}}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-5000:]

@@ -8,7 +8,8 @@ from snakemake.utils import validate
 from dftscreen.aggregate import build_table, write_table
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs
 from dftscreen.io import read_json
-from dftscreen.settings import resolve_settings
+from dftscreen.resources import ResourcePolicy
+from dftscreen.settings import deep_merge, resolve_settings
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -18,9 +19,8 @@ DFT = config["dft"]
 # One listing of the input folder per Snakemake start; the check job re-derives
 # the same ids with the same function.
 INPUTS = {item.structure_id: item for item in discover_cifs(config["input"]["cif_dir"])}
-DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"])
-# Passed to the GPAW jobs as params, so changing the preset reruns them.
-DFT_SETTINGS_JSON = json.dumps(DFT_SETTINGS, sort_keys=True)
+DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
+RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 # GPAW's launcher from the environment running Snakemake (works without activating it).
 GPAW_PYTHON = f"{sys.executable} -m gpaw python"
 
@@ -32,6 +32,42 @@ wildcard_constraints:
 def input_cif(wildcards):
     """The original CIF of one structure id."""
     return str(INPUTS[wildcards.sid].path)
+
+
+def dft_settings_json(wildcards):
+    """Resolved DFT settings of one structure, as JSON.
+
+    Passed to the GPAW jobs as params, so changing the preset (or this
+    structure's override) reruns exactly the jobs it affects.
+    """
+    settings = DFT_SETTINGS
+    override = DFT["structure_overrides"].get(wildcards.sid)
+    if override:
+        settings = deep_merge(settings, override)
+    return json.dumps(settings, sort_keys=True)
+
+
+_N_SITES = {}
+
+
+def n_sites(wildcards):
+    """Number of atoms of a structure, from the check checkpoint's table (read once)."""
+    if not _N_SITES:
+        with open(checkpoints.check.get().output.table) as handle:
+            _N_SITES.update({r["structure_id"]: r.get("n_sites") or 1 for r in json.load(handle)})
+    return _N_SITES.get(wildcards.sid, 1)
+
+
+def mpi_tasks(wildcards):
+    return RESOURCES.tasks(n_sites(wildcards))
+
+
+def runtime_min(wildcards, attempt):
+    return RESOURCES.runtime_min(n_sites(wildcards), attempt)
+
+
+def mem_mb_per_task(wildcards, attempt):
+    return RESOURCES.mem_mb_per_task(n_sites(wildcards), attempt)
 
 
 def valid_structure_ids():

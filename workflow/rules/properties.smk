@@ -7,17 +7,17 @@ rule properties:
     output:
         record=f"{OUT}/dft/{{sid}}/properties.json",
     params:
-        settings=DFT_SETTINGS_JSON,
+        settings=dft_settings_json,
         workdir=lambda wildcards: f"{OUT}/dft/{wildcards.sid}",
         gpaw_python=GPAW_PYTHON,
     log:
         f"{OUT}/logs/properties/{{sid}}.log",
-    threads: DFT["mpi_tasks"]
+    threads: mpi_tasks
     resources:
-        tasks=DFT["mpi_tasks"],
+        tasks=mpi_tasks,
         mpi="mpiexec",
-        runtime=DFT["runtime_min"],
-        mem_mb_per_cpu=DFT["mem_mb_per_task"],
+        runtime=runtime_min,
+        mem_mb_per_cpu=mem_mb_per_task,
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.properties --structure-id {wildcards.sid} --relax-json {input.relax}"

@@ -1,25 +1,67 @@
-"""Parse a CIF and decide whether the structure is sane enough for DFT.
+"""Check every input structure and give two verdicts: CrystaLLM's validity and readiness for DFT.
 
-A structure is *invalid* (and goes no further) when pymatgen cannot build a
-structure from the file, when it is disordered (partial occupancies cannot be
-computed by our DFT), when two atoms are closer than ``min_distance_A``, or when
-an element has no PAW dataset in the installed GPAW data. Everything else is
-*valid* and is passed to the relaxation.
+Each check is its own column of the results table (boolean or score; ``None``
+means *not applicable*, e.g. a formula tag the file does not have):
+
+``cell_sensible``            lengths and angles in a sensible range (CrystaLLM: 0.5-1000 Å, 10-170°)
+``formula_consistent``       data_ name (if it is a formula), _chemical_formula_sum and
+                             _chemical_formula_structural reduce to the same formula as the built structure
+``multiplicity_consistent``  site multiplicities summed per element equal the _chemical_formula_sum counts
+``spacegroup_consistent``    declared group number equals the one spglib finds at ``symprec``
+``bond_length_score``        fraction of CrystalNN bonds with a reasonable length (see :mod:`dftscreen.bonds`)
+``ordered``, ``min_distance_A``, ``paw_available``, declared/implied/built volumes
+
+Verdicts:
+
+``crystallm_valid``  CrystaLLM's metric (arXiv 2307.04340): formula, multiplicity,
+                     bond score ≥ cutoff and space group all pass (not applicable = pass).
+``dft_ready``        the gate for DFT: it parses, the cell is sensible, the built
+                     composition matches the declared formula, it is ordered, no two
+                     atoms are closer than ``min_distance_A`` and every element has a PAW
+                     dataset. Bond score and space group gate only if the settings say so.
+
+``valid`` (goes to DFT) is ``dft_ready``; deduplication (:mod:`dftscreen.dedupe`)
+may later turn a ``dft_ready`` structure into a duplicate.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Structure
-from pymatgen.io.cif import CifParser
+from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_score
+from dftscreen.cif_reader import (
+    DEFAULT_MAX_FILE_BYTES,
+    CifTags,
+    ReadResult,
+    StructureReadError,
+    cif_number,
+    declared_space_group,
+    decode_cif_bytes,
+    read_cif_text,
+)
 from dftscreen.inputs import InputFile
+
+__all__ = [
+    "CheckResult",
+    "CheckSettings",
+    "StructureReadError",
+    "check_all",
+    "check_structure_file",
+    "check_text",
+    "min_interatomic_distance",
+    "read_structure",
+    "spacegroup",
+]
 
 #: Default smallest allowed distance between two atoms (Å). Real bonds are
 #: longer than ~0.74 Å (H2); anything much shorter is a generation artefact.
@@ -27,67 +69,119 @@ DEFAULT_MIN_DISTANCE_A = 0.5
 #: Default spglib tolerance (Å), the value CrystaLLM's evaluation uses.
 DEFAULT_SYMPREC_A = 0.1
 
+STATUS_INVALID = "invalid"
 
-class StructureReadError(ValueError):
-    """Raised when a CIF cannot be turned into a structure; the message says why."""
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Thresholds of the checks (config section ``check``). Lengths in Å, angles in degrees."""
+
+    min_distance_A: float = DEFAULT_MIN_DISTANCE_A
+    symprec_A: float = DEFAULT_SYMPREC_A
+    cell_length_min_A: float = 0.5
+    cell_length_max_A: float = 1000.0
+    cell_angle_min_deg: float = 10.0
+    cell_angle_max_deg: float = 170.0
+    bond_tolerance: float = DEFAULT_TOLERANCE
+    bond_h_factor: float = DEFAULT_H_FACTOR
+    #: CrystaLLM's cutoff for crystallm_valid: every bond must be reasonable.
+    bond_score_cutoff: float = 1.0
+    #: If set, dft_ready also needs bond_length_score >= this value.
+    dft_min_bond_score: float | None = None
+    #: If true, dft_ready also needs the declared space group to be found.
+    dft_require_spacegroup_match: bool = False
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    @classmethod
+    def from_config(cls, check_config: dict[str, Any]) -> CheckSettings:
+        """Settings from the ``check`` section of the workflow config (unknown keys ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in check_config.items() if k in known})
 
 
 @dataclass
 class CheckResult:
-    """Outcome of :func:`check_structure_file` for one input file.
+    """Outcome of the checks for one input file.
 
-    Distances are in Å, volumes in Å³, densities in g/cm³.
+    Distances in Å, volumes in Å³, densities in g/cm³. ``None`` in a check
+    column means the check was not applicable or could not be computed.
     """
 
     structure_id: str
     source_file: str
     valid: bool
+    status: str = ""
     reason: str = ""
     id_note: str = ""
     reduced_formula: str | None = None
     n_sites: int | None = None
+    rebuilt_from_asymmetric_unit: bool | None = None
+    declared_spacegroup_symbol: str | None = None
+    declared_spacegroup_number: int | None = None
     spacegroup_symbol: str | None = None
     spacegroup_number: int | None = None
+    cell_sensible: bool | None = None
+    formula_consistent: bool | None = None
+    multiplicity_consistent: bool | None = None
+    spacegroup_consistent: bool | None = None
+    bond_length_score: float | None = None
+    n_bonds: int | None = None
+    ordered: bool | None = None
     min_distance_A: float | None = None
-    volume_A3: float | None = None
-    density_g_cm3: float | None = None
+    paw_available: bool | None = None
+    volume_declared_A3: float | None = None
+    volume_implied_A3: float | None = None
+    volume_generated_A3: float | None = None
+    volume_per_formula_unit_A3: float | None = None
+    density_generated_g_cm3: float | None = None
+    crystallm_valid: bool = False
+    crystallm_reason: str = ""
+    dft_ready: bool = False
+    check_notes: str = ""
+    duplicate_of: str | None = None
     parse_warnings: list[str] = field(default_factory=list)
+    #: Columns carried over from a table input (CSV/Parquet), by column name.
+    input_columns: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, table-input columns flattened in; all but ``valid`` and ``parse_warnings`` become table columns."""
+        record = asdict(self)
+        for name, value in record.pop("input_columns").items():
+            record[name if name not in record else f"input_{name}"] = value
+        return record
 
 
-def read_structure(path: str | Path) -> tuple[Structure, list[str]]:
-    """Read the first structure of a CIF file with pymatgen.
+# --------------------------------------------------------------------------- reading
 
-    Symmetry operators in the file are applied, so the returned structure is the
-    full unit cell. Returns the structure and pymatgen's warnings as text.
+
+def read_structure(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Structure, list[str]]:
+    """Read the full unit cell of the first structure in a CIF file.
+
+    Raw CrystaLLM output (asymmetric unit, one ``'x, y, z'`` operator) is
+    rebuilt from its declared space group; expanded CIFs are read as they are
+    (see :mod:`dftscreen.cif_reader`). Returns the structure and warnings as text.
 
     Raises:
         StructureReadError: with a sentence a student understands.
     """
-    path = Path(path)
+    result, notes = read_file(path, max_file_bytes)
+    messages = notes + result.warnings
+    if result.rebuilt_from_asymmetric_unit:
+        messages.insert(0, f"rebuilt from the asymmetric unit with the operators of {result.rebuild_space_group}")
+    return result.structure, messages
+
+
+def read_file(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[ReadResult, list[str]]:
+    """Read and build one CIF file; returns the build result and decoding notes."""
     try:
-        text = path.read_text(errors="replace")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise StructureReadError(f"cannot read file: {exc.strerror}") from exc
-    if not text.strip():
-        raise StructureReadError("file is empty")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            parser = CifParser.from_str(text)
-            structures = parser.parse_structures(primitive=False, on_error="raise")
-        except Exception as exc:  # pymatgen raises many types for bad CIFs
-            detail = str(exc).strip() or type(exc).__name__
-            raise StructureReadError(f"pymatgen could not parse the CIF: {detail}") from exc
-    messages = sorted({str(w.message) for w in caught})
-    if not structures:
-        raise StructureReadError("no structure could be built from the CIF")
-    structure = structures[0]
-    if len(structure) == 0:
-        raise StructureReadError("the CIF contains no atoms")
-    return structure, messages
+    text, notes = decode_cif_bytes(raw, max_file_bytes)
+    return read_cif_text(text), notes
+
+
+# --------------------------------------------------------------------------- single checks
 
 
 def min_interatomic_distance(structure: Structure) -> float:
@@ -111,64 +205,289 @@ def spacegroup(structure: Structure, symprec: float = DEFAULT_SYMPREC_A) -> tupl
     return analyzer.get_space_group_symbol(), int(analyzer.get_space_group_number())
 
 
+def cell_problems(tags: CifTags, structure: Structure | None, settings: CheckSettings) -> list[str]:
+    """Why the cell is not sensible (empty list: it is). Uses declared values, else the built lattice."""
+    lengths = list(tags.cell_lengths_A)
+    angles = list(tags.cell_angles_deg)
+    if structure is not None:
+        lengths = [x if x is not None else y for x, y in zip(lengths, structure.lattice.abc)]
+        angles = [x if x is not None else y for x, y in zip(angles, structure.lattice.angles)]
+    problems = []
+    for name, value in zip("abc", lengths):
+        if value is None:
+            problems.append(f"cell length {name} is missing")
+        elif not settings.cell_length_min_A <= value <= settings.cell_length_max_A:
+            problems.append(
+                f"cell length {name} = {value:g} Å is outside "
+                f"{settings.cell_length_min_A:g}-{settings.cell_length_max_A:g} Å"
+            )
+    for name, value in zip(("alpha", "beta", "gamma"), angles):
+        if value is None:
+            problems.append(f"cell angle {name} is missing")
+        elif not settings.cell_angle_min_deg <= value <= settings.cell_angle_max_deg:
+            problems.append(
+                f"cell angle {name} = {value:g}° is outside "
+                f"{settings.cell_angle_min_deg:g}-{settings.cell_angle_max_deg:g}°"
+            )
+    return problems
+
+
+def formula_or_none(text: str | None) -> Composition | None:
+    """A composition from formula text, or ``None`` if it is not a chemical formula."""
+    if not text:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            composition = Composition(text)
+        if composition.num_atoms <= 0 or not all(el.Z > 0 for el in composition.elements):
+            return None
+        return composition
+    except Exception:  # not a formula (e.g. a data_ name like 'mp-1234')
+        return None
+
+
+def declared_formulas(tags: CifTags) -> dict[str, Composition | None]:
+    """The formulas a CIF declares: name -> composition (``None``: present but not a formula)."""
+    found: dict[str, Composition | None] = {}
+    if tags.formula_sum:
+        found["_chemical_formula_sum"] = formula_or_none(tags.formula_sum)
+    if tags.formula_structural:
+        found["_chemical_formula_structural"] = formula_or_none(tags.formula_structural)
+    return found
+
+
+def formula_problems(tags: CifTags, structure: Structure, include_data_name: bool) -> list[str]:
+    """Why declared formulas disagree with each other or with the built structure (empty: consistent)."""
+    built = structure.composition.reduced_formula
+    problems = []
+    formulas = declared_formulas(tags)
+    if include_data_name:
+        name_formula = formula_or_none(tags.data_name)
+        if name_formula is not None:
+            formulas["data_ name"] = name_formula
+    for source, composition in formulas.items():
+        if composition is None:
+            problems.append(f"{source} is not a chemical formula")
+        elif composition.reduced_formula != built:
+            problems.append(f"{source} says {composition.reduced_formula} but the structure built is {built}")
+    return problems
+
+
+def multiplicity_problem(tags: CifTags) -> tuple[bool | None, str]:
+    """Compare site multiplicities summed per element with _chemical_formula_sum.
+
+    Returns (consistent or ``None`` if not applicable, explanation).
+    """
+    expected = formula_or_none(tags.formula_sum)
+    if tags.site_multiplicities is None or expected is None:
+        return None, ""
+    if len(tags.site_multiplicities) != len(tags.site_symbols):
+        return False, "site multiplicity column has a different length than the site list"
+    counted: dict[str, float] = {}
+    for symbol, text in zip(tags.site_symbols, tags.site_multiplicities):
+        value = cif_number(text)
+        if value is None:
+            return False, f"site multiplicity '{text}' is not a number"
+        element = formula_or_none(symbol)
+        key = element.elements[0].symbol if element is not None and len(element.elements) == 1 else symbol
+        counted[key] = counted.get(key, 0.0) + value
+    wanted = {el.symbol: amount for el, amount in expected.items()}
+    same = set(counted) == set(wanted) and all(math.isclose(counted[k], wanted[k], abs_tol=1e-6) for k in wanted)
+    if same:
+        return True, ""
+    written = " ".join(f"{k}{v:g}" for k, v in counted.items())
+    return False, f"site multiplicities add up to {written}, but _chemical_formula_sum is {tags.formula_sum}"
+
+
+def implied_volume_A3(tags: CifTags) -> float | None:
+    """Cell volume implied by the declared lengths and angles (Å³); ``None`` if they are incomplete."""
+    values = [*tags.cell_lengths_A, *tags.cell_angles_deg]
+    if any(v is None for v in values):
+        return None
+    try:
+        volume = Lattice.from_parameters(*values).volume  # type: ignore[arg-type]
+    except Exception:
+        return None
+    return float(volume) if np.isfinite(volume) else None
+
+
+# --------------------------------------------------------------------------- one file
+
+
+def check_read_result(
+    result: CheckResult,
+    read: ReadResult,
+    settings: CheckSettings,
+    available_elements: set[str] | None,
+) -> CheckResult:
+    """Fill ``result`` with every check and both verdicts for a built structure."""
+    structure, tags = read.structure, read.tags
+    dft_problems: list[str] = []
+    crystallm_problems: list[str] = []
+    result.rebuilt_from_asymmetric_unit = read.rebuilt_from_asymmetric_unit
+    result.n_sites = len(structure)
+    result.reduced_formula = structure.composition.reduced_formula
+    result.volume_generated_A3 = float(structure.volume)
+    result.volume_per_formula_unit_A3 = float(structure.volume / structure.composition.get_reduced_composition_and_factor()[1])
+    result.density_generated_g_cm3 = float(structure.density)
+    result.volume_declared_A3 = tags.volume_A3
+    result.volume_implied_A3 = implied_volume_A3(tags)
+    result.declared_spacegroup_symbol = tags.space_group_symbol
+    declared_group, _ = declared_space_group(tags)
+    result.declared_spacegroup_number = (
+        declared_group.int_number if declared_group is not None else tags.space_group_number
+    )
+
+    cell = cell_problems(tags, structure, settings)
+    result.cell_sensible = not cell
+    dft_problems += cell
+    crystallm_problems += cell
+
+    # CrystaLLM's formula check includes the data_ name; DFT only needs the explicit formula tags.
+    crystallm_formula = formula_problems(tags, structure, include_data_name=True)
+    result.formula_consistent = None if not (declared_formulas(tags) or formula_or_none(tags.data_name)) else not crystallm_formula
+    crystallm_problems += crystallm_formula
+    dft_problems += formula_problems(tags, structure, include_data_name=False)
+
+    result.multiplicity_consistent, multiplicity_note = multiplicity_problem(tags)
+    if multiplicity_note:
+        crystallm_problems.append(multiplicity_note)
+
+    result.ordered = bool(structure.is_ordered)
+    if not result.ordered:
+        dft_problems.append(
+            "structure is disordered (partial site occupancies); DFT needs every site fully occupied by one element"
+        )
+        # Bonds and symmetry of a disordered structure are not what CrystaLLM scores.
+        crystallm_problems.append("structure is disordered")
+    else:
+        result.min_distance_A = min_interatomic_distance(structure)
+        if result.min_distance_A < settings.min_distance_A:
+            dft_problems.append(
+                f"atoms are {result.min_distance_A:.3f} Å apart, closer than the "
+                f"{settings.min_distance_A} Å allowed: physically impossible"
+            )
+        try:
+            result.spacegroup_symbol, result.spacegroup_number = spacegroup(structure, settings.symprec_A)
+        except Exception as exc:  # spglib can fail on degenerate cells
+            crystallm_problems.append(f"spglib could not determine the symmetry: {exc}")
+        if result.declared_spacegroup_number is not None and result.spacegroup_number is not None:
+            result.spacegroup_consistent = result.declared_spacegroup_number == result.spacegroup_number
+            if not result.spacegroup_consistent:
+                crystallm_problems.append(
+                    f"declared space group {tags.space_group_symbol or ''} ({result.declared_spacegroup_number}) "
+                    f"but spglib finds {result.spacegroup_symbol} ({result.spacegroup_number}) "
+                    f"at symprec {settings.symprec_A} Å"
+                )
+        bonds = bond_length_score(structure, settings.bond_tolerance, settings.bond_h_factor)
+        result.bond_length_score, result.n_bonds = bonds.score, bonds.n_bonds
+        if bonds.note:
+            crystallm_problems.append(f"bond-length score: {bonds.note}")
+        if bonds.score is not None and bonds.score < settings.bond_score_cutoff:
+            crystallm_problems.append(
+                f"bond-length score {bonds.score:.2f} below {settings.bond_score_cutoff:g} "
+                f"({bonds.n_bonds - bonds.n_reasonable} of {bonds.n_bonds} bonds outside "
+                f"1 ± {settings.bond_tolerance:g} of the expected length)"
+            )
+
+    if available_elements is not None:
+        missing = sorted({el.symbol for el in structure.composition.elements} - available_elements)
+        result.paw_available = not missing
+        if missing:
+            dft_problems.append(f"no PAW dataset installed for {', '.join(missing)}: GPAW cannot compute it")
+
+    if settings.dft_min_bond_score is not None and (
+        result.bond_length_score is None or result.bond_length_score < settings.dft_min_bond_score
+    ):
+        dft_problems.append(
+            f"bond-length score {result.bond_length_score} below check.dft_min_bond_score "
+            f"{settings.dft_min_bond_score:g}"
+        )
+    if settings.dft_require_spacegroup_match and result.spacegroup_consistent is False:
+        dft_problems.append("declared space group not found by spglib (check.dft_require_spacegroup_match)")
+
+    result.crystallm_valid = not crystallm_problems
+    result.crystallm_reason = "; ".join(crystallm_problems)
+    result.dft_ready = not dft_problems
+    result.valid = result.dft_ready
+    result.status = "" if result.valid else STATUS_INVALID
+    result.reason = "; ".join(dft_problems)
+    notes = [w for w in read.warnings if "declared" in w]
+    if read.rebuilt_from_asymmetric_unit:
+        notes.insert(0, f"rebuilt from the asymmetric unit with the operators of {read.rebuild_space_group}")
+    result.check_notes = "; ".join(notes)
+    return result
+
+
+def check_text(
+    raw: bytes,
+    structure_id: str,
+    source_file: str,
+    id_note: str = "",
+    settings: CheckSettings = CheckSettings(),
+    available_elements: set[str] | None = None,
+) -> CheckResult:
+    """Check the content of one CIF file; never raises for bad input."""
+    result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=STATUS_INVALID, id_note=id_note)
+    try:
+        text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
+        read = read_cif_text(text)
+    except StructureReadError as exc:
+        result.reason = result.crystallm_reason = str(exc)
+        return result
+    except Exception as exc:  # last line of defence: a bad file must not stop the batch
+        result.reason = result.crystallm_reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
+        return result
+    result.parse_warnings = notes + read.warnings
+    try:
+        return check_read_result(result, read, settings, available_elements)
+    except Exception as exc:  # a check crashed on a strange structure: report, do not stop
+        result.valid = result.dft_ready = result.crystallm_valid = False
+        result.status = STATUS_INVALID
+        result.reason = f"a check failed on this structure: {type(exc).__name__}: {exc}"
+        return result
+
+
 def check_structure_file(
     item: InputFile,
     min_distance_A: float = DEFAULT_MIN_DISTANCE_A,
     symprec: float = DEFAULT_SYMPREC_A,
     available_elements: set[str] | None = None,
+    settings: CheckSettings | None = None,
 ) -> CheckResult:
     """Parse and check one input file; never raises for bad input.
 
     Args:
         item: the input file and its structure id.
-        min_distance_A: atoms closer than this (Å) make the structure invalid.
-        symprec: spglib tolerance (Å) for the reported space group.
+        min_distance_A: atoms closer than this (Å) make the structure invalid
+            (ignored when ``settings`` is given).
+        symprec: spglib tolerance (Å) for the space group (ignored when ``settings`` is given).
         available_elements: elements with a PAW dataset; ``None`` skips that check.
+        settings: every threshold; overrides ``min_distance_A`` and ``symprec``.
     """
-    result = CheckResult(
-        structure_id=item.structure_id,
-        source_file=item.relative_path,
-        valid=False,
-        id_note=item.id_note,
-    )
+    if settings is None:
+        settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
     try:
-        structure, messages = read_structure(item.path)
-    except StructureReadError as exc:
-        result.reason = str(exc)
-        return result
-    result.parse_warnings = messages
-    result.n_sites = len(structure)
-    result.reduced_formula = structure.composition.reduced_formula
-    result.volume_A3 = float(structure.volume)
-    result.density_g_cm3 = float(structure.density)
-
-    if not structure.is_ordered:
-        result.reason = (
-            "structure is disordered (partial site occupancies); "
-            "DFT needs every site fully occupied by one element"
+        raw = Path(item.path).read_bytes() if item.content is None else item.content
+    except OSError as exc:
+        return CheckResult(
+            structure_id=item.structure_id,
+            source_file=item.relative_path,
+            valid=False,
+            status=STATUS_INVALID,
+            id_note=item.id_note,
+            reason=f"cannot read file: {exc.strerror}",
         )
-        return result
-    result.min_distance_A = min_interatomic_distance(structure)
-    if result.min_distance_A < min_distance_A:
-        result.reason = (
-            f"atoms are {result.min_distance_A:.3f} Å apart, closer than the "
-            f"{min_distance_A} Å allowed: physically impossible"
-        )
-        return result
-    try:
-        result.spacegroup_symbol, result.spacegroup_number = spacegroup(structure, symprec)
-    except Exception as exc:  # spglib can fail on degenerate cells
-        result.reason = f"spglib could not determine the symmetry: {exc}"
-        return result
-    if available_elements is not None:
-        missing = sorted({el.symbol for el in structure.composition} - available_elements)
-        if missing:
-            result.reason = (
-                f"no PAW dataset installed for {', '.join(missing)}: GPAW cannot compute it"
-            )
-            return result
-    result.valid = True
+    result = check_text(raw, item.structure_id, item.relative_path, item.id_note, settings, available_elements)
+    result.input_columns = dict(item.extra_columns)
     return result
+
+
+def _check_chunk(
+    items: list[InputFile], settings: CheckSettings, available_elements: set[str] | None
+) -> list[CheckResult]:
+    return [check_structure_file(item, settings=settings, available_elements=available_elements) for item in items]
 
 
 def check_all(
@@ -176,9 +495,23 @@ def check_all(
     min_distance_A: float = DEFAULT_MIN_DISTANCE_A,
     symprec: float = DEFAULT_SYMPREC_A,
     available_elements: set[str] | None = None,
+    settings: CheckSettings | None = None,
+    workers: int = 1,
 ) -> list[CheckResult]:
-    """Check every input file; one result per file, in input order."""
-    return [
-        check_structure_file(item, min_distance_A, symprec, available_elements)
-        for item in items
-    ]
+    """Check every input file; one result per file, in input order.
+
+    With ``workers > 1`` the files are split into chunks checked in that many
+    processes (one process per worker, never one per file).
+    """
+    if settings is None:
+        settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
+    workers = max(1, min(workers, os.cpu_count() or 1, len(items) or 1))
+    if workers == 1 or len(items) < 8:
+        return _check_chunk(items, settings, available_elements)
+    # Many small chunks so one slow structure does not leave a core idle.
+    n_chunks = min(len(items), workers * 16)
+    chunks = [items[i::n_chunks] for i in range(n_chunks)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_check_chunk, chunk, settings, available_elements) for chunk in chunks]
+        by_id = {r.structure_id: r for future in futures for r in future.result()}
+    return [by_id[item.structure_id] for item in items]

@@ -12,8 +12,9 @@ reported in :attr:`InputFile.id_note`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Regular expression every structure id matches (used as the Snakemake
 #: wildcard constraint).
@@ -25,12 +26,19 @@ _DOTS = re.compile(r"\.{2,}")
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input CIF file and the structure id it was given."""
+    """One input structure and the id it was given.
+
+    For a CIF file, ``path`` is the file and ``content`` is ``None`` (read on
+    demand). For a row of a table input, ``path`` is the table, ``content``
+    the CIF text of that row and ``extra_columns`` the row's other columns.
+    """
 
     structure_id: str
     path: Path
     relative_path: str
     id_note: str = ""
+    content: bytes | None = field(default=None, repr=False, compare=False)
+    extra_columns: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
 def safe_id(relative_path: str) -> str:

@@ -1,0 +1,357 @@
+"""Read CIF text robustly and build the full unit cell, whatever generator wrote it.
+
+Two kinds of CIF reach us:
+
+* **already expanded** (P1, or a full ``_symmetry_equiv_pos_as_xyz`` /
+  ``_space_group_symop_operation_xyz`` loop; Materials Project, MatterGen,
+  CifWriter output): pymatgen's :class:`~pymatgen.io.cif.CifParser` reads
+  them as they are.
+* **raw CrystaLLM / CrystaLLM-pi output**: only the asymmetric unit, a single
+  ``'x, y, z'`` operator and the space group given by its Hermann-Mauguin
+  symbol (sometimes also ``_symmetry_Int_Tables_number``). Read naively this
+  gives the wrong composition (rutile TiO2 becomes TiO), so we replace the
+  operator loop by every operator of the declared space group, which is what
+  CrystaLLM's own post-processing does, and let pymatgen apply them.
+
+Tags and loops are read with pymatgen's :class:`~pymatgen.io.cif.CifFile`
+after normalising line endings and indentation, so indented loops (as
+CrystaLLM-pi writes them) cannot defeat the rebuild. Nothing in the CIF text is
+evaluated or used as a path.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from pymatgen.core import Structure
+from pymatgen.io.cif import CifBlock, CifFile, CifParser
+from pymatgen.symmetry.groups import SpaceGroup
+
+#: Default largest input file we try to read (bytes). A 500 kB CIF already has
+#: thousands of atoms, far beyond what our DFT can compute.
+DEFAULT_MAX_FILE_BYTES = 500_000
+
+#: Tags that can carry the declared Hermann-Mauguin symbol, in order of preference.
+SYMBOL_TAGS = (
+    "_symmetry_space_group_name_h-m",
+    "_space_group_name_h-m_alt",
+    "_space_group_name_h-m",
+    "_symmetry_space_group_name_h-m_alt",
+)
+#: Tags that can carry the declared International Tables number.
+NUMBER_TAGS = ("_symmetry_int_tables_number", "_space_group_it_number")
+#: Tags that can carry the symmetry operators (loop columns).
+SYMOP_TAGS = (
+    "_symmetry_equiv_pos_as_xyz",
+    "_space_group_symop_operation_xyz",
+    "_space_group_symop.operation_xyz",
+)
+#: Companion id columns of those loops, removed together with them.
+SYMOP_ID_TAGS = (
+    "_symmetry_equiv_pos_site_id",
+    "_space_group_symop_id",
+    "_space_group_symop.id",
+)
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+class StructureReadError(ValueError):
+    """Raised when a CIF cannot be turned into a structure; the message says why."""
+
+
+@dataclass
+class CifTags:
+    """What the CIF declares about itself, before any structure is built.
+
+    Cell lengths in Å, angles in degrees, volume in Å³. ``None`` means absent or
+    not a number.
+    """
+
+    data_name: str = ""
+    space_group_symbol: str | None = None
+    space_group_number: int | None = None
+    formula_sum: str | None = None
+    formula_structural: str | None = None
+    cell_lengths_A: tuple[float | None, float | None, float | None] = (None, None, None)
+    cell_angles_deg: tuple[float | None, float | None, float | None] = (None, None, None)
+    volume_A3: float | None = None
+    site_symbols: list[str] = field(default_factory=list)
+    site_multiplicities: list[str] | None = None
+    symmetry_operators: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadResult:
+    """A structure built from a CIF, with how it was built."""
+
+    structure: Structure
+    tags: CifTags
+    rebuilt_from_asymmetric_unit: bool
+    #: Space group whose operators were applied when rebuilding (pymatgen symbol).
+    rebuild_space_group: str | None
+    warnings: list[str]
+
+
+def decode_cif_bytes(raw: bytes, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[str, list[str]]:
+    """Turn file content into text; refuse what is clearly not a CIF.
+
+    Returns the text and notes (e.g. that it was not UTF-8).
+
+    Raises:
+        StructureReadError: empty, too large or binary content.
+    """
+    if not raw.strip():
+        raise StructureReadError("file is empty")
+    if len(raw) > max_bytes:
+        raise StructureReadError(
+            f"file is {len(raw) / 1000:.0f} kB, larger than the {max_bytes / 1000:.0f} kB limit "
+            "(check.max_file_bytes); a CIF that large is not a structure our DFT can compute"
+        )
+    if b"\x00" in raw:
+        raise StructureReadError("file is binary data (contains NUL bytes), not CIF text")
+    notes = []
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Latin-1 maps every byte, so old CIFs with e.g. an accented author name still parse.
+        text = raw.decode("latin-1")
+        notes.append(f"file is not valid UTF-8 (byte {exc.start}); read as Latin-1")
+    return text, notes
+
+
+def normalise_cif_text(text: str) -> str:
+    """Unify line endings and strip indentation outside semicolon text fields.
+
+    CIF is whitespace-insensitive, but regex-based readers (CrystaLLM's) are
+    not; normalising first makes indented and unindented files identical.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out = []
+    in_text_field = False
+    for line in lines:
+        if line.startswith(";"):
+            in_text_field = not in_text_field
+            out.append(line)
+        elif in_text_field:
+            out.append(line)
+        else:
+            out.append(line.strip())
+    return "\n".join(out) + "\n"
+
+
+def cif_number(value: object) -> float | None:
+    """A CIF numeric value as float: standard uncertainty ``1.234(5)`` dropped; ``None`` if not a number."""
+    if not isinstance(value, str):
+        return None
+    match = _NUMBER.match(value.strip())
+    return float(match.group(0)) if match else None
+
+
+def _first(data: dict[str, object], tags: tuple[str, ...]) -> object | None:
+    for tag in tags:
+        if tag in data:
+            return data[tag]
+    return None
+
+
+def _text(value: object | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    text = str(value).strip().strip("'\"").strip()
+    return text if text and text not in ("?", ".") else None
+
+
+def read_tags(block: CifBlock) -> CifTags:
+    """Collect the declared properties of one CIF block (tags matched case-insensitively)."""
+    data = {key.lower(): value for key, value in block.data.items()}
+    number = cif_number(_text(_first(data, NUMBER_TAGS)) or "")
+    lengths = tuple(cif_number(_text(data.get(f"_cell_length_{x}")) or "") for x in "abc")
+    angles = tuple(cif_number(_text(data.get(f"_cell_angle_{x}")) or "") for x in ("alpha", "beta", "gamma"))
+    symbols = data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or []
+    multiplicities = data.get("_atom_site_symmetry_multiplicity")
+    operators = _first(data, SYMOP_TAGS) or []
+    return CifTags(
+        data_name=block.header,
+        space_group_symbol=_text(_first(data, SYMBOL_TAGS)),
+        space_group_number=int(number) if number is not None and number == int(number) else None,
+        formula_sum=_text(data.get("_chemical_formula_sum")),
+        formula_structural=_text(data.get("_chemical_formula_structural")),
+        cell_lengths_A=lengths,  # type: ignore[arg-type]
+        cell_angles_deg=angles,  # type: ignore[arg-type]
+        volume_A3=cif_number(_text(data.get("_cell_volume")) or ""),
+        site_symbols=[str(s) for s in (symbols if isinstance(symbols, list) else [symbols])],
+        site_multiplicities=(
+            None
+            if multiplicities is None
+            else [str(m) for m in (multiplicities if isinstance(multiplicities, list) else [multiplicities])]
+        ),
+        symmetry_operators=[str(op) for op in (operators if isinstance(operators, list) else [operators])],
+    )
+
+
+@lru_cache(maxsize=1024)
+def space_group_from_symbol(symbol: str) -> SpaceGroup | None:
+    """pymatgen's space group for a Hermann-Mauguin symbol in any spacing; ``None`` if unknown.
+
+    ``'P 1'``, ``'P1'``, ``'P 42/m n m'`` and ``'P4_2/mnm'`` are all understood.
+    """
+    candidates = [symbol, symbol.replace(" ", ""), re.sub(r"\s*:\s*\w+$", "", symbol)]
+    for candidate in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return SpaceGroup(candidate)
+        except Exception:  # pymatgen raises ValueError/KeyError for unknown symbols
+            continue
+    return None
+
+
+@lru_cache(maxsize=256)
+def space_group_from_number(number: int) -> SpaceGroup | None:
+    """pymatgen's space group (standard setting) for an International Tables number; ``None`` if invalid."""
+    if not 1 <= number <= 230:
+        return None
+    try:
+        return SpaceGroup.from_int_number(number)
+    except Exception:
+        return None
+
+
+@lru_cache(maxsize=1024)
+def operator_strings(space_group: SpaceGroup) -> tuple[str, ...]:
+    """Every symmetry operator of a space group as CIF ``'x, y, z'`` strings."""
+    return tuple(op.as_xyz_str() for op in space_group.symmetry_ops)
+
+
+def is_identity_only(operators: list[str]) -> bool:
+    """True when the operator list is empty or only ``x, y, z`` (raw generator output)."""
+    cleaned = [op.replace(" ", "").strip("'\"").lower() for op in operators]
+    return all(op == "x,y,z" for op in cleaned)
+
+
+def declared_space_group(tags: CifTags) -> tuple[SpaceGroup | None, str]:
+    """The space group the file declares, preferring the symbol (it fixes the setting).
+
+    Returns the group (or ``None``) and a note when symbol and number are
+    unusable or disagree.
+    """
+    by_symbol = space_group_from_symbol(tags.space_group_symbol) if tags.space_group_symbol else None
+    by_number = space_group_from_number(tags.space_group_number) if tags.space_group_number else None
+    note = ""
+    if tags.space_group_symbol and by_symbol is None:
+        note = f"declared space-group symbol '{tags.space_group_symbol}' is not a known Hermann-Mauguin symbol"
+        if by_number is not None:
+            note += f"; using the declared number {tags.space_group_number} instead"
+        return by_number, note
+    if by_symbol is not None and by_number is not None and by_symbol.int_number != by_number.int_number:
+        note = (
+            f"declared symbol '{tags.space_group_symbol}' is group {by_symbol.int_number} "
+            f"but the declared number is {tags.space_group_number}"
+        )
+    if tags.space_group_number is not None and by_number is None:
+        note = f"declared space-group number {tags.space_group_number} is not between 1 and 230"
+    return by_symbol or by_number, note
+
+
+def parse_cif_block(text: str) -> CifBlock:
+    """The first data block of a CIF text, read by pymatgen.
+
+    Raises:
+        StructureReadError: when pymatgen finds no data block.
+    """
+    try:
+        cif = CifFile.from_str(normalise_cif_text(text))
+    except Exception as exc:  # pymatgen raises several types on malformed text
+        raise StructureReadError(f"not a readable CIF: {str(exc).strip() or type(exc).__name__}") from exc
+    if not cif.data:
+        raise StructureReadError("no 'data_' block found: this is not CIF text")
+    block = next(iter(cif.data.values()))
+    if not block.data:
+        raise StructureReadError("the CIF data block is empty")
+    return block
+
+
+def with_operators(block: CifBlock, operators: tuple[str, ...]) -> CifBlock:
+    """A copy of ``block`` whose symmetry-operator loop is ``operators``."""
+    data = {k: v for k, v in block.data.items() if k.lower() not in SYMOP_TAGS + SYMOP_ID_TAGS}
+    loops = [
+        loop for loop in block.loops if not any(tag.lower() in SYMOP_TAGS + SYMOP_ID_TAGS for tag in loop)
+    ]
+    data["_symmetry_equiv_pos_site_id"] = [str(i) for i in range(1, len(operators) + 1)]
+    data["_symmetry_equiv_pos_as_xyz"] = list(operators)
+    loops.append(["_symmetry_equiv_pos_site_id", "_symmetry_equiv_pos_as_xyz"])
+    return CifBlock(data, loops, block.header)
+
+
+def _missing_element_message(block: CifBlock) -> str | None:
+    """Name an unknown element symbol, if there is one, to explain a parse failure."""
+    from pymatgen.core.periodic_table import Element
+
+    for symbol in block.data.get("_atom_site_type_symbol", []) or []:
+        letters = re.match(r"[A-Za-z]{1,2}", str(symbol))
+        candidates = [letters.group(0), letters.group(0)[:1]] if letters else []
+        if not any(Element.is_valid_symbol(c.capitalize()) for c in candidates):
+            return f"unknown element symbol '{symbol}' in _atom_site_type_symbol"
+    return None
+
+
+def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
+    """Build the full unit cell from a parsed CIF block.
+
+    A file with only the identity operator and a declared space group other
+    than P1 is rebuilt with all operators of that group (site positions that
+    coincide after applying them are merged by pymatgen within 1e-4 fractional).
+
+    Raises:
+        StructureReadError: with a sentence a student understands.
+    """
+    rebuilt = False
+    group_name = None
+    notes: list[str] = []
+    lowered = {key.lower() for key in block.data}
+    if not lowered & {"_atom_site_fract_x", "_atom_site_cartn_x"}:
+        raise StructureReadError(
+            "the CIF has no atom positions (no _atom_site_fract_x loop): nothing to build; "
+            "the file may be truncated"
+        )
+    to_parse = block
+    if is_identity_only(tags.symmetry_operators):
+        group, note = declared_space_group(tags)
+        if note:
+            notes.append(note)
+        if group is not None and group.int_number != 1:
+            to_parse = with_operators(block, operator_strings(group))
+            rebuilt, group_name = True, group.symbol
+        elif group is None and (tags.space_group_symbol or tags.space_group_number):
+            if any((cif_number(m) or 1) > 1 for m in tags.site_multiplicities or []):
+                raise StructureReadError(
+                    f"{note}: cannot rebuild the full cell from the asymmetric unit "
+                    "(site multiplicities > 1 but no usable space group)"
+                )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parser = CifParser.from_str(str(to_parse))
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+        except Exception as exc:  # pymatgen raises many types for bad CIFs
+            detail = _missing_element_message(block) or str(exc).strip() or type(exc).__name__
+            raise StructureReadError(f"pymatgen could not build a structure from the CIF: {detail}") from exc
+    messages = notes + sorted({str(w.message) for w in caught})
+    if not structures:
+        raise StructureReadError("no structure could be built from the CIF")
+    structure = structures[0]
+    if len(structure) == 0:
+        raise StructureReadError("the CIF contains no atoms")
+    return ReadResult(structure, tags, rebuilt, group_name, messages)
+
+
+def read_cif_text(text: str) -> ReadResult:
+    """Parse CIF text and build its full unit cell (see :func:`build_structure`)."""
+    block = parse_cif_block(text)
+    return build_structure(block, read_tags(block))

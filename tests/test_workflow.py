@@ -105,3 +105,32 @@ def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
     assert "rerun" in table.loc["NaCl_crystallm_P4nmm", "reason"]
     # Nothing that looks finished was left by the failed jobs.
     assert not list((tmp_path / "out").glob("dft/*/relax.json"))
+
+
+def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    for name in ("NaCl_crystallm_P4nmm.cif", "ScBN2O_perov5_6130.cif"):
+        shutil.copy(EXAMPLES / name, cifs / name)
+    (tmp_path / "config").mkdir()
+    config = {
+        "input": {"cif_dir": "cifs"},
+        "output_dir": "out",
+        "dft": {
+            "preset": "test",
+            # Only ScBN2O gets an SCF that cannot converge, on every rung.
+            "structure_overrides": {"ScBN2O_perov5_6130": {"gpaw": {"maxiter": 2}}},
+            "scf_ladder": [{"name": "gentle_mixer", "description": "mixer beta 0.02, maxiter 3",
+                            "gpaw": {"maxiter": 3, "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}}}],
+        },
+    }
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "out" / "results.csv").set_index("structure_id")
+    failed = table.loc["ScBN2O_perov5_6130"]
+    assert failed["status"] == "failed"
+    assert "SCF did not converge after 2 strategies: preset" in failed["reason"]
+    assert "gentle_mixer (mixer beta 0.02, maxiter 3)" in failed["reason"]
+    assert table.loc["NaCl_crystallm_P4nmm", "status"] == "ok"
+    assert math.isfinite(table.loc["NaCl_crystallm_P4nmm", "energy_eV"])

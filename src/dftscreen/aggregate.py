@@ -9,6 +9,8 @@ says how far the structure got:
 ``failed``         a DFT step failed; ``reason`` says which and why
 ``not_finished``   a DFT job has not produced its result (still to run, killed, or
                    crashed): rerun the same command
+``duplicate``      the same crystal as ``duplicate_of``; DFT ran once, on that one, and
+                   its DFT values are shown in this row too
 
 Every column with a unit carries it in its name.
 """
@@ -30,6 +32,7 @@ STATUS_INVALID = "invalid"
 STATUS_FAILED = "failed"
 STATUS_NOT_CONVERGED = "not_converged"
 STATUS_NOT_FINISHED = "not_finished"
+STATUS_DUPLICATE = "duplicate"
 
 #: Fields of a check record that are not table columns.
 CHECK_FIELDS_NOT_IN_TABLE = {"valid", "parse_warnings"}
@@ -64,6 +67,9 @@ COLUMNS = [
     "cbm_kpoint_frac",
     "magnetic_moment_muB",
     "is_magnetic",
+    "scf_strategy",
+    "relax_n_starts",
+    "relax_resumed_from_step",
     "relax_wall_time_s",
     "properties_wall_time_s",
     "mpi_ranks",
@@ -113,6 +119,9 @@ def table_row(
         volume_relaxed_A3=relax.get("final_volume_A3"),
         relax_wall_time_s=relax.get("wall_time_s"),
         mpi_ranks=relax.get("mpi_ranks"),
+        scf_strategy=relax.get("scf_strategy"),
+        relax_n_starts=relax.get("n_starts"),
+        relax_resumed_from_step=relax.get("resumed_from_step"),
     )
     v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
     if v0 and v1:
@@ -159,13 +168,25 @@ def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str
     dft_dir = Path(dft_dir)
     rows = []
     for check in checks:
-        folder = dft_dir / check["structure_id"]
-        relax = _read_if_exists(folder / "relax.json") if check["valid"] else None
+        representative = check.get("duplicate_of")
+        # A duplicate shows its representative's DFT results (DFT ran once per group).
+        dft_id = representative or check["structure_id"]
+        has_dft = bool(check["valid"] or representative)
+        folder = dft_dir / dft_id
+        relax = _read_if_exists(folder / "relax.json") if has_dft else None
         properties = _read_if_exists(folder / "properties.json") if relax else None
         cif = None
         if relax and relax.get("relaxed_cif"):
             cif = str(folder / relax["relaxed_cif"])
-        rows.append(table_row(check, relax, properties, cif))
+        if representative:
+            row = table_row({**check, "valid": True}, relax, properties, cif)
+            row.update(
+                status=STATUS_DUPLICATE,
+                reason=one_line(f"{check['reason']} (DFT status of {representative}: {row['status']})"),
+            )
+        else:
+            row = table_row(check, relax, properties, cif)
+        rows.append(row)
     table = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in table.columns:

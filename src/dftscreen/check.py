@@ -49,6 +49,7 @@ from dftscreen.cif_reader import (
     decode_cif_bytes,
     read_cif_text,
 )
+from dftscreen.dedupe import STATUS_DUPLICATE, Candidate, MatchSettings, by_formula, duplicate_reason, group_one_formula
 from dftscreen.inputs import InputFile
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "CheckSettings",
     "StructureReadError",
     "check_all",
+    "check_and_deduplicate",
     "check_structure_file",
     "check_text",
     "min_interatomic_distance",
@@ -429,24 +431,36 @@ def check_text(
     available_elements: set[str] | None = None,
 ) -> CheckResult:
     """Check the content of one CIF file; never raises for bad input."""
+    return check_text_and_structure(raw, structure_id, source_file, id_note, settings, available_elements)[0]
+
+
+def check_text_and_structure(
+    raw: bytes,
+    structure_id: str,
+    source_file: str,
+    id_note: str = "",
+    settings: CheckSettings = CheckSettings(),
+    available_elements: set[str] | None = None,
+) -> tuple[CheckResult, Structure | None]:
+    """As :func:`check_text`, also returning the structure built (``None`` if none could be)."""
     result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=STATUS_INVALID, id_note=id_note)
     try:
         text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
         read = read_cif_text(text)
     except StructureReadError as exc:
         result.reason = result.crystallm_reason = str(exc)
-        return result
+        return result, None
     except Exception as exc:  # last line of defence: a bad file must not stop the batch
         result.reason = result.crystallm_reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
-        return result
+        return result, None
     result.parse_warnings = notes + read.warnings
     try:
-        return check_read_result(result, read, settings, available_elements)
+        return check_read_result(result, read, settings, available_elements), read.structure
     except Exception as exc:  # a check crashed on a strange structure: report, do not stop
         result.valid = result.dft_ready = result.crystallm_valid = False
         result.status = STATUS_INVALID
         result.reason = f"a check failed on this structure: {type(exc).__name__}: {exc}"
-        return result
+        return result, read.structure
 
 
 def check_structure_file(
@@ -468,10 +482,16 @@ def check_structure_file(
     """
     if settings is None:
         settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
+    return _check_item(item, settings, available_elements)[0]
+
+
+def _check_item(
+    item: InputFile, settings: CheckSettings, available_elements: set[str] | None
+) -> tuple[CheckResult, Structure | None]:
     try:
         raw = Path(item.path).read_bytes() if item.content is None else item.content
     except OSError as exc:
-        return CheckResult(
+        failed = CheckResult(
             structure_id=item.structure_id,
             source_file=item.relative_path,
             valid=False,
@@ -479,15 +499,44 @@ def check_structure_file(
             id_note=item.id_note,
             reason=f"cannot read file: {exc.strerror}",
         )
-    result = check_text(raw, item.structure_id, item.relative_path, item.id_note, settings, available_elements)
+        return failed, None
+    result, structure = check_text_and_structure(
+        raw, item.structure_id, item.relative_path, item.id_note, settings, available_elements
+    )
     result.input_columns = dict(item.extra_columns)
-    return result
+    return result, structure
 
 
 def _check_chunk(
-    items: list[InputFile], settings: CheckSettings, available_elements: set[str] | None
-) -> list[CheckResult]:
-    return [check_structure_file(item, settings=settings, available_elements=available_elements) for item in items]
+    items: list[InputFile], settings: CheckSettings, available_elements: set[str] | None, keep_ready: bool
+) -> list[tuple[CheckResult, Structure | None]]:
+    """Check a chunk of files in one process; keep structures only of dft_ready ones (for dedupe)."""
+    out = []
+    for item in items:
+        result, structure = _check_item(item, settings, available_elements)
+        out.append((result, structure if keep_ready and result.dft_ready else None))
+    return out
+
+
+def _run_checks(
+    items: list[InputFile],
+    settings: CheckSettings,
+    available_elements: set[str] | None,
+    pool: ProcessPoolExecutor | None,
+    keep_ready: bool,
+) -> list[tuple[CheckResult, Structure | None]]:
+    if pool is None:
+        return _check_chunk(items, settings, available_elements, keep_ready)
+    # Many small chunks so one slow structure does not leave a core idle.
+    n_chunks = min(len(items), 64)
+    chunks = [items[i::n_chunks] for i in range(n_chunks)]
+    futures = [pool.submit(_check_chunk, chunk, settings, available_elements, keep_ready) for chunk in chunks]
+    by_id = {pair[0].structure_id: pair for future in futures for pair in future.result()}
+    return [by_id[item.structure_id] for item in items]
+
+
+def _effective_workers(workers: int, n_items: int) -> int:
+    return max(1, min(workers, os.cpu_count() or 1, n_items // 8 or 1))
 
 
 def check_all(
@@ -498,20 +547,61 @@ def check_all(
     settings: CheckSettings | None = None,
     workers: int = 1,
 ) -> list[CheckResult]:
-    """Check every input file; one result per file, in input order.
+    """Check every input file; one result per file, in input order (no deduplication).
 
     With ``workers > 1`` the files are split into chunks checked in that many
     processes (one process per worker, never one per file).
     """
     if settings is None:
         settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
-    workers = max(1, min(workers, os.cpu_count() or 1, len(items) or 1))
-    if workers == 1 or len(items) < 8:
-        return _check_chunk(items, settings, available_elements)
-    # Many small chunks so one slow structure does not leave a core idle.
-    n_chunks = min(len(items), workers * 16)
-    chunks = [items[i::n_chunks] for i in range(n_chunks)]
+    workers = _effective_workers(workers, len(items))
+    if workers == 1:
+        return [r for r, _ in _run_checks(items, settings, available_elements, None, False)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_check_chunk, chunk, settings, available_elements) for chunk in chunks]
-        by_id = {r.structure_id: r for future in futures for r in future.result()}
-    return [by_id[item.structure_id] for item in items]
+        return [r for r, _ in _run_checks(items, settings, available_elements, pool, False)]
+
+
+def check_and_deduplicate(
+    items: list[InputFile],
+    settings: CheckSettings = CheckSettings(),
+    match: MatchSettings = MatchSettings(),
+    available_elements: set[str] | None = None,
+    workers: int = 1,
+) -> list[CheckResult]:
+    """Check every file, then mark duplicates among the dft_ready ones.
+
+    A duplicate keeps ``dft_ready`` True but gets ``valid`` False, status
+    ``duplicate`` and ``duplicate_of`` its representative's id, so only one
+    structure per group goes to DFT. Uses ``workers`` processes for both stages.
+    """
+    workers = _effective_workers(workers, len(items))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        pairs = _run_checks(items, settings, available_elements, pool, True)
+        candidates = [
+            Candidate(r.structure_id, r.reduced_formula or "", r.volume_per_formula_unit_A3 or 0.0, s)
+            for r, s in pairs
+            if s is not None
+        ]
+        groups = list(by_formula(candidates).values())
+        duplicate_of: dict[str, str] = {}
+        if pool is None or len(groups) < 2:
+            for group in groups:
+                duplicate_of.update(group_one_formula(group, match))
+        else:
+            # Largest formulas first so the two processes finish together.
+            groups.sort(key=len, reverse=True)
+            for future in [pool.submit(group_one_formula, g, match) for g in groups]:
+                duplicate_of.update(future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    results = [r for r, _ in pairs]
+    for result in results:
+        representative = duplicate_of.get(result.structure_id)
+        if representative is not None:
+            result.duplicate_of = representative
+            result.valid = False
+            result.status = STATUS_DUPLICATE
+            result.reason = duplicate_reason(representative, match)
+    return results

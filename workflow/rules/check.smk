@@ -1,5 +1,6 @@
-# Stage 1: parse and sanity-check every input CIF in one batched job. A checkpoint:
-# the DFT jobs that follow exist only for the structures it passed.
+# Stage 1: read, check and deduplicate every input CIF in one batched job (using
+# check.workers processes inside it). A checkpoint: the DFT jobs that follow exist
+# only for the unique dft_ready structures it lists in valid_ids.txt.
 
 
 checkpoint check:
@@ -10,11 +11,11 @@ checkpoint check:
         valid_ids=f"{OUT}/check/valid_ids.txt",
     params:
         cif_dir=config["input"]["cif_dir"],
-        min_distance_A=config["check"]["min_distance_A"],
-        symprec_A=config["check"]["symprec_A"],
+        check=config["check"],
         xc=DFT_SETTINGS["gpaw"]["xc"],
     log:
         f"{OUT}/logs/check.log",
+    threads: config["check"]["workers"]
     resources:
         runtime=60,
     script:

@@ -1,26 +1,36 @@
-"""Thin glue: run dftscreen.check over every input CIF (Snakemake `script:`)."""
+"""Thin glue: check and deduplicate every input CIF (Snakemake `script:`)."""
 
 import logging
+from collections import Counter
 
-from dftscreen.check import check_all
+from dftscreen.check import CheckSettings, check_all, check_and_deduplicate
+from dftscreen.dedupe import MatchSettings
 from dftscreen.inputs import discover_cifs
 from dftscreen.io import atomic_write_json, atomic_write_text
 from dftscreen.settings import paw_elements
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+check_config = dict(snakemake.params.check)  # noqa: F821
+dedupe_config = dict(check_config.get("dedupe", {}))
+settings = CheckSettings.from_config(check_config)
+workers = min(int(check_config.get("workers", 1)), snakemake.threads)  # noqa: F821
 items = discover_cifs(snakemake.params.cif_dir)  # noqa: F821
-results = check_all(
-    items,
-    min_distance_A=snakemake.params.min_distance_A,  # noqa: F821
-    symprec=snakemake.params.symprec_A,  # noqa: F821
-    available_elements=paw_elements(snakemake.params.xc),  # noqa: F821
-)
+elements = paw_elements(snakemake.params.xc)  # noqa: F821
+if dedupe_config.get("enabled", True):
+    match = MatchSettings(**{k: v for k, v in dedupe_config.items() if k in ("ltol", "stol", "angle_tol")})
+    results = check_and_deduplicate(items, settings, match, elements, workers=workers)
+else:
+    results = check_all(items, available_elements=elements, settings=settings, workers=workers)
 valid = [r.structure_id for r in results if r.valid]
 for r in results:
     if r.id_note:
         logging.warning("%s: %s", r.source_file, r.id_note)
     if not r.valid:
-        logging.info("invalid %s: %s", r.structure_id, r.reason)
-logging.info("%d of %d structures valid", len(valid), len(results))
+        logging.info("%s %s: %s", r.status, r.structure_id, r.reason)
+logging.info("statuses: %s", dict(Counter(r.status or "to DFT" for r in results)))
+logging.info(
+    "%d files, %d crystallm_valid, %d dft_ready, %d unique dft_ready sent to DFT",
+    len(results), sum(r.crystallm_valid for r in results), sum(r.dft_ready for r in results), len(valid),
+)
 atomic_write_json(snakemake.output.table, [r.to_dict() for r in results])  # noqa: F821
 atomic_write_text(snakemake.output.valid_ids, "".join(f"{sid}\n" for sid in valid))  # noqa: F821

@@ -1,0 +1,86 @@
+"""Group structures that are the same crystal, so DFT runs once per group.
+
+Only ``dft_ready`` structures take part. Within one reduced formula,
+structures are visited in order of increasing volume per formula unit (then
+structure id, so the outcome does not depend on input order); each one joins
+the first existing group whose representative pymatgen's
+:class:`~pymatgen.analysis.structure_matcher.StructureMatcher` matches, or
+founds a new group. The representative of every group is therefore its member
+with the lowest volume per formula unit, the rule CrystaLLM's deduplication uses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+
+STATUS_DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """StructureMatcher tolerances (pymatgen defaults): ``ltol`` and ``stol`` fractional, ``angle_tol`` degrees."""
+
+    ltol: float = 0.2
+    stol: float = 0.3
+    angle_tol: float = 5.0
+
+    def matcher(self) -> StructureMatcher:
+        """A StructureMatcher with these tolerances (other options at pymatgen's defaults)."""
+        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One dft_ready structure taking part in deduplication (volume in Å³ per formula unit)."""
+
+    structure_id: str
+    reduced_formula: str
+    volume_per_formula_unit_A3: float
+    structure: Structure
+
+
+def group_one_formula(candidates: list[Candidate], settings: MatchSettings) -> dict[str, str]:
+    """Map each duplicate's id to its representative's id, for candidates of one reduced formula."""
+    matcher = settings.matcher()
+    ordered = sorted(candidates, key=lambda c: (c.volume_per_formula_unit_A3, c.structure_id))
+    representatives: list[Candidate] = []
+    duplicate_of: dict[str, str] = {}
+    for candidate in ordered:
+        for rep in representatives:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = matcher.fit(rep.structure, candidate.structure)
+            if same:
+                duplicate_of[candidate.structure_id] = rep.structure_id
+                break
+        else:
+            representatives.append(candidate)
+    return duplicate_of
+
+
+def by_formula(candidates: list[Candidate]) -> dict[str, list[Candidate]]:
+    """Candidates grouped by reduced formula (only these can match each other)."""
+    groups: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        groups.setdefault(candidate.reduced_formula, []).append(candidate)
+    return groups
+
+
+def find_duplicates(candidates: list[Candidate], settings: MatchSettings = MatchSettings()) -> dict[str, str]:
+    """Map each duplicate structure id to its representative's id (representatives are absent)."""
+    duplicate_of: dict[str, str] = {}
+    for group in by_formula(candidates).values():
+        duplicate_of.update(group_one_formula(group, settings))
+    return duplicate_of
+
+
+def duplicate_reason(representative_id: str, settings: MatchSettings) -> str:
+    """Sentence for the reason column of a duplicate."""
+    return (
+        f"same crystal as {representative_id} (pymatgen StructureMatcher, ltol {settings.ltol:g}, "
+        f"stol {settings.stol:g}, angle_tol {settings.angle_tol:g}°); DFT is run once, on {representative_id}"
+    )

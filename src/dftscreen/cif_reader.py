@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from pymatgen.core import Structure
+from pymatgen.core import DummySpecies, Structure
 from pymatgen.io.cif import CifBlock, CifFile, CifParser
 from pymatgen.symmetry.groups import SpaceGroup
 
@@ -314,6 +314,9 @@ def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
     rebuilt = False
     group_name = None
     notes: list[str] = []
+    for name, length in zip("abc", tags.cell_lengths_A):
+        if length is not None and length <= 0:
+            raise StructureReadError(f"cell length {name} = {length:g} Å: a cell needs positive lengths")
     lowered = {key.lower() for key in block.data}
     if not lowered & {"_atom_site_fract_x", "_atom_site_cartn_x"}:
         raise StructureReadError(
@@ -348,6 +351,9 @@ def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
     structure = structures[0]
     if len(structure) == 0:
         raise StructureReadError("the CIF contains no atoms")
+    unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
+    if unknown:
+        raise StructureReadError(f"unknown element symbol(s) {', '.join(unknown)}: not in the periodic table")
     return ReadResult(structure, tags, rebuilt, group_name, messages)
 
 

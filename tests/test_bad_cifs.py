@@ -1,0 +1,78 @@
+"""The bad-input corpus (tests/data/bad_cifs): every file gets a row with a specific reason.
+
+The corpus is rutile TiO2 written as raw CrystaLLM output (good_rutile.cif) and
+copies of it broken in one way each; the 1 MB file is generated here.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dftscreen.check import check_and_deduplicate, check_structure_file
+from dftscreen.inputs import discover_cifs
+
+CORPUS = Path(__file__).parent / "data" / "bad_cifs"
+
+#: file -> (dft_ready, words the reason must contain)
+EXPECTED = {
+    "empty.cif": (False, "file is empty"),
+    "binary_junk.cif": (False, "binary data"),
+    "truncated.cif": (False, "no atom positions"),
+    "unknown_element.cif": (False, "unknown element symbol(s) Xx"),
+    "negative_cell.cif": (False, "cell length b = -4.5987 Å"),
+    "zero_cell.cif": (False, "cell length c = 0 Å"),
+    "overlapping_atoms.cif": (False, "0.130 Å apart"),
+    "unknown_space_group.cif": (False, "'Q4_9/xyz' is not a known Hermann-Mauguin symbol"),
+    "one_megabyte.cif": (False, "larger than the 500 kB limit"),
+    # Readable files: they are the good rutile and reach the dedupe stage.
+    "good_rutile.cif": (True, ""),
+    "non_utf8.cif": (True, ""),
+    "wrong_multiplicities.cif": (True, ""),
+    "name with spaces.cif": (True, ""),
+    "rutile..copy.cif": (True, ""),
+    "$(touch PWNED); rm -rf ~ `id` | cat &.cif": (True, ""),
+}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    shutil.copytree(CORPUS, folder)
+    good = (folder / "good_rutile.cif").read_text()
+    # A 1 MB CIF: the rutile followed by a comment padding it out.
+    (folder / "one_megabyte.cif").write_text(good + "#" + "x" * 1_000_000 + "\n")
+    return folder
+
+
+def test_every_bad_file_gets_its_own_specific_reason(corpus: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    items = discover_cifs(corpus)
+    assert {i.relative_path for i in items} == set(EXPECTED)
+    results = {r.source_file: r for r in check_and_deduplicate(items, workers=2)}
+    for name, (ready, words) in EXPECTED.items():
+        result = results[name]
+        assert result.dft_ready is ready, (name, result.reason)
+        assert words in result.reason, (name, result.reason)
+        if not ready:
+            assert result.status == "invalid" and not result.valid
+    # Files that could be read are the same crystal: one representative, the rest duplicates.
+    readable = [results[n] for n, (ready, _) in EXPECTED.items() if ready]
+    assert sum(r.valid for r in readable) == 1
+    assert results["wrong_multiplicities.cif"].multiplicity_consistent is False
+    assert "not valid UTF-8" in " ".join(results["non_utf8.cif"].parse_warnings)
+    # CIF text and file names are data: nothing was executed or written.
+    assert not any(p.name == "PWNED" for p in tmp_path.rglob("*"))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert all("/" not in r.structure_id and ".." not in r.structure_id for r in results.values())
+
+
+def test_a_bad_neighbour_does_not_change_a_good_verdict(corpus: Path):
+    items = discover_cifs(corpus)
+    in_batch = {r.source_file: r for r in check_and_deduplicate(items)}["good_rutile.cif"]
+    alone = check_structure_file(next(i for i in items if i.relative_path == "good_rutile.cif"))
+    for column in ("dft_ready", "crystallm_valid", "n_sites", "bond_length_score", "spacegroup_number"):
+        assert getattr(in_batch, column) == getattr(alone, column)
+    assert alone.crystallm_valid and alone.n_sites == 6

@@ -25,7 +25,17 @@ from typing import Any
 
 import pandas as pd
 
+from pymatgen.core import Composition
+
 from dftscreen.io import atomic_write_with, read_json
+from dftscreen.stability import (
+    E_HULL_COLUMN,
+    E_HULL_COLUMN_NO_PHASES,
+    EnergyRecord,
+    chemical_potentials,
+    formation_energy_per_atom,
+    hull_analysis,
+)
 
 STATUS_OK = "ok"
 STATUS_INVALID = "invalid"
@@ -33,6 +43,16 @@ STATUS_FAILED = "failed"
 STATUS_NOT_CONVERGED = "not_converged"
 STATUS_NOT_FINISHED = "not_finished"
 STATUS_DUPLICATE = "duplicate"
+
+#: Columns copied from the relaxation record's comparison of generated and relaxed structure.
+CHANGE_COLUMNS = [
+    "relaxed_matches_generated",
+    "structure_matcher_rms_norm",
+    "rms_displacement_A",
+    "spacegroup_number_relaxed",
+    "spacegroup_symbol_relaxed",
+    "spacegroup_changed",
+]
 
 #: Fields of a check record that are not table columns.
 CHECK_FIELDS_NOT_IN_TABLE = {"valid", "parse_warnings"}
@@ -60,6 +80,10 @@ COLUMNS = [
     "max_stress_GPa",
     "volume_relaxed_A3",
     "volume_change_pct",
+    *CHANGE_COLUMNS,
+    "formation_energy_eV_per_atom",
+    "hull_reference",
+    "decomposition_products",
     "band_gap_eV",
     "direct_band_gap_eV",
     "gap_is_direct",
@@ -126,6 +150,10 @@ def table_row(
     v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
     if v0 and v1:
         row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
+    change = relax.get("change") or {}
+    for key in CHANGE_COLUMNS:
+        if key in change:
+            row[key] = change[key]
     if relax.get("status") == STATUS_FAILED:
         row.update(status=STATUS_FAILED, reason=one_line(f"relaxation: {relax.get('reason')}"))
         return row
@@ -159,11 +187,19 @@ def _read_if_exists(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def build_table(
+    checks: Iterable[dict[str, Any]],
+    dft_dir: str | os.PathLike[str],
+    element_records: list[dict[str, Any]] | None = None,
+    phase_records: list[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     """Results table for all checked structures, reading DFT records under ``dft_dir``.
 
     Records are looked up as ``<dft_dir>/<structure_id>/{relax,properties}.json``;
-    missing ones make the row ``not_finished``.
+    missing ones make the row ``not_finished``. With ``element_records``
+    (relaxation records of the elemental references) formation energies and
+    energies above the hull are added; ``phase_records`` are relaxation
+    records of user-supplied competing phases for the hull.
     """
     dft_dir = Path(dft_dir)
     rows = []
@@ -186,7 +222,12 @@ def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str
             )
         else:
             row = table_row(check, relax, properties, cif)
+        row["_relax"] = relax
         rows.append(row)
+    if element_records is not None:
+        add_stability(rows, element_records, phase_records or [])
+    for row in rows:
+        del row["_relax"]
     table = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in table.columns:
@@ -194,6 +235,58 @@ def build_table(checks: Iterable[dict[str, Any]], dft_dir: str | os.PathLike[str
     # Known columns first, in their order; any further check columns after them.
     extra = [c for c in table.columns if c not in COLUMNS]
     return table[COLUMNS + extra]
+
+
+def _energy_record(name: str, relax: dict[str, Any] | None) -> EnergyRecord | None:
+    """Energy of a finished relaxation (status relaxed), else ``None``."""
+    if not relax or relax.get("status") != "relaxed" or relax.get("energy_eV") is None:
+        return None
+    return EnergyRecord(name, Composition(relax["formula"]), float(relax["energy_eV"]))
+
+
+def add_stability(
+    rows: list[dict[str, Any]],
+    element_records: list[dict[str, Any]],
+    phase_records: list[dict[str, Any]],
+) -> None:
+    """Add formation energy, energy above hull and decomposition columns to ``rows`` in place.
+
+    Only fully relaxed structures take part (an unconverged relaxation's energy
+    is not a minimum). Duplicates share their representative's values.
+    """
+    elements = [r for r in (_energy_record(rec.get("element", ""), rec) for rec in element_records) if r]
+    phases = [r for r in (_energy_record(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
+    column = E_HULL_COLUMN if phases else E_HULL_COLUMN_NO_PHASES
+    label = (
+        f"elements + {len(phases)} reference phases + generated structures"
+        if phases
+        else "elements + generated structures only (no reference phases given)"
+    )
+    by_dft_id: dict[str, EnergyRecord] = {}
+    for row in rows:
+        dft_id = row.get("duplicate_of") or row["structure_id"]
+        record = _energy_record(dft_id, row["_relax"])
+        if record is not None:
+            by_dft_id[dft_id] = record
+    hull = hull_analysis(list(by_dft_id.values()), elements, phases)
+    mu = chemical_potentials(elements)
+    missing_elements = {rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != "relaxed"}
+    for row in rows:
+        row[column] = None
+        dft_id = row.get("duplicate_of") or row["structure_id"]
+        record = by_dft_id.get(dft_id)
+        if record is None:
+            continue
+        row["hull_reference"] = label
+        try:
+            row["formation_energy_eV_per_atom"] = formation_energy_per_atom(record, mu)
+        except KeyError as exc:
+            why = "; ".join(f"{el}: {missing_elements[el]}" for el in missing_elements if el in str(exc))
+            row["stability_note"] = one_line(f"{exc.args[0]}" + (f" ({why})" if why else ""))
+            continue
+        result = hull[dft_id]
+        row[column] = result.get("e_above_hull_eV_per_atom")
+        row["decomposition_products"] = result.get("decomposition")
 
 
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:

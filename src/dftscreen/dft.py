@@ -33,6 +33,17 @@ def structure_to_atoms(structure: Structure) -> Atoms:
     return atoms
 
 
+def apply_magmom_overrides(atoms: Atoms, moments_muB: dict[str, float] | None) -> None:
+    """Set the initial moment (µB) of every atom of the elements named in ``moments_muB``."""
+    if not moments_muB:
+        return
+    magmoms = atoms.get_initial_magnetic_moments()
+    for i, symbol in enumerate(atoms.get_chemical_symbols()):
+        if symbol in moments_muB:
+            magmoms[i] = moments_muB[symbol]
+    atoms.set_initial_magnetic_moments(magmoms)
+
+
 def atoms_to_structure(atoms: Atoms) -> Structure:
     """Convert ASE atoms to a plain pymatgen structure (no calculator, no constraints)."""
     clean = Atoms(atoms.get_chemical_symbols(), cell=atoms.cell, positions=atoms.positions, pbc=True)

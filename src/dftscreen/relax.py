@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,13 @@ from dftscreen.dft import (
     attach_gpaw,
     common_arguments,
     failure_reason,
+    apply_magmom_overrides,
     parse_settings,
     report_traceback,
     structure_to_atoms,
     write_on_master,
 )
+from dftscreen.changes import relaxation_change
 from dftscreen.io import atomic_write_with
 from dftscreen.recovery import atoms_from_checkpoint, load_checkpoint, strategies, write_checkpoint
 from dftscreen.settings import deep_merge
@@ -89,10 +92,11 @@ def _run_optimizer(
     atoms.set_constraint()
     if relax.get("fix_symmetry", True):
         atoms.set_constraint(FixSymmetry(atoms, symprec=relax.get("symprec", 1e-3)))
-    cell_filter = FrechetCellFilter(atoms)
+    # Molecules in a box (elemental references such as O2) relax positions only.
+    target = FrechetCellFilter(atoms) if relax.get("relax_cell", True) else atoms
     optimizer_class = getattr(optimize, relax["optimizer"])
     optimizer = optimizer_class(
-        cell_filter,
+        target,
         trajectory=str(workdir / f"relax_attempt{attempt_number}.traj"),
         logfile=str(workdir / "relax_optimizer.log"),
     )
@@ -227,18 +231,21 @@ def relax_atoms(
 
 
 def run(
-    cif: Path,
+    cif: Path | None,
     structure_id: str,
     settings: dict[str, Any],
     out_json: Path,
     out_cif: Path,
     workdir: Path,
+    load_atoms: Callable[[], Atoms] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
 
-    A DFT failure is not an error of this function: it is recorded in
-    ``out_json`` with status ``failed`` and a reason, so that the workflow
-    carries on with the other structures.
+    Instead of a CIF, ``load_atoms`` may build the structure (elemental
+    references do). A DFT failure is not an error of this function: it is
+    recorded in ``out_json`` with status ``failed`` and a reason, so that the
+    workflow carries on with the other structures.
     """
     record: dict[str, Any] = {
         "structure_id": structure_id,
@@ -246,13 +253,19 @@ def run(
         "settings": settings,
         "dftscreen_version": __version__,
         "mpi_ranks": int(world.size),
+        **(extra or {}),
     }
     try:
         import gpaw
 
         record["gpaw_version"] = gpaw.__version__
-        structure, _ = read_structure(cif)
-        atoms = structure_to_atoms(structure)
+        if load_atoms is not None:
+            atoms = load_atoms()
+            generated = None
+        else:
+            generated, _ = read_structure(cif)
+            atoms = structure_to_atoms(generated)
+        apply_magmom_overrides(atoms, settings.get("initial_magmoms_muB"))
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
         atoms, result = relax_atoms(atoms, settings, workdir)
@@ -287,6 +300,11 @@ def run(
         )
     relaxed = atoms_to_structure(atoms)
     record["relaxed_cif"] = out_cif.name
+    if generated is not None:
+        try:
+            record["change"] = relaxation_change(generated, relaxed)
+        except Exception as exc:  # analysis must never lose a finished relaxation
+            record["change"] = {"error": f"could not compare structures: {exc}"}
     if world.rank == 0:
         atomic_write_with(out_cif, lambda tmp: CifWriter(relaxed).write_file(tmp))
     write_on_master(out_json, record)

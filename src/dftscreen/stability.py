@@ -1,0 +1,100 @@
+"""Formation energies and energies above the convex hull, from GPAW energies only.
+
+Every energy here comes from the same DFT preset: the generated structures,
+the elemental references (:mod:`dftscreen.references`) and any reference
+phases the user supplies. pymatgen's :class:`PhaseDiagram` builds the hull,
+one per chemical system (a ternary oxide is judged against everything whose
+elements are a subset of its own), which keeps it fast for large runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+#: Column names. Without reference phases the hull is built from the elements
+#: and the generated structures alone, and the column name says so.
+E_HULL_COLUMN = "e_above_hull_eV_per_atom"
+E_HULL_COLUMN_NO_PHASES = "e_above_hull_vs_generated_only_eV_per_atom"
+
+
+@dataclass(frozen=True)
+class EnergyRecord:
+    """A computed total energy (eV) of a structure of a given composition."""
+
+    name: str
+    composition: Composition
+    energy_eV: float
+
+    @property
+    def energy_per_atom_eV(self) -> float:
+        return self.energy_eV / self.composition.num_atoms
+
+
+def chemical_potentials(elements: Iterable[EnergyRecord]) -> dict[str, float]:
+    """Energy per atom (eV) of each elemental reference, keyed by element symbol."""
+    mu: dict[str, float] = {}
+    for record in elements:
+        (element,) = [el.symbol for el in record.composition.elements]
+        mu[element] = record.energy_per_atom_eV
+    return mu
+
+
+def formation_energy_per_atom(record: EnergyRecord, mu: dict[str, float]) -> float:
+    """Formation energy (eV/atom) relative to the elemental references.
+
+    Raises:
+        KeyError: an element has no reference; the message names it.
+    """
+    missing = sorted(el.symbol for el in record.composition.elements if el.symbol not in mu)
+    if missing:
+        raise KeyError(f"no elemental reference energy for {', '.join(missing)}")
+    reference = sum(amount * mu[el.symbol] for el, amount in record.composition.items())
+    return (record.energy_eV - reference) / record.composition.num_atoms
+
+
+def _decomposition_text(decomposition: dict[PDEntry, float]) -> str:
+    parts = sorted(decomposition.items(), key=lambda item: -item[1])
+    return " + ".join(f"{entry.composition.reduced_formula} ({fraction:.2f})" for entry, fraction in parts)
+
+
+def hull_analysis(
+    generated: list[EnergyRecord],
+    elements: list[EnergyRecord],
+    phases: list[EnergyRecord] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Energy above hull (eV/atom) and decomposition products of every generated structure.
+
+    The hull of each chemical system is built from the elemental references, the
+    reference phases and all generated structures in that system. Structures
+    with an element that has no reference get a ``reason`` instead.
+    """
+    phases = phases or []
+    mu = chemical_potentials(elements)
+    pool = [PDEntry(r.composition, r.energy_eV, name=f"element:{r.name}") for r in elements]
+    pool += [PDEntry(r.composition, r.energy_eV, name=f"phase:{r.name}") for r in phases]
+    generated_entries = {r.name: PDEntry(r.composition, r.energy_eV, name=r.name) for r in generated}
+    pool += list(generated_entries.values())
+
+    diagrams: dict[frozenset[str], PhaseDiagram] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for record in generated:
+        system = frozenset(el.symbol for el in record.composition.elements)
+        missing = sorted(system - set(mu))
+        if missing:
+            results[record.name] = {"reason": f"no elemental reference energy for {', '.join(missing)}"}
+            continue
+        if system not in diagrams:
+            members = [e for e in pool if {el.symbol for el in e.composition.elements} <= system]
+            diagrams[system] = PhaseDiagram(members)
+        diagram = diagrams[system]
+        decomposition, e_hull = diagram.get_decomp_and_e_above_hull(generated_entries[record.name], allow_negative=True)
+        results[record.name] = {
+            "e_above_hull_eV_per_atom": float(e_hull),
+            "decomposition": _decomposition_text(decomposition),
+        }
+    return results

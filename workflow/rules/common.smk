@@ -21,17 +21,35 @@ DFT = config["dft"]
 INPUTS = {item.structure_id: item for item in discover_cifs(config["input"]["cif_dir"])}
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
+STABILITY = config["stability"]
+# Competing phases for the hull (relaxed with the same preset); few files, listed once.
+REFERENCE_PHASES = (
+    {item.structure_id: item for item in discover_cifs(STABILITY["reference_cif_dir"])}
+    if STABILITY["reference_cif_dir"]
+    else {}
+)
 # GPAW's launcher from the environment running Snakemake (works without activating it).
 GPAW_PYTHON = f"{sys.executable} -m gpaw python"
 
 
 wildcard_constraints:
     sid=STRUCTURE_ID_PATTERN,
+    element="[A-Z][a-z]?",
 
 
 def input_cif(wildcards):
     """The original CIF of one structure id."""
     return str(INPUTS[wildcards.sid].path)
+
+
+def reference_phase_cif(wildcards):
+    """The CIF of one user-supplied reference phase."""
+    return str(REFERENCE_PHASES[wildcards.sid].path)
+
+
+def global_settings_json(wildcards):
+    """The run's DFT settings (no per-structure override), for references."""
+    return json.dumps(DFT_SETTINGS, sort_keys=True)
 
 
 def dft_settings_json(wildcards):
@@ -84,6 +102,45 @@ def all_properties_records(wildcards):
     return expand(f"{OUT}/dft/{{sid}}/properties.json", sid=valid_structure_ids())
 
 
+def elements_needed():
+    """Elements of every structure going to DFT and of every reference phase."""
+    from pymatgen.core import Composition
+
+    with open(checkpoints.check.get().output.table) as handle:
+        checks = {r["structure_id"]: r for r in json.load(handle)}
+    formulas = [checks[sid].get("reduced_formula") for sid in valid_structure_ids()]
+    elements = {el.symbol for formula in formulas if formula for el in Composition(formula).elements}
+    for item in REFERENCE_PHASES.values():
+        elements |= reference_phase_elements(item.path)
+    return sorted(elements)
+
+
+_PHASE_ELEMENTS = {}
+
+
+def reference_phase_elements(path):
+    if path not in _PHASE_ELEMENTS:
+        from dftscreen.check import read_structure
+
+        try:
+            structure, _ = read_structure(path)
+            _PHASE_ELEMENTS[path] = {el.symbol for el in structure.composition.elements}
+        except Exception:
+            # An unreadable reference phase fails in its own relax job, with the reason.
+            _PHASE_ELEMENTS[path] = set()
+    return _PHASE_ELEMENTS[path]
+
+
+def all_element_records(wildcards):
+    if not STABILITY["elemental_references"]:
+        return []
+    return expand(f"{OUT}/references/elements/{{element}}/relax.json", element=elements_needed())
+
+
+def all_phase_records(wildcards):
+    return expand(f"{OUT}/references/phases/{{sid}}/relax.json", sid=sorted(REFERENCE_PHASES))
+
+
 def get_final_output(wildcards):
     """The results table, and every per-structure record as an explicit target.
 
@@ -96,6 +153,8 @@ def get_final_output(wildcards):
         f"{OUT}/results.parquet",
         *all_relax_records(wildcards),
         *all_properties_records(wildcards),
+        *all_element_records(wildcards),
+        *all_phase_records(wildcards),
     ]
 
 
@@ -104,7 +163,14 @@ def write_partial_table():
     checks_path = Path(OUT) / "check" / "checks.json"
     if not checks_path.is_file():
         return
-    table = build_table(read_json(checks_path), Path(OUT) / "dft")
+    elements = [read_json(p) for p in sorted(Path(OUT).glob("references/elements/*/relax.json"))]
+    phases = [read_json(p) for p in sorted(Path(OUT).glob("references/phases/*/relax.json"))]
+    table = build_table(
+        read_json(checks_path),
+        Path(OUT) / "dft",
+        element_records=elements if STABILITY["elemental_references"] else None,
+        phase_records=phases,
+    )
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

@@ -7,7 +7,16 @@ from dftscreen.aggregate import build_table, status_counts, write_table
 from dftscreen.io import read_json
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-table = build_table(read_json(snakemake.input.checks), snakemake.params.dft_dir)  # noqa: F821
+table = build_table(
+    read_json(snakemake.input.checks),  # noqa: F821
+    snakemake.params.dft_dir,  # noqa: F821
+    element_records=(
+        [read_json(p) for p in snakemake.input.elements]  # noqa: F821
+        if snakemake.params.with_formation_energies  # noqa: F821
+        else None
+    ),
+    phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
+)
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))
 # A complete table supersedes any partial one from an earlier failed run.

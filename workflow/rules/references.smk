@@ -1,0 +1,38 @@
+# Stage 3b: references for formation energies and the convex hull, with the run's DFT preset.
+
+
+rule element_reference:
+    output:
+        record=f"{OUT}/references/elements/{{element}}/relax.json",
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}/relaxed.cif",
+        workdir=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}",
+        gpaw_python=GPAW_PYTHON,
+    log:
+        f"{OUT}/logs/references/elements/{{element}}.log",
+    threads: RESOURCES.max_tasks
+    resources:
+        tasks=RESOURCES.max_tasks,
+        mpi="mpiexec",
+        runtime=lambda wildcards, attempt: RESOURCES.runtime_min(2, attempt),
+        mem_mb_per_cpu=lambda wildcards, attempt: RESOURCES.mem_mb_per_task(2, attempt),
+    shell:
+        "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
+        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element}"
+        " --settings {params.settings:q} --out-json {output.record}"
+        " --out-cif {params.relaxed_cif} --workdir {params.workdir} > {log} 2>&1"
+
+
+use rule relax as relax_reference_phase with:
+    input:
+        cif=reference_phase_cif,
+    output:
+        record=f"{OUT}/references/phases/{{sid}}/relax.json",
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: f"{OUT}/references/phases/{wildcards.sid}/relaxed.cif",
+        workdir=lambda wildcards: f"{OUT}/references/phases/{wildcards.sid}",
+        gpaw_python=GPAW_PYTHON,
+    log:
+        f"{OUT}/logs/references/phases/{{sid}}.log",

@@ -154,8 +154,11 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     # Rocksalt NaCl, the experimental ground state (a = 5.64 Å).
     CifWriter(AseAtomsAdaptor.get_structure(bulk("NaCl", "rocksalt", a=5.64))).write_file(phases / "NaCl_rocksalt.cif")
     (tmp_path / "config").mkdir()
+    # The band gap the structure was "generated for": far from NaCl's, so a miss.
+    pd.DataFrame({"structure_id": ["NaCl_generated"], "band_gap": [1.5]}).to_csv(tmp_path / "targets.csv", index=False)
     config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"},
-              "stability": {"reference_cif_dir": "known_phases"}}
+              "stability": {"reference_cif_dir": "known_phases"},
+              "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 0.5}}}}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -171,3 +174,10 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     assert row["e_above_hull_eV_per_atom"] > 0.0
     assert "1 reference phases" in row["hull_reference"]
     assert row["decomposition_products"].startswith("NaCl")
+    assert row["target_band_gap_eV"] == 1.5
+    assert row["band_gap_error_eV"] == pytest.approx(row["band_gap_eV"] - 1.5)
+    assert not row["band_gap_hit"]
+    summary = yaml.safe_load((tmp_path / "out" / "summary.json").read_text())
+    assert summary["n_inputs"] == 1 and summary["relaxed_ok"]["count"] == 1
+    assert summary["stable"]["count"] == (1 if row["e_above_hull_eV_per_atom"] <= 0.1 else 0)
+    assert summary["targets"]["band_gap"]["hit_rate"] == 0.0

@@ -28,6 +28,7 @@ import pandas as pd
 from pymatgen.core import Composition
 
 from dftscreen.io import atomic_write_with, read_json
+from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.stability import (
     E_HULL_COLUMN,
     E_HULL_COLUMN_NO_PHASES,
@@ -80,6 +81,7 @@ COLUMNS = [
     "max_stress_GPa",
     "volume_relaxed_A3",
     "volume_change_pct",
+    "density_relaxed_g_cm3",
     *CHANGE_COLUMNS,
     "formation_energy_eV_per_atom",
     "hull_reference",
@@ -150,6 +152,9 @@ def table_row(
     v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
     if v0 and v1:
         row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
+        if check.get("density_generated_g_cm3"):
+            # Same atoms, new volume.
+            row["density_relaxed_g_cm3"] = check["density_generated_g_cm3"] * v0 / v1
     change = relax.get("change") or {}
     for key in CHANGE_COLUMNS:
         if key in change:
@@ -287,6 +292,18 @@ def add_stability(
         result = hull[dft_id]
         row[column] = result.get("e_above_hull_eV_per_atom")
         row["decomposition_products"] = result.get("decomposition")
+
+
+def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:
+    """Target, error and hit columns as configured under ``targets`` (see :mod:`dftscreen.targets`)."""
+    if not targets_config or not targets_config.get("properties"):
+        return table
+    values = None
+    if targets_config.get("file"):
+        values = read_target_file(targets_config["file"], targets_config.get("id_column", "structure_id"))
+    return add_target_columns(
+        table, targets_config["properties"], values, targets_config.get("id_column", "structure_id")
+    )
 
 
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:

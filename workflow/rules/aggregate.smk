@@ -4,6 +4,7 @@
 rule aggregate:
     input:
         checks=rules.check.output.table,
+        targets=target_file,
         relax=all_relax_records,
         properties=all_properties_records,
         elements=all_element_records,
@@ -11,9 +12,12 @@ rule aggregate:
     output:
         csv=f"{OUT}/results.csv",
         parquet=f"{OUT}/results.parquet",
+        summary=f"{OUT}/summary.json",
     params:
         dft_dir=f"{OUT}/dft",
         with_formation_energies=STABILITY["elemental_references"],
+        stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
+        targets=config["targets"],
     log:
         f"{OUT}/logs/aggregate.log",
     localrule: True

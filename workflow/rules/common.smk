@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from dftscreen.aggregate import build_table, write_table
+from dftscreen.aggregate import add_targets, build_table, write_table
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs
 from dftscreen.io import read_json
 from dftscreen.resources import ResourcePolicy
@@ -141,6 +141,11 @@ def all_phase_records(wildcards):
     return expand(f"{OUT}/references/phases/{{sid}}/relax.json", sid=sorted(REFERENCE_PHASES))
 
 
+def target_file(wildcards):
+    """The targets CSV, if one is configured (so editing it updates the table)."""
+    return [config["targets"]["file"]] if config["targets"]["file"] else []
+
+
 def get_final_output(wildcards):
     """The results table, and every per-structure record as an explicit target.
 
@@ -151,6 +156,7 @@ def get_final_output(wildcards):
     return [
         f"{OUT}/results.csv",
         f"{OUT}/results.parquet",
+        f"{OUT}/summary.json",
         *all_relax_records(wildcards),
         *all_properties_records(wildcards),
         *all_element_records(wildcards),
@@ -171,6 +177,7 @@ def write_partial_table():
         element_records=elements if STABILITY["elemental_references"] else None,
         phase_records=phases,
     )
+    table = add_targets(table, config["targets"])
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

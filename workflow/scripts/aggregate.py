@@ -3,8 +3,9 @@
 import logging
 from pathlib import Path
 
-from dftscreen.aggregate import build_table, status_counts, write_table
-from dftscreen.io import read_json
+from dftscreen.aggregate import add_targets, build_table, status_counts, write_table
+from dftscreen.io import atomic_write_json, read_json
+from dftscreen.summary import summarize
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 table = build_table(
@@ -17,7 +18,10 @@ table = build_table(
     ),
     phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
 )
+table = add_targets(table, snakemake.params.targets)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
+summary = summarize(table, snakemake.params.stable_threshold_eV_per_atom)  # noqa: F821
+atomic_write_json(snakemake.output.summary, summary)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))
 # A complete table supersedes any partial one from an earlier failed run.
 out_dir = Path(snakemake.output.csv).parent  # noqa: F821

@@ -1,0 +1,65 @@
+"""Run-level metrics over the results table, written next to it as JSON.
+
+Rates are fractions of all input files, so they can be quoted like the
+validity / uniqueness / S.U.N. rates of generative-model papers (S.U.N. here
+is stable-and-unique: novelty needs a database of known crystals and is not
+computed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
+from dftscreen.targets import TARGET_KINDS, target_columns
+
+
+def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
+    count = int(mask.fillna(False).astype(bool).sum())
+    return {"count": count, "rate": count / total if total else None}
+
+
+def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> dict[str, Any]:
+    """Counts and rates over the whole run, and hit rate / MAE per target."""
+    total = len(table)
+    status = table["status"]
+    valid = status.isin(["ok", "not_converged", "failed", "not_finished", "duplicate"])
+    unique = valid & (status != "duplicate")
+    relaxed_ok = status == "ok"
+    hull_column = next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+    stable = pd.Series(False, index=table.index)
+    if hull_column:
+        stable = relaxed_ok & (pd.to_numeric(table[hull_column], errors="coerce") <= stable_threshold_eV_per_atom)
+    summary: dict[str, Any] = {
+        "n_inputs": total,
+        "status_counts": {str(k): int(v) for k, v in status.value_counts().items()},
+        "valid": _count_rate(valid, total),
+        "unique": _count_rate(unique, total),
+        "relaxed_ok": _count_rate(relaxed_ok, total),
+        "stable": _count_rate(stable, total),
+        "stable_and_unique": _count_rate(stable & unique, total),
+        "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
+        "hull_column": hull_column,
+        "relaxed_into_different_structure": _count_rate(
+            relaxed_ok & (table.get("relaxed_matches_generated", pd.Series(True, index=table.index)) == False),  # noqa: E712
+            total,
+        ),
+        "targets": {},
+    }
+    if "crystallm_valid" in table.columns:
+        summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712
+    for name in TARGET_KINDS:
+        _, error_col, hit_col = target_columns(name)
+        if error_col not in table.columns:
+            continue
+        errors = pd.to_numeric(table[error_col], errors="coerce").dropna()
+        hits = table[hit_col].dropna().astype(bool)
+        summary["targets"][name] = {
+            "n_compared": int(len(errors)),
+            "hit_rate": float(hits.mean()) if len(hits) else None,
+            "mean_absolute_error": float(errors.abs().mean()) if len(errors) else None,
+            "unit": TARGET_KINDS[name].unit,
+        }
+    return summary

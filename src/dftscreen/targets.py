@@ -1,0 +1,101 @@
+"""Compare computed properties with the targets a conditioned model was asked for.
+
+CrystaLLM-pi is prompted with a composition *and* a property (e.g. band gap
+1.8 eV, energy above hull 0). For each target property the table gets the
+target, the computed value's error (computed − target, in the property's unit)
+and a hit flag (|error| ≤ tolerance).
+
+Targets come from a CSV file (``targets.file``: one row per structure, matched
+on ``structure_id`` or on ``source_file``) or from columns already in the
+table (e.g. carried over from a CrystaLLM-pi Parquet input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """A property that can be targeted: the computed column(s), its unit and a default tolerance."""
+
+    computed_columns: tuple[str, ...]
+    unit: str
+    default_tolerance: float
+
+
+#: Target names understood in config, with the table columns they are checked against.
+TARGET_KINDS: dict[str, TargetKind] = {
+    "band_gap": TargetKind(("band_gap_eV",), "eV", 0.3),
+    "e_above_hull": TargetKind((E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES), "eV_per_atom", 0.05),
+    "formation_energy": TargetKind(("formation_energy_eV_per_atom",), "eV_per_atom", 0.1),
+    "density": TargetKind(("density_relaxed_g_cm3",), "g_cm3", 0.2),
+    "magnetic_moment": TargetKind(("magnetic_moment_muB",), "muB", 0.5),
+}
+
+
+def target_columns(name: str) -> tuple[str, str, str]:
+    """Names of the (target, error, hit) columns for target ``name``."""
+    unit = TARGET_KINDS[name].unit
+    return f"target_{name}_{unit}", f"{name}_error_{unit}", f"{name}_hit"
+
+
+def read_target_file(path: str | Path, id_column: str) -> pd.DataFrame:
+    """Targets from a CSV file, indexed by ``id_column``.
+
+    Raises:
+        ValueError: the id column is missing (the message lists the columns found).
+    """
+    table = pd.read_csv(path)
+    if id_column not in table.columns:
+        raise ValueError(f"targets file {path} has no column '{id_column}'; columns: {', '.join(table.columns)}")
+    return table.drop_duplicates(subset=id_column, keep="first").set_index(id_column)
+
+
+def add_target_columns(
+    table: pd.DataFrame,
+    properties: dict[str, dict[str, Any]],
+    targets: pd.DataFrame | None = None,
+    id_column: str = "structure_id",
+) -> pd.DataFrame:
+    """Add target, error and hit columns for each configured target property.
+
+    Args:
+        table: the results table.
+        properties: ``{name: {"tolerance": float, "source_column": str}}``; the
+            source column (default: the name) holds the target values, in
+            ``targets`` or else in ``table``.
+        targets: target values indexed by ``id_column`` values, or ``None``.
+        id_column: ``structure_id`` or ``source_file``.
+
+    Raises:
+        KeyError: an unknown target name (the message lists the known ones).
+    """
+    table = table.copy()
+    for name, spec in properties.items():
+        if name not in TARGET_KINDS:
+            raise KeyError(f"unknown target '{name}'; known targets: {', '.join(sorted(TARGET_KINDS))}")
+        kind = TARGET_KINDS[name]
+        source = (spec or {}).get("source_column", name)
+        tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
+        if targets is not None and source in targets.columns:
+            values = table[id_column].map(targets[source])
+        elif source in table.columns:
+            values = table[source]
+        else:
+            continue
+        computed_column = next((c for c in kind.computed_columns if c in table.columns), None)
+        target_col, error_col, hit_col = target_columns(name)
+        table[target_col] = pd.to_numeric(values, errors="coerce")
+        computed = pd.to_numeric(table[computed_column], errors="coerce") if computed_column else float("nan")
+        table[error_col] = computed - table[target_col]
+        hit = table[error_col].abs() <= tolerance
+        # No computed value or no target: not a miss, unknown.
+        table[hit_col] = hit.where(table[error_col].notna(), None)
+    return table

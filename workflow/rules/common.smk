@@ -69,9 +69,14 @@ _N_SITES = {}
 
 
 def n_sites(wildcards):
-    """Number of atoms of a structure, from the check checkpoint's table (read once)."""
+    """Number of atoms of a structure, from the check checkpoint's table (read once).
+
+    Read by path, not through checkpoints.check.get(): inside a cluster job the
+    DAG holds only that job, the checkpoint counts as incomplete there, and
+    Snakemake would then use 0 for threads and crash.
+    """
     if not _N_SITES:
-        with open(checkpoints.check.get().output.table) as handle:
+        with open(rules.check.output.table) as handle:
             _N_SITES.update({r["structure_id"]: r.get("n_sites") or 1 for r in json.load(handle)})
     return _N_SITES.get(wildcards.sid, 1)
 

@@ -26,11 +26,12 @@ may later turn a ``dft_ready`` structure into a duplicate.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,16 @@ from dftscreen.cif_reader import (
     decode_cif_bytes,
     read_cif_text,
 )
-from dftscreen.dedupe import STATUS_DUPLICATE, Candidate, MatchSettings, by_formula, duplicate_reason, group_one_formula
+from dftscreen.dedupe import (
+    STATUS_DUPLICATE,
+    Candidate,
+    MatchSettings,
+    by_formula,
+    duplicate_reason,
+    group_one_formula,
+    group_one_formula_plain,
+    reduced_for_matching,
+)
 from dftscreen.inputs import InputFile
 
 __all__ = [
@@ -93,6 +103,10 @@ class CheckSettings:
     #: If true, dft_ready also needs the declared space group to be found.
     dft_require_spacegroup_match: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    #: Slow reference path for tests and benchmarks: pymatgen's CrystalNN per
+    #: site, pairwise StructureMatcher on unreduced structures, and every file
+    #: checked even when byte-identical to another. Not a config key.
+    reference_algorithms: bool = False
 
     @classmethod
     def from_config(cls, check_config: dict[str, Any]) -> CheckSettings:
@@ -382,7 +396,10 @@ def check_read_result(
                     f"but spglib finds {result.spacegroup_symbol} ({result.spacegroup_number}) "
                     f"at symprec {settings.symprec_A} Å"
                 )
-        bonds = bond_length_score(structure, settings.bond_tolerance, settings.bond_h_factor)
+        bonds = bond_length_score(
+            structure, settings.bond_tolerance, settings.bond_h_factor,
+            use_pymatgen_crystalnn=settings.reference_algorithms,
+        )
         result.bond_length_score, result.n_bonds = bonds.score, bonds.n_bonds
         if bonds.note:
             crystallm_problems.append(f"bond-length score: {bonds.note}")
@@ -508,14 +525,46 @@ def _check_item(
 
 
 def _check_chunk(
-    items: list[InputFile], settings: CheckSettings, available_elements: set[str] | None, keep_ready: bool
+    items: list[InputFile],
+    settings: CheckSettings,
+    available_elements: set[str] | None,
+    match: MatchSettings | None,
 ) -> list[tuple[CheckResult, Structure | None]]:
-    """Check a chunk of files in one process; keep structures only of dft_ready ones (for dedupe)."""
+    """Check a chunk of files in one process.
+
+    With ``match`` settings, also return each dft_ready structure reduced for
+    StructureMatcher (the costly part of dedupe, done here in parallel); else no structures.
+    """
     out = []
     for item in items:
         result, structure = _check_item(item, settings, available_elements)
-        out.append((result, structure if keep_ready and result.dft_ready else None))
+        reduced = None
+        if match is not None and result.dft_ready and structure is not None:
+            reduced = structure if settings.reference_algorithms else reduced_for_matching(structure, match)
+        out.append((result, reduced))
     return out
+
+
+def _with_content(item: InputFile) -> InputFile:
+    """The item with its bytes loaded (unchanged if the file cannot be read: the check reports that)."""
+    if item.content is not None:
+        return item
+    try:
+        return replace(item, content=Path(item.path).read_bytes())
+    except OSError:
+        return item
+
+
+def _twin_result(checked: CheckResult, item: InputFile) -> CheckResult:
+    """The result of a byte-identical file, relabelled for ``item``."""
+    return replace(
+        checked,
+        structure_id=item.structure_id,
+        source_file=item.relative_path,
+        id_note=item.id_note,
+        input_columns=dict(item.extra_columns),
+        parse_warnings=list(checked.parse_warnings),
+    )
 
 
 def _run_checks(
@@ -523,16 +572,48 @@ def _run_checks(
     settings: CheckSettings,
     available_elements: set[str] | None,
     pool: ProcessPoolExecutor | None,
-    keep_ready: bool,
-) -> list[tuple[CheckResult, Structure | None]]:
+    match: MatchSettings | None,
+) -> tuple[list[tuple[CheckResult, Structure | None]], dict[str, str]]:
+    """Check every item once per distinct content.
+
+    Generated sets are full of byte-identical files (CrystaLLM samples the same
+    text many times): those are checked once and share the verdicts. Returns
+    the results in input order (structures only for the checked copy) and, for
+    every twin, the id of the copy that was checked (the smallest id, so
+    dedupe's order by (volume, id) is unchanged).
+    """
+    loaded = [_with_content(item) for item in items]
+    by_digest: dict[bytes, InputFile] = {}
+    checked_as: dict[str, str] = {}
+    digest_of: dict[str, bytes | None] = {}
+    for item in sorted(loaded, key=lambda i: i.structure_id):
+        digest = hashlib.sha256(item.content).digest() if item.content is not None else None
+        digest_of[item.structure_id] = digest
+        if digest is None:
+            continue
+        if settings.reference_algorithms:
+            continue
+        first = by_digest.setdefault(digest, item)
+        if first is not item:
+            checked_as[item.structure_id] = first.structure_id
+    to_check = [item for item in loaded if item.structure_id not in checked_as]
     if pool is None:
-        return _check_chunk(items, settings, available_elements, keep_ready)
-    # Many small chunks so one slow structure does not leave a core idle.
-    n_chunks = min(len(items), 64)
-    chunks = [items[i::n_chunks] for i in range(n_chunks)]
-    futures = [pool.submit(_check_chunk, chunk, settings, available_elements, keep_ready) for chunk in chunks]
-    by_id = {pair[0].structure_id: pair for future in futures for pair in future.result()}
-    return [by_id[item.structure_id] for item in items]
+        pairs = _check_chunk(to_check, settings, available_elements, match)
+    else:
+        # Many small strided chunks: slow structures spread over the workers and no core idles at the end.
+        n_chunks = min(len(to_check), 64)
+        chunks = [to_check[i::n_chunks] for i in range(n_chunks)]
+        futures = [pool.submit(_check_chunk, chunk, settings, available_elements, match) for chunk in chunks]
+        pairs = [pair for future in futures for pair in future.result()]
+    by_id = {pair[0].structure_id: pair for pair in pairs}
+    ordered = []
+    for item in loaded:
+        first_id = checked_as.get(item.structure_id)
+        if first_id is None:
+            ordered.append(by_id[item.structure_id])
+        else:
+            ordered.append((_twin_result(by_id[first_id][0], item), None))
+    return ordered, checked_as
 
 
 def _effective_workers(workers: int, n_items: int) -> int:
@@ -556,9 +637,9 @@ def check_all(
         settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
     workers = _effective_workers(workers, len(items))
     if workers == 1:
-        return [r for r, _ in _run_checks(items, settings, available_elements, None, False)]
+        return [r for r, _ in _run_checks(items, settings, available_elements, None, None)[0]]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [r for r, _ in _run_checks(items, settings, available_elements, pool, False)]
+        return [r for r, _ in _run_checks(items, settings, available_elements, pool, None)[0]]
 
 
 def check_and_deduplicate(
@@ -577,26 +658,36 @@ def check_and_deduplicate(
     workers = _effective_workers(workers, len(items))
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
-        pairs = _run_checks(items, settings, available_elements, pool, True)
+        pairs, checked_as = _run_checks(items, settings, available_elements, pool, match)
+        # Byte-identical twins take part once (as their smallest id) and share its outcome below.
         candidates = [
-            Candidate(r.structure_id, r.reduced_formula or "", r.volume_per_formula_unit_A3 or 0.0, s)
+            Candidate(
+                r.structure_id, r.reduced_formula or "", r.volume_per_formula_unit_A3 or 0.0, s,
+                reduced=not settings.reference_algorithms,
+            )
             for r, s in pairs
             if s is not None
         ]
+        grouping = group_one_formula_plain if settings.reference_algorithms else group_one_formula
         groups = list(by_formula(candidates).values())
         duplicate_of: dict[str, str] = {}
         if pool is None or len(groups) < 2:
             for group in groups:
-                duplicate_of.update(group_one_formula(group, match))
+                duplicate_of.update(grouping(group, match))
         else:
             # Largest formulas first so the two processes finish together.
             groups.sort(key=len, reverse=True)
-            for future in [pool.submit(group_one_formula, g, match) for g in groups]:
+            for future in [pool.submit(grouping, g, match) for g in groups]:
                 duplicate_of.update(future.result())
     finally:
         if pool is not None:
             pool.shutdown()
     results = [r for r, _ in pairs]
+    in_dedupe = {c.structure_id for c in candidates}
+    for twin, first in checked_as.items():
+        if first in in_dedupe:
+            # Same bytes, same crystal: pairwise matching would put it with its first copy's representative.
+            duplicate_of[twin] = duplicate_of.get(first, first)
     for result in results:
         representative = duplicate_of.get(result.structure_id)
         if representative is not None:

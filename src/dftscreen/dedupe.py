@@ -7,6 +7,20 @@ the first existing group whose representative pymatgen's
 :class:`~pymatgen.analysis.structure_matcher.StructureMatcher` matches, or
 founds a new group. The representative of every group is therefore its member
 with the lowest volume per formula unit, the rule CrystaLLM's deduplication uses.
+
+Speed, with the same groups (``tests/test_dedupe_fast.py`` compares with the
+plain pairwise ``StructureMatcher.fit`` on the shared data):
+
+* each structure is reduced (Niggli, primitive cell) once, with the matcher's
+  own functions, instead of twice per comparison; comparisons then pass
+  ``skip_structure_reduction=True``, as ``StructureMatcher.group_structures`` does;
+* a representative is only tried when its primitive cell has as many sites as
+  the candidate's: the matcher (no supercells, no subsets) rejects any other
+  pair before comparing lattices, so skipping them changes nothing.
+
+Volume and space group are *not* used to pre-group: the matcher rescales
+volumes (``scale=True``) and can match structures spglib assigns different
+groups at its tolerance, so either would split real duplicates.
 """
 
 from __future__ import annotations
@@ -35,21 +49,61 @@ class MatchSettings:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One dft_ready structure taking part in deduplication (volume in Å³ per formula unit)."""
+    """One dft_ready structure taking part in deduplication (volume in Å³ per formula unit).
+
+    ``structure`` is the structure as read, or already passed through
+    :func:`reduced_for_matching` with the same settings (``reduced=True``).
+    """
 
     structure_id: str
     reduced_formula: str
     volume_per_formula_unit_A3: float
     structure: Structure
+    reduced: bool = False
+
+
+def reduced_for_matching(structure: Structure, settings: MatchSettings) -> Structure:
+    """The Niggli-reduced primitive cell StructureMatcher.fit compares (computed once per structure).
+
+    Uses the matcher's own steps (species processing, reduction), as
+    ``StructureMatcher.group_structures`` does before its comparisons.
+    """
+    matcher = settings.matcher()
+    processed = matcher._process_species([structure])[0]
+    return matcher._get_reduced_structure(processed, matcher._primitive_cell, niggli=True)
+
+
+def _ordered(candidates: list[Candidate]) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: (c.volume_per_formula_unit_A3, c.structure_id))
 
 
 def group_one_formula(candidates: list[Candidate], settings: MatchSettings) -> dict[str, str]:
     """Map each duplicate's id to its representative's id, for candidates of one reduced formula."""
     matcher = settings.matcher()
-    ordered = sorted(candidates, key=lambda c: (c.volume_per_formula_unit_A3, c.structure_id))
+    representatives: list[tuple[Candidate, Structure]] = []
+    duplicate_of: dict[str, str] = {}
+    for candidate in _ordered(candidates):
+        reduced = candidate.structure if candidate.reduced else reduced_for_matching(candidate.structure, settings)
+        for rep, rep_reduced in representatives:
+            if len(rep_reduced) != len(reduced):
+                continue  # the matcher rejects different primitive site counts before any lattice search
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = matcher.fit(rep_reduced, reduced, skip_structure_reduction=True)
+            if same:
+                duplicate_of[candidate.structure_id] = rep.structure_id
+                break
+        else:
+            representatives.append((candidate, reduced))
+    return duplicate_of
+
+
+def group_one_formula_plain(candidates: list[Candidate], settings: MatchSettings) -> dict[str, str]:
+    """As :func:`group_one_formula` with a plain ``fit`` on unreduced structures (reference for tests)."""
+    matcher = settings.matcher()
     representatives: list[Candidate] = []
     duplicate_of: dict[str, str] = {}
-    for candidate in ordered:
+    for candidate in _ordered(candidates):
         for rep in representatives:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

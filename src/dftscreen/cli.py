@@ -1,0 +1,108 @@
+"""The ``dftscreen`` command.
+
+``dftscreen status [RESULTS_DIR]``
+    How far a run got, per stage (done, failed with the top reasons, running,
+    pending), read from the results folder and the scheduler; never starts
+    Snakemake. See :mod:`dftscreen.status`.
+``dftscreen install-profile``
+    Copy the repository's SLURM profile to Snakemake's per-user profile folder
+    as ``slurm``, with your account, partition and QoS filled in, so that
+    ``snakemake --profile slurm`` works as written from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from dftscreen.io import atomic_write_text
+from dftscreen.status import format_status, run_status
+
+REPO = Path(__file__).resolve().parents[2]
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+
+
+def user_profile_dir() -> Path:
+    """Snakemake's per-user profile folder (where a bare ``--profile NAME`` is looked up)."""
+    from snakemake.cli import get_appdirs
+
+    return Path(get_appdirs().user_config_dir)
+
+
+def installed_profile_text(account: str | None, partition: str | None, qos: str | None) -> str:
+    """The repository's SLURM profile with the site settings given on the command line added."""
+    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    defaults = dict(profile.get("default-resources") or {})
+    if account:
+        defaults["slurm_account"] = account
+    if partition:
+        defaults["slurm_partition"] = partition
+    profile["default-resources"] = defaults
+    if qos:
+        profile["slurm-qos"] = qos
+    header = (
+        f"# Written by `dftscreen install-profile` from {SLURM_PROFILE}.\n"
+        "# Rerun that command after updating the checkout; edit site settings here.\n"
+    )
+    return header + yaml.safe_dump(profile, sort_keys=False)
+
+
+def install_profile(name: str, account: str | None, partition: str | None, qos: str | None,
+                    target_root: Path | None = None) -> Path:
+    """Write the SLURM profile as ``<user profile folder>/<name>/config.yaml``; returns its path."""
+    target = (target_root or user_profile_dir()) / name / "config.yaml"
+    atomic_write_text(target, installed_profile_text(account, partition, qos))
+    return target
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = run_status(args.results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+    else:
+        print(format_status(status, top=args.top, show_ids=args.ids))
+    return 0
+
+
+def _install_profile(args: argparse.Namespace) -> int:
+    path = install_profile(args.name, args.account, args.partition, args.qos)
+    print(f"installed {path}: run `snakemake --profile {args.name}` from the repository root")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dftscreen", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    status = commands.add_parser("status", help="how far a run got, per stage, without starting Snakemake")
+    status.add_argument("results_dir", nargs="?", default="results", help="the run's output_dir (default: results)")
+    status.add_argument("--workdir", default=None,
+                        help="folder Snakemake ran in (default: the parent of RESULTS_DIR)")
+    status.add_argument("--json", action="store_true", help="print the counts as JSON")
+    status.add_argument("--top", type=int, default=5, help="failure reasons shown per stage (default 5)")
+    status.add_argument("--ids", type=int, default=10, metavar="N",
+                        help="failed structure ids listed per stage (default 10; 0: none)")
+    status.add_argument("--no-scheduler", action="store_true", help="do not ask sacct/squeue")
+    status.set_defaults(func=_status)
+
+    install = commands.add_parser("install-profile",
+                                  help="make `snakemake --profile slurm` work (copies profiles/slurm)")
+    install.add_argument("--name", default="slurm", help="profile name (default: slurm)")
+    install.add_argument("--account", help="SLURM account (sbatch -A)")
+    install.add_argument("--partition", help="SLURM partition (sbatch -p)")
+    install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")
+    install.set_defaults(func=_install_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,6 +39,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "convergence": {"energy": 1e-4, "density": 1e-3, "eigenstates": 1e-6},
             "maxiter": 100,
         },
+        # Band gap: same mesh, and a coarse band path (cheap on small cells).
+        "properties": {"kpt_density_per_A": 2.0, "band_path_npoints": 30},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.1,
@@ -57,6 +59,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "convergence": {"energy": 1e-5, "density": 1e-4, "eigenstates": 1e-8},
             "maxiter": 200,
         },
+        "properties": {"kpt_density_per_A": 4.0, "band_path_npoints": 0},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.05,
@@ -78,6 +81,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "convergence": {"energy": 1e-6, "density": 1e-5, "eigenstates": 1e-9},
             "maxiter": 333,
         },
+        # Denser mesh for the gap and a band path through the special points.
+        "properties": {"kpt_density_per_A": 7.0, "band_path_npoints": 80},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.02,

@@ -36,7 +36,7 @@ CHECKPOINT_NAME = "checkpoint.json"
 DEFAULT_SCF_LADDER: list[dict[str, Any]] = [
     {
         "name": "gentle_mixer",
-        "description": "density mixer beta 0.05→0.02, more SCF iterations",
+        "description": "density mixer beta lowered to 0.02, more SCF iterations",
         "gpaw": {"mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}, "maxiter": 600},
     },
     {

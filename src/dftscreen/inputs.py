@@ -7,14 +7,31 @@ file and folder names (no ``/``, no ``..``, no spaces). When two files map to
 the same id (``a b.cif`` and ``a_b.cif``), the first in sorted path order keeps
 it and the others get ``-2``, ``-3``, ... appended; every such renaming is
 reported in :attr:`InputFile.id_note`.
+
+Table input (config ``input.table``): a CSV or Parquet file with one CIF text
+per row, as CrystaLLM-pi's ``generate_cifs.py --output_parquet`` writes it
+(CIF text in ``Generated CIF``, ids in ``Material ID``, also ``Prompt``,
+``condition_vector`` and, when ranked, ``rank``/``score``). A row's id is its
+id-column value made safe as above, or ``<table stem>__row<n>`` (n = 0-based
+row number); ids stay unique across the CIF folder and the table. Every other
+column is carried into the results table under its own name.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from dftscreen.io import atomic_write_with
+
+#: Column holding the CIF text in CrystaLLM-pi's generation output.
+DEFAULT_TABLE_CIF_COLUMN = "Generated CIF"
 
 #: Regular expression every structure id matches (used as the Snakemake
 #: wildcard constraint).
@@ -60,6 +77,20 @@ def safe_id(relative_path: str) -> str:
     return candidate
 
 
+def _unique_id(base: str, origin: str, taken: dict[str, str]) -> tuple[str, str]:
+    """``base`` or ``base-2``, ``base-3``, ... whichever is free in ``taken`` (case-insensitive); records it."""
+    sid, note = base, ""
+    if sid.lower() in taken:
+        # Case-insensitive so ids stay distinct on case-insensitive file systems.
+        n = 2
+        while f"{base}-{n}".lower() in taken:
+            n += 1
+        sid = f"{base}-{n}"
+        note = f"id '{base}' already used by '{taken[base.lower()]}'; renamed to '{sid}'"
+    taken[sid.lower()] = origin
+    return sid, note
+
+
 def assign_ids(relative_paths: list[str]) -> list[tuple[str, str, str]]:
     """Give each relative path a unique safe id, deterministically.
 
@@ -69,16 +100,7 @@ def assign_ids(relative_paths: list[str]) -> list[tuple[str, str, str]]:
     taken: dict[str, str] = {}
     result = []
     for rel in sorted(relative_paths):
-        base = safe_id(rel)
-        sid, note = base, ""
-        if sid.lower() in taken:
-            # Case-insensitive so ids stay distinct on case-insensitive file systems.
-            n = 2
-            while f"{base}-{n}".lower() in taken:
-                n += 1
-            sid = f"{base}-{n}"
-            note = f"id '{base}' already used by '{taken[base.lower()]}'; renamed to '{sid}'"
-        taken[sid.lower()] = rel
+        sid, note = _unique_id(safe_id(rel), rel, taken)
         result.append((rel, sid, note))
     return result
 
@@ -101,3 +123,134 @@ def discover_cifs(cif_dir: str | Path) -> list[InputFile]:
         InputFile(structure_id=sid, path=root / rel, relative_path=rel, id_note=note)
         for rel, sid, note in assign_ids(rels)
     ]
+
+
+def read_table(path: str | Path):
+    """A CSV or Parquet table as a pandas DataFrame (chosen by the file suffix).
+
+    Raises:
+        FileNotFoundError: the table does not exist.
+        ValueError: the suffix is neither .csv nor .parquet/.pq.
+    """
+    import pandas as pd  # only table input needs pandas; keeps `snakemake -n` on folders light
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input.table '{path}' is not an existing file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    raise ValueError(f"input.table '{path}': expected a .csv or .parquet file")
+
+
+def _cell_value(value: Any) -> Any:
+    """A table cell as a plain scalar for the results table (arrays/lists as JSON text, NaN as None)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _cif_bytes(value: Any) -> bytes:
+    """A CIF cell as bytes; a missing cell becomes empty content (reported as an empty file)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return b""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def table_inputs(
+    table: str | Path,
+    cif_column: str = DEFAULT_TABLE_CIF_COLUMN,
+    id_column: str | None = None,
+    taken: dict[str, str] | None = None,
+) -> list[InputFile]:
+    """One input per row of a CSV/Parquet table with CIF text in ``cif_column``.
+
+    Args:
+        taken: ids already used (lower-case id -> origin), e.g. by CIF files; updated.
+
+    Raises:
+        ValueError: a named column is missing (lists the columns there are).
+    """
+    table = Path(table)
+    frame = read_table(table)
+    for role, column in (("input.table_cif_column", cif_column), ("input.table_id_column", id_column)):
+        if column is not None and column not in frame.columns:
+            raise ValueError(
+                f"{role} '{column}' is not a column of {table.name}; columns: {', '.join(map(str, frame.columns))}"
+            )
+    taken = {} if taken is None else taken
+    other_columns = [c for c in frame.columns if c != cif_column]
+    items = []
+    for n, row in enumerate(frame.to_dict(orient="records")):
+        origin = f"{table.name} row {n}"
+        name = row.get(id_column) if id_column is not None else None
+        if name is None or (isinstance(name, float) and math.isnan(name)) or str(name).strip() == "":
+            base = safe_id(f"{table.stem}/row{n}")
+        else:
+            base = safe_id(str(name))
+        sid, note = _unique_id(base, origin, taken)
+        items.append(
+            InputFile(
+                structure_id=sid,
+                path=table,
+                relative_path=origin,
+                id_note=note,
+                content=_cif_bytes(row[cif_column]),
+                extra_columns=tuple((str(c), _cell_value(row[c])) for c in other_columns),
+            )
+        )
+    return items
+
+
+def discover_inputs(input_config: dict[str, Any]) -> list[InputFile]:
+    """Every input of the config section ``input``: CIF files under ``cif_dir`` and rows of ``table``.
+
+    Both may be given; ids are unique across them (files first, then rows in order).
+
+    Raises:
+        ValueError: neither is given, or a table column is missing.
+        FileNotFoundError: the folder or table does not exist.
+    """
+    cif_dir = input_config.get("cif_dir")
+    table = input_config.get("table")
+    if not cif_dir and not table:
+        raise ValueError("config input: give cif_dir (a folder of CIFs), table (CSV/Parquet of CIF texts) or both")
+    items = discover_cifs(cif_dir) if cif_dir else []
+    taken = {item.structure_id.lower(): item.relative_path for item in items}
+    if table:
+        items += table_inputs(
+            table,
+            input_config.get("table_cif_column") or DEFAULT_TABLE_CIF_COLUMN,
+            input_config.get("table_id_column"),
+            taken,
+        )
+    return items
+
+
+def table_row_cif_path(inputs_dir: str | Path, structure_id: str) -> Path:
+    """Where the CIF text of a table row is written for the DFT jobs: ``<inputs_dir>/<id>.cif``."""
+    return Path(inputs_dir) / f"{structure_id}.cif"
+
+
+def write_table_row_cif(item: InputFile, inputs_dir: str | Path) -> Path:
+    """Write a table row's CIF text to its own file, atomically, only if missing or different.
+
+    An unchanged file keeps its modification time, so Snakemake does not rerun
+    the DFT of that row.
+    """
+    destination = table_row_cif_path(inputs_dir, item.structure_id)
+    content = item.content or b""
+    if destination.is_file() and destination.read_bytes() == content:
+        return destination
+    atomic_write_with(destination, lambda tmp: tmp.write_bytes(content))
+    return destination

@@ -1,16 +1,19 @@
 # Stage 1: read, check and deduplicate every input CIF in one batched job (using
 # check.workers processes inside it). A checkpoint: the DFT jobs that follow exist
-# only for the unique dft_ready structures it lists in valid_ids.txt.
+# only for the unique dft_ready structures it lists in valid_ids.txt. Rows of a table
+# input that go to DFT get their CIF written to {OUT}/inputs/{sid}.cif (see input_cif).
 
 
 checkpoint check:
     input:
-        cifs=[str(item.path) for item in INPUTS.values()],
+        # The CIF files and the table (once, however many rows it has).
+        cifs=sorted({str(item.path) for item in INPUTS.values()}),
     output:
         table=f"{OUT}/check/checks.json",
         valid_ids=f"{OUT}/check/valid_ids.txt",
     params:
-        cif_dir=config["input"]["cif_dir"],
+        inputs=config["input"],
+        inputs_dir=f"{OUT}/inputs",
         check=config["check"],
         xc=DFT_SETTINGS["gpaw"]["xc"],
     log:

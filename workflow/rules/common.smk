@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dftscreen.aggregate import add_targets, build_table, write_table
-from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs
+from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_row_cif_path
 from dftscreen.io import read_json
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
@@ -16,9 +16,9 @@ validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 OUT = config["output_dir"]
 DFT = config["dft"]
-# One listing of the input folder per Snakemake start; the check job re-derives
-# the same ids with the same function.
-INPUTS = {item.structure_id: item for item in discover_cifs(config["input"]["cif_dir"])}
+# One listing of the input folder and one reading of the input table per Snakemake
+# start; the check job re-derives the same ids with the same function.
+INPUTS = {item.structure_id: item for item in discover_inputs(config["input"])}
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 STABILITY = config["stability"]
@@ -38,8 +38,11 @@ wildcard_constraints:
 
 
 def input_cif(wildcards):
-    """The original CIF of one structure id."""
-    return str(INPUTS[wildcards.sid].path)
+    """The original CIF of one structure id; for a table row, the file the check job wrote its text to."""
+    item = INPUTS[wildcards.sid]
+    if item.content is not None:
+        return str(table_row_cif_path(f"{OUT}/inputs", wildcards.sid))
+    return str(item.path)
 
 
 def reference_phase_cif(wildcards):

@@ -1,11 +1,15 @@
-"""Thin glue: check and deduplicate every input CIF (Snakemake `script:`)."""
+"""Thin glue: check and deduplicate every input CIF (Snakemake `script:`).
+
+Table rows sent to DFT get their CIF text written to `<output_dir>/inputs/<id>.cif`
+(rewritten only when it changed), the file the relax rule reads for them.
+"""
 
 import logging
 from collections import Counter
 
 from dftscreen.check import CheckSettings, check_all, check_and_deduplicate
 from dftscreen.dedupe import MatchSettings
-from dftscreen.inputs import discover_cifs
+from dftscreen.inputs import discover_inputs, write_table_row_cif
 from dftscreen.io import atomic_write_json, atomic_write_text
 from dftscreen.settings import paw_elements
 
@@ -14,7 +18,7 @@ check_config = dict(snakemake.params.check)  # noqa: F821
 dedupe_config = dict(check_config.get("dedupe", {}))
 settings = CheckSettings.from_config(check_config)
 workers = min(int(check_config.get("workers", 1)), snakemake.threads)  # noqa: F821
-items = discover_cifs(snakemake.params.cif_dir)  # noqa: F821
+items = discover_inputs(dict(snakemake.params.inputs))  # noqa: F821
 elements = paw_elements(snakemake.params.xc)  # noqa: F821
 if dedupe_config.get("enabled", True):
     match = MatchSettings(**{k: v for k, v in dedupe_config.items() if k in ("ltol", "stol", "angle_tol")})
@@ -32,5 +36,9 @@ logging.info(
     "%d files, %d crystallm_valid, %d dft_ready, %d unique dft_ready sent to DFT",
     len(results), sum(r.crystallm_valid for r in results), sum(r.dft_ready for r in results), len(valid),
 )
+by_id = {item.structure_id: item for item in items}
+for sid in valid:
+    if by_id[sid].content is not None:  # a table row: DFT needs it as a file
+        write_table_row_cif(by_id[sid], snakemake.params.inputs_dir)  # noqa: F821
 atomic_write_json(snakemake.output.table, [r.to_dict() for r in results])  # noqa: F821
 atomic_write_text(snakemake.output.valid_ids, "".join(f"{sid}\n" for sid in valid))  # noqa: F821

@@ -1,0 +1,129 @@
+"""Table input (CSV/Parquet with one CIF text per row, as CrystaLLM-pi writes it): ids, extra columns, workflow."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from dftscreen.aggregate import build_table
+from dftscreen.check import check_and_deduplicate
+from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
+
+from conftest import GENERATED, PEROV5, REPO
+
+SOURCES = ["TiO2/baseline/rank01_sample_0709.cif", "NaCl/baseline/rank01_sample_0709.cif"]
+
+
+def _rows(shared: Path) -> pd.DataFrame:
+    """CrystaLLM-pi's output columns, CIF texts from the shared real files (one of them twice, one broken)."""
+    texts = [p.read_text() for p in sorted(GENERATED.rglob("*.cif"))[:3]] + [
+        next(iter(sorted(PEROV5.glob("*.cif")))).read_text()
+    ]
+    texts.append(texts[0])  # a byte-identical twin, as generators produce
+    texts.append("data_broken\n_cell_length_a 4.0\n")  # truncated output
+    return pd.DataFrame(
+        {
+            "Material ID": ["mp-1/a", "mp-1/a", "../../etc/x y", None, "twin", "broken"],
+            "Prompt": ["<prompt>"] * 6,
+            "Generated CIF": texts,
+            "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+        }
+    )
+
+
+@pytest.fixture(params=["parquet", "csv"])
+def table(request, shared_dir, tmp_path) -> Path:
+    frame = _rows(shared_dir)
+    path = tmp_path / f"generated.{request.param}"
+    if request.param == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def test_rows_get_path_safe_unique_ids_and_extra_columns(table: Path):
+    items = table_inputs(table, "Generated CIF", "Material ID")
+    ids = [i.structure_id for i in items]
+    assert ids == ["mp-1__a", "mp-1__a-2", "etc__x_y", "generated__row3", "twin", "broken"]
+    assert all(re.fullmatch(STRUCTURE_ID_PATTERN, sid) for sid in ids)
+    assert "renamed to 'mp-1__a-2'" in items[1].id_note
+    assert dict(items[0].extra_columns) == {"Material ID": "mp-1/a", "Prompt": "<prompt>", "score": 0.9}
+    assert items[2].relative_path == f"{table.name} row 2"
+    # Without an id column: table stem and row number.
+    assert [i.structure_id for i in table_inputs(table)][:2] == ["generated__row0", "generated__row1"]
+
+
+def test_missing_column_is_a_clear_error(table: Path):
+    with pytest.raises(ValueError, match="'CIF' is not a column of generated.*Generated CIF"):
+        table_inputs(table, "CIF")
+
+
+def test_folder_and_table_together_have_unique_ids(table: Path, tmp_path: Path):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    (folder / "twin.cif").write_text("data_x\n")
+    items = discover_inputs({"cif_dir": str(folder), "table": str(table), "table_id_column": "Material ID"})
+    ids = [i.structure_id for i in items]
+    assert len(ids) == len({i.lower() for i in ids}) == 7
+    assert ids[0] == "twin" and "twin-2" in ids
+
+
+def test_extra_columns_reach_the_results_table(table: Path, tmp_path: Path):
+    items = table_inputs(table, "Generated CIF", "Material ID")
+    results = check_and_deduplicate(items)
+    records = [r.to_dict() for r in results]
+    by_id = {r["structure_id"]: r for r in records}
+    assert by_id["broken"]["status"] == "invalid" and "no atom positions" in by_id["broken"]["reason"]
+    assert by_id["twin"]["status"] == "duplicate" and by_id["twin"]["duplicate_of"] == "mp-1__a"
+    assert by_id["mp-1__a"]["valid"]
+    rows = build_table(records, tmp_path / "dft").set_index("structure_id")
+    assert rows.loc["etc__x_y", "Material ID"] == "../../etc/x y"
+    assert rows.loc["mp-1__a-2", "score"] == pytest.approx(0.8)
+    assert rows.loc["broken", "Prompt"] == "<prompt>"
+    assert "Generated CIF" not in rows.columns  # the CIF text itself is not copied into the table
+
+
+def test_row_cif_written_once_and_kept_when_unchanged(table: Path, tmp_path: Path):
+    item = table_inputs(table)[0]
+    path = write_table_row_cif(item, tmp_path / "inputs")
+    assert path.read_bytes() == item.content
+    before = path.stat().st_mtime_ns
+    write_table_row_cif(item, tmp_path / "inputs")
+    assert path.stat().st_mtime_ns == before
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(workdir), "--cores", "1", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_dry_run_schedules_dft_for_table_rows(shared_dir, tmp_path: Path):
+    """Runs only the check job for real (no DFT), then a dry run must list relax jobs reading the rows' CIFs."""
+    frame = _rows(shared_dir)
+    frame.to_parquet(tmp_path / "generated.parquet", index=False)
+    (tmp_path / "config").mkdir()
+    config = {"input": {"cif_dir": None, "table": "generated.parquet", "table_id_column": "Material ID"},
+              "output_dir": "out", "check": {"workers": 1}}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = _snakemake(tmp_path, "out/check/valid_ids.txt")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    valid = (tmp_path / "out" / "check" / "valid_ids.txt").read_text().split()
+    assert "twin" not in valid and "broken" not in valid and "mp-1__a" in valid
+    proc = _snakemake(tmp_path, "-n")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    relax_ids = set(re.findall(r"rule relax:.*?wildcards: sid=(\S+)", out, flags=re.DOTALL))
+    for sid in valid:
+        assert f"sid={sid}" in out
+        assert f"out/inputs/{sid}.cif" in out  # the relax job reads the row's own CIF file
+        assert (tmp_path / "out" / "inputs" / f"{sid}.cif").is_file()
+    assert relax_ids and relax_ids <= set(valid)
+    assert not (tmp_path / "out" / "inputs" / "twin.cif").exists()

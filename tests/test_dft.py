@@ -165,3 +165,23 @@ def test_perovskite_gaps_behave_like_the_reference(tmp_path: Path, shared_dir, n
         assert reference_gap > 2.5
         assert props["band_gap_eV"] > 0.5
         assert props["band_path"]  # the path was searched too
+
+
+def test_gllbsc_gap_is_larger_than_pbe_for_silicon(tmp_path: Path):
+    """Optional GLLB-SC gap (config switch): for Si it opens the PBE gap towards experiment.
+
+    References: PBE ~0.6 eV (bench/README.md), GLLB-SC 1.0-1.1 eV (Kuisma et al.,
+    Phys. Rev. B 82, 115106 (2010)), experiment 1.17 eV. Test preset: only the ordering
+    PBE < GLLB-SC < 2 eV and a positive discontinuity are asserted.
+    """
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    cif = tmp_path / "Si.cif"
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("Si", "diamond", a=5.47))).write_file(cif)
+    relax(tmp_path, cif)
+    props = properties(tmp_path, {"properties": {"gllbsc": True}})
+    assert props["status"] == "done", props.get("reason")
+    assert props["gllbsc_discontinuity_eV"] > 0.1
+    assert props["band_gap_eV"] < props["band_gap_gllbsc_eV"] < 2.0

@@ -89,6 +89,8 @@ COLUMNS = [
     "band_gap_eV",
     "direct_band_gap_eV",
     "gap_is_direct",
+    "band_gap_gllbsc_eV",
+    "gllbsc_note",
     "vbm_kpoint_frac",
     "cbm_kpoint_frac",
     "magnetic_moment_muB",
@@ -180,6 +182,8 @@ def table_row(
         magnetic_moment_muB=properties.get("magnetic_moment_muB"),
         is_magnetic=properties.get("is_magnetic"),
         properties_wall_time_s=properties.get("wall_time_s"),
+        band_gap_gllbsc_eV=properties.get("band_gap_gllbsc_eV"),
+        gllbsc_note=properties.get("gllbsc_note"),
     )
     if relax.get("status") == STATUS_NOT_CONVERGED:
         row.update(status=STATUS_NOT_CONVERGED, reason=f"relaxation: {relax.get('reason')}")

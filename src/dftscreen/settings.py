@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "maxiter": 100,
         },
         # Band gap: same mesh, and a coarse band path (cheap on small cells).
-        "properties": {"kpt_density_per_A": 2.0, "band_path_npoints": 30},
+        "properties": {"kpt_density_per_A": 2.0, "band_path_npoints": 30, "gllbsc": False},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.1,
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "convergence": {"energy": 1e-5, "density": 1e-4, "eigenstates": 1e-8},
             "maxiter": 200,
         },
-        "properties": {"kpt_density_per_A": 4.0, "band_path_npoints": 0},
+        "properties": {"kpt_density_per_A": 4.0, "band_path_npoints": 0, "gllbsc": False},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.05,
@@ -82,7 +82,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "maxiter": 333,
         },
         # Denser mesh for the gap and a band path through the special points.
-        "properties": {"kpt_density_per_A": 7.0, "band_path_npoints": 80},
+        "properties": {"kpt_density_per_A": 7.0, "band_path_npoints": 80, "gllbsc": False},
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.02,

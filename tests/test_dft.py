@@ -76,6 +76,16 @@ def test_scf_failure_walks_the_ladder_and_is_recorded_not_raised(tmp_path: Path)
     assert props["status"] == "skipped"
 
 
+def test_stress_threshold_is_a_convergence_criterion(tmp_path: Path):
+    # A loose fmax lets the cell stop early; an impossible stress limit must then flag it.
+    record = relax(tmp_path, EXAMPLES / "NaCl_crystallm_P4nmm.cif",
+                   {"relax": {"fmax_eV_per_A": 0.5, "stress_threshold_GPa": 1e-4}})
+    assert record["status"] == "not_converged"
+    assert "largest stress component" in record["reason"] and "threshold 0.0001 GPa" in record["reason"]
+    assert record["max_stress_GPa"] > 1e-4
+    assert (tmp_path / "relaxed.cif").is_file()
+
+
 def test_ladder_rescues_an_scf_that_the_preset_cannot_converge(tmp_path: Path):
     record = relax(tmp_path, EXAMPLES / "NaCl_crystallm_P4nmm.cif", {"gpaw": {"maxiter": 2}},
                    [{"name": "more_iterations", "description": "maxiter 200", "gpaw": {"maxiter": 200}}])

@@ -287,7 +287,24 @@ def run(
         write_on_master(out_json, record)
         return record
 
-    if record["converged"]:
+    stress_limit = settings["relax"].get("stress_threshold_GPa")
+    stress_ok = (
+        not settings["relax"].get("relax_cell", True)
+        or stress_limit is None
+        or record["max_stress_GPa"] <= stress_limit
+    )
+    if record["converged"] and not stress_ok:
+        # FrechetCellFilter folds the stress into fmax scaled by the volume; large
+        # cells can meet fmax with a stress still too high for a trustworthy volume.
+        record.update(
+            converged=False,
+            status=STATUS_NOT_CONVERGED,
+            reason=(
+                f"forces converged but the largest stress component is {record['max_stress_GPa']:.2f} GPa "
+                f"(threshold {stress_limit} GPa): tighten fmax_eV_per_A and rerun"
+            ),
+        )
+    elif record["converged"]:
         record.update(status=STATUS_RELAXED, reason="")
     else:
         record.update(

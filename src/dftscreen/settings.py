@@ -44,6 +44,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.1,
+            "stress_threshold_GPa": 2.0,
             "max_steps": 20,
             "fix_symmetry": True,
             "symprec": 1e-3,
@@ -63,6 +64,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.05,
+            "stress_threshold_GPa": 1.0,
             "max_steps": 100,
             "fix_symmetry": True,
             "symprec": 1e-3,
@@ -86,6 +88,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "relax": {
             "optimizer": "BFGS",
             "fmax_eV_per_A": 0.02,
+            "stress_threshold_GPa": 0.5,
             "max_steps": 200,
             "fix_symmetry": True,
             "symprec": 1e-3,

@@ -1,0 +1,186 @@
+"""How long `snakemake -n` takes on this workflow with 10,000 and 100,000 input CIFs.
+
+Not a test: prints seconds and peak memory (RSS of the Snakemake process) per case,
+beside a naive per-CIF chain (check -> relax -> properties per input, inputs found
+with glob_wildcards, one aggregate) measured in the same run.
+
+Cases (N input CIFs each, tiny files written to --root):
+  dftscreen, before checks  the dry run a user does first: only the one batched
+                            check job and what follows it are planned
+  dftscreen, after checks   check/checks.json and valid_ids.txt exist (written
+                            by this script, not by running the checks: a real
+                            check of 100,000 files takes an hour) and
+                            --dft-fraction of the inputs reach DFT; their relax
+                            and properties jobs are planned
+  naive chain               three rules per input
+
+Usage:
+  .venv/bin/python bench/dryrun_scale.py                      # 10,000 and 100,000
+  .venv/bin/python bench/dryrun_scale.py --sizes 10000 --naive-max 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FORMULAS = ["NaCl", "MgO", "KBr", "CaTiO3", "SrTiO3", "GaAs", "ZnS", "LiF"]
+
+TINY_CIF = """data_x
+_symmetry_space_group_name_H-M 'P 1'
+_cell_length_a 4.0
+_cell_length_b 4.0
+_cell_length_c 4.0
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Na1 Na 0 0 0
+Cl1 Cl 0.5 0.5 0.5
+"""
+
+NAIVE_SNAKEFILE = """
+IDS, = glob_wildcards("cifs/{sid}.cif")
+
+rule all:
+    input: "out/results.csv"
+
+rule check:
+    input: "cifs/{sid}.cif"
+    output: "out/check/{sid}.json"
+    shell: "echo ok > {output}"
+
+rule relax:
+    input: "out/check/{sid}.json"
+    output: "out/dft/{sid}/relax.json"
+    shell: "echo ok > {output}"
+
+rule properties:
+    input: "out/dft/{sid}/relax.json"
+    output: "out/dft/{sid}/properties.json"
+    shell: "echo ok > {output}"
+
+rule aggregate:
+    input: expand("out/dft/{sid}/properties.json", sid=IDS)
+    output: "out/results.csv"
+    shell: "touch {output}"
+"""
+
+
+def write_inputs(folder: Path, n: int) -> list[str]:
+    """N tiny CIFs in ``folder/cifs`` (kept between runs of the bench); returns their ids."""
+    cifs = folder / "cifs"
+    cifs.mkdir(parents=True, exist_ok=True)
+    ids = [f"gen{i:06d}" for i in range(n)]
+    if len(list(os.scandir(cifs))) != n:
+        for sid in ids:
+            (cifs / f"{sid}.cif").write_text(TINY_CIF)
+    return ids
+
+
+def write_config(folder: Path) -> None:
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"}}
+    (folder / "config").mkdir(exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def write_check_outputs(folder: Path, ids: list[str], dft_fraction: float) -> int:
+    """checks.json and valid_ids.txt as the check job writes them; returns how many reach DFT."""
+    every = max(1, round(1 / dft_fraction))
+    records = []
+    valid = []
+    for i, sid in enumerate(ids):
+        ok = i % every == 0
+        records.append({
+            "structure_id": sid, "source_file": f"{sid}.cif", "valid": ok, "dft_ready": ok,
+            "status": None if ok else "duplicate", "reason": "" if ok else "same crystal as gen000000",
+            "reduced_formula": FORMULAS[i % len(FORMULAS)], "n_sites": 2,
+        })
+        if ok:
+            valid.append(sid)
+    check_dir = folder / "out" / "check"
+    check_dir.mkdir(parents=True, exist_ok=True)
+    (check_dir / "checks.json").write_text(json.dumps(records))
+    (check_dir / "valid_ids.txt").write_text("".join(f"{sid}\n" for sid in valid))
+    # Newer than every input, as after a real check job.
+    now = time.time() + 5
+    for name in ("checks.json", "valid_ids.txt"):
+        os.utime(check_dir / name, (now, now))
+    return len(valid)
+
+
+def timed_dry_run(folder: Path, snakefile: Path, extra: list[str]) -> tuple[float, float, str]:
+    """Seconds and peak RSS (MB) of `snakemake -n` in ``folder``; the last line of its output."""
+    shutil.rmtree(folder / ".snakemake", ignore_errors=True)
+    command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2",
+               "--snakefile", str(snakefile), "--directory", str(folder), *extra]
+    # A fresh process per case: ru_maxrss of children is the largest child so far,
+    # so each measurement runs in its own wrapper process.
+    wrapper = (
+        "import resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "dt = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(p.returncode, dt, rss)\n"
+        "print((p.stdout + p.stderr)[-3000:])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True)
+    first, _, tail = proc.stdout.partition("\n")
+    code, seconds, rss = first.split()
+    if code != "0":
+        raise RuntimeError(f"snakemake -n failed in {folder}:\n{tail}")
+    summary = " ".join(line.strip() for line in tail.strip().splitlines()[-12:])
+    return float(seconds), float(rss), summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--dft-fraction", type=float, default=0.1)
+    parser.add_argument("--naive-max", type=int, default=100_000, help="largest size run with the naive chain")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/dftscreen_dryrun_bench"))
+    args = parser.parse_args()
+
+    snakefile = REPO / "workflow" / "Snakefile"
+    naive_snakefile = args.root / "naive.smk"
+    args.root.mkdir(parents=True, exist_ok=True)
+    naive_snakefile.write_text(NAIVE_SNAKEFILE)
+    print(f"snakemake -n --quiet rules --cores 2, {os.cpu_count()} CPUs")
+    print(f"{'case':<42} {'inputs':>8} {'seconds':>8} {'peak MB':>8}")
+    for n in args.sizes:
+        folder = args.root / f"dftscreen_{n}"
+        ids = write_inputs(folder, n)
+        write_config(folder)
+        shutil.rmtree(folder / "out", ignore_errors=True)
+        seconds, rss, _ = timed_dry_run(folder, snakefile, [])
+        print(f"{'dftscreen, before checks':<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+        n_dft = write_check_outputs(folder, ids, args.dft_fraction)
+        seconds, rss, _ = timed_dry_run(folder, snakefile, [])
+        label = f"dftscreen, after checks ({n_dft} to DFT)"
+        print(f"{label:<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+        if n <= args.naive_max:
+            naive = args.root / f"naive_{n}"
+            write_inputs(naive, n)
+            shutil.rmtree(naive / "out", ignore_errors=True)
+            seconds, rss, _ = timed_dry_run(naive, naive_snakefile, [])
+            print(f"{'naive chain (3 rules per input)':<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

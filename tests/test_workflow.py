@@ -31,18 +31,23 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=1200)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("run")
+def prepare_run(workdir: Path, cif_names: list[str], config: dict) -> Path:
+    """A run folder as a user would have it: cifs/ with copies of bundled examples, config/config.yaml."""
     cifs = workdir / "cifs"
     cifs.mkdir()
-    for name in STRUCTURES:
+    for name in cif_names:
         shutil.copy(EXAMPLES / name, cifs / name)
     (workdir / "config").mkdir()
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test", "resources": {"atoms_per_task": 1}},
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump({"input": {"cif_dir": "cifs"}, "output_dir": "out", **config}))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    config = {"dft": {"preset": "test", "resources": {"atoms_per_task": 1}},
               # Elemental references (O2 in a box among them) are tested on NaCl below.
               "stability": {"elemental_references": False}}
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    workdir = prepare_run(tmp_path_factory.mktemp("run"), STRUCTURES, config)
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return workdir
@@ -90,13 +95,7 @@ def test_deleting_one_structure_reruns_only_that_structure(finished_run: Path):
 
 def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
     """A job that crashes (here: the MPI launcher is `false`) must not lose the other rows."""
-    cifs = tmp_path / "cifs"
-    cifs.mkdir()
-    for name in STRUCTURES:
-        shutil.copy(EXAMPLES / name, cifs / name)
-    (tmp_path / "config").mkdir()
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "stability": {"elemental_references": False}}
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    prepare_run(tmp_path, STRUCTURES, {"stability": {"elemental_references": False}})
     proc = snakemake(tmp_path, "--set-resources", "relax:mpi=false")
     assert proc.returncode != 0
     assert not (tmp_path / "out" / "results.csv").exists()
@@ -110,14 +109,7 @@ def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
 
 
 def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
-    cifs = tmp_path / "cifs"
-    cifs.mkdir()
-    for name in ("NaCl_crystallm_P4nmm.cif", "ScBN2O_perov5_6130.cif"):
-        shutil.copy(EXAMPLES / name, cifs / name)
-    (tmp_path / "config").mkdir()
     config = {
-        "input": {"cif_dir": "cifs"},
-        "output_dir": "out",
         "stability": {"elemental_references": False},
         "dft": {
             "preset": "test",
@@ -127,7 +119,7 @@ def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
                             "gpaw": {"maxiter": 3, "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}}}],
         },
     }
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    prepare_run(tmp_path, ["NaCl_crystallm_P4nmm.cif", "ScBN2O_perov5_6130.cif"], config)
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(tmp_path / "out" / "results.csv").set_index("structure_id")
@@ -146,20 +138,15 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
 
-    cifs = tmp_path / "cifs"
-    cifs.mkdir()
-    shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", cifs / "NaCl_generated.cif")
+    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"reference_cif_dir": "known_phases"},
+                               "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 0.5}}}})
+    shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", tmp_path / "cifs" / "NaCl_generated.cif")
     phases = tmp_path / "known_phases"
     phases.mkdir()
     # Rocksalt NaCl, the experimental ground state (a = 5.64 Å).
     CifWriter(AseAtomsAdaptor.get_structure(bulk("NaCl", "rocksalt", a=5.64))).write_file(phases / "NaCl_rocksalt.cif")
-    (tmp_path / "config").mkdir()
     # The band gap the structure was "generated for": far from NaCl's, so a miss.
     pd.DataFrame({"structure_id": ["NaCl_generated"], "band_gap": [1.5]}).to_csv(tmp_path / "targets.csv", index=False)
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"},
-              "stability": {"reference_cif_dir": "known_phases"},
-              "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 0.5}}}}
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -37,7 +37,7 @@ SOURCES = [SHARED / "generated" / "crystallm", SHARED / "reference" / "perov5_sa
 def build_set(folder: Path, n: int, perturb_A: float, duplicate_fraction: float, seed: int) -> None:
     """Write ``n`` CIFs into ``folder``: byte copies and perturbed P1 copies of the sources (reproducible per seed)."""
     rng = random.Random(seed)
-    np.random.seed(seed)  # Structure.perturb draws its directions from numpy's global generator
+    # Structure.perturb draws from its own generator: it gets a seed from rng per copy.
     warnings.filterwarnings("ignore")  # CifWriter warns about repeated site labels
     originals = sorted(p for source in SOURCES for p in source.rglob("*.cif"))
     structures = {}
@@ -50,7 +50,7 @@ def build_set(folder: Path, n: int, perturb_A: float, duplicate_fraction: float,
         if source not in structures:
             structures[source] = read_structure(source)[0]
         structure = structures[source].copy()
-        structure.perturb(rng.uniform(0, perturb_A))
+        structure.perturb(rng.uniform(0, perturb_A), seed=rng.randrange(2**32))
         structure.scale_lattice(structure.volume * rng.uniform(0.98, 1.02))
         CifWriter(structure).write_file(target)
 

@@ -167,9 +167,9 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
             "resources": {"atoms_per_task": 1},
             # This test is about scheduling, not physics: few ionic steps keep it short.
             "overrides": {"relax": {"max_steps": 2}},
-            # More ionic steps than fit in one minute (fmax is never reached), so
-            # the short time limit kills NaCl after a checkpointed step or two.
-            "structure_overrides": {KILLED: {"relax": {"fmax_eV_per_A": 1e-6, "max_steps": 8}}},
+            # fmax is never reached and the step limit is far away, so however
+            # fast the machine, the one-minute time limit kills NaCl mid-relaxation.
+            "structure_overrides": {KILLED: {"relax": {"fmax_eV_per_A": 1e-6, "max_steps": 1000}}},
         },
     }
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -213,6 +213,10 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
     assert any("TIMEOUT" in reason for reason in relax["failure_reasons"]), relax
 
     # --- 2. the same command with the normal runtime reruns only NaCl -------------
+    # The user also lets NaCl stop one step after where it was killed (a per-structure
+    # change: only NaCl's jobs may rerun), which keeps the test short.
+    config["dft"]["structure_overrides"][KILLED]["relax"]["max_steps"] = steps_before_kill + 1
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     before = last_job_id()
     second = snakemake(workdir)
     assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]

@@ -168,3 +168,26 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     assert summary["n_inputs"] == 1 and summary["relaxed_ok"]["count"] == 1
     assert summary["stable"]["count"] == (1 if row["e_above_hull_eV_per_atom"] <= 0.1 else 0)
     assert summary["targets"]["band_gap"]["hit_rate"] == 0.0
+
+
+def test_workflow_finishes_on_the_bad_input_corpus(tmp_path: Path):
+    """Every file of tests/data/bad_cifs gets a row with a reason; the one distinct good
+    crystal (rutile) is computed once; nothing is written outside the run folder."""
+    corpus = Path(__file__).parent / "data" / "bad_cifs"
+    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"elemental_references": False}})
+    for path in corpus.iterdir():
+        shutil.copy(path, tmp_path / "cifs" / path.name)
+    good = (corpus / "good_rutile.cif").read_text()
+    (tmp_path / "cifs" / "one_megabyte.cif").write_text(good + "#" + "x" * 1_000_000 + "\n")
+    outside_before = sorted(p.name for p in tmp_path.parent.iterdir())
+
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(table["source_file"]) == sorted(p.name for p in (tmp_path / "cifs").iterdir())
+    assert table["reason"].fillna("").str.len().gt(0).sum() == (table["status"] != "ok").sum()
+    assert (table["status"] == "ok").sum() + (table["status"] == "not_converged").sum() == 1
+    assert set(table["status"]) <= {"ok", "not_converged", "invalid", "duplicate"}
+    # CIF text and file names are data: the shell-metacharacter name ran nothing.
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == outside_before

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dftscreen.aggregate import add_targets, build_table, write_table
-from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_row_cif_path
+from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs, discover_inputs, table_row_cif_path
 from dftscreen.io import read_json
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings

@@ -12,12 +12,14 @@ fi
 .venv/bin/snakemake --profile profiles/local "$@"
 out="$(.venv/bin/python -c 'import yaml; print(yaml.safe_load(open("config/config.yaml")).get("output_dir", "results"))')"
 echo
-echo "Results table: $ROOT/$out/results.csv (and results.parquet)"
+echo "Results table: $ROOT/$out/results.csv (and results.parquet); run summary: $ROOT/$out/summary.json"
 .venv/bin/python - "$out/results.csv" <<'PY'
 import sys
 import pandas as pd
 table = pd.read_csv(sys.argv[1])
-cols = ["structure_id", "status", "reduced_formula", "energy_per_atom_eV", "band_gap_eV", "reason"]
-with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+cols = ["structure_id", "status", "reduced_formula", "formation_energy_eV_per_atom", "band_gap_eV", "reason"]
+cols = [c for c in cols if c in table.columns]
+table["reason"] = table["reason"].fillna("").str.slice(0, 70)
+with pd.option_context("display.width", 200):
     print(table[cols].to_string(index=False))
 PY

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from dftscreen.aggregate import table_from_results
 from dftscreen.references import NoElementalReference, elemental_reference
 from pymatgen.core import Composition
 
@@ -43,15 +44,6 @@ def has_all_references(formula: str) -> bool:
         except NoElementalReference:
             return False
     return True
-
-
-def current_table(out: Path) -> pd.DataFrame:
-    """The results table as far as the run got (rows of unfinished jobs are not_finished)."""
-    from dftscreen.aggregate import build_table
-    from dftscreen.io import read_json
-
-    elements = [read_json(p) for p in sorted(out.glob("references/elements/*/relax.json"))]
-    return build_table(read_json(out / "check" / "checks.json"), out / "dft", element_records=elements)
 
 
 def main() -> None:
@@ -80,7 +72,7 @@ def main() -> None:
     if not args.report_only:
         subprocess.run(command, env=env, check=False)
 
-    ours = current_table(workdir / "out")
+    ours = table_from_results(workdir / "out")
     ours["file"] = ours["source_file"]
     merged = usable.merge(ours, on="file")
     columns = {

@@ -310,6 +310,28 @@ def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> p
     )
 
 
+def table_from_results(
+    out_dir: str | os.PathLike[str],
+    with_formation_energies: bool = True,
+    targets_config: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The results table as far as a run in ``out_dir`` got, read from its folders.
+
+    For a partial table after failed jobs, or a report while a run goes on:
+    records that do not exist yet make their rows ``not_finished``.
+    """
+    out = Path(out_dir)
+    elements = [read_json(p) for p in sorted(out.glob("references/elements/*/relax.json"))]
+    phases = [read_json(p) for p in sorted(out.glob("references/phases/*/relax.json"))]
+    table = build_table(
+        read_json(out / "check" / "checks.json"),
+        out / "dft",
+        element_records=elements if with_formation_energies else None,
+        phase_records=phases,
+    )
+    return add_targets(table, targets_config)
+
+
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:
     """Write the results table as CSV and Parquet, each atomically."""
     # Nullable dtypes: an integer column with missing rows stays integer
@@ -322,8 +344,3 @@ def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_p
 def status_counts(table: pd.DataFrame) -> dict[str, int]:
     """Number of rows per status."""
     return {str(k): int(v) for k, v in table["status"].value_counts().items()}
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for a real, finite number (used by tests and reports)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -46,8 +46,7 @@ def relaxation_change(
 
     Returns ``relaxed_matches_generated`` (StructureMatcher verdict),
     ``structure_matcher_rms_norm`` (its RMS distance in units of (V/N)^(1/3), or
-    ``None`` without a match), ``rms_displacement_A``, ``volume_change_pct``,
-    and the space group (spglib at ``symprec`` Å) before and after.
+    ``None`` without a match), ``rms_displacement_A``, and the space group (spglib at ``symprec`` Å) before and after.
     """
     sm = StructureMatcher(**(matcher or DEFAULT_MATCHER))
     match = bool(sm.fit(generated, relaxed))
@@ -60,7 +59,6 @@ def relaxation_change(
         "relaxed_matches_generated": match,
         "structure_matcher_rms_norm": None if rms is None else float(rms[0]),
         "rms_displacement_A": rms_displacement_A(generated, relaxed),
-        "volume_change_pct": 100.0 * (relaxed.volume - generated.volume) / generated.volume,
         "spacegroup_number_generated": number_before,
         "spacegroup_number_relaxed": number_after,
         "spacegroup_symbol_relaxed": after.get_space_group_symbol(),

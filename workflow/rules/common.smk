@@ -5,9 +5,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from dftscreen.aggregate import add_targets, build_table, write_table
+from dftscreen.aggregate import table_from_results, write_table
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs, discover_inputs, table_row_cif_path
-from dftscreen.io import read_json
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
 
@@ -177,15 +176,7 @@ def write_partial_table():
     checks_path = Path(OUT) / "check" / "checks.json"
     if not checks_path.is_file():
         return
-    elements = [read_json(p) for p in sorted(Path(OUT).glob("references/elements/*/relax.json"))]
-    phases = [read_json(p) for p in sorted(Path(OUT).glob("references/phases/*/relax.json"))]
-    table = build_table(
-        read_json(checks_path),
-        Path(OUT) / "dft",
-        element_records=elements if STABILITY["elemental_references"] else None,
-        phase_records=phases,
-    )
-    table = add_targets(table, config["targets"])
+    table = table_from_results(OUT, STABILITY["elemental_references"], config["targets"])
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

@@ -1,9 +1,12 @@
 """Formation energies and band gaps of CMR perovskites, ours beside the reference (not run in CI).
 
 Runs the real workflow (local profile) with a preset (default ``standard``) on
-perovskites of ../shared/data/reference/perov5_sample50 whose elements all
-have an automatic elemental reference, then prints our PBE formation energy
-and band gaps beside the CMR values, with the mean absolute differences.
+the first ``--n`` of ten perovskites of ../shared/data/reference/perov5_sample50
+(the first ten, in the manifest's order, whose elements all had an automatic
+elemental reference when this bench was written; the list is fixed so that
+results stay comparable as references are added), then prints our PBE
+formation energies and band gaps beside the CMR values, with the mean absolute
+differences.
 
 Reference (shared/.../properties.csv): the CMR ABX3 database (Castelli et al.,
 Energy Environ. Sci. 5, 5814 (2012)), via the perov_5 split of the CDVAE
@@ -37,6 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 PEROV5 = REPO.parent / "shared" / "data" / "reference" / "perov5_sample50"
 
 
+# First ten of properties.csv whose elements all had an ASE reference state.
+PEROVSKITES = [
+    "perov5_832.cif", "perov5_2168.cif", "perov5_11490.cif", "perov5_5618.cif", "perov5_6370.cif",
+    "perov5_17360.cif", "perov5_14438.cif", "perov5_14466.cif", "perov5_17437.cif", "perov5_15926.cif",
+]
+
+
 def has_all_references(formula: str) -> bool:
     for element in Composition(formula).elements:
         try:
@@ -55,15 +65,29 @@ def main() -> None:
                         help="print what has finished so far without running anything")
     args = parser.parse_args()
 
-    reference = pd.read_csv(PEROV5 / "properties.csv")
-    usable = reference[reference["formula"].map(has_all_references)].head(args.n)
+    reference = pd.read_csv(PEROV5 / "properties.csv").set_index("file")
+    selected = PEROVSKITES[: args.n]
+    missing = [name for name in selected if not has_all_references(reference.loc[name, "formula"])]
+    if missing:
+        sys.exit(f"no elemental reference for an element of {missing}")
+    usable = reference.loc[selected].reset_index()
     workdir = args.workdir
-    (workdir / "cifs").mkdir(parents=True, exist_ok=True)
-    (workdir / "config").mkdir(exist_ok=True)
-    for name in usable["file"]:
-        shutil.copy(PEROV5 / name, workdir / "cifs" / name)
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": args.preset}}
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    config_path = workdir / "config" / "config.yaml"
+    if args.report_only:
+        preset = yaml.safe_load(config_path.read_text())["dft"]["preset"]
+    else:
+        preset = args.preset
+        cif_dir = workdir / "cifs"
+        cif_dir.mkdir(parents=True, exist_ok=True)
+        config_path.parent.mkdir(exist_ok=True)
+        # The folder holds exactly the selection, so a smaller --n finishes those rows first.
+        for stale in set(path.name for path in cif_dir.glob("*.cif")) - set(selected):
+            (cif_dir / stale).unlink()
+        for name in selected:
+            if not (cif_dir / name).exists():
+                shutil.copy(PEROV5 / name, cif_dir / name)
+        config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": preset}}
+        config_path.write_text(yaml.safe_dump(config))
     env = dict(os.environ)
     if os.geteuid() == 0:
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -89,7 +113,7 @@ def main() -> None:
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         print(shown.to_string(index=False))
     ok = merged[merged["status"] == "ok"]
-    print(f"\n{len(ok)} of {len(merged)} relaxed; preset {args.preset}")
+    print(f"\n{len(ok)} of {len(merged)} relaxed; preset {preset}")
     if len(ok):
         print(f"mean |Ef ours - Ef CMR| = {(ok['formation_energy_eV_per_atom'] - ok['heat_all']).abs().mean():.3f} eV/atom")
         print(f"mean |gap PBE - gap GLLB-SC| = {(ok['band_gap_eV'] - ok['ind_gap']).abs().mean():.3f} eV")

@@ -52,10 +52,50 @@ def test_reference_structures():
     o2 = elemental_reference("O")
     assert o2.kind == "molecule" and o2.atoms.get_distance(0, 1) == pytest.approx(1.208)
     assert o2.atoms.get_initial_magnetic_moments().sum() == pytest.approx(2.0)  # triplet
-    with pytest.raises(NoElementalReference, match="Mn"):
-        elemental_reference("Mn")
     with pytest.raises(NoElementalReference, match="not a chemical element"):
         elemental_reference("Xx")
+
+
+@pytest.mark.parametrize(
+    ("element", "n_atoms", "space_group"),
+    # Ground states (Δ-test set, ASE dcdft): α-B, black P, α-Ga, trigonal Se and Te.
+    [("B", 12, 166), ("P", 8, 64), ("Ga", 8, 64), ("Se", 3, 152), ("Te", 3, 152)],
+)
+def test_delta_test_crystals_are_the_ground_states(element, n_atoms, space_group):
+    import spglib
+
+    reference = elemental_reference(element)
+    atoms = reference.atoms
+    assert reference.kind == "crystal" and "Δ-test" in reference.description
+    assert set(atoms.get_chemical_symbols()) == {element} and len(atoms) == n_atoms
+    cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
+    assert spglib.get_symmetry_dataset(cell, symprec=1e-3).number == space_group
+
+
+@pytest.mark.parametrize("element", ["S", "Mn"])
+def test_no_automatic_reference_says_why_and_how_to_supply_one(element):
+    with pytest.raises(NoElementalReference, match=rf"{element}: its ground state .*elemental_reference_cifs"):
+        elemental_reference(element)
+
+
+def test_reference_from_a_supplied_cif(tmp_path):
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    cif = tmp_path / "alpha_po.cif"
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("Po", "sc", a=3.35))).write_file(cif)
+    reference = elemental_reference("Po", cif=cif)
+    assert reference.kind == "crystal" and "alpha_po.cif" in reference.description
+    assert reference.atoms.get_chemical_symbols() == ["Po"]
+    with pytest.raises(NoElementalReference, match=r"contains Po, not only S"):
+        elemental_reference("S", cif=cif)
+    compound = tmp_path / "nacl.cif"
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("NaCl", "rocksalt", a=5.64))).write_file(compound)
+    with pytest.raises(NoElementalReference, match=r"contains Cl, Na, not only Na"):
+        elemental_reference("Na", cif=compound)
+    with pytest.raises(NoElementalReference, match="cannot be read"):
+        elemental_reference("Na", cif=tmp_path / "missing.cif")
 
 
 def test_molecule_settings_keep_the_box_and_use_gamma_only():

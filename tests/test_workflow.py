@@ -132,14 +132,19 @@ def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
 
 
 def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: Path):
-    """NaCl: formation energy from Na (bcc) and Cl2 references the workflow relaxes itself;
-    the generated tetragonal polymorph lies above the supplied rocksalt ground state."""
+    """NaCl: formation energy from Na (bcc, from a CIF the user supplies) and Cl2 (automatic)
+    references the workflow relaxes itself; the generated tetragonal polymorph lies above the
+    supplied rocksalt ground state."""
     from ase.build import bulk
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
 
-    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"reference_cif_dir": "known_phases"},
+    prepare_run(tmp_path, [], {"dft": {"preset": "test"},
+                               "stability": {"reference_cif_dir": "known_phases",
+                                             "elemental_reference_cifs": {"Na": "elements/Na_bcc.cif"}},
                                "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 0.5}}}})
+    (tmp_path / "elements").mkdir()
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("Na", "bcc", a=4.23))).write_file(tmp_path / "elements" / "Na_bcc.cif")
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", tmp_path / "cifs" / "NaCl_generated.cif")
     phases = tmp_path / "known_phases"
     phases.mkdir()
@@ -150,9 +155,13 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
+    records = {}
     for element in ("Na", "Cl"):
         record = yaml.safe_load((tmp_path / "out" / "references" / "elements" / element / "relax.json").read_text())
         assert record["status"] == "relaxed" and record["element"] == element
+        records[element] = record
+    assert records["Na"]["reference_description"] == "Na from the supplied CIF Na_bcc.cif"
+    assert records["Cl"]["reference_kind"] == "molecule"
     row = pd.read_csv(tmp_path / "out" / "results.csv").set_index("structure_id").loc["NaCl_generated"]
     assert row["status"] == "ok", row["reason"]
     # Strongly bound: experiment -2.13 eV/atom (NIST-JANAF ΔHf -411 kJ/mol); PBE with Cl2 gas

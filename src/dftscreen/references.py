@@ -13,9 +13,17 @@ Which structure stands for an element:
   Γ point only. Bond lengths (Å) are the experimental ones from the NIST
   Computational Chemistry Comparison and Benchmark Database (CCCBDB); O2 is
   the spin triplet (2 µB).
-- elements whose ground state is a complex crystal ASE cannot build (B, P, S,
-  Mn, Ga, Se, Te, ...) have no automatic reference: structures containing them
-  get no formation energy, and the reason says which element is missing.
+- ground-state crystals with a basis ASE's ``bulk`` cannot build (α-B, black P,
+  α-Ga, trigonal Se and Te): the PBE equilibrium structures of the Δ-test set
+  (K. Lejaeghere et al., Science 351, aad3000 (2016)) as shipped in ASE's
+  ``ase.collections.dcdft``, relaxed again with the run's settings;
+- any element, from a CIF the user supplies (config
+  ``stability.elemental_reference_cifs``), which takes precedence;
+- S and Mn have no automatic reference: their ground states (α-S, α-Mn) are
+  large cells the Δ-test replaced by simplified ones whose energies are not the
+  ground state's. Structures containing them (or any other element without a
+  reference) get no formation energy, and the reason says which element is
+  missing and how to supply it.
 
 Run one under MPI as ``mpiexec -n N gpaw python -m dftscreen.references --element Fe ...``.
 """
@@ -29,6 +37,7 @@ from typing import Any
 
 from ase import Atoms
 from ase.build import bulk
+from ase.collections import dcdft
 from ase.data import atomic_numbers, reference_states
 
 from dftscreen.dft import common_arguments, parse_settings, write_on_master
@@ -44,6 +53,25 @@ DIATOMIC_REFERENCES: dict[str, tuple[float, float]] = {
     "Br": (2.281, 0.0),
     "I": (2.666, 0.0),
 }
+
+#: Crystals taken from the Δ-test set (ASE's dcdft collection): ground states ``bulk`` cannot build.
+DELTA_TEST_CRYSTALS: dict[str, str] = {
+    "B": "α-B (R-3m, 12 atoms)",
+    "P": "black P (Cmce, 8 atoms)",
+    "Ga": "α-Ga (Cmce, 8 atoms)",
+    "Se": "trigonal Se (P3₁21, 3 atoms)",
+    "Te": "trigonal Te (P3₁21, 3 atoms)",
+}
+
+#: Elements deliberately left without an automatic reference, and why.
+NO_AUTOMATIC_REFERENCE: dict[str, str] = {
+    "S": "its ground state α-S is a 32-atom (primitive) cell of S8 rings, and the Δ-test's 1-atom "
+         "stand-in is far above it in energy",
+    "Mn": "its ground state α-Mn is a 58-atom non-collinear magnet, and the Δ-test's "
+          "antiferromagnetic fcc stand-in is not the ground state",
+}
+
+SUPPLY_HINT = "supply a CIF of its ground state in stability.elemental_reference_cifs"
 
 #: Edge of the cubic box (Å) around a reference molecule: ~6 Å of vacuum.
 MOLECULE_BOX_A = 8.0
@@ -63,14 +91,23 @@ class ElementalReference:
     description: str
 
 
-def elemental_reference(element: str, box_A: float = MOLECULE_BOX_A) -> ElementalReference:
+def elemental_reference(
+    element: str, box_A: float = MOLECULE_BOX_A, cif: Path | None = None
+) -> ElementalReference:
     """Reference structure of ``element`` (see the module docstring).
 
+    Args:
+        element: chemical symbol.
+        box_A: edge (Å) of the cubic box around a diatomic reference.
+        cif: a user-supplied CIF of the element's ground state; overrides the automatic choice.
+
     Raises:
-        NoElementalReference: unknown element, or a ground state ASE cannot build.
+        NoElementalReference: unknown element, an unusable CIF, or no automatic reference.
     """
     if element not in atomic_numbers:
         raise NoElementalReference(f"'{element}' is not a chemical element")
+    if cif is not None:
+        return reference_from_cif(element, cif)
     if element in DIATOMIC_REFERENCES:
         bond, moment = DIATOMIC_REFERENCES[element]
         atoms = Atoms(
@@ -82,18 +119,50 @@ def elemental_reference(element: str, box_A: float = MOLECULE_BOX_A) -> Elementa
         atoms.center()
         atoms.set_initial_magnetic_moments([moment / 2, moment / 2])
         return ElementalReference(element, atoms, "molecule", f"{element}2 molecule in a {box_A:g} Å box")
-    state = reference_states[atomic_numbers[element]]
-    symmetry = state.get("symmetry") if state else None
-    try:
-        atoms = bulk(element)
-    except Exception as exc:
+    if element in NO_AUTOMATIC_REFERENCE:
         raise NoElementalReference(
-            f"no automatic elemental reference for {element} (its ground state, "
-            f"'{symmetry}', is a crystal ASE cannot build)"
-        ) from exc
-    moments = initial_magmoms(atoms.get_chemical_symbols())
-    atoms.set_initial_magnetic_moments(moments)
-    return ElementalReference(element, atoms, "crystal", f"{symmetry} {element} (ASE reference state)")
+            f"no automatic elemental reference for {element}: {NO_AUTOMATIC_REFERENCE[element]}; {SUPPLY_HINT}"
+        )
+    if element in DELTA_TEST_CRYSTALS:
+        atoms = dcdft[element]
+        description = f"{DELTA_TEST_CRYSTALS[element]}, Δ-test PBE structure (ASE dcdft collection)"
+    else:
+        state = reference_states[atomic_numbers[element]]
+        symmetry = state.get("symmetry") if state else None
+        try:
+            atoms = bulk(element)
+        except Exception as exc:
+            raise NoElementalReference(
+                f"no automatic elemental reference for {element} (its ground state, "
+                f"'{symmetry}', is a crystal ASE cannot build); {SUPPLY_HINT}"
+            ) from exc
+        description = f"{symmetry} {element} (ASE reference state)"
+    atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    return ElementalReference(element, atoms, "crystal", description)
+
+
+def reference_from_cif(element: str, cif: Path) -> ElementalReference:
+    """The user's CIF of ``element``'s ground state, checked to contain only that element.
+
+    Raises:
+        NoElementalReference: the CIF cannot be read or holds other elements.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dftscreen.check import read_structure
+
+    try:
+        structure, _ = read_structure(Path(cif))
+    except Exception as exc:
+        raise NoElementalReference(f"the elemental reference CIF for {element} ({cif}) cannot be read: {exc}") from exc
+    found = sorted(el.symbol for el in structure.composition.elements)
+    if found != [element]:
+        raise NoElementalReference(
+            f"the elemental reference CIF for {element} ({cif}) contains {', '.join(found)}, not only {element}"
+        )
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    return ElementalReference(element, atoms, "crystal", f"{element} from the supplied CIF {Path(cif).name}")
 
 
 def reference_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -116,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = common_arguments("GPAW relaxation of one elemental reference")
     parser.add_argument("--element", required=True)
     parser.add_argument("--out-cif", required=True, type=Path)
+    parser.add_argument("--cif", type=Path, default=None, help="user-supplied CIF of the element's ground state")
     args = parser.parse_args(argv)
     settings = parse_settings(args.settings)
     try:
-        reference = elemental_reference(args.element)
+        reference = elemental_reference(args.element, cif=args.cif)
     except NoElementalReference as exc:
         write_on_master(args.out_json, {
             "structure_id": args.structure_id, "element": args.element,

@@ -1,5 +1,6 @@
 # Everything non-declarative: config validation, input discovery, input functions.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,6 +22,12 @@ INPUTS = {item.structure_id: item for item in discover_inputs(config["input"])}
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 STABILITY = config["stability"]
+for _element, _cif in STABILITY["elemental_reference_cifs"].items():
+    if not Path(_cif).is_file():
+        raise ValueError(
+            f"stability.elemental_reference_cifs: the CIF given for {_element}, {_cif}, does not exist "
+            f"(paths are relative to the run folder, {Path.cwd()})"
+        )
 # Competing phases for the hull (relaxed with the same preset); few files, listed once.
 REFERENCE_PHASES = (
     {item.structure_id: item for item in discover_cifs(STABILITY["reference_cif_dir"])}
@@ -142,6 +149,16 @@ def all_element_records(wildcards):
     if not STABILITY["elemental_references"]:
         return []
     return expand(f"{OUT}/references/elements/{{element}}/relax.json", element=elements_needed())
+
+
+def element_reference_cif(wildcards):
+    """The user's CIF for this element's reference, or nothing (automatic reference)."""
+    cif = STABILITY["elemental_reference_cifs"].get(wildcards.element)
+    return [cif] if cif else []
+
+
+def element_reference_cif_option(wildcards):
+    return " ".join(f"--cif {shlex.quote(cif)}" for cif in element_reference_cif(wildcards))
 
 
 def all_phase_records(wildcards):

@@ -2,6 +2,8 @@
 
 
 rule element_reference:
+    input:
+        cif=element_reference_cif,
     output:
         record=f"{OUT}/references/elements/{{element}}/relax.json",
     params:
@@ -9,6 +11,7 @@ rule element_reference:
         relaxed_cif=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}/relaxed.cif",
         workdir=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}",
         gpaw_python=GPAW_PYTHON,
+        cif_option=element_reference_cif_option,
     log:
         f"{OUT}/logs/references/elements/{{element}}.log",
     threads: RESOURCES.max_tasks
@@ -19,7 +22,7 @@ rule element_reference:
         mem_mb_per_cpu=lambda wildcards, attempt: RESOURCES.mem_mb_per_task(2, attempt),
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
-        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element}"
+        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element} {params.cif_option}"
         " --settings {params.settings:q} --out-json {output.record}"
         " --out-cif {params.relaxed_cif} --workdir {params.workdir} > {log} 2>&1"
 

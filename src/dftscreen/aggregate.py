@@ -38,12 +38,12 @@ from dftscreen.stability import (
     hull_analysis,
 )
 
-STATUS_OK = "ok"
-STATUS_INVALID = "invalid"
-STATUS_FAILED = "failed"
-STATUS_NOT_CONVERGED = "not_converged"
-STATUS_NOT_FINISHED = "not_finished"
-STATUS_DUPLICATE = "duplicate"
+from dftscreen.status_codes import DUPLICATE as STATUS_DUPLICATE
+from dftscreen.status_codes import FAILED as STATUS_FAILED
+from dftscreen.status_codes import INVALID as STATUS_INVALID
+from dftscreen.status_codes import NOT_CONVERGED as STATUS_NOT_CONVERGED
+from dftscreen.status_codes import NOT_FINISHED as STATUS_NOT_FINISHED
+from dftscreen.status_codes import OK as STATUS_OK
 
 #: Columns copied from the relaxation record's comparison of generated and relaxed structure.
 CHANGE_COLUMNS = [

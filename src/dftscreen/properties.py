@@ -35,10 +35,9 @@ from dftscreen.dft import (
     write_on_master,
 )
 from dftscreen.io import read_json
-from dftscreen.relax import STATUS_FAILED
-
-STATUS_DONE = "done"
-STATUS_SKIPPED = "skipped"
+from dftscreen.status_codes import DONE as STATUS_DONE
+from dftscreen.status_codes import FAILED as STATUS_FAILED
+from dftscreen.status_codes import SKIPPED as STATUS_SKIPPED
 
 #: A total moment below this (µB per cell) counts as non-magnetic.
 NONMAGNETIC_THRESHOLD_MUB = 0.05

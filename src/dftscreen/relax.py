@@ -48,9 +48,9 @@ from dftscreen.io import atomic_write_with
 from dftscreen.recovery import atoms_from_checkpoint, load_checkpoint, strategies, write_checkpoint
 from dftscreen.settings import deep_merge
 
-STATUS_RELAXED = "relaxed"
-STATUS_NOT_CONVERGED = "not_converged"
-STATUS_FAILED = "failed"
+from dftscreen.status_codes import FAILED as STATUS_FAILED
+from dftscreen.status_codes import NOT_CONVERGED as STATUS_NOT_CONVERGED
+from dftscreen.status_codes import RELAXED as STATUS_RELAXED
 
 
 class RelaxationFailed(Exception):

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dftscreen.status_codes import FINISHED_OK
+
 #: SLURM states of a job that is still to finish.
 SLURM_RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED", "SIGNALING"}
 SLURM_PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING"}
@@ -215,7 +217,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def _record_failure(stage: str, record: dict[str, Any]) -> str | None:
     """The failure reason written in a finished record, or None when the record is a success."""
-    ok = {"relax": ("relaxed", "not_converged"), "properties": ("done",)}.get(stage)
+    ok = FINISHED_OK.get(stage)
     if ok is not None and record.get("status") not in ok:
         return record.get("reason") or f"status {record.get('status')}"
     return None

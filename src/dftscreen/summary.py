@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
+from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK
 from dftscreen.targets import TARGET_KINDS, target_columns
 
 
@@ -25,9 +26,9 @@ def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) ->
     """Counts and rates over the whole run, and hit rate / MAE per target."""
     total = len(table)
     status = table["status"]
-    valid = status.isin(["ok", "not_converged", "failed", "not_finished", "duplicate"])
-    unique = valid & (status != "duplicate")
-    relaxed_ok = status == "ok"
+    valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+    unique = valid & (status != DUPLICATE)
+    relaxed_ok = status == OK
     hull_column = next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
     stable = pd.Series(False, index=table.index)
     if hull_column:

@@ -1,0 +1,28 @@
+"""Status words of the JSON records the DFT jobs write and of the results table's rows.
+
+One module, imported by the GPAW-side jobs, the aggregation and ``dftscreen status``
+alike, so the words cannot drift apart. It imports nothing.
+"""
+
+from __future__ import annotations
+
+# Relaxation records (relax.json).
+RELAXED = "relaxed"
+NOT_CONVERGED = "not_converged"
+FAILED = "failed"
+
+# Property records (properties.json); failures use FAILED.
+DONE = "done"
+SKIPPED = "skipped"
+
+# Rows of the results table; failures use FAILED and NOT_CONVERGED.
+OK = "ok"
+INVALID = "invalid"
+NOT_FINISHED = "not_finished"
+DUPLICATE = "duplicate"
+
+#: Record statuses of a stage that count as finished without error.
+FINISHED_OK: dict[str, tuple[str, ...]] = {
+    "relax": (RELAXED, NOT_CONVERGED),
+    "properties": (DONE,),
+}

@@ -62,3 +62,19 @@ def test_every_column_with_a_unit_says_so():
     units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom")
     for column in set(COLUMNS) - unitless:
         assert column.endswith(units), column
+
+
+def test_stability_note_names_only_the_missing_elements_reasons():
+    from dftscreen.aggregate import add_stability
+
+    relaxed = {"status": "relaxed"}
+    elements = [
+        dict(relaxed, element="Na", formula="Na2", energy_eV=-2.6),
+        {"element": "S", "status": "failed", "reason": "no automatic elemental reference for S"},
+        {"element": "Se", "status": "failed", "reason": "SCF did not converge"},
+    ]
+    rows = [{"structure_id": "nase", "_relax": dict(relaxed, formula="Na2Se", energy_eV=-9.0)}]
+    add_stability(rows, elements, [])
+    (row,) = rows
+    assert row["stability_note"] == "no elemental reference energy for Se (Se: SCF did not converge)"
+    assert "formation_energy_eV_per_atom" not in row

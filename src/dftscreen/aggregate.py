@@ -44,6 +44,7 @@ from dftscreen.status_codes import INVALID as STATUS_INVALID
 from dftscreen.status_codes import NOT_CONVERGED as STATUS_NOT_CONVERGED
 from dftscreen.status_codes import NOT_FINISHED as STATUS_NOT_FINISHED
 from dftscreen.status_codes import OK as STATUS_OK
+from dftscreen.status_codes import RELAXED as STATUS_RELAXED
 
 #: Columns copied from the relaxation record's comparison of generated and relaxed structure.
 CHANGE_COLUMNS = [
@@ -248,7 +249,7 @@ def build_table(
 
 def _energy_record(name: str, relax: dict[str, Any] | None) -> EnergyRecord | None:
     """Energy of a finished relaxation (status relaxed), else ``None``."""
-    if not relax or relax.get("status") != "relaxed" or relax.get("energy_eV") is None:
+    if not relax or relax.get("status") != STATUS_RELAXED or relax.get("energy_eV") is None:
         return None
     return EnergyRecord(name, Composition(relax["formula"]), float(relax["energy_eV"]))
 
@@ -279,7 +280,9 @@ def add_stability(
             by_dft_id[dft_id] = record
     hull = hull_analysis(list(by_dft_id.values()), elements, phases)
     mu = chemical_potentials(elements)
-    missing_elements = {rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != "relaxed"}
+    missing_elements = {
+        rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != STATUS_RELAXED
+    }
     for row in rows:
         row[column] = None
         dft_id = row.get("duplicate_of") or row["structure_id"]
@@ -290,7 +293,8 @@ def add_stability(
         try:
             row["formation_energy_eV_per_atom"] = formation_energy_per_atom(record, mu)
         except KeyError as exc:
-            why = "; ".join(f"{el}: {missing_elements[el]}" for el in missing_elements if el in str(exc))
+            missing = [el.symbol for el in record.composition.elements if el.symbol not in mu]
+            why = "; ".join(f"{el}: {missing_elements[el]}" for el in missing if missing_elements.get(el))
             row["stability_note"] = one_line(f"{exc.args[0]}" + (f" ({why})" if why else ""))
             continue
         result = hull[dft_id]

@@ -33,6 +33,8 @@ import pandas as pd
 import yaml
 
 from dftscreen.aggregate import table_from_results
+from dftscreen.io import read_json
+from dftscreen.recovery import load_checkpoint
 from dftscreen.references import NoElementalReference, elemental_reference
 from pymatgen.core import Composition
 
@@ -54,6 +56,14 @@ def has_all_references(formula: str) -> bool:
         except NoElementalReference:
             return False
     return True
+
+
+def ionic_steps(folder: Path) -> str:
+    """Ionic steps of a structure's relaxation: finished, or so far (from its checkpoint)."""
+    if (folder / "relax.json").is_file():
+        return str(read_json(folder / "relax.json").get("n_ionic_steps"))
+    checkpoint = load_checkpoint(folder)
+    return f"{checkpoint['n_ionic_steps']} so far" if checkpoint else "not started"
 
 
 def main() -> None:
@@ -99,9 +109,12 @@ def main() -> None:
     ours = table_from_results(workdir / "out")
     ours["file"] = ours["source_file"]
     merged = usable.merge(ours, on="file")
+    merged["steps"] = [ionic_steps(workdir / "out" / "dft" / sid) for sid in merged["structure_id"]]
     columns = {
         "formula": "formula",
         "status": "status",
+        "steps": "ionic steps",
+        "relaxed_matches_generated": "same structure",
         "formation_energy_eV_per_atom": "Ef ours",
         "heat_all": "Ef CMR",
         "band_gap_eV": "gap PBE",

@@ -157,3 +157,14 @@ def test_install_profile_makes_bare_profile_name_resolve(tmp_path: Path, monkeyp
         "user_config_dir": str(tmp_path / "snakemake-config"), "site_config_dir": str(tmp_path / "site")})())
     found = get_profile_dir("slurm")
     assert found is not None and Path(found[1]) == path
+
+
+def test_status_finds_the_output_dir_of_the_run_config(tmp_path):
+    from dftscreen.cli import default_results_dir
+
+    assert default_results_dir(tmp_path) == tmp_path / "results"  # no config: the workflow's default
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("input: {cif_dir: cifs}\noutput_dir: out\n")
+    assert default_results_dir(tmp_path) == tmp_path / "out"
+    (tmp_path / "config" / "config.yaml").write_text("- not a mapping\n")
+    assert default_results_dir(tmp_path) == tmp_path / "results"

@@ -59,8 +59,19 @@ def install_profile(name: str, account: str | None, partition: str | None, qos: 
     return target
 
 
+def default_results_dir(run_folder: Path = Path(".")) -> Path:
+    """The ``output_dir`` of the run's config/config.yaml (as the workflow reads it), else ``results``."""
+    config_path = run_folder / "config" / "config.yaml"
+    try:
+        output_dir = (yaml.safe_load(config_path.read_text()) or {}).get("output_dir")
+    except (OSError, yaml.YAMLError, AttributeError):
+        output_dir = None
+    return run_folder / (output_dir or "results")
+
+
 def _status(args: argparse.Namespace) -> int:
-    status = run_status(args.results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
+    results_dir = args.results_dir or default_results_dir()
+    status = run_status(results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
     if args.json:
         print(json.dumps(status.to_dict(), indent=2))
     else:
@@ -79,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     status = commands.add_parser("status", help="how far a run got, per stage, without starting Snakemake")
-    status.add_argument("results_dir", nargs="?", default="results", help="the run's output_dir (default: results)")
+    status.add_argument("results_dir", nargs="?", default=None,
+                        help="the run's output_dir (default: output_dir of ./config/config.yaml, else results)")
     status.add_argument("--workdir", default=None,
                         help="folder Snakemake ran in (default: the parent of RESULTS_DIR)")
     status.add_argument("--json", action="store_true", help="print the counts as JSON")

@@ -104,3 +104,12 @@ def test_molecule_settings_keep_the_box_and_use_gamma_only():
     assert molecule["relax"]["relax_cell"] is False
     assert molecule["gpaw"]["kpts"] == {"size": [1, 1, 1], "gamma": True}
     assert reference_settings(settings, "crystal") == settings
+
+
+def test_a_configured_reference_cif_must_exist(tmp_path):
+    from dftscreen.inputs import check_reference_cifs
+
+    (tmp_path / "Na_bcc.cif").write_text("data_Na\n")
+    check_reference_cifs({"Na": "Na_bcc.cif"}, tmp_path)
+    with pytest.raises(ValueError, match=r"the CIF given for S, alpha_S.cif, does not exist"):
+        check_reference_cifs({"Na": "Na_bcc.cif", "S": "alpha_S.cif"}, tmp_path)

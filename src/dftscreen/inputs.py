@@ -254,3 +254,17 @@ def write_table_row_cif(item: InputFile, inputs_dir: str | Path) -> Path:
         return destination
     atomic_write_with(destination, lambda tmp: tmp.write_bytes(content))
     return destination
+
+
+def check_reference_cifs(cifs: dict[str, str], run_folder: Path = Path(".")) -> None:
+    """Fail at start-up when a configured elemental reference CIF does not exist.
+
+    Raises:
+        ValueError: naming the element, the path and the folder it is relative to.
+    """
+    for element, cif in cifs.items():
+        if not (run_folder / cif).is_file():
+            raise ValueError(
+                f"stability.elemental_reference_cifs: the CIF given for {element}, {cif}, does not exist "
+                f"(paths are relative to the run folder, {run_folder.resolve()})"
+            )

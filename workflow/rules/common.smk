@@ -7,7 +7,13 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dftscreen.aggregate import table_from_results, write_table
-from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_cifs, discover_inputs, table_row_cif_path
+from dftscreen.inputs import (
+    STRUCTURE_ID_PATTERN,
+    check_reference_cifs,
+    discover_cifs,
+    discover_inputs,
+    table_row_cif_path,
+)
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
 
@@ -22,12 +28,7 @@ INPUTS = {item.structure_id: item for item in discover_inputs(config["input"])}
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 STABILITY = config["stability"]
-for _element, _cif in STABILITY["elemental_reference_cifs"].items():
-    if not Path(_cif).is_file():
-        raise ValueError(
-            f"stability.elemental_reference_cifs: the CIF given for {_element}, {_cif}, does not exist "
-            f"(paths are relative to the run folder, {Path.cwd()})"
-        )
+check_reference_cifs(STABILITY["elemental_reference_cifs"])
 # Competing phases for the hull (relaxed with the same preset); few files, listed once.
 REFERENCE_PHASES = (
     {item.structure_id: item for item in discover_cifs(STABILITY["reference_cif_dir"])}

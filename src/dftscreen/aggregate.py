@@ -27,6 +27,7 @@ import pandas as pd
 
 from pymatgen.core import Composition
 
+from dftscreen import status_codes
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.stability import (
@@ -38,13 +39,6 @@ from dftscreen.stability import (
     hull_analysis,
 )
 
-from dftscreen.status_codes import DUPLICATE as STATUS_DUPLICATE
-from dftscreen.status_codes import FAILED as STATUS_FAILED
-from dftscreen.status_codes import INVALID as STATUS_INVALID
-from dftscreen.status_codes import NOT_CONVERGED as STATUS_NOT_CONVERGED
-from dftscreen.status_codes import NOT_FINISHED as STATUS_NOT_FINISHED
-from dftscreen.status_codes import OK as STATUS_OK
-from dftscreen.status_codes import RELAXED as STATUS_RELAXED
 
 #: Columns copied from the relaxation record's comparison of generated and relaxed structure.
 CHANGE_COLUMNS = [
@@ -133,10 +127,10 @@ def table_row(
     row: dict[str, Any] = {k: v for k, v in check.items() if k not in CHECK_FIELDS_NOT_IN_TABLE}
     if not check["valid"]:
         # The check may name a more specific status (e.g. a duplicate).
-        row.update(status=check.get("status") or STATUS_INVALID, reason=one_line(check["reason"]))
+        row.update(status=check.get("status") or status_codes.INVALID, reason=one_line(check["reason"]))
         return row
     if relax is None:
-        row.update(status=STATUS_NOT_FINISHED, reason="relaxation has not finished: rerun the workflow")
+        row.update(status=status_codes.NOT_FINISHED, reason="relaxation has not finished: rerun the workflow")
         return row
 
     row.update(
@@ -162,15 +156,15 @@ def table_row(
     for key in CHANGE_COLUMNS:
         if key in change:
             row[key] = change[key]
-    if relax.get("status") == STATUS_FAILED:
-        row.update(status=STATUS_FAILED, reason=one_line(f"relaxation: {relax.get('reason')}"))
+    if relax.get("status") == status_codes.FAILED:
+        row.update(status=status_codes.FAILED, reason=one_line(f"relaxation: {relax.get('reason')}"))
         return row
     row["relaxed_cif"] = relax_cif_path
     if properties is None:
-        row.update(status=STATUS_NOT_FINISHED, reason="property calculation has not finished: rerun the workflow")
+        row.update(status=status_codes.NOT_FINISHED, reason="property calculation has not finished: rerun the workflow")
         return row
     if properties.get("status") != "done":
-        row.update(status=STATUS_FAILED, reason=one_line(f"properties: {properties.get('reason')}"))
+        row.update(status=status_codes.FAILED, reason=one_line(f"properties: {properties.get('reason')}"))
         return row
     row.update(
         energy_eV=properties.get("energy_eV"),
@@ -186,10 +180,10 @@ def table_row(
         band_gap_gllbsc_eV=properties.get("band_gap_gllbsc_eV"),
         gllbsc_note=properties.get("gllbsc_note"),
     )
-    if relax.get("status") == STATUS_NOT_CONVERGED:
-        row.update(status=STATUS_NOT_CONVERGED, reason=f"relaxation: {relax.get('reason')}")
+    if relax.get("status") == status_codes.NOT_CONVERGED:
+        row.update(status=status_codes.NOT_CONVERGED, reason=f"relaxation: {relax.get('reason')}")
     else:
-        row.update(status=STATUS_OK, reason="")
+        row.update(status=status_codes.OK, reason="")
     return row
 
 
@@ -227,7 +221,7 @@ def build_table(
         if representative:
             row = table_row({**check, "valid": True}, relax, properties, cif)
             row.update(
-                status=STATUS_DUPLICATE,
+                status=status_codes.DUPLICATE,
                 reason=one_line(f"{check['reason']} (DFT status of {representative}: {row['status']})"),
             )
         else:
@@ -249,7 +243,7 @@ def build_table(
 
 def _energy_record(name: str, relax: dict[str, Any] | None) -> EnergyRecord | None:
     """Energy of a finished relaxation (status relaxed), else ``None``."""
-    if not relax or relax.get("status") != STATUS_RELAXED or relax.get("energy_eV") is None:
+    if not relax or relax.get("status") != status_codes.RELAXED or relax.get("energy_eV") is None:
         return None
     return EnergyRecord(name, Composition(relax["formula"]), float(relax["energy_eV"]))
 
@@ -281,7 +275,7 @@ def add_stability(
     hull = hull_analysis(list(by_dft_id.values()), elements, phases)
     mu = chemical_potentials(elements)
     missing_elements = {
-        rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != STATUS_RELAXED
+        rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != status_codes.RELAXED
     }
     for row in rows:
         row[column] = None

@@ -39,6 +39,7 @@ import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from dftscreen import status_codes
 from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_score
 from dftscreen.cif_reader import (
     DEFAULT_MAX_FILE_BYTES,
@@ -51,7 +52,6 @@ from dftscreen.cif_reader import (
     read_cif_text,
 )
 from dftscreen.dedupe import (
-    STATUS_DUPLICATE,
     Candidate,
     MatchSettings,
     by_formula,
@@ -80,8 +80,6 @@ __all__ = [
 DEFAULT_MIN_DISTANCE_A = 0.5
 #: Default spglib tolerance (Å), the value CrystaLLM's evaluation uses.
 DEFAULT_SYMPREC_A = 0.1
-
-STATUS_INVALID = "invalid"
 
 
 @dataclass(frozen=True)
@@ -430,7 +428,7 @@ def check_read_result(
     result.crystallm_reason = "; ".join(crystallm_problems)
     result.dft_ready = not dft_problems
     result.valid = result.dft_ready
-    result.status = "" if result.valid else STATUS_INVALID
+    result.status = "" if result.valid else status_codes.INVALID
     result.reason = "; ".join(dft_problems)
     notes = [w for w in read.warnings if "declared" in w]
     if read.rebuilt_from_asymmetric_unit:
@@ -460,7 +458,7 @@ def check_text_and_structure(
     available_elements: set[str] | None = None,
 ) -> tuple[CheckResult, Structure | None]:
     """As :func:`check_text`, also returning the structure built (``None`` if none could be)."""
-    result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=STATUS_INVALID, id_note=id_note)
+    result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=status_codes.INVALID, id_note=id_note)
     try:
         text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
         read = read_cif_text(text)
@@ -475,7 +473,7 @@ def check_text_and_structure(
         return check_read_result(result, read, settings, available_elements), read.structure
     except Exception as exc:  # a check crashed on a strange structure: report, do not stop
         result.valid = result.dft_ready = result.crystallm_valid = False
-        result.status = STATUS_INVALID
+        result.status = status_codes.INVALID
         result.reason = f"a check failed on this structure: {type(exc).__name__}: {exc}"
         return result, read.structure
 
@@ -512,7 +510,7 @@ def _check_item(
             structure_id=item.structure_id,
             source_file=item.relative_path,
             valid=False,
-            status=STATUS_INVALID,
+            status=status_codes.INVALID,
             id_note=item.id_note,
             reason=f"cannot read file: {exc.strerror}",
         )
@@ -693,6 +691,6 @@ def check_and_deduplicate(
         if representative is not None:
             result.duplicate_of = representative
             result.valid = False
-            result.status = STATUS_DUPLICATE
+            result.status = status_codes.DUPLICATE
             result.reason = duplicate_reason(representative, match)
     return results

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
-STATUS_DUPLICATE = "duplicate"
-
 
 @dataclass(frozen=True)
 class MatchSettings:

@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.dft.bandgap import bandgap
 from ase.parallel import world
 
+from dftscreen import status_codes
 from dftscreen import __version__
 from dftscreen.check import read_structure
 from dftscreen.dft import (
@@ -35,9 +36,6 @@ from dftscreen.dft import (
     write_on_master,
 )
 from dftscreen.io import read_json
-from dftscreen.status_codes import DONE as STATUS_DONE
-from dftscreen.status_codes import FAILED as STATUS_FAILED
-from dftscreen.status_codes import SKIPPED as STATUS_SKIPPED
 
 #: A total moment below this (µB per cell) counts as non-magnetic.
 NONMAGNETIC_THRESHOLD_MUB = 0.05
@@ -183,18 +181,18 @@ def run(
         "preset": settings.get("preset"),
         "dftscreen_version": __version__,
     }
-    if relaxed.get("status") == STATUS_FAILED or not relaxed.get("relaxed_cif"):
-        record.update(status=STATUS_SKIPPED, reason="no relaxed structure (relaxation failed)")
+    if relaxed.get("status") == status_codes.FAILED or not relaxed.get("relaxed_cif"):
+        record.update(status=status_codes.SKIPPED, reason="no relaxed structure (relaxation failed)")
         write_on_master(out_json, record)
         return record
     try:
         structure, _ = read_structure(relax_json.parent / relaxed["relaxed_cif"])
         atoms = structure_to_atoms(structure)
         record.update(single_point(atoms, settings, workdir))
-        record.update(status=STATUS_DONE, reason="")
+        record.update(status=status_codes.DONE, reason="")
     except Exception as exc:
         report_traceback()
-        record.update(status=STATUS_FAILED, reason=failure_reason(exc))
+        record.update(status=status_codes.FAILED, reason=failure_reason(exc))
     write_on_master(out_json, record)
     return record
 

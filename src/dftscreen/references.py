@@ -40,6 +40,7 @@ from ase.build import bulk
 from ase.collections import dcdft
 from ase.data import atomic_numbers, reference_states
 
+from dftscreen import status_codes
 from dftscreen.dft import common_arguments, parse_settings, write_on_master
 from dftscreen.settings import deep_merge, initial_magmoms
 
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoElementalReference as exc:
         write_on_master(args.out_json, {
             "structure_id": args.structure_id, "element": args.element,
-            "status": relax.STATUS_FAILED, "reason": str(exc),
+            "status": status_codes.FAILED, "reason": str(exc),
         })
         return 0
     record = relax.run(

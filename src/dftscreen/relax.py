@@ -29,7 +29,7 @@ from ase.filters import FrechetCellFilter
 from ase.parallel import world
 from pymatgen.io.cif import CifWriter
 
-from dftscreen import __version__
+from dftscreen import __version__, status_codes
 from dftscreen.check import read_structure
 from dftscreen.dft import (
     EV_PER_A3_TO_GPA,
@@ -48,9 +48,6 @@ from dftscreen.io import atomic_write_with
 from dftscreen.recovery import atoms_from_checkpoint, load_checkpoint, strategies, write_checkpoint
 from dftscreen.settings import deep_merge
 
-from dftscreen.status_codes import FAILED as STATUS_FAILED
-from dftscreen.status_codes import NOT_CONVERGED as STATUS_NOT_CONVERGED
-from dftscreen.status_codes import RELAXED as STATUS_RELAXED
 
 
 class RelaxationFailed(Exception):
@@ -273,7 +270,7 @@ def run(
     except RelaxationFailed as exc:
         report_traceback()
         record.update(
-            status=STATUS_FAILED,
+            status=status_codes.FAILED,
             reason=exc.reason,
             converged=False,
             scf_attempts=exc.state["attempts"],
@@ -283,7 +280,7 @@ def run(
         return record
     except Exception as exc:
         report_traceback()
-        record.update(status=STATUS_FAILED, reason=failure_reason(exc), converged=False)
+        record.update(status=status_codes.FAILED, reason=failure_reason(exc), converged=False)
         write_on_master(out_json, record)
         return record
 
@@ -298,17 +295,17 @@ def run(
         # cells can meet fmax with a stress still too high for a trustworthy volume.
         record.update(
             converged=False,
-            status=STATUS_NOT_CONVERGED,
+            status=status_codes.NOT_CONVERGED,
             reason=(
                 f"forces converged but the largest stress component is {record['max_stress_GPa']:.2f} GPa "
                 f"(threshold {stress_limit} GPa): tighten fmax_eV_per_A and rerun"
             ),
         )
     elif record["converged"]:
-        record.update(status=STATUS_RELAXED, reason="")
+        record.update(status=status_codes.RELAXED, reason="")
     else:
         record.update(
-            status=STATUS_NOT_CONVERGED,
+            status=status_codes.NOT_CONVERGED,
             reason=(
                 f"relaxation stopped at the step limit ({settings['relax']['max_steps']} steps) "
                 f"with max force {record['max_force_eV_per_A']:.3f} eV/Å "

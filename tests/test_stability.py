@@ -56,6 +56,20 @@ def test_reference_structures():
         elemental_reference("Xx")
 
 
+def test_chromium_reference_is_antiferromagnetic():
+    import spglib
+
+    cr = elemental_reference("Cr")
+    moments = cr.atoms.get_initial_magnetic_moments()
+    # Two sublattices of one bcc lattice: a 1-atom cell could not hold opposite moments.
+    assert cr.kind == "crystal" and len(cr.atoms) == 2 and "antiferromagnetic" in cr.description
+    assert moments[0] > 0 and moments[1] == -moments[0]
+    cell = (cr.atoms.cell[:], cr.atoms.get_scaled_positions(), cr.atoms.numbers)
+    assert spglib.get_symmetry_dataset(cell, symprec=1e-3).number == 229  # Im-3m: the atoms, without spins
+    # Type-IV magnetic group: the body-centring translation flips the spin (ferromagnetic bcc is type I).
+    assert spglib.get_magnetic_symmetry_dataset((*cell, moments), symprec=1e-3).msg_type == 4
+
+
 @pytest.mark.parametrize(
     ("element", "n_atoms", "space_group"),
     # Ground states (Δ-test set, ASE dcdft): α-B, black P, α-Ga, trigonal Se and Te.

@@ -13,6 +13,11 @@ Which structure stands for an element:
   Γ point only. Bond lengths (Å) are the experimental ones from the NIST
   Computational Chemistry Comparison and Benchmark Database (CCCBDB); O2 is
   the spin triplet (2 µB).
+- antiferromagnetic ground states (bcc Cr): the 2-atom conventional cell with
+  opposite start moments on its two sublattices, since a 1-atom cell can only
+  be ferro- or non-magnetic. PBE's Cr is the commensurate (CsCl-type)
+  antiferromagnet, its stand-in for the measured incommensurate spin-density
+  wave (Hafner et al., Phys. Rev. B 65, 184432 (2002));
 - ground-state crystals with a basis ASE's ``bulk`` cannot build (α-B, black P,
   α-Ga, trigonal Se and Te): the PBE equilibrium structures of the Δ-test set
   (K. Lejaeghere et al., Science 351, aad3000 (2016)) as shipped in ASE's
@@ -62,6 +67,12 @@ DELTA_TEST_CRYSTALS: dict[str, str] = {
     "Ga": "α-Ga (Cmce, 8 atoms)",
     "Se": "trigonal Se (P3₁21, 3 atoms)",
     "Te": "trigonal Te (P3₁21, 3 atoms)",
+}
+
+#: Antiferromagnetic elemental ground states: lattice, and the start moment (µB) of the
+#: two sublattices of its 2-atom conventional cell (+m on one atom, -m on the other).
+ANTIFERROMAGNETIC_CRYSTALS: dict[str, tuple[str, float]] = {
+    "Cr": ("bcc", 2.0),
 }
 
 #: Elements deliberately left without an automatic reference, and why.
@@ -124,6 +135,12 @@ def elemental_reference(
         raise NoElementalReference(
             f"no automatic elemental reference for {element}: {NO_AUTOMATIC_REFERENCE[element]}; {SUPPLY_HINT}"
         )
+    if element in ANTIFERROMAGNETIC_CRYSTALS:
+        lattice, moment = ANTIFERROMAGNETIC_CRYSTALS[element]
+        atoms = bulk(element, lattice, cubic=True)
+        atoms.set_initial_magnetic_moments([moment, -moment])
+        description = f"antiferromagnetic {lattice} {element} (2-atom cubic cell, start moments ±{moment:g} µB)"
+        return ElementalReference(element, atoms, "crystal", description)
     if element in DELTA_TEST_CRYSTALS:
         atoms = dcdft[element]
         description = f"{DELTA_TEST_CRYSTALS[element]}, Δ-test PBE structure (ASE dcdft collection)"

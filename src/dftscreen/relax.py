@@ -201,8 +201,10 @@ def relax_atoms(
     energy = atoms.get_potential_energy()
     try:
         magmom = float(atoms.calc.get_magnetic_moment())
+        # Per atom, integrated in its PAW sphere: what tells an antiferromagnet from a non-magnet.
+        local_magmoms = [float(m) for m in atoms.calc.get_magnetic_moments()]
     except Exception:
-        magmom = 0.0
+        magmom, local_magmoms = 0.0, [0.0] * len(atoms)
     record = {
         "converged": converged,
         "n_ionic_steps": int(state["n_ionic_steps"]),
@@ -219,6 +221,7 @@ def relax_atoms(
         "stress_GPa": stress.tolist(),
         "max_stress_GPa": float(np.abs(stress).max()),
         "magnetic_moment_muB": magmom,
+        "local_magnetic_moments_muB": local_magmoms,
         "initial_volume_A3": float(state["initial_volume_A3"]),
         "final_volume_A3": float(atoms.get_volume()),
         "wall_time_s": wall_time,

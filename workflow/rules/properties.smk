@@ -12,6 +12,9 @@ rule properties:
         gpaw_python=GPAW_PYTHON,
     log:
         f"{OUT}/logs/properties/{{sid}}.log",
+    # Before any new relaxation: a structure's row is finished as soon as it can
+    # be, so an interrupted or time-limited run leaves whole rows, not half ones.
+    priority: 10
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,

@@ -14,6 +14,8 @@ rule element_reference:
         cif_option=element_reference_cif_option,
     log:
         f"{OUT}/logs/references/elements/{{element}}.log",
+    # Every formation energy and hull needs them: first (and elements are cheap).
+    priority: 20
     threads: RESOURCES.max_tasks
     resources:
         tasks=RESOURCES.max_tasks,
@@ -39,3 +41,5 @@ use rule relax as relax_reference_phase with:
         gpaw_python=GPAW_PYTHON,
     log:
         f"{OUT}/logs/references/phases/{{sid}}.log",
+    # Every energy above the hull needs them.
+    priority: 20

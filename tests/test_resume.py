@@ -32,8 +32,8 @@ def distorted_silicon(path: Path) -> Path:
     return path
 
 
-def relax_args(cif: Path, workdir: Path) -> list[str]:
-    return ["--structure-id", "si", "--cif", str(cif), "--settings", settings_json("test", OVERRIDES),
+def relax_args(cif: Path, workdir: Path, overrides: dict = OVERRIDES) -> list[str]:
+    return ["--structure-id", "si", "--cif", str(cif), "--settings", settings_json("test", overrides),
             "--out-json", str(workdir / "relax.json"), "--out-cif", str(workdir / "relaxed.cif"),
             "--workdir", str(workdir)]
 
@@ -74,5 +74,33 @@ def test_killed_relaxation_resumes_from_last_step(tmp_path: Path):
     assert resumed["n_starts"] == 2
     assert resumed["resumed_from_step"] >= steps_at_kill
     assert resumed["n_ionic_steps"] > resumed["resumed_from_step"] or resumed["resumed_from_step"] > 0
+    # The BFGS Hessian came back with the geometry, so the first step after the resume is the
+    # one the uninterrupted run took (a fresh Hessian moves the cell differently, by ~5e-3 Å here).
+    assert resumed["resumed_with_optimizer_state"] is True
+    from ase.io import read
+
+    uninterrupted = read(straight / "relax_attempt1.traj", index=":")
+    after_resume = read(killed / "relax_attempt2.traj", index=":")
+    k = resumed["resumed_from_step"]
+    np.testing.assert_allclose(after_resume[0].cell[:], uninterrupted[k].cell[:], atol=1e-6)
+    np.testing.assert_allclose(after_resume[1].cell[:], uninterrupted[k + 1].cell[:], atol=1e-4)
     # Same minimum as the uninterrupted run, within 1 meV/atom.
     assert abs(resumed["energy_per_atom_eV"] - reference["energy_per_atom_eV"]) < 1e-3
+
+
+def test_unreadable_optimizer_state_is_dropped_not_fatal(tmp_path: Path):
+    """A kill while ASE rewrote its state file leaves it half-written: the resume starts a fresh Hessian."""
+    cif = distorted_silicon(tmp_path / "si.cif")
+    one_step = {"relax": {**OVERRIDES["relax"], "max_steps": 1}}
+    proc = run_gpaw_module("dftscreen.relax", relax_args(cif, tmp_path, one_step))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "relax.json").read_text())["status"] == "not_converged"
+    (tmp_path / "relax.json").unlink()
+    state = tmp_path / "optimizer_state.json"
+    state.write_text(state.read_text()[:40])
+
+    proc = run_gpaw_module("dftscreen.relax", relax_args(cif, tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads((tmp_path / "relax.json").read_text())
+    assert resumed["status"] == "relaxed" and resumed["resumed_from_step"] >= 1
+    assert resumed["resumed_with_optimizer_state"] is False

@@ -28,6 +28,10 @@ from ase import Atoms
 from dftscreen.io import atomic_write_json, read_json
 
 CHECKPOINT_NAME = "checkpoint.json"
+#: ASE's own optimizer state (BFGS: the Hessian and the last step), which ASE
+#: rewrites after every step; a resumed relaxation reads it so that it goes on
+#: with what the optimizer had learnt instead of a fresh Hessian.
+OPTIMIZER_STATE_NAME = "optimizer_state.json"
 
 #: Rungs tried in order after the preset's own settings fail to converge the SCF.
 #: Each is ``{"name": ..., "description": ..., "gpaw": {...}}``; ``gpaw`` keys

@@ -7,7 +7,8 @@ symmetry it uses for k-points breaks; with ``fix_symmetry`` (default) ASE's
 ``FixSymmetry`` constraint keeps the structure in its starting space group so
 that cannot happen.
 
-Every ionic step is checkpointed and a rerun resumes from the last one; an
+Every ionic step is checkpointed and a rerun resumes from the last one, with
+the optimizer's state (the BFGS Hessian) as ASE saved it; an
 SCF that does not converge is retried with the rungs of an error ladder (see
 :mod:`dftscreen.recovery`).
 
@@ -26,6 +27,7 @@ import numpy as np
 from ase import Atoms, optimize
 from ase.constraints import FixSymmetry
 from ase.filters import FrechetCellFilter
+from ase.optimize.optimize import RestartError
 from ase.parallel import world
 from pymatgen.io.cif import CifWriter
 
@@ -45,7 +47,13 @@ from dftscreen.dft import (
 )
 from dftscreen.changes import relaxation_change
 from dftscreen.io import atomic_write_with
-from dftscreen.recovery import atoms_from_checkpoint, load_checkpoint, strategies, write_checkpoint
+from dftscreen.recovery import (
+    OPTIMIZER_STATE_NAME,
+    atoms_from_checkpoint,
+    load_checkpoint,
+    strategies,
+    write_checkpoint,
+)
 from dftscreen.settings import deep_merge
 
 
@@ -75,6 +83,13 @@ def _ladder_summary(attempts: list[dict[str, Any]]) -> str:
     return f"SCF did not converge after {len(attempts)} strategies: {tried}"
 
 
+def _remove_optimizer_state(workdir: Path) -> None:
+    world.barrier()  # every rank has read (or failed to read) it
+    if world.rank == 0:
+        (workdir / OPTIMIZER_STATE_NAME).unlink(missing_ok=True)
+    world.barrier()
+
+
 def _run_optimizer(
     atoms: Atoms,
     gpaw_settings: dict[str, Any],
@@ -84,7 +99,10 @@ def _run_optimizer(
     attempt_number: int,
     on_step: Any,
 ) -> tuple[bool, int]:
-    """One optimizer run of at most ``steps`` ionic steps; returns (converged, steps taken)."""
+    """One optimizer run of at most ``steps`` ionic steps.
+
+    Returns (converged, steps taken, whether the optimizer started from a saved state).
+    """
     attach_gpaw(atoms, gpaw_settings, txt=workdir / f"relax_gpaw_attempt{attempt_number}.txt")
     atoms.set_constraint()
     if relax.get("fix_symmetry", True):
@@ -92,14 +110,22 @@ def _run_optimizer(
     # Molecules in a box (elemental references such as O2) relax positions only.
     target = FrechetCellFilter(atoms) if relax.get("relax_cell", True) else atoms
     optimizer_class = getattr(optimize, relax["optimizer"])
-    optimizer = optimizer_class(
-        target,
-        trajectory=str(workdir / f"relax_attempt{attempt_number}.traj"),
-        logfile=str(workdir / "relax_optimizer.log"),
-    )
+    arguments = {
+        "trajectory": str(workdir / f"relax_attempt{attempt_number}.traj"),
+        "logfile": str(workdir / "relax_optimizer.log"),
+        "restart": str(workdir / OPTIMIZER_STATE_NAME),
+    }
+    restored = (workdir / OPTIMIZER_STATE_NAME).is_file()
+    try:
+        optimizer = optimizer_class(target, **arguments)
+    except RestartError:
+        # ASE writes its state file in place: a kill mid-write leaves it unreadable. Start afresh.
+        _remove_optimizer_state(workdir)
+        optimizer = optimizer_class(target, **arguments)
+        restored = False
     optimizer.attach(lambda: on_step(optimizer.nsteps), interval=1)
     converged = bool(optimizer.run(fmax=relax["fmax_eV_per_A"], steps=steps))
-    return converged, int(optimizer.nsteps)
+    return converged, int(optimizer.nsteps), restored
 
 
 def relax_atoms(
@@ -142,7 +168,10 @@ def relax_atoms(
         state.update({k: checkpoint[k] for k in state if k in checkpoint})
         state["n_starts"] = int(checkpoint.get("n_starts", 1)) + 1
         state["resumed_from_step"] = int(checkpoint["n_ionic_steps"])
-    # A checkpoint of other DFT settings is not resumed: results must not depend on history.
+    else:
+        # A checkpoint of other DFT settings is not resumed: results must not depend on history.
+        _remove_optimizer_state(workdir)
+    resumed_with_optimizer_state = False
 
     start = time.perf_counter()
     while True:
@@ -161,9 +190,10 @@ def relax_atoms(
 
         remaining = max(relax["max_steps"] - steps_before, 0)
         try:
-            converged, taken = _run_optimizer(
+            converged, taken, restored = _run_optimizer(
                 atoms, gpaw_settings, relax, workdir, remaining, attempt_number, on_step
             )
+            resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
             break
         except Exception as exc:
@@ -209,6 +239,7 @@ def relax_atoms(
         "converged": converged,
         "n_ionic_steps": int(state["n_ionic_steps"]),
         "resumed_from_step": int(state["resumed_from_step"]),
+        "resumed_with_optimizer_state": resumed_with_optimizer_state,
         "n_starts": int(state["n_starts"]),
         "scf_strategy": ladder[state["strategy_index"]]["name"],
         "scf_attempts": state["attempts"],

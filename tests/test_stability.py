@@ -112,6 +112,20 @@ def test_reference_from_a_supplied_cif(tmp_path):
         elemental_reference("Na", cif=tmp_path / "missing.cif")
 
 
+def test_reference_jobs_scale_with_the_reference_cell(tmp_path):
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    from dftscreen.references import reference_n_atoms
+
+    assert [reference_n_atoms(el) for el in ("Na", "O", "Cr", "B")] == [1, 2, 2, 12]
+    assert reference_n_atoms("S") == 1  # no reference: the job only writes why
+    cif = tmp_path / "fcc_na.cif"
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("Na", "fcc", a=5.3, cubic=True))).write_file(cif)
+    assert reference_n_atoms("Na", cif=cif) == 4
+
+
 def test_molecule_settings_keep_the_box_and_use_gamma_only():
     settings = resolve_settings("test")
     molecule = reference_settings(settings, "molecule")

@@ -159,6 +159,17 @@ def elemental_reference(
     return ElementalReference(element, atoms, "crystal", description)
 
 
+def reference_n_atoms(element: str, cif: Path | None = None) -> int:
+    """Atoms in the cell of ``element``'s reference (what its job's resources scale with).
+
+    1 when the element has no reference: its job only writes the reason.
+    """
+    try:
+        return len(elemental_reference(element, cif=cif).atoms)
+    except NoElementalReference:
+        return 1
+
+
 def reference_from_cif(element: str, cif: Path) -> ElementalReference:
     """The user's CIF of ``element``'s ground state, checked to contain only that element.
 

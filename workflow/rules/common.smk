@@ -91,16 +91,38 @@ def n_sites(wildcards):
     return _N_SITES.get(wildcards.sid, 1)
 
 
-def mpi_tasks(wildcards):
-    return RESOURCES.tasks(n_sites(wildcards))
+def tasks_for(count_atoms):
+    """MPI ranks of a job whose cell has count_atoms(wildcards) atoms."""
+    return lambda wildcards: RESOURCES.tasks(count_atoms(wildcards))
 
 
-def runtime_min(wildcards, attempt):
-    return RESOURCES.runtime_min(n_sites(wildcards), attempt)
+def runtime_for(count_atoms):
+    return lambda wildcards, attempt: RESOURCES.runtime_min(count_atoms(wildcards), attempt)
 
 
-def mem_mb_per_task(wildcards, attempt):
-    return RESOURCES.mem_mb_per_task(n_sites(wildcards), attempt)
+def mem_for(count_atoms):
+    return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(count_atoms(wildcards), attempt)
+
+
+mpi_tasks = tasks_for(n_sites)
+runtime_min = runtime_for(n_sites)
+mem_mb_per_task = mem_for(n_sites)
+
+_ELEMENT_N_ATOMS = {}
+
+
+def element_n_atoms(wildcards):
+    """Atoms in an element's reference cell (imported here: building it needs ASE, not every parse)."""
+    if wildcards.element not in _ELEMENT_N_ATOMS:
+        from dftscreen.references import reference_n_atoms
+
+        cifs = element_reference_cif(wildcards)
+        _ELEMENT_N_ATOMS[wildcards.element] = reference_n_atoms(wildcards.element, cif=cifs[0] if cifs else None)
+    return _ELEMENT_N_ATOMS[wildcards.element]
+
+
+def phase_n_atoms(wildcards):
+    return _phase_structure(REFERENCE_PHASES[wildcards.sid].path)[1]
 
 
 def valid_structure_ids():
@@ -130,20 +152,25 @@ def elements_needed():
     return sorted(elements)
 
 
-_PHASE_ELEMENTS = {}
+_PHASE_STRUCTURES = {}
 
 
-def reference_phase_elements(path):
-    if path not in _PHASE_ELEMENTS:
+def _phase_structure(path):
+    """Elements and number of atoms of a reference phase's CIF (read once)."""
+    if path not in _PHASE_STRUCTURES:
         from dftscreen.check import read_structure
 
         try:
             structure, _ = read_structure(path)
-            _PHASE_ELEMENTS[path] = {el.symbol for el in structure.composition.elements}
+            _PHASE_STRUCTURES[path] = ({el.symbol for el in structure.composition.elements}, len(structure))
         except Exception:
             # An unreadable reference phase fails in its own relax job, with the reason.
-            _PHASE_ELEMENTS[path] = set()
-    return _PHASE_ELEMENTS[path]
+            _PHASE_STRUCTURES[path] = (set(), 1)
+    return _PHASE_STRUCTURES[path]
+
+
+def reference_phase_elements(path):
+    return _phase_structure(path)[0]
 
 
 def all_element_records(wildcards):

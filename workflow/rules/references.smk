@@ -16,12 +16,13 @@ rule element_reference:
         f"{OUT}/logs/references/elements/{{element}}.log",
     # Every formation energy and hull needs them: first (and elements are cheap).
     priority: 20
-    threads: RESOURCES.max_tasks
+    # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
+    threads: tasks_for(element_n_atoms)
     resources:
-        tasks=RESOURCES.max_tasks,
+        tasks=tasks_for(element_n_atoms),
         mpi="mpiexec",
-        runtime=lambda wildcards, attempt: RESOURCES.runtime_min(2, attempt),
-        mem_mb_per_cpu=lambda wildcards, attempt: RESOURCES.mem_mb_per_task(2, attempt),
+        runtime=runtime_for(element_n_atoms),
+        mem_mb_per_cpu=mem_for(element_n_atoms),
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element} {params.cif_option}"
@@ -43,3 +44,10 @@ use rule relax as relax_reference_phase with:
         f"{OUT}/logs/references/phases/{{sid}}.log",
     # Every energy above the hull needs them.
     priority: 20
+    # Sized by the phase's own CIF (the generated structures' table does not list it).
+    threads: tasks_for(phase_n_atoms)
+    resources:
+        tasks=tasks_for(phase_n_atoms),
+        mpi="mpiexec",
+        runtime=runtime_for(phase_n_atoms),
+        mem_mb_per_cpu=mem_for(phase_n_atoms),

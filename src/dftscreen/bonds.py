@@ -103,7 +103,6 @@ def equivalent_site_groups(structure: Structure) -> dict[int, int]:
     return counts
 
 
-
 class _NotOnFastPath(Exception):
     """This site needs pymatgen's own CrystalNN (a case the fast path does not reproduce)."""
 

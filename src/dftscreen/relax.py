@@ -57,7 +57,6 @@ from dftscreen.recovery import (
 from dftscreen.settings import deep_merge
 
 
-
 class RelaxationFailed(Exception):
     """The SCF error ladder was exhausted; ``reason`` is the sentence for the table."""
 
@@ -98,7 +97,7 @@ def _run_optimizer(
     steps: int,
     attempt_number: int,
     on_step: Any,
-) -> tuple[bool, int]:
+) -> tuple[bool, int, bool]:
     """One optimizer run of at most ``steps`` ionic steps.
 
     Returns (converged, steps taken, whether the optimizer started from a saved state).

@@ -134,7 +134,8 @@ def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
 def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: Path):
     """NaCl: formation energy from Na (bcc, from a CIF the user supplies) and Cl2 (automatic)
     references the workflow relaxes itself; the generated tetragonal polymorph lies above the
-    supplied rocksalt ground state."""
+    supplied rocksalt ground state, and a composition that cannot exist (fluorite NaCl2, Na2+)
+    lies above the hull of rocksalt NaCl and Cl2."""
     from ase.build import bulk
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
@@ -146,6 +147,8 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     (tmp_path / "elements").mkdir()
     CifWriter(AseAtomsAdaptor.get_structure(bulk("Na", "bcc", a=4.23))).write_file(tmp_path / "elements" / "Na_bcc.cif")
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", tmp_path / "cifs" / "NaCl_generated.cif")
+    CifWriter(AseAtomsAdaptor.get_structure(bulk("NaCl2", "fluorite", a=6.2))).write_file(
+        tmp_path / "cifs" / "NaCl2_fluorite.cif")
     phases = tmp_path / "known_phases"
     phases.mkdir()
     # Rocksalt NaCl, the experimental ground state (a = 5.64 Å).
@@ -162,7 +165,8 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
         records[element] = record
     assert records["Na"]["reference_description"] == "Na from the supplied CIF Na_bcc.cif"
     assert records["Cl"]["reference_kind"] == "molecule"
-    row = pd.read_csv(tmp_path / "out" / "results.csv").set_index("structure_id").loc["NaCl_generated"]
+    table = pd.read_csv(tmp_path / "out" / "results.csv").set_index("structure_id")
+    row = table.loc["NaCl_generated"]
     assert row["status"] == "ok", row["reason"]
     # Strongly bound: experiment -2.13 eV/atom (NIST-JANAF ΔHf -411 kJ/mol); PBE with Cl2 gas
     # underbinds somewhat. At the test preset we only require clearly negative.
@@ -170,11 +174,17 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     assert row["e_above_hull_eV_per_atom"] > 0.0
     assert "1 reference phases" in row["hull_reference"]
     assert row["decomposition_products"].startswith("NaCl")
+    # NaCl2 would need Na2+: it decomposes into the supplied rocksalt NaCl and Cl2.
+    unstable = table.loc["NaCl2_fluorite"]
+    assert unstable["status"] == "ok", unstable["reason"]
+    assert unstable["e_above_hull_eV_per_atom"] > 0.1
+    products = {part.split(" (")[0] for part in unstable["decomposition_products"].split(" + ")}
+    assert products == {"NaCl", "Cl2"}, unstable["decomposition_products"]
     assert row["target_band_gap_eV"] == 1.5
     assert row["band_gap_error_eV"] == pytest.approx(row["band_gap_eV"] - 1.5)
     assert not row["band_gap_hit"]
     summary = yaml.safe_load((tmp_path / "out" / "summary.json").read_text())
-    assert summary["n_inputs"] == 1 and summary["relaxed_ok"]["count"] == 1
+    assert summary["n_inputs"] == 2 and summary["relaxed_ok"]["count"] == 2
     assert summary["stable"]["count"] == (1 if row["e_above_hull_eV_per_atom"] <= 0.1 else 0)
     assert summary["targets"]["band_gap"]["hit_rate"] == 0.0
 

@@ -104,3 +104,23 @@ def test_unreadable_optimizer_state_is_dropped_not_fatal(tmp_path: Path):
     resumed = json.loads((tmp_path / "relax.json").read_text())
     assert resumed["status"] == "relaxed" and resumed["resumed_from_step"] >= 1
     assert resumed["resumed_with_optimizer_state"] is False
+
+
+def test_checkpoint_of_another_starting_structure_is_not_resumed(tmp_path: Path):
+    """A CIF replaced under the same name (same species, same settings) starts over."""
+    first = distorted_silicon(tmp_path / "si.cif")
+    one_step = {"relax": {**OVERRIDES["relax"], "max_steps": 1}}
+    proc = run_gpaw_module("dftscreen.relax", relax_args(first, tmp_path, one_step))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (tmp_path / "relax.json").unlink()
+
+    replaced = tmp_path / "si_replaced.cif"
+    a = 5.40
+    lattice = Lattice(np.array([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]))
+    CifWriter(Structure(lattice, ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])).write_file(replaced)
+    proc = run_gpaw_module("dftscreen.relax", relax_args(replaced, tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "relax.json").read_text())
+    assert record["status"] == "relaxed"
+    assert record["n_starts"] == 1 and record["resumed_from_step"] == 0
+    assert record["initial_volume_A3"] == pytest.approx(a**3 / 4, rel=1e-6)

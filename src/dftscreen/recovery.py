@@ -6,9 +6,10 @@ Checkpoint
     ionic steps, the rung of the ladder in use and the attempts so far. A
     relaxation that is killed (SIGKILL, SLURM time limit, node failure) and
     started again continues from there instead of from the generated
-    structure. The optimizer starts afresh from that geometry (its Hessian
-    estimate is not kept: a stale one in a half-written file would be worse
-    than none).
+    structure, with the optimizer's own state (the BFGS Hessian, which ASE
+    rewrites after every step; a half-written one is dropped). Only a
+    relaxation of the same DFT settings that starts from the same structure
+    resumes: a CIF replaced under the same name starts over.
 
 Ladder
     When the SCF does not converge, the relaxation is retried from the last
@@ -19,6 +20,7 @@ Ladder
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,27 @@ def strategies(settings: dict[str, Any]) -> list[dict[str, Any]]:
         ladder = DEFAULT_SCF_LADDER
     preset = {"name": "preset", "description": "preset settings", "gpaw": {}}
     return [preset, *ladder]
+
+
+def starting_structure_fingerprint(atoms: Atoms) -> str:
+    """SHA-256 of a relaxation's starting point: species, cell and positions (Å, to 1e-6) and initial moments (µB)."""
+    digest = hashlib.sha256()
+    for array in (atoms.numbers, atoms.cell[:], atoms.positions, atoms.get_initial_magnetic_moments()):
+        # + 0.0 turns -0.0 into 0.0, which has other bytes.
+        digest.update(np.ascontiguousarray(np.round(np.asarray(array, dtype=float), 6) + 0.0).tobytes())
+    return digest.hexdigest()
+
+
+def resumable(checkpoint: dict[str, Any] | None, gpaw_settings: dict[str, Any], fingerprint: str) -> bool:
+    """Whether ``checkpoint`` continues a relaxation with these GPAW settings from this starting structure.
+
+    Results must not depend on history: a checkpoint of other settings or of another starting
+    structure is not resumed. Checkpoints written before fingerprints existed carry none; they
+    are resumed on their settings alone, as they were then.
+    """
+    if checkpoint is None or checkpoint.get("gpaw_settings") != gpaw_settings:
+        return False
+    return checkpoint.get("start_fingerprint", fingerprint) == fingerprint
 
 
 def load_checkpoint(workdir: Path) -> dict[str, Any] | None:

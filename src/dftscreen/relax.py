@@ -51,6 +51,8 @@ from dftscreen.recovery import (
     OPTIMIZER_STATE_NAME,
     atoms_from_checkpoint,
     load_checkpoint,
+    resumable,
+    starting_structure_fingerprint,
     strategies,
     write_checkpoint,
 )
@@ -136,7 +138,8 @@ def relax_atoms(
 
     Args:
         atoms: the generated structure (ignored in favour of the checkpointed
-            geometry when ``workdir`` holds a checkpoint of the same settings).
+            geometry when ``workdir`` holds a checkpoint of the same settings
+            that started from this same structure).
         settings: resolved preset (see :func:`dftscreen.settings.resolve_settings`).
         workdir: folder for GPAW's text output, trajectories and the checkpoint.
 
@@ -153,6 +156,7 @@ def relax_atoms(
     ladder = strategies(settings)
     state: dict[str, Any] = {
         "gpaw_settings": settings["gpaw"],
+        "start_fingerprint": starting_structure_fingerprint(atoms),
         "n_ionic_steps": 0,
         "strategy_index": 0,
         "attempts": [],
@@ -162,13 +166,12 @@ def relax_atoms(
         "point_group_symmetry": True,
     }
     checkpoint = load_checkpoint(workdir)
-    if checkpoint is not None and checkpoint.get("gpaw_settings") == settings["gpaw"]:
+    if resumable(checkpoint, settings["gpaw"], state["start_fingerprint"]):
         atoms = atoms_from_checkpoint(checkpoint, atoms)
         state.update({k: checkpoint[k] for k in state if k in checkpoint})
         state["n_starts"] = int(checkpoint.get("n_starts", 1)) + 1
         state["resumed_from_step"] = int(checkpoint["n_ionic_steps"])
     else:
-        # A checkpoint of other DFT settings is not resumed: results must not depend on history.
         _remove_optimizer_state(workdir)
     resumed_with_optimizer_state = False
 

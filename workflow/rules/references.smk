@@ -14,7 +14,7 @@ rule element_reference:
         cif_option=element_reference_cif_option,
     log:
         f"{OUT}/logs/references/elements/{{element}}.log",
-    # Every formation energy and hull needs them: first (and elements are cheap).
+    # Every formation energy and hull needs them, so they go first.
     priority: 20
     # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
     threads: tasks_for(element_n_atoms)

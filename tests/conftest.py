@@ -1,4 +1,4 @@
-"""Shared fixtures: repository paths and an MPI launcher for GPAW entry points."""
+"""Shared fixtures: repository paths, an MPI launcher for GPAW entry points, and a Snakemake runner."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -29,6 +30,21 @@ def run_gpaw_module(module: str, args: list[str], ranks: int = 2, timeout: float
     """Run ``python -m <module>`` under ``mpiexec -n ranks gpaw python``."""
     command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "gpaw", "python", "-m", module, *args]
     return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def write_run_config(workdir: Path, config: dict) -> None:
+    """Write ``config/config.yaml`` of a run folder, as a user would."""
+    (workdir / "config").mkdir(exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def run_snakemake(workdir: Path, *args: str, profile: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the workflow in the run folder ``workdir``, with ``profiles/<profile>`` when one is named."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(workdir)]
+    if profile is not None:
+        command += ["--profile", str(REPO / "profiles" / profile)]
+    return subprocess.run([*command, *args], env=mpi_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def settings_json(preset: str = "test", overrides: dict | None = None, ladder: list | None = None) -> str:

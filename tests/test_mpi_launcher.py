@@ -12,19 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, mpi_env
+from conftest import REPO, mpi_env, run_snakemake, write_run_config
 
 
 def rule_default_launcher(workdir: Path) -> str:
     """The MPI launcher (the words before ``-n``) of an element reference job without a profile."""
     (workdir / "cifs").mkdir()
-    (workdir / "config").mkdir()
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"}}
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", "--dry-run", "--printshellcmds",
-               "out/references/elements/Na/relax.json"]
-    proc = subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=300)
+    write_run_config(workdir, {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"}})
+    proc = run_snakemake(workdir, "--cores", "2", "--dry-run", "--printshellcmds",
+                         "out/references/elements/Na/relax.json")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     match = re.search(r"OMP_NUM_THREADS=1 (.*?) -n \d+ \S+ -m gpaw python -m dftscreen\.references", proc.stdout)
     assert match, proc.stdout[-3000:]

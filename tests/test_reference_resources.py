@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
 from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 
-from conftest import REPO, mpi_env
+from conftest import run_snakemake, write_run_config
 
 
 def test_reference_phase_job_scales_with_its_cell(tmp_path: Path):
@@ -26,13 +23,10 @@ def test_reference_phase_job_scales_with_its_cell(tmp_path: Path):
     config = {"input": {"cif_dir": "cifs"}, "output_dir": "out",
               "dft": {"preset": "test", "resources": {"max_tasks": 8, "atoms_per_task": 2}},
               "stability": {"reference_cif_dir": "known_phases"}}
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(tmp_path), "--profile", str(REPO / "profiles" / "local"),
-               "--cores", "8", "--dry-run",
-               *(f"out/references/phases/{sid}/relax.json" for sid in ("NaCl_rocksalt", "Na_bcc"))]
-    proc = subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=300)
+    write_run_config(tmp_path, config)
+    proc = run_snakemake(tmp_path, "--cores", "8", "--dry-run",
+                         *(f"out/references/phases/{sid}/relax.json" for sid in ("NaCl_rocksalt", "Na_bcc")),
+                         profile="local")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     tasks = dict(re.findall(r"wildcards: sid=(\w+)\n(?:.*\n)*?\s+resources: .*?\btasks=(\d+)", proc.stdout))
     assert tasks == {"NaCl_rocksalt": "4", "Na_bcc": "1"}, proc.stdout[-3000:]

@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import EXAMPLES, REPO, mpi_env
+from conftest import EXAMPLES, REPO, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -87,18 +87,15 @@ def slurm_cluster():
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """The documented SLURM command, run in ``workdir`` (short status polls to keep the test quick)."""
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "workflow" / "Snakefile"),
-        "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / "slurm"),
+    return run_snakemake(
+        workdir,
         "--slurm-init-seconds-before-status-checks", "5",
         "--seconds-between-status-checks", "5",
         # Deterministic job counts: the time-limit failure must not be retried here.
         "--retries", "0",
         *args,
-    ]
-    return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=1500)
+        profile="slurm", timeout=1500,
+    )
 
 
 def sacct_jobs(workdir: Path, after_job_id: int) -> list[dict[str, str]]:
@@ -157,7 +154,6 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
     cifs.mkdir()
     for name in STRUCTURES:
         shutil.copy(EXAMPLES / name, cifs / name)
-    (workdir / "config").mkdir()
     config = {
         "input": {"cif_dir": "cifs"},
         "output_dir": "out",
@@ -172,7 +168,7 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
             "structure_overrides": {KILLED: {"relax": {"fmax_eV_per_A": 1e-6, "max_steps": 1000}}},
         },
     }
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    write_run_config(workdir, config)
 
     # --- 1. first run: NaCl's relaxation is killed at its time limit -------------
     before = last_job_id()
@@ -216,7 +212,7 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
     # The user also lets NaCl stop one step after where it was killed (a per-structure
     # change: only NaCl's jobs may rerun), which keeps the test short.
     config["dft"]["structure_overrides"][KILLED]["relax"]["max_steps"] = steps_before_kill + 1
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    write_run_config(workdir, config)
     before = last_job_id()
     second = snakemake(workdir)
     assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from dftscreen.aggregate import build_table
 from dftscreen.check import check_and_deduplicate
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
 
-from conftest import GENERATED, PEROV5, REPO
+from conftest import GENERATED, PEROV5, run_snakemake, write_run_config
 
 SOURCES = ["TiO2/baseline/rank01_sample_0709.cif", "NaCl/baseline/rank01_sample_0709.cif"]
 
@@ -99,25 +96,18 @@ def test_row_cif_written_once_and_kept_when_unchanged(table: Path, tmp_path: Pat
     assert path.stat().st_mtime_ns == before
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(workdir), "--cores", "1", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
 def test_dry_run_schedules_dft_for_table_rows(shared_dir, tmp_path: Path):
     """Runs only the check job for real (no DFT), then a dry run must list relax jobs reading the rows' CIFs."""
     frame = _rows(shared_dir)
     frame.to_parquet(tmp_path / "generated.parquet", index=False)
-    (tmp_path / "config").mkdir()
     config = {"input": {"cif_dir": None, "table": "generated.parquet", "table_id_column": "Material ID"},
               "output_dir": "out", "check": {"workers": 1}}
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = _snakemake(tmp_path, "out/check/valid_ids.txt")
+    write_run_config(tmp_path, config)
+    proc = run_snakemake(tmp_path, "--cores", "1", "out/check/valid_ids.txt")
     assert proc.returncode == 0, proc.stderr[-3000:]
     valid = (tmp_path / "out" / "check" / "valid_ids.txt").read_text().split()
     assert "twin" not in valid and "broken" not in valid and "mp-1__a" in valid
-    proc = _snakemake(tmp_path, "-n")
+    proc = run_snakemake(tmp_path, "--cores", "1", "-n")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     relax_ids = set(re.findall(r"rule relax:.*?wildcards: sid=(\S+)", out, flags=re.DOTALL))

@@ -6,14 +6,13 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import EXAMPLES, REPO, mpi_env
+from conftest import EXAMPLES, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -21,14 +20,8 @@ STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif", "broken ove
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "workflow" / "Snakefile"),
-        "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / "local"),
-        *args,
-    ]
-    return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=1200)
+    """The documented local command, run in ``workdir``."""
+    return run_snakemake(workdir, *args, profile="local", timeout=1200)
 
 
 def prepare_run(workdir: Path, cif_names: list[str], config: dict) -> Path:
@@ -37,8 +30,7 @@ def prepare_run(workdir: Path, cif_names: list[str], config: dict) -> Path:
     cifs.mkdir()
     for name in cif_names:
         shutil.copy(EXAMPLES / name, cifs / name)
-    (workdir / "config").mkdir()
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump({"input": {"cif_dir": "cifs"}, "output_dir": "out", **config}))
+    write_run_config(workdir, {"input": {"cif_dir": "cifs"}, "output_dir": "out", **config})
     return workdir
 
 

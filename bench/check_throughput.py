@@ -24,7 +24,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from pymatgen.io.cif import CifWriter
 
 from dftscreen.check import CheckResult, CheckSettings, check_and_deduplicate, read_structure

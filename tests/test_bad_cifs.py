@@ -4,7 +4,6 @@ The corpus is rutile TiO2 written as raw CrystaLLM output (good_rutile.cif) and
 copies of it broken in one way each; the 1 MB file is generated here.
 """
 
-import os
 import shutil
 from pathlib import Path
 

@@ -4,8 +4,6 @@ Rock salt NaCl: Fm-3m (225), a = 5.64 Å (Na-Cl 2.82 Å); pymatgen's radii give
 an expected Na+-Cl- length of 1.16 + 1.67 = 2.83 Å, so every bond is reasonable.
 """
 
-from pathlib import Path
-
 import pytest
 
 from dftscreen.check import CheckSettings, check_text

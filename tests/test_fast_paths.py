@@ -7,7 +7,6 @@ unreduced structures, every file checked even when byte-identical.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from dftscreen.bonds import bond_length_score, crystalnn_neighbours
 from dftscreen.check import CheckSettings, check_and_deduplicate, read_structure

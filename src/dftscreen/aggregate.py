@@ -17,7 +17,6 @@ Every column with a unit carries it in its name.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path

@@ -61,6 +61,22 @@ def attach_gpaw(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path) -> Any:
     return atoms.calc
 
 
+def one_blas_thread_per_rank() -> None:
+    """Let every BLAS library in this MPI rank use one thread.
+
+    A GPAW job's cores are its MPI ranks. Snakemake exports
+    ``OPENBLAS_NUM_THREADS`` (and MKL's, ...) equal to the job's ``threads``,
+    i.e. its rank count, and OpenBLAS without that variable starts one thread
+    per core: either way each rank ran several BLAS threads on one core, and a
+    2-rank job on 2 cores ran four, slower than one rank. The libraries are
+    already loaded when our entry point starts (``gpaw python`` imports them),
+    so the limit is set at run time, for GPAW's own BLAS and numpy's alike.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def common_arguments(description: str) -> argparse.ArgumentParser:
     """Argument parser shared by the relax and properties entry points."""
     parser = argparse.ArgumentParser(description=description)

@@ -30,6 +30,7 @@ from dftscreen.dft import (
     attach_gpaw,
     common_arguments,
     failure_reason,
+    one_blas_thread_per_rank,
     parse_settings,
     report_traceback,
     structure_to_atoms,
@@ -198,6 +199,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_blas_thread_per_rank()
     parser = common_arguments("GPAW single point on a relaxed structure")
     parser.add_argument("--relax-json", required=True, type=Path)
     args = parser.parse_args(argv)

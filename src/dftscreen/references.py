@@ -46,7 +46,7 @@ from ase.collections import dcdft
 from ase.data import atomic_numbers, reference_states
 
 from dftscreen import status_codes
-from dftscreen.dft import common_arguments, parse_settings, write_on_master
+from dftscreen.dft import common_arguments, one_blas_thread_per_rank, parse_settings, write_on_master
 from dftscreen.settings import deep_merge, initial_magmoms
 
 #: Diatomic references: experimental bond length (Å, NIST CCCBDB) and total spin moment (µB).
@@ -211,6 +211,7 @@ def reference_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from dftscreen import relax
 
+    one_blas_thread_per_rank()
     parser = common_arguments("GPAW relaxation of one elemental reference")
     parser.add_argument("--element", required=True)
     parser.add_argument("--out-cif", required=True, type=Path)

@@ -39,6 +39,7 @@ from dftscreen.dft import (
     attach_gpaw,
     common_arguments,
     failure_reason,
+    one_blas_thread_per_rank,
     apply_magmom_overrides,
     parse_settings,
     report_traceback,
@@ -362,6 +363,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_blas_thread_per_rank()
     parser = common_arguments("GPAW relaxation of one structure")
     parser.add_argument("--cif", required=True, type=Path, help="input CIF")
     parser.add_argument("--out-cif", required=True, type=Path, help="relaxed structure (CIF)")

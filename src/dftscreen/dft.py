@@ -67,10 +67,11 @@ def one_blas_thread_per_rank() -> None:
     A GPAW job's cores are its MPI ranks. Snakemake exports
     ``OPENBLAS_NUM_THREADS`` (and MKL's, ...) equal to the job's ``threads``,
     i.e. its rank count, and OpenBLAS without that variable starts one thread
-    per core: either way each rank ran several BLAS threads on one core, and a
-    2-rank job on 2 cores ran four, slower than one rank. The libraries are
-    already loaded when our entry point starts (``gpaw python`` imports them),
-    so the limit is set at run time, for GPAW's own BLAS and numpy's alike.
+    per core: either way each rank would run several BLAS threads on its one
+    core (a 2-rank job on 2 cores: four busy threads, slower than one rank;
+    see bench/blas_threads.py). The libraries are already loaded when our
+    entry point starts (``gpaw python`` imports them), so the limit is set at
+    run time, for GPAW's own BLAS and numpy's alike.
     """
     from threadpoolctl import threadpool_limits
 

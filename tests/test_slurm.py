@@ -163,9 +163,11 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
             "resources": {"atoms_per_task": 1},
             # This test is about scheduling, not physics: few ionic steps keep it short.
             "overrides": {"relax": {"max_steps": 2}},
-            # fmax is never reached and the step limit is far away, so however
-            # fast the machine, the one-minute time limit kills NaCl mid-relaxation.
-            "structure_overrides": {KILLED: {"relax": {"fmax_eV_per_A": 1e-6, "max_steps": 1000}}},
+            # No force is below zero, so NaCl never converges and runs towards a step
+            # limit of 1000 SCFs: however fast the machine, the one-minute time limit
+            # kills it mid-relaxation. (A tiny fmax is not enough: with one BLAS thread
+            # per rank NaCl reached 1e-7 eV/Å in 21 steps, 44 s.)
+            "structure_overrides": {KILLED: {"relax": {"fmax_eV_per_A": 0.0, "max_steps": 1000}}},
         },
     }
     write_run_config(workdir, config)

@@ -1,0 +1,138 @@
+"""Where every file of a run lives under ``output_dir``: the one owner of the results-folder layout.
+
+The rules, the table builder (:mod:`dftscreen.aggregate`) and ``dftscreen status``
+(:mod:`dftscreen.status`) all ask this module for paths, so renaming a file here
+renames it everywhere; spelled out in three places it once could drift apart and
+``dftscreen status`` would silently call finished structures "pending".
+
+Paths are returned as strings, because Snakemake rules take strings and a
+wildcard such as ``"{sid}"`` may stand in for a structure id::
+
+    layout = ResultsLayout("results")
+    layout.relax_record("{sid}")       # 'results/dft/{sid}/relax.json'  (a rule output)
+    layout.relax_record("NaCl_rank01") # 'results/dft/NaCl_rank01/relax.json'
+
+::
+
+    <output_dir>/
+        check/checks.json, check/valid_ids.txt      the check checkpoint
+        inputs/<id>.cif                             CIF text of table rows going to DFT
+        dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
+        dft/<id>/properties.json                    single point on the relaxed structure
+        references/elements/<El>/relax.json         elemental references
+        references/phases/<id>/relax.json           user-supplied competing phases
+        logs/<stage>/<id>.log                       one log per job
+        results.csv, results.parquet, summary.json  the table and its summary
+        results_partial.csv, .parquet               written when a run had failures
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Names of the per-structure DFT stages, each writing ``dft/<id>/<stage>.json``.
+DFT_STAGES = ("relax", "properties")
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """Paths of one run's results folder ``root`` (the config's ``output_dir``)."""
+
+    root: str
+
+    @classmethod
+    def of(cls, root: str | Path) -> ResultsLayout:
+        return cls(str(root))
+
+    def _join(self, *parts: str) -> str:
+        # Spelled exactly as the rules always wrote f"{OUT}/dft/..." (no normalisation):
+        # Snakemake matches outputs by their text, so "./out" must stay "./out".
+        return "/".join((self.root, *parts))
+
+    # --- the check checkpoint --------------------------------------------------
+    @property
+    def checks_table(self) -> str:
+        """Every input's check record (JSON list)."""
+        return self._join("check", "checks.json")
+
+    @property
+    def valid_ids(self) -> str:
+        """Ids of the unique dft_ready structures, one per line."""
+        return self._join("check", "valid_ids.txt")
+
+    @property
+    def inputs_dir(self) -> str:
+        """Where the CIF text of an input table's rows is written for DFT."""
+        return self._join("inputs")
+
+    # --- per-structure DFT ----------------------------------------------------
+    @property
+    def dft_dir(self) -> str:
+        return self._join("dft")
+
+    def structure_dir(self, structure_id: str) -> str:
+        """Work folder of one structure's GPAW jobs (checkpoints, GPAW text logs)."""
+        return self._join("dft", structure_id)
+
+    def stage_record(self, structure_id: str, stage: str) -> str:
+        """The record one DFT stage (``relax`` or ``properties``) writes when it finishes."""
+        if stage not in DFT_STAGES:
+            raise ValueError(f"unknown DFT stage {stage!r}; known: {', '.join(DFT_STAGES)}")
+        return self._join("dft", structure_id, f"{stage}.json")
+
+    def relax_record(self, structure_id: str) -> str:
+        return self.stage_record(structure_id, "relax")
+
+    def properties_record(self, structure_id: str) -> str:
+        return self.stage_record(structure_id, "properties")
+
+    def relaxed_cif(self, structure_id: str) -> str:
+        return self._join("dft", structure_id, "relaxed.cif")
+
+    # --- references ------------------------------------------------------------
+    def element_dir(self, element: str) -> str:
+        return self._join("references", "elements", element)
+
+    def element_record(self, element: str) -> str:
+        return self._join("references", "elements", element, "relax.json")
+
+    def phase_dir(self, phase_id: str) -> str:
+        return self._join("references", "phases", phase_id)
+
+    def phase_record(self, phase_id: str) -> str:
+        return self._join("references", "phases", phase_id, "relax.json")
+
+    def element_records(self) -> list[Path]:
+        """Every elemental reference record present now, sorted."""
+        return sorted(Path(self.root).glob("references/elements/*/relax.json"))
+
+    def phase_records(self) -> list[Path]:
+        """Every reference-phase record present now, sorted."""
+        return sorted(Path(self.root).glob("references/phases/*/relax.json"))
+
+    # --- logs ------------------------------------------------------------------
+    def log(self, stage: str, name: str | None = None) -> str:
+        """A job's log: ``logs/<stage>.log`` for a run-wide job, ``logs/<stage>/<name>.log`` per item."""
+        return self._join("logs", f"{stage}.log") if name is None else self._join("logs", stage, f"{name}.log")
+
+    # --- the table --------------------------------------------------------------
+    @property
+    def results_csv(self) -> str:
+        return self._join("results.csv")
+
+    @property
+    def results_parquet(self) -> str:
+        return self._join("results.parquet")
+
+    @property
+    def summary(self) -> str:
+        return self._join("summary.json")
+
+    @property
+    def partial_csv(self) -> str:
+        return self._join("results_partial.csv")
+
+    @property
+    def partial_parquet(self) -> str:
+        return self._join("results_partial.parquet")

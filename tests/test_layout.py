@@ -1,0 +1,50 @@
+"""The results-folder layout: one owner, and the paths a finished run already has on disk.
+
+The strings are what the rules wrote before the layout had an owner: a change here
+would make Snakemake recompute finished runs (or lose them), so it must be deliberate.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dftscreen.layout import ResultsLayout
+
+
+def test_paths_are_the_historical_ones():
+    layout = ResultsLayout("results")
+    assert layout.checks_table == "results/check/checks.json"
+    assert layout.valid_ids == "results/check/valid_ids.txt"
+    assert layout.inputs_dir == "results/inputs"
+    assert layout.relax_record("NaCl") == "results/dft/NaCl/relax.json"
+    assert layout.properties_record("NaCl") == "results/dft/NaCl/properties.json"
+    assert layout.relaxed_cif("NaCl") == "results/dft/NaCl/relaxed.cif"
+    assert layout.structure_dir("NaCl") == "results/dft/NaCl"
+    assert layout.element_record("Na") == "results/references/elements/Na/relax.json"
+    assert layout.phase_record("rocksalt") == "results/references/phases/rocksalt/relax.json"
+    assert layout.log("relax", "NaCl") == "results/logs/relax/NaCl.log"
+    assert layout.log("check") == "results/logs/check.log"
+    assert layout.results_csv == "results/results.csv"
+    assert layout.summary == "results/summary.json"
+    assert layout.partial_csv == "results/results_partial.csv"
+
+
+def test_wildcards_and_unnormalised_roots_pass_through_verbatim():
+    # Snakemake matches outputs by their text: "./out" must not become "out".
+    assert ResultsLayout("./out").relax_record("{sid}") == "./out/dft/{sid}/relax.json"
+    assert ResultsLayout("/abs/run 07").element_record("{element}") == "/abs/run 07/references/elements/{element}/relax.json"
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(ValueError, match="unknown DFT stage"):
+        ResultsLayout("out").stage_record("NaCl", "relaxx")
+
+
+def test_reference_records_are_found_on_disk(tmp_path):
+    layout = ResultsLayout.of(tmp_path)
+    for element in ("O", "Na"):
+        path = tmp_path / "references" / "elements" / element / "relax.json"
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+    assert [p.parent.name for p in layout.element_records()] == ["Na", "O"]
+    assert layout.phase_records() == []

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dftscreen.check import check_and_deduplicate, check_structure_file
+from dftscreen.check import check_structure_file
+from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import discover_cifs
 
 CORPUS = Path(__file__).parent / "data" / "bad_cifs"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dftscreen.aggregate import build_table
-from dftscreen.check import check_and_deduplicate
+from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
 
 from conftest import GENERATED, PEROV5, run_snakemake, write_run_config

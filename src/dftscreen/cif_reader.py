@@ -25,6 +25,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from pymatgen.core import DummySpecies, Structure
 from pymatgen.io.cif import CifBlock, CifFile, CifParser
@@ -361,3 +362,30 @@ def read_cif_text(text: str) -> ReadResult:
     """Parse CIF text and build its full unit cell (see :func:`build_structure`)."""
     block = parse_cif_block(text)
     return build_structure(block, read_tags(block))
+
+
+def read_structure(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Structure, list[str]]:
+    """Read the full unit cell of the first structure in a CIF file.
+
+    Raw CrystaLLM output (asymmetric unit, one ``'x, y, z'`` operator) is
+    rebuilt from its declared space group; expanded CIFs are read as they are
+    (see :func:`build_structure`). Returns the structure and warnings as text.
+
+    Raises:
+        StructureReadError: with a sentence a student understands.
+    """
+    result, notes = read_file(path, max_file_bytes)
+    messages = notes + result.warnings
+    if result.rebuilt_from_asymmetric_unit:
+        messages.insert(0, f"rebuilt from the asymmetric unit with the operators of {result.rebuild_space_group}")
+    return result.structure, messages
+
+
+def read_file(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[ReadResult, list[str]]:
+    """Read and build one CIF file; returns the build result and decoding notes."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise StructureReadError(f"cannot read file: {exc.strerror}") from exc
+    text, notes = decode_cif_bytes(raw, max_file_bytes)
+    return read_cif_text(text), notes

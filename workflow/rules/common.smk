@@ -162,7 +162,7 @@ _PHASE_STRUCTURES = {}
 def _phase_structure(path):
     """Elements and number of atoms of a reference phase's CIF (read once)."""
     if path not in _PHASE_STRUCTURES:
-        from dftscreen.check import read_structure
+        from dftscreen.cif_reader import read_structure
 
         try:
             structure, _ = read_structure(path)

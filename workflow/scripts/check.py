@@ -7,7 +7,8 @@ Table rows sent to DFT get their CIF text written to `<output_dir>/inputs/<id>.c
 import logging
 from collections import Counter
 
-from dftscreen.check import CheckSettings, check_all, check_and_deduplicate
+from dftscreen.check import CheckSettings
+from dftscreen.check_batch import check_all, check_and_deduplicate
 from dftscreen.dedupe import MatchSettings
 from dftscreen.inputs import discover_inputs, write_table_row_cif
 from dftscreen.io import atomic_write_json, atomic_write_text

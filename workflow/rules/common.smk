@@ -36,7 +36,9 @@ REFERENCE_PHASES = (
     else {}
 )
 # GPAW's launcher from the environment running Snakemake (works without activating it).
-GPAW_PYTHON = f"{sys.executable} -m gpaw python"
+# Every path a rule puts in a shell command is quoted ({x:q}): output_dir may hold spaces
+# or shell characters.
+GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.

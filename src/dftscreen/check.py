@@ -33,17 +33,20 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core.periodic_table import get_el_sp
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dftscreen import status_codes
 from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_score
 from dftscreen.cif_reader import (
+    DEFAULT_MAX_ATOMS,
     DEFAULT_MAX_FILE_BYTES,
+    TooManyAtomsError,
+    read_bounded,
     CifTags,
     ReadResult,
     StructureReadError,
@@ -53,6 +56,7 @@ from dftscreen.cif_reader import (
     read_cif_text,
 )
 from dftscreen.inputs import InputFile
+from dftscreen.size_gate import GateSettings, estimate_cost, route
 
 __all__ = [
     "CheckResult",
@@ -90,6 +94,14 @@ class CheckSettings:
     #: If true, dft_ready also needs the declared space group to be found.
     dft_require_spacegroup_match: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    #: Most atoms in the full cell; larger cells are refused before they are built.
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    #: A gap between atomic planes wider than this (Å) along a cell axis is
+    #: vacuum: a note (slab, wire, molecule in a box), not a failure.
+    vacuum_gap_A: float = 7.0
+    #: Cost gate before DFT (:mod:`dftscreen.size_gate`), set by the workflow
+    #: from the DFT preset and dft.resources; ``None``: no gate. Not a check key.
+    size_gate: GateSettings | None = None
     #: Slow reference path for tests and benchmarks: pymatgen's CrystalNN per
     #: site, pairwise StructureMatcher on unreduced structures, and every file
     #: checked even when byte-identical to another. Not a config key.
@@ -142,6 +154,11 @@ class CheckResult:
     dft_ready: bool = False
     check_notes: str = ""
     duplicate_of: str | None = None
+    #: Estimated memory per MPI rank (MB) and wall time (min) of the structure's DFT, and the
+    #: resources it goes with: policy, enlarged or refused (see dftscreen.size_gate).
+    dft_estimate_mem_MB_per_rank: float | None = None
+    dft_estimate_runtime_min: float | None = None
+    dft_resources: str | None = None
     parse_warnings: list[str] = field(default_factory=list)
     #: Columns carried over from a table input (CSV/Parquet), by column name.
     input_columns: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +264,49 @@ def formula_problems(tags: CifTags, structure: Structure, include_data_name: boo
     return problems
 
 
+def element_symbol(label: str) -> str:
+    """The element of a site's type symbol, oxidation state dropped (``Fe2+`` -> ``Fe``); else the label."""
+    try:
+        species = get_el_sp(label.strip())
+        return getattr(species, "element", species).symbol  # Species Fe2+ -> Element Fe
+    except Exception:  # not an element: compared as written, which reports the mismatch
+        element = formula_or_none(label)
+        return element.elements[0].symbol if element is not None and len(element.elements) == 1 else label
+
+
+def vacuum_gaps_A(structure: Structure) -> list[float]:
+    """Widest gap between atomic planes along each cell axis a, b, c (Å), periodic.
+
+    The gap along axis i is the largest spacing of the sorted fractional
+    coordinates i (wrapping round) times the distance between the lattice planes
+    spanned by the other two axes (cell volume / their cross-product's length).
+    """
+    matrix = structure.lattice.matrix
+    fractional = np.mod(structure.frac_coords, 1.0)
+    gaps = []
+    for axis in range(3):
+        j, k = (axis + 1) % 3, (axis + 2) % 3
+        plane_spacing = abs(structure.volume) / float(np.linalg.norm(np.cross(matrix[j], matrix[k])))
+        values = np.sort(fractional[:, axis])
+        spacings = np.diff(np.append(values, values[0] + 1.0))
+        gaps.append(float(spacings.max()) * plane_spacing)
+    return gaps
+
+
+def vacuum_note(structure: Structure, threshold_A: float) -> str:
+    """A check note when the cell holds vacuum wider than ``threshold_A`` (Å): slab, wire or molecule; else ``""``."""
+    gaps = vacuum_gaps_A(structure)
+    axes = [(name, gap) for name, gap in zip("abc", gaps) if gap > threshold_A]
+    if not axes:
+        return ""
+    where = ", ".join(f"{gap:.1f} Å along {name}" for name, gap in axes)
+    kind = {1: "a slab (2D layer)", 2: "a wire or chain (1D)", 3: "a molecule or cluster in a box (0D)"}[len(axes)]
+    return (
+        f"vacuum: {where} (wider than check.vacuum_gap_A = {threshold_A:g} Å): looks like {kind}, not a bulk "
+        "crystal; DFT would pay for the empty space and the bulk properties do not apply"
+    )
+
+
 def multiplicity_problem(tags: CifTags) -> tuple[bool | None, str]:
     """Compare site multiplicities summed per element with _chemical_formula_sum.
 
@@ -262,8 +322,7 @@ def multiplicity_problem(tags: CifTags) -> tuple[bool | None, str]:
         value = cif_number(text)
         if value is None:
             return False, f"site multiplicity '{text}' is not a number"
-        element = formula_or_none(symbol)
-        key = element.elements[0].symbol if element is not None and len(element.elements) == 1 else symbol
+        key = element_symbol(symbol)
         counted[key] = counted.get(key, 0.0) + value
     wanted = {el.symbol: amount for el, amount in expected.items()}
     same = set(counted) == set(wanted) and all(math.isclose(counted[k], wanted[k], abs_tol=1e-6) for k in wanted)
@@ -389,11 +448,36 @@ def check_read_result(
     result.valid = result.dft_ready
     result.status = "" if result.valid else status_codes.INVALID
     result.reason = "; ".join(dft_problems)
+    if result.dft_ready and settings.size_gate is not None:
+        apply_size_gate(result, structure, settings.size_gate)
     notes = [w for w in read.warnings if "declared" in w]
+    vacuum = vacuum_note(structure, settings.vacuum_gap_A)
+    if vacuum:
+        notes.append(vacuum)
     if read.rebuilt_from_asymmetric_unit:
         notes.insert(0, f"rebuilt from the asymmetric unit with the operators of {read.rebuild_space_group}")
     result.check_notes = "; ".join(notes)
     return result
+
+
+def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSettings) -> None:
+    """Estimate the DFT cost of a dft_ready structure; refuse it (status too_large) when it exceeds the limits.
+
+    The structure stays ``dft_ready`` (nothing is wrong with it physically), but
+    not ``valid``: it does not go to DFT, nor take part in deduplication.
+    """
+    n_atoms = len(structure)
+    estimate = estimate_cost(
+        n_atoms, structure.lattice.matrix, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms)
+    )
+    decision = route(estimate, gate.policy)
+    result.dft_estimate_mem_MB_per_rank = round(estimate.mem_mb_per_task, 1)
+    result.dft_estimate_runtime_min = round(estimate.runtime_min, 1)
+    result.dft_resources = decision.resources
+    if decision.resources == "refused":
+        result.valid = False
+        result.status = status_codes.TOO_LARGE
+        result.reason = decision.reason
 
 
 def check_text(
@@ -420,7 +504,11 @@ def check_text_and_structure(
     result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=status_codes.INVALID, id_note=id_note)
     try:
         text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
-        read = read_cif_text(text)
+        read = read_cif_text(text, settings.max_atoms)
+    except TooManyAtomsError as exc:
+        result.reason = result.crystallm_reason = str(exc)
+        result.n_sites = exc.n_atoms
+        return result, None
     except StructureReadError as exc:
         result.reason = result.crystallm_reason = str(exc)
         return result, None
@@ -449,23 +537,26 @@ def check_structure_file(
         available_elements: elements with a PAW dataset; ``None`` skips that check.
         settings: every threshold of the checks.
     """
-    return _check_item(item, settings, available_elements)[0]
+    return check_item(item, settings, available_elements)[0]
 
 
-def _check_item(
+def check_item(
     item: InputFile, settings: CheckSettings, available_elements: set[str] | None
 ) -> tuple[CheckResult, Structure | None]:
+    """Check one input (its bytes, or its file read only when not larger than the limit)."""
     try:
-        raw = Path(item.path).read_bytes() if item.content is None else item.content
-    except OSError as exc:
+        raw = read_bounded(item.path, settings.max_file_bytes) if item.content is None else item.content
+    except StructureReadError as exc:
         failed = CheckResult(
             structure_id=item.structure_id,
             source_file=item.relative_path,
             valid=False,
             status=status_codes.INVALID,
             id_note=item.id_note,
-            reason=f"cannot read file: {exc.strerror}",
+            reason=str(exc),
+            crystallm_reason=str(exc),
         )
+        failed.input_columns = dict(item.extra_columns)
         return failed, None
     result, structure = check_text_and_structure(
         raw, item.structure_id, item.relative_path, item.id_note, settings, available_elements

@@ -206,3 +206,13 @@ def test_read_cif_text_keeps_declared_values():
     read = read_cif_text(raw_rock_salt().decode())
     assert read.tags.space_group_symbol == "Fm-3m" and read.tags.space_group_number == 225
     assert read.tags.site_multiplicities == ["4", "4"]
+
+
+def test_table_columns_named_like_result_columns_overwrite_nothing():
+    from dftscreen.check import CheckResult
+
+    result = CheckResult("a", "t.csv row 0", False, status="invalid",
+                         input_columns={"status": "s", "input_status": "i", "score": 1})
+    row = result.to_dict()
+    assert row["status"] == "invalid" and row["score"] == 1
+    assert sorted(v for k, v in row.items() if k.endswith("input_status")) == ["i", "s"]

@@ -166,8 +166,13 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """All fields, table-input columns flattened in; all but ``valid`` and ``parse_warnings`` become table columns."""
         record = asdict(self)
-        for name, value in record.pop("input_columns").items():
-            record[name if name not in record else f"input_{name}"] = value
+        columns = record.pop("input_columns")
+        for name, value in columns.items():
+            # A table column named like a result column (or like another's prefixed name) never overwrites it.
+            key = name
+            while key in record or (key != name and key in columns):
+                key = f"input_{key}"
+            record[key] = value
         return record
 
 

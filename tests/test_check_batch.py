@@ -65,6 +65,28 @@ def test_a_worker_killed_by_one_file_costs_that_file_only(mixed: Path, monkeypat
     assert "7584 atoms" in next(r.reason for r in results if r.source_file == "huge_expansion.cif")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the killed worker is injected through a forked pool")
+def test_isolated_with_one_worker_a_killed_check_costs_one_row(tmp_path: Path, monkeypatch):
+    """A small batch (one worker, as the workflow's check job of a few files) is isolated too."""
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for path in EXAMPLES.glob("*.cif"):
+        shutil.copy(path, folder / path.name)
+    items = discover_cifs(folder)
+    real_check = check_batch.check_item
+
+    def check_or_die(item, settings, available_elements):
+        if item.relative_path == "MgGeO3_perov5_16100.cif":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_check(item, settings, available_elements)
+
+    monkeypatch.setattr(check_batch, "check_item", check_or_die)
+    results = {r.source_file: r for r in check_all(items, workers=1, isolate=True)}
+    assert results["MgGeO3_perov5_16100.cif"].reason == WORKER_DIED_REASON
+    assert results["NaCl_crystallm_P4nmm.cif"].dft_ready
+    assert len(results) == len(items)
+
+
 def test_check_all_gives_the_same_rows_in_one_and_two_processes(mixed: Path):
     items = discover_cifs(mixed)
     assert _columns(check_all(items, workers=2)) == _columns(check_all(items, workers=1))

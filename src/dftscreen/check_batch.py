@@ -219,8 +219,9 @@ def _run_checks(
     available_elements: set[str] | None,
     workers: int,
     match: MatchSettings | None,
+    isolate: bool = False,
 ) -> tuple[list[tuple[CheckResult, Structure | None]], dict[str, str]]:
-    """Check every item once per distinct content, in ``workers`` processes (1: in this process).
+    """Check every item once per distinct content, in ``workers`` processes (1: in this process, unless ``isolate``).
 
     Generated sets are full of byte-identical files (CrystaLLM samples the same
     text many times): those are checked once and share the verdicts. Returns
@@ -240,10 +241,10 @@ def _run_checks(
             checked_as[item.structure_id] = first.structure_id
     to_check = [item for item in loaded if item.structure_id not in checked_as]
     args = (settings, available_elements, match)
-    if workers <= 1:
+    if workers <= 1 and not isolate:
         pairs = _check_chunk(to_check, *args)
     else:
-        pairs = _check_isolated(to_check, workers, args)
+        pairs = _check_isolated(to_check, max(workers, 1), args)
     by_id = {pair[0].structure_id: pair for pair in pairs}
     ordered = []
     for item in loaded:
@@ -264,14 +265,17 @@ def check_all(
     available_elements: set[str] | None = None,
     settings: CheckSettings = CheckSettings(),
     workers: int = 1,
+    isolate: bool = False,
 ) -> list[CheckResult]:
     """Check every input file; one result per file, in input order (no deduplication).
 
     With ``workers > 1`` the files are split into chunks checked in that many
-    processes (one process per worker, never one per file).
+    processes (one process per worker, never one per file). ``isolate``: never
+    check in this process, so that a file that kills its process costs only its
+    own row even with one worker (the workflow's check job does this).
     """
     workers = _effective_workers(workers, len(items))
-    return [r for r, _ in _run_checks(items, settings, available_elements, workers, None)[0]]
+    return [r for r, _ in _run_checks(items, settings, available_elements, workers, None, isolate)[0]]
 
 
 def check_and_deduplicate(
@@ -280,15 +284,17 @@ def check_and_deduplicate(
     match: MatchSettings = MatchSettings(),
     available_elements: set[str] | None = None,
     workers: int = 1,
+    isolate: bool = False,
 ) -> list[CheckResult]:
     """Check every file, then mark duplicates among the dft_ready ones.
 
     A duplicate keeps ``dft_ready`` True but gets ``valid`` False, status
     ``duplicate`` and ``duplicate_of`` its representative's id, so only one
-    structure per group goes to DFT. Uses ``workers`` processes for both stages.
+    structure per group goes to DFT. Uses ``workers`` processes for both stages;
+    ``isolate`` as in :func:`check_all`.
     """
     workers = _effective_workers(workers, len(items))
-    pairs, checked_as = _run_checks(items, settings, available_elements, workers, match)
+    pairs, checked_as = _run_checks(items, settings, available_elements, workers, match, isolate)
     # Byte-identical twins take part once (as their smallest id) and share its outcome below.
     candidates = [
         Candidate(

@@ -33,9 +33,9 @@ if not items:
 elements = paw_elements(snakemake.params.xc)  # noqa: F821
 if dedupe_config.get("enabled", True):
     match = MatchSettings(**{k: v for k, v in dedupe_config.items() if k in ("ltol", "stol", "angle_tol")})
-    results = check_and_deduplicate(items, settings, match, elements, workers=workers)
+    results = check_and_deduplicate(items, settings, match, elements, workers=workers, isolate=True)
 else:
-    results = check_all(items, available_elements=elements, settings=settings, workers=workers)
+    results = check_all(items, available_elements=elements, settings=settings, workers=workers, isolate=True)
 valid = [r.structure_id for r in results if r.valid]
 for r in results:
     if r.id_note:

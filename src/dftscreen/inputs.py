@@ -11,7 +11,7 @@ never makes finished DFT run again):
 * otherwise every run of other characters becomes one ``_``, the text is cut to
   :data:`MAX_READABLE_ID_CHARS` characters and ``-`` plus the first
   :data:`HASH_CHARS` hex digits of the SHA-256 of the relative path are appended
-  (``a b (copy).cif`` -> ``a_b_copy_-1f0c9a83d2``). The readable prefix shows which
+  (``a b (copy).cif`` -> ``a_b_copy_-c4636e6572``). The readable prefix shows which
   file it is; the hash keeps two such names apart. Ids are at most
   :data:`MAX_ID_CHARS` characters, safe as Snakemake wildcard values and as
   file names on every file system.
@@ -144,7 +144,7 @@ def safe_id(relative_path: str) -> str:
     """The path-safe structure id of a relative file path (see :func:`make_id`).
 
     >>> safe_id("NaCl/baseline/rank 01.cif")
-    'NaCl__baseline__rank_01-...'
+    'NaCl__baseline__rank_01-c858bc1044'
     """
     return make_id(relative_path)[0]
 

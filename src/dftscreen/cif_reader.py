@@ -317,7 +317,7 @@ def parse_cif_block(text: str) -> CifBlock:
 
 
 def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
-    """Atoms of the full cell: every site's distinct images under ``operators`` (fractional tolerance 1e-3).
+    """Atoms of the full cell: the distinct images of every site under ``operators`` (fractional tolerance 1e-3).
 
     Cheap (no structure, no neighbour list): sites times operators. ``None`` when
     the block has no usable fractional coordinates (then the structure is built and counted).
@@ -337,13 +337,14 @@ def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
         return len(coords)
     rotations = np.array([op.rotation_matrix for op in operators])  # (n_ops, 3, 3)
     translations = np.array([op.translation_vector for op in operators])  # (n_ops, 3)
-    total = 0
+    positions: set[tuple[int, int, int]] = set()
     for site in coords:
         images = np.mod(rotations @ site + translations, 1.0)
-        # Images a hair below 1 are the same point as 0: round on a 1e-3 grid, periodic.
+        # Images a hair below 1 are the same point as 0: round on a 1e-3 grid, periodic. One set
+        # for all sites, so a file listing every atom and every operator is not counted twice.
         keys = np.mod(np.round(images * 1000).astype(np.int64), 1000)
-        total += len({tuple(k) for k in keys})
-    return total
+        positions.update(map(tuple, keys.tolist()))
+    return len(positions)
 
 
 def _operators_of(tags: CifTags) -> list[SymmOp]:

@@ -4,7 +4,7 @@ The set: the shared raw CrystaLLM outputs and perov_5 perovskites
 (../shared/data), copied byte for byte (duplicates, as generators produce) and
 as randomly perturbed P1 copies (every atom moved by up to --perturb-A Å, cell
 volume scaled by up to ±2 %), until --n files. Runs
-dftscreen.check.check_and_deduplicate with --workers processes and prints files
+dftscreen.check_batch.check_and_deduplicate with --workers processes and prints files
 per second; then, on a random sample of --baseline-n files of the same set, the
 reference algorithms (pymatgen's CrystalNN per site, pairwise StructureMatcher
 on unreduced structures, no cache for byte-identical files), the speed before
@@ -26,7 +26,9 @@ from pathlib import Path
 
 from pymatgen.io.cif import CifWriter
 
-from dftscreen.check import CheckResult, CheckSettings, check_and_deduplicate, read_structure
+from dftscreen.check import CheckResult, CheckSettings
+from dftscreen.check_batch import check_and_deduplicate
+from dftscreen.cif_reader import read_structure
 from dftscreen.inputs import discover_cifs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,7 +1,10 @@
 """The bad-input corpus (tests/data/bad_cifs): every file gets a row with a specific reason.
 
 The corpus is rutile TiO2 written as raw CrystaLLM output (good_rutile.cif) and
-copies of it broken in one way each; the 1 MB file is generated here.
+copies of it broken in one way each; the 1 MB file is generated here. Besides:
+a 1.9 kB raw CIF declaring F m -3 m whose 40 sites expand to 7,584 atoms, a
+rutile slab with 20 Å of vacuum, CO2 in a 12 Å box, two structures in one file,
+and rutile with oxidation-state type symbols (Ti4+, O2-).
 """
 
 import shutil
@@ -9,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dftscreen.check import check_and_deduplicate, check_structure_file
+from dftscreen.check import check_structure_file
+from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import discover_cifs
 
 CORPUS = Path(__file__).parent / "data" / "bad_cifs"
@@ -25,6 +29,8 @@ EXPECTED = {
     "overlapping_atoms.cif": (False, "0.130 Å apart"),
     "unknown_space_group.cif": (False, "'Q4_9/xyz' is not a known Hermann-Mauguin symbol"),
     "one_megabyte.cif": (False, "larger than the 500 kB limit"),
+    "huge_expansion.cif": (False, "the full cell has 7584 atoms (the asymmetric unit expanded with the 192 operators of Fm-3m), more than check.max_atoms = 500"),
+    "multi_block.cif": (False, "the file holds 2 structures (data blocks data_Ti2O4, data_Ti2O4_second)"),
     # Readable files: they are the good rutile and reach the dedupe stage.
     "good_rutile.cif": (True, ""),
     "non_utf8.cif": (True, ""),
@@ -32,7 +38,21 @@ EXPECTED = {
     "name with spaces.cif": (True, ""),
     "rutile..copy.cif": (True, ""),
     "$(touch PWNED); rm -rf ~ `id` | cat &.cif": (True, ""),
+    "oxidation_state_labels.cif": (True, ""),
+    # Sound structures, but not bulk crystals: DFT may run, the notes say what they are.
+    "vacuum_slab.cif": (True, ""),
+    "molecule_in_box.cif": (True, ""),
 }
+
+#: file -> words its check_notes must contain
+NOTES = {
+    "vacuum_slab.cif": "vacuum: 21.5 Å along c (wider than check.vacuum_gap_A = 7 Å): looks like a slab",
+    "molecule_in_box.cif": "looks like a molecule or cluster in a box",
+    "good_rutile.cif": "rebuilt from the asymmetric unit",
+}
+#: Readable files that are rutile (the others readable are different structures).
+RUTILE_COPIES = {"good_rutile.cif", "non_utf8.cif", "wrong_multiplicities.cif", "name with spaces.cif",
+                 "rutile..copy.cif", "$(touch PWNED); rm -rf ~ `id` | cat &.cif", "oxidation_state_labels.cif"}
 
 
 @pytest.fixture
@@ -57,10 +77,18 @@ def test_every_bad_file_gets_its_own_specific_reason(corpus: Path, tmp_path: Pat
         assert words in result.reason, (name, result.reason)
         if not ready:
             assert result.status == "invalid" and not result.valid
-    # Files that could be read are the same crystal: one representative, the rest duplicates.
-    readable = [results[n] for n, (ready, _) in EXPECTED.items() if ready]
-    assert sum(r.valid for r in readable) == 1
+    for name, words in NOTES.items():
+        assert words in results[name].check_notes, (name, results[name].check_notes)
+    assert "vacuum" not in results["good_rutile.cif"].check_notes
+    # The rutile copies are the same crystal: one representative, the rest duplicates.
+    assert sum(results[n].valid for n in RUTILE_COPIES) == 1
+    assert results["vacuum_slab.cif"].valid and results["molecule_in_box.cif"].valid
     assert results["wrong_multiplicities.cif"].multiplicity_consistent is False
+    # Oxidation states in the type symbols are not a multiplicity mismatch (Ti4+ is Ti).
+    assert results["oxidation_state_labels.cif"].multiplicity_consistent is True
+    assert results["oxidation_state_labels.cif"].crystallm_valid
+    # The huge cell was counted, not built: its row says how many atoms.
+    assert results["huge_expansion.cif"].n_sites == 7584
     assert "not valid UTF-8" in " ".join(results["non_utf8.cif"].parse_warnings)
     # CIF text and file names are data: nothing was executed or written.
     assert not any(p.name == "PWNED" for p in tmp_path.rglob("*"))

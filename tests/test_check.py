@@ -5,7 +5,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-from dftscreen.check import check_all, check_structure_file, min_interatomic_distance
+from dftscreen.check import CheckSettings, check_structure_file, min_interatomic_distance
+from dftscreen.check_batch import check_all
 from dftscreen.inputs import InputFile, discover_cifs
 
 from conftest import EXAMPLES, PEROV5
@@ -55,7 +56,7 @@ def test_threshold_is_configurable(tmp_path: Path):
     path = tmp_path / "close.cif"
     CifWriter(structure).write_file(path)
     assert not check_structure_file(item(path)).valid
-    assert check_structure_file(item(path), min_distance_A=0.4).valid
+    assert check_structure_file(item(path), settings=CheckSettings(min_distance_A=0.4)).valid
 
 
 def test_truncated_and_empty_files_are_invalid_not_crashes(tmp_path: Path):

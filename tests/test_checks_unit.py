@@ -206,3 +206,28 @@ def test_read_cif_text_keeps_declared_values():
     read = read_cif_text(raw_rock_salt().decode())
     assert read.tags.space_group_symbol == "Fm-3m" and read.tags.space_group_number == 225
     assert read.tags.site_multiplicities == ["4", "4"]
+
+
+def test_table_columns_named_like_result_columns_overwrite_nothing():
+    from dftscreen.check import CheckResult
+
+    result = CheckResult("a", "t.csv row 0", False, status="invalid",
+                         input_columns={"status": "s", "input_status": "i", "score": 1})
+    row = result.to_dict()
+    assert row["status"] == "invalid" and row["score"] == 1
+    assert sorted(v for k, v in row.items() if k.endswith("input_status")) == ["i", "s"]
+
+
+@pytest.mark.parametrize("symprec", [None, 0.1])
+def test_atoms_are_counted_before_building_as_pymatgen_builds_them(symprec):
+    """The atom cap counts sites x operators cheaply; it must agree with the cell pymatgen builds,
+    for a P1 file with every atom and for an asymmetric unit with all 192 operators of F m -3 m."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    from dftscreen.cif_reader import _operators_of, expanded_site_count, parse_cif_block, read_cif_text, read_tags
+
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    text = str(CifWriter(rocksalt, symprec=symprec))
+    block = parse_cif_block(text)
+    assert expanded_site_count(block, _operators_of(read_tags(block))) == len(read_cif_text(text).structure) == 8

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Composition
 
-from dftscreen.check import check_and_deduplicate, read_structure
+from dftscreen.check_batch import check_and_deduplicate
+from dftscreen.cif_reader import read_structure
 from dftscreen.inputs import discover_cifs
 
 from conftest import GENERATED, PEROV5

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from dftscreen.bonds import bond_length_score, crystalnn_neighbours
-from dftscreen.check import CheckSettings, check_and_deduplicate, read_structure
+from dftscreen.check import CheckSettings
+from dftscreen.check_batch import check_and_deduplicate
+from dftscreen.cif_reader import read_structure
 from dftscreen.dedupe import Candidate, MatchSettings, group_one_formula, group_one_formula_plain
 from dftscreen.inputs import discover_cifs
 

@@ -105,7 +105,34 @@ def test_without_scheduler_and_before_checks(tmp_path: Path, monkeypatch):
     assert (relax["done"], relax["failed"], relax["pending"]) == (1, 1, 2)
     empty = run_status(tmp_path / "nothing")
     assert empty.n_inputs is None
-    assert "not finished yet" in cli.format_status(empty)
+    assert "no results folder here" in cli.format_status(empty)
+    (tmp_path / "started").mkdir()
+    started = run_status(tmp_path / "started")
+    assert started.n_inputs is None and started.problem.startswith("not finished")
+    assert "not finished yet" in cli.format_status(started)
+
+
+def test_corrupt_records_and_crashed_jobs_are_failures_not_pending(tmp_path: Path, monkeypatch):
+    """A missing folder, a corrupt table, a corrupt record and a crashed local job each say so."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = make_run(tmp_path)
+    relax_before = run_status(out).to_dict()["stages"]["relax"]
+    pending = relax_before["pending"]
+    assert pending >= 2
+    # A job that started (its log exists) and left no record, with no Snakemake running: crashed.
+    (out / "logs" / "relax").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "relax" / "queued.log").write_text("Segmentation fault\n")
+    # A record cut off mid-write.
+    (out / "dft" / "timed_out" / "relax.json").write_text('{"status": "rel')
+    relax = run_status(out).to_dict()["stages"]["relax"]
+    reasons = " | ".join(relax["failure_reasons"])
+    assert "the job started but wrote no record" in reasons
+    assert "corrupt record: relax.json is not readable JSON" in reasons
+    assert relax["pending"] == pending - 2 and set(relax["failed_ids"]) >= {"queued", "timed_out"}
+    # The whole check table corrupt: said so, not "not finished".
+    (out / "check" / "checks.json").write_text("[{")
+    corrupt = run_status(out)
+    assert corrupt.problem.startswith("corrupt record") and "corrupt record" in cli.format_status(corrupt)
 
 
 def test_local_run_in_progress_counts_as_running(tmp_path: Path, monkeypatch):

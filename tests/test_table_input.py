@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dftscreen.aggregate import build_table
-from dftscreen.check import check_and_deduplicate
+from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
 
 from conftest import GENERATED, PEROV5, run_snakemake, write_run_config
@@ -48,9 +48,11 @@ def table(request, shared_dir, tmp_path) -> Path:
 def test_rows_get_path_safe_unique_ids_and_extra_columns(table: Path):
     items = table_inputs(table, "Generated CIF", "Material ID")
     ids = [i.structure_id for i in items]
-    assert ids == ["mp-1__a", "mp-1__a-2", "etc__x_y", "generated__row3", "twin", "broken"]
+    assert ids[0] == "mp-1__a" and ids[3:] == ["generated__row3", "twin", "broken"]
+    # A repeated id gets its row's hash; an unsafe one a readable prefix and its own hash.
+    assert re.fullmatch(r"mp-1__a-[0-9a-f]{10}", ids[1]) and re.fullmatch(r"etc__x_y-[0-9a-f]{10}", ids[2])
     assert all(re.fullmatch(STRUCTURE_ID_PATTERN, sid) for sid in ids)
-    assert "renamed to 'mp-1__a-2'" in items[1].id_note
+    assert "already used by" in items[1].id_note and "replaced by _" in items[2].id_note
     assert dict(items[0].extra_columns) == {"Material ID": "mp-1/a", "Prompt": "<prompt>", "score": 0.9}
     assert items[2].relative_path == f"{table.name} row 2"
     # Without an id column: table stem and row number.
@@ -69,7 +71,7 @@ def test_folder_and_table_together_have_unique_ids(table: Path, tmp_path: Path):
     items = discover_inputs({"cif_dir": str(folder), "table": str(table), "table_id_column": "Material ID"})
     ids = [i.structure_id for i in items]
     assert len(ids) == len({i.lower() for i in ids}) == 7
-    assert ids[0] == "twin" and "twin-2" in ids
+    assert ids[0] == "twin" and any(re.fullmatch(r"twin-[0-9a-f]{10}", sid) for sid in ids)
 
 
 def test_extra_columns_reach_the_results_table(table: Path, tmp_path: Path):
@@ -81,8 +83,8 @@ def test_extra_columns_reach_the_results_table(table: Path, tmp_path: Path):
     assert by_id["twin"]["status"] == "duplicate" and by_id["twin"]["duplicate_of"] == "mp-1__a"
     assert by_id["mp-1__a"]["valid"]
     rows = build_table(records, tmp_path / "dft").set_index("structure_id")
-    assert rows.loc["etc__x_y", "Material ID"] == "../../etc/x y"
-    assert rows.loc["mp-1__a-2", "score"] == pytest.approx(0.8)
+    assert rows.loc[items[2].structure_id, "Material ID"] == "../../etc/x y"
+    assert rows.loc[items[1].structure_id, "score"] == pytest.approx(0.8)
     assert rows.loc["broken", "Prompt"] == "<prompt>"
     assert "Generated CIF" not in rows.columns  # the CIF text itself is not copied into the table
 

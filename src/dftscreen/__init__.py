@@ -3,7 +3,9 @@
 Modules, one per workflow stage:
 
 - :mod:`dftscreen.inputs`     find input CIFs and give each a path-safe structure id
-- :mod:`dftscreen.check`      parse and sanity-check a structure (pymatgen, spglib)
+- :mod:`dftscreen.cif_reader` read a CIF and build its full unit cell
+- :mod:`dftscreen.check`      sanity-check one structure (pymatgen, spglib)
+- :mod:`dftscreen.check_batch` check many files in parallel, then deduplicate
 - :mod:`dftscreen.settings`   named DFT presets and their overrides
 - :mod:`dftscreen.relax`      GPAW plane-wave PBE relaxation of cell and positions
 - :mod:`dftscreen.properties` single point on the relaxed structure: energy, gap, moment

@@ -6,6 +6,8 @@ says how far the structure got:
 ``ok``             relaxed (forces and stress below threshold) and properties computed
 ``not_converged``  relaxation hit its step limit; values are for the last geometry
 ``invalid``        rejected by the checks; never reached DFT
+``too_large``      sound, but its estimated DFT cost exceeds what a job may have
+                   (``dft.resources.max_mem_mb_per_task`` / ``max_runtime_min``)
 ``failed``         a DFT step failed; ``reason`` says which and why
 ``not_finished``   a DFT job has not produced its result (still to run, killed, or
                    crashed): rerun the same command

@@ -22,27 +22,31 @@ Verdicts:
 
 ``valid`` (goes to DFT) is ``dft_ready``; deduplication (:mod:`dftscreen.dedupe`)
 may later turn a ``dft_ready`` structure into a duplicate.
+
+This module checks one file; reading lives in :mod:`dftscreen.cif_reader` and
+the parallel batch over many files (with byte-identical twins and dedupe) in
+:mod:`dftscreen.check_batch`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core.periodic_table import get_el_sp
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dftscreen import status_codes
 from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_score
 from dftscreen.cif_reader import (
+    DEFAULT_MAX_ATOMS,
     DEFAULT_MAX_FILE_BYTES,
+    TooManyAtomsError,
+    read_bounded,
     CifTags,
     ReadResult,
     StructureReadError,
@@ -51,27 +55,16 @@ from dftscreen.cif_reader import (
     decode_cif_bytes,
     read_cif_text,
 )
-from dftscreen.dedupe import (
-    Candidate,
-    MatchSettings,
-    by_formula,
-    duplicate_reason,
-    group_one_formula,
-    group_one_formula_plain,
-    reduced_for_matching,
-)
 from dftscreen.inputs import InputFile
+from dftscreen.size_gate import GateSettings, estimate_cost, route
 
 __all__ = [
     "CheckResult",
     "CheckSettings",
     "StructureReadError",
-    "check_all",
-    "check_and_deduplicate",
     "check_structure_file",
     "check_text",
     "min_interatomic_distance",
-    "read_structure",
     "spacegroup",
 ]
 
@@ -101,6 +94,14 @@ class CheckSettings:
     #: If true, dft_ready also needs the declared space group to be found.
     dft_require_spacegroup_match: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    #: Most atoms in the full cell; larger cells are refused before they are built.
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    #: A gap between atomic planes wider than this (Å) along a cell axis is
+    #: vacuum: a note (slab, wire, molecule in a box), not a failure.
+    vacuum_gap_A: float = 7.0
+    #: Cost gate before DFT (:mod:`dftscreen.size_gate`), set by the workflow
+    #: from the DFT preset and dft.resources; ``None``: no gate. Not a check key.
+    size_gate: GateSettings | None = None
     #: Slow reference path for tests and benchmarks: pymatgen's CrystalNN per
     #: site, pairwise StructureMatcher on unreduced structures, and every file
     #: checked even when byte-identical to another. Not a config key.
@@ -153,6 +154,11 @@ class CheckResult:
     dft_ready: bool = False
     check_notes: str = ""
     duplicate_of: str | None = None
+    #: Estimated memory per MPI rank (MB) and wall time (min) of the structure's DFT, and the
+    #: resources it goes with: policy, enlarged or refused (see dftscreen.size_gate).
+    dft_estimate_mem_MB_per_rank: float | None = None
+    dft_estimate_runtime_min: float | None = None
+    dft_resources: str | None = None
     parse_warnings: list[str] = field(default_factory=list)
     #: Columns carried over from a table input (CSV/Parquet), by column name.
     input_columns: dict[str, Any] = field(default_factory=dict)
@@ -160,39 +166,14 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """All fields, table-input columns flattened in; all but ``valid`` and ``parse_warnings`` become table columns."""
         record = asdict(self)
-        for name, value in record.pop("input_columns").items():
-            record[name if name not in record else f"input_{name}"] = value
+        columns = record.pop("input_columns")
+        for name, value in columns.items():
+            # A table column named like a result column (or like another's prefixed name) never overwrites it.
+            key = name
+            while key in record or (key != name and key in columns):
+                key = f"input_{key}"
+            record[key] = value
         return record
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_structure(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Structure, list[str]]:
-    """Read the full unit cell of the first structure in a CIF file.
-
-    Raw CrystaLLM output (asymmetric unit, one ``'x, y, z'`` operator) is
-    rebuilt from its declared space group; expanded CIFs are read as they are
-    (see :mod:`dftscreen.cif_reader`). Returns the structure and warnings as text.
-
-    Raises:
-        StructureReadError: with a sentence a student understands.
-    """
-    result, notes = read_file(path, max_file_bytes)
-    messages = notes + result.warnings
-    if result.rebuilt_from_asymmetric_unit:
-        messages.insert(0, f"rebuilt from the asymmetric unit with the operators of {result.rebuild_space_group}")
-    return result.structure, messages
-
-
-def read_file(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[ReadResult, list[str]]:
-    """Read and build one CIF file; returns the build result and decoding notes."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise StructureReadError(f"cannot read file: {exc.strerror}") from exc
-    text, notes = decode_cif_bytes(raw, max_file_bytes)
-    return read_cif_text(text), notes
 
 
 # --------------------------------------------------------------------------- single checks
@@ -288,6 +269,49 @@ def formula_problems(tags: CifTags, structure: Structure, include_data_name: boo
     return problems
 
 
+def element_symbol(label: str) -> str:
+    """The element of a site's type symbol, oxidation state dropped (``Fe2+`` -> ``Fe``); else the label."""
+    try:
+        species = get_el_sp(label.strip())
+        return getattr(species, "element", species).symbol  # Species Fe2+ -> Element Fe
+    except Exception:  # not an element: compared as written, which reports the mismatch
+        element = formula_or_none(label)
+        return element.elements[0].symbol if element is not None and len(element.elements) == 1 else label
+
+
+def vacuum_gaps_A(structure: Structure) -> list[float]:
+    """Widest gap between atomic planes along each cell axis a, b, c (Å), periodic.
+
+    The gap along axis i is the largest spacing of the sorted fractional
+    coordinates i (wrapping round) times the distance between the lattice planes
+    spanned by the other two axes (cell volume / their cross-product's length).
+    """
+    matrix = structure.lattice.matrix
+    fractional = np.mod(structure.frac_coords, 1.0)
+    gaps = []
+    for axis in range(3):
+        j, k = (axis + 1) % 3, (axis + 2) % 3
+        plane_spacing = abs(structure.volume) / float(np.linalg.norm(np.cross(matrix[j], matrix[k])))
+        values = np.sort(fractional[:, axis])
+        spacings = np.diff(np.append(values, values[0] + 1.0))
+        gaps.append(float(spacings.max()) * plane_spacing)
+    return gaps
+
+
+def vacuum_note(structure: Structure, threshold_A: float) -> str:
+    """A check note when the cell holds vacuum wider than ``threshold_A`` (Å): slab, wire or molecule; else ``""``."""
+    gaps = vacuum_gaps_A(structure)
+    axes = [(name, gap) for name, gap in zip("abc", gaps) if gap > threshold_A]
+    if not axes:
+        return ""
+    where = ", ".join(f"{gap:.1f} Å along {name}" for name, gap in axes)
+    kind = {1: "a slab (2D layer)", 2: "a wire or chain (1D)", 3: "a molecule or cluster in a box (0D)"}[len(axes)]
+    return (
+        f"vacuum: {where} (wider than check.vacuum_gap_A = {threshold_A:g} Å): looks like {kind}, not a bulk "
+        "crystal; DFT would pay for the empty space and the bulk properties do not apply"
+    )
+
+
 def multiplicity_problem(tags: CifTags) -> tuple[bool | None, str]:
     """Compare site multiplicities summed per element with _chemical_formula_sum.
 
@@ -303,8 +327,7 @@ def multiplicity_problem(tags: CifTags) -> tuple[bool | None, str]:
         value = cif_number(text)
         if value is None:
             return False, f"site multiplicity '{text}' is not a number"
-        element = formula_or_none(symbol)
-        key = element.elements[0].symbol if element is not None and len(element.elements) == 1 else symbol
+        key = element_symbol(symbol)
         counted[key] = counted.get(key, 0.0) + value
     wanted = {el.symbol: amount for el, amount in expected.items()}
     same = set(counted) == set(wanted) and all(math.isclose(counted[k], wanted[k], abs_tol=1e-6) for k in wanted)
@@ -430,11 +453,36 @@ def check_read_result(
     result.valid = result.dft_ready
     result.status = "" if result.valid else status_codes.INVALID
     result.reason = "; ".join(dft_problems)
+    if result.dft_ready and settings.size_gate is not None:
+        apply_size_gate(result, structure, settings.size_gate)
     notes = [w for w in read.warnings if "declared" in w]
+    vacuum = vacuum_note(structure, settings.vacuum_gap_A)
+    if vacuum:
+        notes.append(vacuum)
     if read.rebuilt_from_asymmetric_unit:
         notes.insert(0, f"rebuilt from the asymmetric unit with the operators of {read.rebuild_space_group}")
     result.check_notes = "; ".join(notes)
     return result
+
+
+def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSettings) -> None:
+    """Estimate the DFT cost of a dft_ready structure; refuse it (status too_large) when it exceeds the limits.
+
+    The structure stays ``dft_ready`` (nothing is wrong with it physically), but
+    not ``valid``: it does not go to DFT, nor take part in deduplication.
+    """
+    n_atoms = len(structure)
+    estimate = estimate_cost(
+        n_atoms, structure.lattice.matrix, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms)
+    )
+    decision = route(estimate, gate.policy)
+    result.dft_estimate_mem_MB_per_rank = round(estimate.mem_mb_per_task, 1)
+    result.dft_estimate_runtime_min = round(estimate.runtime_min, 1)
+    result.dft_resources = decision.resources
+    if decision.resources == "refused":
+        result.valid = False
+        result.status = status_codes.TOO_LARGE
+        result.reason = decision.reason
 
 
 def check_text(
@@ -461,7 +509,11 @@ def check_text_and_structure(
     result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=status_codes.INVALID, id_note=id_note)
     try:
         text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
-        read = read_cif_text(text)
+        read = read_cif_text(text, settings.max_atoms)
+    except TooManyAtomsError as exc:
+        result.reason = result.crystallm_reason = str(exc)
+        result.n_sites = exc.n_atoms
+        return result, None
     except StructureReadError as exc:
         result.reason = result.crystallm_reason = str(exc)
         return result, None
@@ -480,217 +532,39 @@ def check_text_and_structure(
 
 def check_structure_file(
     item: InputFile,
-    min_distance_A: float = DEFAULT_MIN_DISTANCE_A,
-    symprec: float = DEFAULT_SYMPREC_A,
     available_elements: set[str] | None = None,
-    settings: CheckSettings | None = None,
+    settings: CheckSettings = CheckSettings(),
 ) -> CheckResult:
     """Parse and check one input file; never raises for bad input.
 
     Args:
         item: the input file and its structure id.
-        min_distance_A: atoms closer than this (Å) make the structure invalid
-            (ignored when ``settings`` is given).
-        symprec: spglib tolerance (Å) for the space group (ignored when ``settings`` is given).
         available_elements: elements with a PAW dataset; ``None`` skips that check.
-        settings: every threshold; overrides ``min_distance_A`` and ``symprec``.
+        settings: every threshold of the checks.
     """
-    if settings is None:
-        settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
-    return _check_item(item, settings, available_elements)[0]
+    return check_item(item, settings, available_elements)[0]
 
 
-def _check_item(
+def check_item(
     item: InputFile, settings: CheckSettings, available_elements: set[str] | None
 ) -> tuple[CheckResult, Structure | None]:
+    """Check one input (its bytes, or its file read only when not larger than the limit)."""
     try:
-        raw = Path(item.path).read_bytes() if item.content is None else item.content
-    except OSError as exc:
+        raw = read_bounded(item.path, settings.max_file_bytes) if item.content is None else item.content
+    except StructureReadError as exc:
         failed = CheckResult(
             structure_id=item.structure_id,
             source_file=item.relative_path,
             valid=False,
             status=status_codes.INVALID,
             id_note=item.id_note,
-            reason=f"cannot read file: {exc.strerror}",
+            reason=str(exc),
+            crystallm_reason=str(exc),
         )
+        failed.input_columns = dict(item.extra_columns)
         return failed, None
     result, structure = check_text_and_structure(
         raw, item.structure_id, item.relative_path, item.id_note, settings, available_elements
     )
     result.input_columns = dict(item.extra_columns)
     return result, structure
-
-
-def _check_chunk(
-    items: list[InputFile],
-    settings: CheckSettings,
-    available_elements: set[str] | None,
-    match: MatchSettings | None,
-) -> list[tuple[CheckResult, Structure | None]]:
-    """Check a chunk of files in one process.
-
-    With ``match`` settings, also return each dft_ready structure reduced for
-    StructureMatcher (the costly part of dedupe, done here in parallel); else no structures.
-    """
-    out = []
-    for item in items:
-        result, structure = _check_item(item, settings, available_elements)
-        reduced = None
-        if match is not None and result.dft_ready and structure is not None:
-            reduced = structure if settings.reference_algorithms else reduced_for_matching(structure, match)
-        out.append((result, reduced))
-    return out
-
-
-def _with_content(item: InputFile) -> InputFile:
-    """The item with its bytes loaded (unchanged if the file cannot be read: the check reports that)."""
-    if item.content is not None:
-        return item
-    try:
-        return replace(item, content=Path(item.path).read_bytes())
-    except OSError:
-        return item
-
-
-def _twin_result(checked: CheckResult, item: InputFile) -> CheckResult:
-    """The result of a byte-identical file, relabelled for ``item``."""
-    return replace(
-        checked,
-        structure_id=item.structure_id,
-        source_file=item.relative_path,
-        id_note=item.id_note,
-        input_columns=dict(item.extra_columns),
-        parse_warnings=list(checked.parse_warnings),
-    )
-
-
-def _run_checks(
-    items: list[InputFile],
-    settings: CheckSettings,
-    available_elements: set[str] | None,
-    pool: ProcessPoolExecutor | None,
-    match: MatchSettings | None,
-) -> tuple[list[tuple[CheckResult, Structure | None]], dict[str, str]]:
-    """Check every item once per distinct content.
-
-    Generated sets are full of byte-identical files (CrystaLLM samples the same
-    text many times): those are checked once and share the verdicts. Returns
-    the results in input order (structures only for the checked copy) and, for
-    every twin, the id of the copy that was checked (the smallest id, so
-    dedupe's order by (volume, id) is unchanged).
-    """
-    loaded = [_with_content(item) for item in items]
-    by_digest: dict[bytes, InputFile] = {}
-    checked_as: dict[str, str] = {}
-    digest_of: dict[str, bytes | None] = {}
-    for item in sorted(loaded, key=lambda i: i.structure_id):
-        digest = hashlib.sha256(item.content).digest() if item.content is not None else None
-        digest_of[item.structure_id] = digest
-        if digest is None:
-            continue
-        if settings.reference_algorithms:
-            continue
-        first = by_digest.setdefault(digest, item)
-        if first is not item:
-            checked_as[item.structure_id] = first.structure_id
-    to_check = [item for item in loaded if item.structure_id not in checked_as]
-    if pool is None:
-        pairs = _check_chunk(to_check, settings, available_elements, match)
-    else:
-        # Many small strided chunks: slow structures spread over the workers and no core idles at the end.
-        n_chunks = min(len(to_check), 64)
-        chunks = [to_check[i::n_chunks] for i in range(n_chunks)]
-        futures = [pool.submit(_check_chunk, chunk, settings, available_elements, match) for chunk in chunks]
-        pairs = [pair for future in futures for pair in future.result()]
-    by_id = {pair[0].structure_id: pair for pair in pairs}
-    ordered = []
-    for item in loaded:
-        first_id = checked_as.get(item.structure_id)
-        if first_id is None:
-            ordered.append(by_id[item.structure_id])
-        else:
-            ordered.append((_twin_result(by_id[first_id][0], item), None))
-    return ordered, checked_as
-
-
-def _effective_workers(workers: int, n_items: int) -> int:
-    return max(1, min(workers, os.cpu_count() or 1, n_items // 8 or 1))
-
-
-def check_all(
-    items: list[InputFile],
-    min_distance_A: float = DEFAULT_MIN_DISTANCE_A,
-    symprec: float = DEFAULT_SYMPREC_A,
-    available_elements: set[str] | None = None,
-    settings: CheckSettings | None = None,
-    workers: int = 1,
-) -> list[CheckResult]:
-    """Check every input file; one result per file, in input order (no deduplication).
-
-    With ``workers > 1`` the files are split into chunks checked in that many
-    processes (one process per worker, never one per file).
-    """
-    if settings is None:
-        settings = CheckSettings(min_distance_A=min_distance_A, symprec_A=symprec)
-    workers = _effective_workers(workers, len(items))
-    if workers == 1:
-        return [r for r, _ in _run_checks(items, settings, available_elements, None, None)[0]]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [r for r, _ in _run_checks(items, settings, available_elements, pool, None)[0]]
-
-
-def check_and_deduplicate(
-    items: list[InputFile],
-    settings: CheckSettings = CheckSettings(),
-    match: MatchSettings = MatchSettings(),
-    available_elements: set[str] | None = None,
-    workers: int = 1,
-) -> list[CheckResult]:
-    """Check every file, then mark duplicates among the dft_ready ones.
-
-    A duplicate keeps ``dft_ready`` True but gets ``valid`` False, status
-    ``duplicate`` and ``duplicate_of`` its representative's id, so only one
-    structure per group goes to DFT. Uses ``workers`` processes for both stages.
-    """
-    workers = _effective_workers(workers, len(items))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-    try:
-        pairs, checked_as = _run_checks(items, settings, available_elements, pool, match)
-        # Byte-identical twins take part once (as their smallest id) and share its outcome below.
-        candidates = [
-            Candidate(
-                r.structure_id, r.reduced_formula or "", r.volume_per_formula_unit_A3 or 0.0, s,
-                reduced=not settings.reference_algorithms,
-            )
-            for r, s in pairs
-            if s is not None
-        ]
-        grouping = group_one_formula_plain if settings.reference_algorithms else group_one_formula
-        groups = list(by_formula(candidates).values())
-        duplicate_of: dict[str, str] = {}
-        if pool is None or len(groups) < 2:
-            for group in groups:
-                duplicate_of.update(grouping(group, match))
-        else:
-            # Largest formulas first so the two processes finish together.
-            groups.sort(key=len, reverse=True)
-            for future in [pool.submit(grouping, g, match) for g in groups]:
-                duplicate_of.update(future.result())
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    results = [r for r, _ in pairs]
-    in_dedupe = {c.structure_id for c in candidates}
-    for twin, first in checked_as.items():
-        if first in in_dedupe:
-            # Same bytes, same crystal: pairwise matching would put it with its first copy's representative.
-            duplicate_of[twin] = duplicate_of.get(first, first)
-    for result in results:
-        representative = duplicate_of.get(result.structure_id)
-        if representative is not None:
-            result.duplicate_of = representative
-            result.valid = False
-            result.status = status_codes.DUPLICATE
-            result.reason = duplicate_reason(representative, match)
-    return results

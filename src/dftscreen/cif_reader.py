@@ -25,8 +25,11 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 from pymatgen.core import DummySpecies, Structure
+from pymatgen.core.operations import SymmOp
 from pymatgen.io.cif import CifBlock, CifFile, CifParser
 from pymatgen.symmetry.groups import SpaceGroup
 
@@ -59,8 +62,30 @@ SYMOP_ID_TAGS = (
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+#: Default largest number of atoms in a full cell that is built and checked.
+#: The checks' cost grows with the square of the atoms (a 7,584-atom cell took
+#: 156 s and 2.4 GB); far beyond this no DFT preset here is affordable anyway.
+DEFAULT_MAX_ATOMS = 500
+
+
 class StructureReadError(ValueError):
     """Raised when a CIF cannot be turned into a structure; the message says why."""
+
+
+class TooManyAtomsError(StructureReadError):
+    """The full cell would have more atoms than allowed; ``n_atoms`` is the count found before building."""
+
+    def __init__(self, message: str, n_atoms: int):
+        super().__init__(message)
+        self.n_atoms = n_atoms
+
+
+def too_large_message(n_bytes: int, max_bytes: int) -> str:
+    """Why a file of ``n_bytes`` bytes is refused (the same sentence whether or not it was read)."""
+    return (
+        f"file is {n_bytes / 1000:.0f} kB, larger than the {max_bytes / 1000:.0f} kB limit "
+        "(check.max_file_bytes); a CIF that large is not a structure our DFT can compute"
+    )
 
 
 @dataclass
@@ -107,10 +132,7 @@ def decode_cif_bytes(raw: bytes, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tup
     if not raw.strip():
         raise StructureReadError("file is empty")
     if len(raw) > max_bytes:
-        raise StructureReadError(
-            f"file is {len(raw) / 1000:.0f} kB, larger than the {max_bytes / 1000:.0f} kB limit "
-            "(check.max_file_bytes); a CIF that large is not a structure our DFT can compute"
-        )
+        raise StructureReadError(too_large_message(len(raw), max_bytes))
     if b"\x00" in raw:
         raise StructureReadError("file is binary data (contains NUL bytes), not CIF text")
     notes = []
@@ -259,11 +281,20 @@ def declared_space_group(tags: CifTags) -> tuple[SpaceGroup | None, str]:
     return by_symbol or by_number, note
 
 
+def _has_atoms(block: CifBlock) -> bool:
+    lowered = {key.lower() for key in block.data}
+    return bool(lowered & {"_atom_site_fract_x", "_atom_site_cartn_x"})
+
+
 def parse_cif_block(text: str) -> CifBlock:
-    """The first data block of a CIF text, read by pymatgen.
+    """The data block of a CIF text that holds the structure, read by pymatgen.
+
+    A file may carry blocks without atoms (e.g. a ``data_global`` block of
+    publication details); the one block with atom sites is used. A file with
+    several structures is refused: every structure needs its own row and id.
 
     Raises:
-        StructureReadError: when pymatgen finds no data block.
+        StructureReadError: when pymatgen finds no data block, or several with atoms.
     """
     try:
         cif = CifFile.from_str(normalise_cif_text(text))
@@ -271,10 +302,58 @@ def parse_cif_block(text: str) -> CifBlock:
         raise StructureReadError(f"not a readable CIF: {str(exc).strip() or type(exc).__name__}") from exc
     if not cif.data:
         raise StructureReadError("no 'data_' block found: this is not CIF text")
-    block = next(iter(cif.data.values()))
+    blocks = list(cif.data.values())
+    with_atoms = [b for b in blocks if _has_atoms(b)]
+    if len(with_atoms) > 1:
+        names = ", ".join(f"data_{b.header}" for b in with_atoms[:5]) + (", ..." if len(with_atoms) > 5 else "")
+        raise StructureReadError(
+            f"the file holds {len(with_atoms)} structures (data blocks {names}); dftscreen reads one "
+            "structure per file, so that each gets its own id and row: split it into one file per data_ block"
+        )
+    block = with_atoms[0] if with_atoms else blocks[0]
     if not block.data:
         raise StructureReadError("the CIF data block is empty")
     return block
+
+
+def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
+    """Atoms of the full cell: the distinct images of every site under ``operators`` (fractional tolerance 1e-3).
+
+    Cheap (no structure, no neighbour list): sites times operators. ``None`` when
+    the block has no usable fractional coordinates (then the structure is built and counted).
+    """
+    data = {key.lower(): value for key, value in block.data.items()}
+    columns = [data.get(f"_atom_site_fract_{x}") for x in "xyz"]
+    if any(c is None for c in columns):
+        return None
+    columns = [c if isinstance(c, list) else [c] for c in columns]
+    try:
+        coords = np.array([[cif_number(v) for v in row] for row in zip(*columns)], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if coords.size == 0 or not np.isfinite(coords).all():
+        return None
+    if not operators:
+        return len(coords)
+    rotations = np.array([op.rotation_matrix for op in operators])  # (n_ops, 3, 3)
+    translations = np.array([op.translation_vector for op in operators])  # (n_ops, 3)
+    positions: set[tuple[int, int, int]] = set()
+    for site in coords:
+        images = np.mod(rotations @ site + translations, 1.0)
+        # Images a hair below 1 are the same point as 0: round on a 1e-3 grid, periodic. One set
+        # for all sites, so a file listing every atom and every operator is not counted twice.
+        keys = np.mod(np.round(images * 1000).astype(np.int64), 1000)
+        positions.update(map(tuple, keys.tolist()))
+    return len(positions)
+
+
+def _operators_of(tags: CifTags) -> list[SymmOp]:
+    """The file's own symmetry operators; an unparsable list counts as identity (pymatgen decides later)."""
+    try:
+        return [SymmOp.from_xyz_str(op.strip("'\"")) for op in tags.symmetry_operators]
+    except Exception:
+        return []
+
 
 
 def with_operators(block: CifBlock, operators: tuple[str, ...]) -> CifBlock:
@@ -301,14 +380,19 @@ def _missing_element_message(block: CifBlock) -> str | None:
     return None
 
 
-def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
+def build_structure(block: CifBlock, tags: CifTags, max_atoms: int | None = None) -> ReadResult:
     """Build the full unit cell from a parsed CIF block.
 
     A file with only the identity operator and a declared space group other
     than P1 is rebuilt with all operators of that group (site positions that
     coincide after applying them are merged by pymatgen within 1e-4 fractional).
 
+    With ``max_atoms``, the atoms of the full cell are counted first (sites times
+    operators, see :func:`expanded_site_count`) and a larger cell is refused
+    before pymatgen builds it.
+
     Raises:
+        TooManyAtomsError: the full cell would have more than ``max_atoms`` atoms.
         StructureReadError: with a sentence a student understands.
     """
     rebuilt = False
@@ -337,6 +421,20 @@ def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
                     f"{note}: cannot rebuild the full cell from the asymmetric unit "
                     "(site multiplicities > 1 but no usable space group)"
                 )
+    if max_atoms is not None:
+        operators = list(group.symmetry_ops) if rebuilt else _operators_of(tags)
+        count = expanded_site_count(block, operators)
+        if count is not None and count > max_atoms:
+            how = (
+                f"the asymmetric unit expanded with the {len(operators)} operators of {group_name}"
+                if rebuilt
+                else f"{len(operators) or 1} symmetry operator(s) applied to the listed sites"
+            )
+            raise TooManyAtomsError(
+                f"the full cell has {count} atoms ({how}), more than check.max_atoms = {max_atoms}: "
+                "refused before building it (checking it would take minutes and gigabytes, DFT far more)",
+                count,
+            )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -351,13 +449,58 @@ def build_structure(block: CifBlock, tags: CifTags) -> ReadResult:
     structure = structures[0]
     if len(structure) == 0:
         raise StructureReadError("the CIF contains no atoms")
+    if max_atoms is not None and len(structure) > max_atoms:
+        raise TooManyAtomsError(
+            f"the full cell has {len(structure)} atoms, more than check.max_atoms = {max_atoms}", len(structure)
+        )
     unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
     if unknown:
         raise StructureReadError(f"unknown element symbol(s) {', '.join(unknown)}: not in the periodic table")
     return ReadResult(structure, tags, rebuilt, group_name, messages)
 
 
-def read_cif_text(text: str) -> ReadResult:
+def read_cif_text(text: str, max_atoms: int | None = None) -> ReadResult:
     """Parse CIF text and build its full unit cell (see :func:`build_structure`)."""
     block = parse_cif_block(text)
-    return build_structure(block, read_tags(block))
+    return build_structure(block, read_tags(block), max_atoms)
+
+
+def read_bounded(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of a file, refusing a file larger than ``max_file_bytes`` before reading it.
+
+    Raises:
+        StructureReadError: the file cannot be read or is too large.
+    """
+    try:
+        size = Path(path).stat().st_size
+        if size > max_file_bytes:
+            raise StructureReadError(too_large_message(size, max_file_bytes))
+        with open(path, "rb") as handle:
+            # Read at most one byte more than allowed: a file growing meanwhile is still caught.
+            return handle.read(max_file_bytes + 1)
+    except OSError as exc:
+        raise StructureReadError(f"cannot read file: {exc.strerror}") from exc
+
+
+def read_structure(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[Structure, list[str]]:
+    """Read the full unit cell of the first structure in a CIF file.
+
+    Raw CrystaLLM output (asymmetric unit, one ``'x, y, z'`` operator) is
+    rebuilt from its declared space group; expanded CIFs are read as they are
+    (see :func:`build_structure`). Returns the structure and warnings as text.
+
+    Raises:
+        StructureReadError: with a sentence a student understands.
+    """
+    result, notes = read_file(path, max_file_bytes)
+    messages = notes + result.warnings
+    if result.rebuilt_from_asymmetric_unit:
+        messages.insert(0, f"rebuilt from the asymmetric unit with the operators of {result.rebuild_space_group}")
+    return result.structure, messages
+
+
+def read_file(path: str | Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[ReadResult, list[str]]:
+    """Read and build one CIF file; returns the build result and decoding notes."""
+    raw = read_bounded(path, max_file_bytes)
+    text, notes = decode_cif_bytes(raw, max_file_bytes)
+    return read_cif_text(text), notes

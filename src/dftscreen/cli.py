@@ -76,7 +76,8 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_dict(), indent=2))
     else:
         print(format_status(status, top=args.top, show_ids=args.ids))
-    return 0
+    # Nothing to count is an error for scripts; a run not finished yet is not.
+    return 1 if status.problem and not status.problem.startswith("not finished") else 0
 
 
 def _install_profile(args: argparse.Namespace) -> int:

@@ -1,27 +1,51 @@
-"""Find the input CIF files and give each one a path-safe structure id.
+"""Find the input CIF files and give each one a stable, bounded, path-safe structure id.
 
-A structure id is derived from the file's path relative to the input folder:
-folders are joined with ``__``, the ``.cif`` suffix is dropped, and every
-character outside ``[A-Za-z0-9._+-]`` becomes ``_``. Ids are therefore safe as
-file and folder names (no ``/``, no ``..``, no spaces). When two files map to
-the same id (``a b.cif`` and ``a_b.cif``), the first in sorted path order keeps
-it and the others get ``-2``, ``-3``, ... appended; every such renaming is
-reported in :attr:`InputFile.id_note`.
+A structure id is made from the file's path relative to the input folder, and
+from nothing else, so adding or removing other files never changes it (and
+never makes finished DFT run again):
+
+* folders are joined with ``__`` and the ``.cif`` suffix (any letter case) is dropped;
+* when that text is already safe (only ``[A-Za-z0-9._+-]``, no ``..``, no part
+  starting or ending with ``_`` or containing ``__``, at most
+  :data:`MAX_READABLE_ID_CHARS` characters, no long repetition) it is the id;
+* otherwise every run of other characters becomes one ``_``, the text is cut to
+  :data:`MAX_READABLE_ID_CHARS` characters and ``-`` plus the first
+  :data:`HASH_CHARS` hex digits of the SHA-256 of the relative path are appended
+  (``a b (copy).cif`` -> ``a_b_copy_-c4636e6572``). The readable prefix shows which
+  file it is; the hash keeps two such names apart. Ids are at most
+  :data:`MAX_ID_CHARS` characters, safe as Snakemake wildcard values and as
+  file names on every file system.
+
+The ``id_note`` column of the table says how an id was made when it is not the
+path itself. The one case where another file matters: two paths whose ids differ
+only in letter case (``A.cif`` and ``a.cif``, distinct on Linux, one file on macOS
+and Windows); the later one in sorted order gets the hash suffix.
+
+Crawling rule for ``input.cif_dir``: every ``*.cif`` file (suffix in any letter
+case) in the folder and its sub-folders; hidden files and folders (name
+starting with ``.``, e.g. ``.git/``, editor backups) are skipped; symbolic links
+to files and to folders are followed (a folder reached twice through links is
+read once); the workflow's own ``output_dir``, when it lies inside the input
+folder, is skipped.
 
 Table input (config ``input.table``): a CSV or Parquet file with one CIF text
 per row, as CrystaLLM-pi's ``generate_cifs.py --output_parquet`` writes it
 (CIF text in ``Generated CIF``, ids in ``Material ID``, also ``Prompt``,
 ``condition_vector`` and, when ranked, ``rank``/``score``). A row's id is its
 id-column value made safe as above, or ``<table stem>__row<n>`` (n = 0-based
-row number); ids stay unique across the CIF folder and the table. Every other
-column is carried into the results table under its own name.
+row number); a value repeated in the id column gets the hash of its row for the
+second and later rows, so ids stay unique across the CIF folder and the table.
+Every other column is carried into the results table under its own name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +57,23 @@ from dftscreen.io import atomic_write_with
 #: Column holding the CIF text in CrystaLLM-pi's generation output.
 DEFAULT_TABLE_CIF_COLUMN = "Generated CIF"
 
+#: Longest readable part of an id; longer names are cut and get a hash.
+MAX_READABLE_ID_CHARS = 64
+#: Hex digits of the path's SHA-256 appended to a changed or shortened id (40 bits).
+HASH_CHARS = 10
+#: Longest id: readable part, ``-`` and the hash (file names allow 255 bytes).
+MAX_ID_CHARS = MAX_READABLE_ID_CHARS + 1 + HASH_CHARS
+
 #: Regular expression every structure id matches (used as the Snakemake
 #: wildcard constraint).
-STRUCTURE_ID_PATTERN = r"[A-Za-z0-9_+][A-Za-z0-9._+-]*"
+STRUCTURE_ID_PATTERN = r"[A-Za-z0-9_+][A-Za-z0-9._+-]{0,%d}" % (MAX_ID_CHARS - 1)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._+-]+")
 _DOTS = re.compile(r"\.{2,}")
+_SAFE_PART = re.compile(r"[A-Za-z0-9+][A-Za-z0-9._+-]*")
+#: Snakemake refuses a wildcard value ending in a text repeated 20 or more times
+#: (PeriodicWildcardError, its guard against endless recursion).
+_PERIODIC = re.compile(r"(.+?)\1{19,}$")
 
 
 @dataclass(frozen=True)
@@ -58,70 +93,146 @@ class InputFile:
     extra_columns: tuple[tuple[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
-def safe_id(relative_path: str) -> str:
-    """Turn a relative file path into a path-safe structure id (not yet unique).
+def path_hash(text: str) -> str:
+    """The first :data:`HASH_CHARS` hex digits of the SHA-256 of ``text`` (UTF-8, undecodable bytes kept)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_CHARS]
 
-    >>> safe_id("NaCl/baseline/rank 01.cif")
-    'NaCl__baseline__rank_01'
-    """
-    stem = relative_path[:-4] if relative_path.lower().endswith(".cif") else relative_path
-    parts = [p for p in stem.replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    candidate = "__".join(parts)
-    candidate = _UNSAFE.sub("_", candidate)
-    candidate = _DOTS.sub("_", candidate)
-    candidate = candidate.strip(".")
+
+def _readable(text: str) -> str:
+    """``text`` in ASCII (accents dropped: ``ñ`` -> ``n``), every run of unsafe characters as one ``_``, no ``..``; never empty."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    candidate = _DOTS.sub("_", _UNSAFE_RUN.sub("_", ascii_text)).strip(".")
     if not candidate:
-        candidate = "structure"
+        return "structure"
     if candidate[0] in "-.":
         candidate = "_" + candidate
     return candidate
 
 
-def _unique_id(base: str, origin: str, taken: dict[str, str]) -> tuple[str, str]:
-    """``base`` or ``base-2``, ``base-3``, ... whichever is free in ``taken`` (case-insensitive); records it."""
-    sid, note = base, ""
+def make_id(relative_path: str) -> tuple[str, str]:
+    """The structure id of a relative file path, and how it was made (empty: the path itself).
+
+    Depends on ``relative_path`` only (see the module docstring for the rule).
+
+    >>> make_id("NaCl/baseline/rank01.cif")
+    ('NaCl__baseline__rank01', '')
+    """
+    stem = relative_path[:-4] if relative_path.lower().endswith(".cif") else relative_path
+    parts = [p for p in stem.replace("\\", "/").split("/") if p not in ("", ".")]
+    plain = "__".join(parts)
+    lossless = (
+        bool(parts)
+        and all(_SAFE_PART.fullmatch(p) and ".." not in p and "__" not in p and not p.endswith(("_", ".")) for p in parts)
+        and len(plain) <= MAX_READABLE_ID_CHARS
+        and not _PERIODIC.search(plain)
+    )
+    if lossless:
+        return plain, ""
+    readable = _readable("__".join(p for p in parts if p != ".."))[:MAX_READABLE_ID_CHARS].rstrip(".")
+    sid = f"{readable}-{path_hash(relative_path)}"
+    reasons = []
+    if len(plain) > MAX_READABLE_ID_CHARS:
+        reasons.append(f"longer than {MAX_READABLE_ID_CHARS} characters, cut")
+    if readable != plain[:MAX_READABLE_ID_CHARS]:
+        reasons.append("characters unsafe in file names or wildcards replaced by _")
+    elif not reasons:
+        reasons.append("name not safe as written")
+    return sid, f"id: {'; '.join(reasons)}; hash of the path appended"
+
+
+def safe_id(relative_path: str) -> str:
+    """The path-safe structure id of a relative file path (see :func:`make_id`).
+
+    >>> safe_id("NaCl/baseline/rank 01.cif")
+    'NaCl__baseline__rank_01-c858bc1044'
+    """
+    return make_id(relative_path)[0]
+
+
+def _unique_id(base: str, note: str, origin: str, taken: dict[str, str]) -> tuple[str, str]:
+    """``base``, or ``base`` with the hash of ``origin`` when the id is taken (case-insensitive); records it.
+
+    Only ids that differ in letter case from an existing one (or repeated
+    table ids) reach the second branch: every other id is unique by construction.
+    """
+    sid = base
     if sid.lower() in taken:
         # Case-insensitive so ids stay distinct on case-insensitive file systems.
-        n = 2
-        while f"{base}-{n}".lower() in taken:
-            n += 1
-        sid = f"{base}-{n}"
-        note = f"id '{base}' already used by '{taken[base.lower()]}'; renamed to '{sid}'"
+        sid = f"{base[:MAX_READABLE_ID_CHARS]}-{path_hash(origin)}"
+        extra = f"id '{base}' already used by '{taken[base.lower()]}'; hash of '{origin}' appended"
+        note = f"{note}; {extra}" if note else extra
     taken[sid.lower()] = origin
     return sid, note
 
 
 def assign_ids(relative_paths: list[str]) -> list[tuple[str, str, str]]:
-    """Give each relative path a unique safe id, deterministically.
+    """Give each relative path its id (see :func:`make_id`), deterministically.
 
-    Returns ``(relative_path, structure_id, note)`` in sorted path order. The
-    note is empty unless the id had to be changed to resolve a collision.
+    Returns ``(relative_path, structure_id, note)`` in sorted path order; the
+    note says how the id was made when it is not the path itself.
     """
     taken: dict[str, str] = {}
     result = []
     for rel in sorted(relative_paths):
-        sid, note = _unique_id(safe_id(rel), rel, taken)
+        sid, note = _unique_id(*make_id(rel), rel, taken)
         result.append((rel, sid, note))
     return result
 
 
-def discover_cifs(cif_dir: str | Path) -> list[InputFile]:
-    """List every ``*.cif`` file under ``cif_dir`` (recursively) with its structure id.
+def _is_inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or lies under it (both resolved)."""
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def crawl_cifs(root: Path, exclude: Path | None = None) -> list[str]:
+    """Relative POSIX paths of the ``*.cif`` files under ``root`` by the crawling rule of this module.
+
+    Hidden files and folders are skipped, symbolic links followed (each real
+    folder once), ``exclude`` (a resolved folder) and everything under it skipped.
+    """
+    found = []
+    seen_folders: set[Path] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        if real in seen_folders or (exclude is not None and _is_inside(real, exclude)):
+            subfolders[:] = []
+            continue
+        seen_folders.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in files:
+            path = Path(folder) / name
+            if name.startswith(".") or not name.lower().endswith(".cif") or not path.is_file():
+                continue
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def discover_cifs(cif_dir: str | Path, output_dir: str | Path | None = None) -> list[InputFile]:
+    """List every ``*.cif`` file under ``cif_dir`` (the crawling rule of this module) with its structure id.
+
+    Args:
+        output_dir: the workflow's output folder; skipped when inside ``cif_dir``.
 
     Raises:
         FileNotFoundError: if ``cif_dir`` is not an existing folder.
+        ValueError: ``output_dir`` is ``cif_dir`` itself (results would mix with inputs).
     """
     root = Path(cif_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input.cif_dir '{cif_dir}' is not an existing folder")
-    rels = [
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.suffix.lower() == ".cif" and p.is_file() and not p.name.startswith(".")
-    ]
+    exclude = Path(output_dir).resolve() if output_dir else None
+    if exclude is not None and exclude == root.resolve():
+        raise ValueError(
+            f"output_dir '{output_dir}' is the input folder input.cif_dir: the workflow would read its own "
+            "results as new inputs; choose an output_dir outside it (or a sub-folder, which is then skipped)"
+        )
     return [
         InputFile(structure_id=sid, path=root / rel, relative_path=rel, id_note=note)
-        for rel, sid, note in assign_ids(rels)
+        for rel, sid, note in assign_ids(crawl_cifs(root, exclude))
     ]
 
 
@@ -195,10 +306,10 @@ def table_inputs(
         origin = f"{table.name} row {n}"
         name = row.get(id_column) if id_column is not None else None
         if name is None or (isinstance(name, float) and math.isnan(name)) or str(name).strip() == "":
-            base = safe_id(f"{table.stem}/row{n}")
+            base, note = make_id(f"{table.stem}/row{n}")
         else:
-            base = safe_id(str(name))
-        sid, note = _unique_id(base, origin, taken)
+            base, note = make_id(str(name))
+        sid, note = _unique_id(base, note, origin, taken)
         items.append(
             InputFile(
                 structure_id=sid,
@@ -212,10 +323,11 @@ def table_inputs(
     return items
 
 
-def discover_inputs(input_config: dict[str, Any]) -> list[InputFile]:
+def discover_inputs(input_config: dict[str, Any], output_dir: str | Path | None = None) -> list[InputFile]:
     """Every input of the config section ``input``: CIF files under ``cif_dir`` and rows of ``table``.
 
     Both may be given; ids are unique across them (files first, then rows in order).
+    ``output_dir`` inside ``cif_dir`` is skipped (see :func:`discover_cifs`).
 
     Raises:
         ValueError: neither is given, or a table column is missing.
@@ -225,7 +337,7 @@ def discover_inputs(input_config: dict[str, Any]) -> list[InputFile]:
     table = input_config.get("table")
     if not cif_dir and not table:
         raise ValueError("config input: give cif_dir (a folder of CIFs), table (CSV/Parquet of CIF texts) or both")
-    items = discover_cifs(cif_dir) if cif_dir else []
+    items = discover_cifs(cif_dir, output_dir) if cif_dir else []
     taken = {item.structure_id.lower(): item.relative_path for item in items}
     if table:
         items += table_inputs(

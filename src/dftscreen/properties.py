@@ -25,7 +25,7 @@ from ase.parallel import world
 
 from dftscreen import status_codes
 from dftscreen import __version__
-from dftscreen.check import read_structure
+from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
     attach_gpaw,
     common_arguments,

@@ -178,7 +178,7 @@ def reference_from_cif(element: str, cif: Path) -> ElementalReference:
     """
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from dftscreen.check import read_structure
+    from dftscreen.cif_reader import read_structure
 
     try:
         structure, _ = read_structure(Path(cif))

@@ -32,7 +32,7 @@ from ase.parallel import world
 from pymatgen.io.cif import CifWriter
 
 from dftscreen import __version__, status_codes
-from dftscreen.check import read_structure
+from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
     EV_PER_A3_TO_GPA,
     atoms_to_structure,

@@ -28,6 +28,9 @@ class ResourcePolicy:
         runtime_min_per_atom: extra wall time (min) per atom, first attempt.
         mem_mb_per_task_base: memory per rank (MB) for a tiny cell.
         mem_mb_per_task_per_atom: extra memory per rank (MB) per atom.
+        max_mem_mb_per_task: most memory per rank (MB) a job may ask for; a
+            structure whose estimate (:mod:`dftscreen.size_gate`) exceeds it is not sent.
+        max_runtime_min: longest wall time (min) a job may ask for, first attempt; likewise.
     """
 
     max_tasks: int = 2
@@ -36,6 +39,8 @@ class ResourcePolicy:
     runtime_min_per_atom: float = 5.0
     mem_mb_per_task_base: int = 1000
     mem_mb_per_task_per_atom: int = 50
+    max_mem_mb_per_task: int = 12000
+    max_runtime_min: int = 2880
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ResourcePolicy":
@@ -45,11 +50,24 @@ class ResourcePolicy:
         """MPI ranks for a structure of ``n_atoms`` atoms."""
         return max(1, min(self.max_tasks, math.ceil(n_atoms / self.atoms_per_task)))
 
-    def runtime_min(self, n_atoms: int, attempt: int = 1) -> int:
-        """Wall-time limit (minutes); grows linearly with the attempt number."""
-        return math.ceil((self.runtime_min_base + self.runtime_min_per_atom * n_atoms) * attempt)
+    def runtime_min(self, n_atoms: int, attempt: int = 1, estimate_min: float | None = None) -> int:
+        """Wall-time limit (minutes); grows linearly with the attempt number.
 
-    def mem_mb_per_task(self, n_atoms: int, attempt: int = 1) -> int:
-        """Memory per MPI rank (MB); 50 % more per retry."""
+        With an estimate (:mod:`dftscreen.size_gate`, margin included) larger than
+        the per-atom rule, the estimate; never more than ``max_runtime_min`` on the first attempt.
+        """
+        base = self.runtime_min_base + self.runtime_min_per_atom * n_atoms
+        if estimate_min is not None:
+            base = min(max(base, estimate_min), max(self.max_runtime_min, self.runtime_min_base))
+        return math.ceil(base * attempt)
+
+    def mem_mb_per_task(self, n_atoms: int, attempt: int = 1, estimate_mb: float | None = None) -> int:
+        """Memory per MPI rank (MB); 50 % more per retry.
+
+        With an estimate (margin included) larger than the per-atom rule, the
+        estimate; never more than ``max_mem_mb_per_task`` on the first attempt.
+        """
         base = self.mem_mb_per_task_base + self.mem_mb_per_task_per_atom * n_atoms
+        if estimate_mb is not None:
+            base = min(max(base, estimate_mb), max(self.max_mem_mb_per_task, self.mem_mb_per_task_base))
         return math.ceil(base * (1 + 0.5 * (attempt - 1)))

@@ -14,6 +14,13 @@ Each structure sent to DFT is, per stage:
 ``running``  a scheduler job for it runs, or a local Snakemake run holds its output
 ``pending``  anything else: queued at the scheduler, or waiting for its turn
 
+A local job that started (its log exists) but left no record and is not running
+any more crashed or was killed, and one whose record is not readable JSON has a
+corrupt record: both count as ``failed`` with that reason, never as pending. The
+whole run is told apart as "no results folder here" (wrong folder, or never
+run), "corrupt record" (``check/checks.json`` unreadable) and "not finished"
+(the check has not written its table yet).
+
 Scheduler jobs are matched by the comment the Snakemake SLURM plugin gives each
 job (``rule_<rule>_wildcards_<wildcards>``) and by their working directory.
 """
@@ -106,10 +113,14 @@ class RunStatus:
     invalid_reasons: Counter
     stages: dict[str, StageStatus]
     scheduler: str
+    #: Why there is nothing to count: "" (there is), or a sentence starting with
+    #: "no results folder here", "corrupt record" or "not finished".
+    problem: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "results_dir": str(self.results_dir),
+            "problem": self.problem,
             "check": {
                 "done": self.n_inputs is not None,
                 "n_inputs": self.n_inputs,
@@ -207,12 +218,36 @@ def running_local_outputs(workdir: Path) -> set[str]:
     return outputs
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
+def interrupted_local_outputs(workdir: Path) -> set[str]:
+    """Outputs a killed local Snakemake run left marked as in progress (marks without a lock)."""
+    meta = workdir / ".snakemake"
+    locks = meta / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        return set()
+    outputs = set()
+    incomplete = meta / "incomplete"
+    if incomplete.is_dir():
+        for marker in incomplete.iterdir():
+            try:
+                outputs.add(base64.b64decode(marker.name).decode())
+            except (ValueError, UnicodeDecodeError):
+                continue
+    return outputs
+
+
+#: Returned by :func:`_read_record` for a file that exists but is not JSON.
+CORRUPT = {"status": "corrupt"}
+
+
+def _read_record(path: Path) -> Any:
+    """The JSON in ``path``; ``None`` when it does not exist; :data:`CORRUPT` when it is not readable JSON."""
     try:
         with open(path) as handle:
             return json.load(handle)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError):
+        return CORRUPT
 
 
 def _record_failure(stage: str, record: dict[str, Any]) -> str | None:
@@ -237,12 +272,17 @@ def stage_status(
     last_jobs: dict[tuple[str, str], SchedulerJob],
     local_running: set[str],
     out_prefix: str,
+    interrupted: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> StageStatus:
     """Counts of one DFT stage over the structure ids sent to DFT."""
     status = StageStatus(stage)
+    logs = dft_dir.parent / "logs" / stage
     for sid in ids:
         record_path = dft_dir / sid / f"{stage}.json"
-        record = _read_record(record_path) if record_path.is_file() else None
+        record = _read_record(record_path)
+        if record is CORRUPT or (record is not None and not isinstance(record, dict)):
+            status.add_failure(sid, f"corrupt record: {stage}.json is not readable JSON; delete it and rerun")
+            continue
         if record is not None:
             reason = _record_failure(stage, record)
             if reason is None:
@@ -261,6 +301,12 @@ def stage_status(
             status.running += 1
         elif job is not None and job.state != "COMPLETED":
             status.add_failure(sid, _scheduler_failure(job))
+        elif f"{out_prefix}/dft/{sid}/{stage}.json" in interrupted:
+            status.add_failure(sid, "interrupted: the Snakemake run was killed while this job ran; rerun")
+        elif job is None and (logs / f"{sid}.log").is_file():
+            status.add_failure(
+                sid, f"the job started but wrote no record (it crashed or was killed; see logs/{stage}/<id>.log); rerun"
+            )
         else:
             status.pending += 1
     return status
@@ -283,12 +329,27 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     """
     results = Path(results_dir)
     work = Path(workdir) if workdir is not None else results.resolve().parent
+    if not results.is_dir():
+        stages = {name: StageStatus(name) for name in STAGES}
+        problem = (
+            f"no results folder here: {results} does not exist (run from the folder holding "
+            "config/config.yaml, or name the run's output_dir)"
+        )
+        return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
     checks_path = results / "check" / "checks.json"
-    checks = _read_record(checks_path) if checks_path.is_file() else None
+    checks = _read_record(checks_path)
+    if checks is CORRUPT or (checks is not None and not isinstance(checks, list)):
+        stages = {name: StageStatus(name) for name in STAGES}
+        problem = (
+            f"corrupt record: {checks_path} is not a readable check table; delete it and rerun the workflow "
+            "(the check is redone, finished DFT is kept)"
+        )
+        return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
     jobs, source = slurm_jobs(work) if query_scheduler else ([], "not asked")
     # The last job per (rule, structure) decides: earlier attempts were retried.
     last_jobs = {(job.rule, _wildcard_value(job.wildcards)): job for job in jobs}
     local_running = running_local_outputs(work)
+    interrupted = interrupted_local_outputs(work)
     try:
         out_prefix = os.path.relpath(results.resolve(), work.resolve())
     except ValueError:
@@ -297,7 +358,8 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     if checks is None:
         check_job = last_jobs.get(("check", ""))
         stages = {name: StageStatus(name) for name in STAGES}
-        run = RunStatus(results, None, 0, Counter(), Counter(), stages, source)
+        run = RunStatus(results, None, 0, Counter(), Counter(), stages, source,
+                        "not finished: the check has not written check/checks.json yet")
         if check_job is not None and check_job.state not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"}:
             run.invalid_reasons[_scheduler_failure(check_job)] += 1
         return run
@@ -309,7 +371,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
     stages = {
-        name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix)
+        name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix, interrupted)
         for name in STAGES
     }
     return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source)
@@ -318,6 +380,9 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
 def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
     """Human-readable status: one block per stage, the most common failure reasons first."""
     lines = [f"results: {status.results_dir}"]
+    if status.problem and not status.problem.startswith("not finished"):
+        lines.append(status.problem)
+        return "\n".join(lines)
     if status.n_inputs is None:
         lines.append("check       not finished yet (no check/checks.json)")
         for reason, count in status.invalid_reasons.most_common(top):

@@ -20,6 +20,8 @@ OK = "ok"
 INVALID = "invalid"
 NOT_FINISHED = "not_finished"
 DUPLICATE = "duplicate"
+#: Sound, but its DFT would exceed the memory or time a job may have (dftscreen.size_gate).
+TOO_LARGE = "too_large"
 
 #: Record statuses of a stage that count as finished without error.
 FINISHED_OK: dict[str, tuple[str, ...]] = {

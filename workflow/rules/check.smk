@@ -6,14 +6,16 @@
 
 checkpoint check:
     input:
-        # The CIF files and the table (once, however many rows it has).
-        cifs=sorted({str(item.path) for item in INPUTS.values()}),
+        # Size, time and path of every CIF file and of the table (see INPUT_MANIFEST).
+        manifest=INPUT_MANIFEST,
     output:
         table=f"{OUT}/check/checks.json",
         valid_ids=f"{OUT}/check/valid_ids.txt",
     params:
         inputs=config["input"],
+        output_dir=OUT,
         inputs_dir=f"{OUT}/inputs",
+        size_gate=size_gate_params(),
         check=config["check"],
         xc=DFT_SETTINGS["gpaw"]["xc"],
     log:

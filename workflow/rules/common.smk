@@ -4,9 +4,18 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dftscreen.aggregate import table_from_results, write_table
+from dftscreen.guards import (
+    check_output_dir,
+    check_structure_overrides,
+    check_target_names,
+    input_manifest,
+    short_schema_error,
+)
+from dftscreen.io import atomic_write_text
 from dftscreen.inputs import (
     STRUCTURE_ID_PATTERN,
     check_reference_cifs,
@@ -16,19 +25,40 @@ from dftscreen.inputs import (
 )
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
+from dftscreen.targets import TARGET_KINDS
 
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+try:
+    validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+except WorkflowError as exc:
+    # Snakemake's message carries the whole schema (~730 lines); say what and where instead.
+    raise WorkflowError(short_schema_error(exc)) from None
 
 OUT = config["output_dir"]
+check_output_dir(OUT)
 DFT = config["dft"]
 # One listing of the input folder and one reading of the input table per Snakemake
-# start; the check job re-derives the same ids with the same function.
-INPUTS = {item.structure_id: item for item in discover_inputs(config["input"])}
+# start; the check job re-derives the same ids with the same function. An output
+# folder inside the input folder is skipped (the workflow never reads its own results).
+INPUTS = {item.structure_id: item for item in discover_inputs(config["input"], OUT)}
+if not INPUTS:
+    print(
+        "dftscreen: WARNING: no input structures: input.cif_dir has no *.cif file and input.table no row; "
+        "the results table will be empty",
+        file=sys.stderr,
+    )
+check_structure_overrides(DFT["structure_overrides"], INPUTS)
+check_target_names(config["targets"]["properties"], TARGET_KINDS)
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 STABILITY = config["stability"]
 check_reference_cifs(STABILITY["elemental_reference_cifs"])
+# The check job depends on one manifest of the inputs (size, mtime, path), rewritten
+# only when it changes, not on thousands of files Snakemake would list in its output.
+INPUT_MANIFEST = f"{OUT}/check/inputs.tsv"
+_manifest = input_manifest(item.path for item in INPUTS.values())
+if not (Path(INPUT_MANIFEST).is_file() and Path(INPUT_MANIFEST).read_text() == _manifest):
+    atomic_write_text(INPUT_MANIFEST, _manifest)
 # Competing phases for the hull (relaxed with the same preset); few files, listed once.
 REFERENCE_PHASES = (
     {item.structure_id: item for item in discover_cifs(STABILITY["reference_cif_dir"])}
@@ -36,7 +66,9 @@ REFERENCE_PHASES = (
     else {}
 )
 # GPAW's launcher from the environment running Snakemake (works without activating it).
-GPAW_PYTHON = f"{sys.executable} -m gpaw python"
+# Every path a rule puts in a shell command is quoted ({x:q}): output_dir may hold spaces
+# or shell characters.
+GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
@@ -79,20 +111,33 @@ def dft_settings_json(wildcards):
     return json.dumps(settings, sort_keys=True)
 
 
-_N_SITES = {}
+_CHECK_ROWS = {}
 
 
-def n_sites(wildcards):
-    """Number of atoms of a structure, from the check checkpoint's table (read once).
+def _check_row(sid):
+    """A structure's row of the check checkpoint's table (read once).
 
     Read by path, not through checkpoints.check.get(): inside a cluster job the
     DAG holds only that job, the checkpoint counts as incomplete there, and
     Snakemake would then use 0 for threads and crash.
     """
-    if not _N_SITES:
+    if not _CHECK_ROWS:
         with open(rules.check.output.table) as handle:
-            _N_SITES.update({r["structure_id"]: r.get("n_sites") or 1 for r in json.load(handle)})
-    return _N_SITES.get(wildcards.sid, 1)
+            _CHECK_ROWS.update({r["structure_id"]: r for r in json.load(handle)})
+    return _CHECK_ROWS.get(sid, {})
+
+
+def n_sites(wildcards):
+    """Number of atoms of a structure, from the check table."""
+    return _check_row(wildcards.sid).get("n_sites") or 1
+
+
+def _estimate(wildcards, key):
+    """The size gate's estimate for a structure (dftscreen.size_gate, with its margin), or None."""
+    from dftscreen.size_gate import MARGIN
+
+    value = _check_row(wildcards.sid).get(key)
+    return None if value is None else MARGIN * value
 
 
 def tasks_for(count_atoms):
@@ -100,17 +145,36 @@ def tasks_for(count_atoms):
     return lambda wildcards: RESOURCES.tasks(count_atoms(wildcards))
 
 
-def runtime_for(count_atoms):
+def runtime_for(count_atoms, estimated=False):
+    """Wall time of a job; for generated structures (estimated=True) enlarged by the size gate's estimate."""
+    if estimated:
+        return lambda wildcards, attempt: RESOURCES.runtime_min(
+            count_atoms(wildcards), attempt, _estimate(wildcards, "dft_estimate_runtime_min")
+        )
     return lambda wildcards, attempt: RESOURCES.runtime_min(count_atoms(wildcards), attempt)
 
 
-def mem_for(count_atoms):
+def mem_for(count_atoms, estimated=False):
+    """Memory per rank of a job; for generated structures enlarged by the size gate's estimate."""
+    if estimated:
+        return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(
+            count_atoms(wildcards), attempt, _estimate(wildcards, "dft_estimate_mem_MB_per_rank")
+        )
     return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(count_atoms(wildcards), attempt)
 
 
+def size_gate_params():
+    """What the check's size gate needs: the run's cutoff and k-point density, and dft.resources."""
+    gpaw = DFT_SETTINGS["gpaw"]
+    return {
+        "settings": {"gpaw": {"ecut_eV": gpaw["ecut_eV"], "kpt_density_per_A": gpaw["kpt_density_per_A"]}},
+        "resources": DFT["resources"],
+    }
+
+
 mpi_tasks = tasks_for(n_sites)
-runtime_min = runtime_for(n_sites)
-mem_mb_per_task = mem_for(n_sites)
+runtime_min = runtime_for(n_sites, estimated=True)
+mem_mb_per_task = mem_for(n_sites, estimated=True)
 
 _ELEMENT_N_ATOMS = {}
 
@@ -162,7 +226,7 @@ _PHASE_STRUCTURES = {}
 def _phase_structure(path):
     """Elements and number of atoms of a reference phase's CIF (read once)."""
     if path not in _PHASE_STRUCTURES:
-        from dftscreen.check import read_structure
+        from dftscreen.cif_reader import read_structure
 
         try:
             structure, _ = read_structure(path)

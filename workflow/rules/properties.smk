@@ -23,6 +23,6 @@ rule properties:
         mem_mb_per_cpu=mem_mb_per_task,
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
-        " -m dftscreen.properties --structure-id {wildcards.sid} --relax-json {input.relax}"
-        " --settings {params.settings:q} --out-json {output.record}"
-        " --workdir {params.workdir} > {log} 2>&1"
+        " -m dftscreen.properties --structure-id {wildcards.sid} --relax-json {input.relax:q}"
+        " --settings {params.settings:q} --out-json {output.record:q}"
+        " --workdir {params.workdir:q} > {log:q} 2>&1"

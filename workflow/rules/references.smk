@@ -26,8 +26,8 @@ rule element_reference:
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element} {params.cif_option}"
-        " --settings {params.settings:q} --out-json {output.record}"
-        " --out-cif {params.relaxed_cif} --workdir {params.workdir} > {log} 2>&1"
+        " --settings {params.settings:q} --out-json {output.record:q}"
+        " --out-cif {params.relaxed_cif:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 
 
 use rule relax as relax_reference_phase with:

@@ -22,5 +22,5 @@ rule relax:
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.relax --structure-id {wildcards.sid} --cif {input.cif:q}"
-        " --settings {params.settings:q} --out-json {output.record}"
-        " --out-cif {params.relaxed_cif} --workdir {params.workdir} > {log} 2>&1"
+        " --settings {params.settings:q} --out-json {output.record:q}"
+        " --out-cif {params.relaxed_cif:q} --workdir {params.workdir:q} > {log:q} 2>&1"

@@ -3,7 +3,6 @@ import pytest
 from dftscreen.settings import (
     PRESETS,
     deep_merge,
-    gpaw_calculator_kwargs,
     initial_magmoms,
     paw_elements,
     resolve_settings,
@@ -50,16 +49,6 @@ def test_deep_merge_does_not_alias():
     merged = deep_merge(base, {"a": {"c": 2}})
     merged["a"]["b"].append(2)
     assert base == {"a": {"b": [1]}}
-
-
-def test_gpaw_kwargs_translate_units_and_pass_extra_keys():
-    kwargs = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"], nbands="120%"), txt="out.txt")
-    assert kwargs["mode"].ecut == pytest.approx(800.0 / 27.211386245988)  # GPAW stores Hartree
-    assert kwargs["legacy_gpaw"] is True  # the new PW code ignores dedecut
-    assert kwargs["kpts"] == {"density": 5.0, "gamma": True}
-    assert kwargs["nbands"] == "120%"
-    assert kwargs["txt"] == "out.txt"
-    assert "ecut_eV" not in kwargs and "smearing_eV" not in kwargs
 
 
 def test_magnetic_elements_start_spin_polarized():

@@ -172,38 +172,6 @@ def initial_magmoms(symbols: list[str]) -> list[float] | None:
     return moments if any(moments) else None
 
 
-def gpaw_calculator_kwargs(
-    gpaw_settings: dict[str, Any], txt: str | Path | None = None
-) -> dict[str, Any]:
-    """Translate a preset's ``gpaw`` dictionary into GPAW calculator keyword arguments.
-
-    Keys that are not part of the preset vocabulary (``ecut_eV``, ``dedecut``,
-    ``kpt_density_per_A``, ``smearing_eV``) are passed to GPAW unchanged, so any
-    GPAW parameter can be set from config.
-    """
-    from gpaw import PW, FermiDirac  # imported here: GPAW is heavy
-
-    settings = dict(gpaw_settings)
-    ecut = settings.pop("ecut_eV")
-    dedecut = settings.pop("dedecut", None)
-    density = settings.pop("kpt_density_per_A")
-    width = settings.pop("smearing_eV")
-    kwargs: dict[str, Any] = {
-        "mode": PW(ecut, dedecut=dedecut) if dedecut else PW(ecut),
-        "kpts": {"density": density, "gamma": True},
-        "occupations": FermiDirac(width),
-        "txt": str(txt) if txt is not None else None,
-    }
-    if dedecut is not None:
-        # GPAW 26.7's new PW code accepts dedecut but ignores it (gpaw/new/pw/
-        # builder.py: "mode.dedecut ???"): MgGeO3 at 400 eV showed 63.6 GPa
-        # stress with and without it. The legacy calculator applies the
-        # correction (12.5 GPa), so use it whenever a Pulay correction is asked for.
-        kwargs["legacy_gpaw"] = True
-    kwargs.update(settings)
-    return kwargs
-
-
 def paw_elements(xc: str = "PBE") -> set[str]:
     """Chemical symbols that have a PAW dataset for ``xc`` in GPAW's setup paths."""
     import gpaw

@@ -22,6 +22,7 @@ Presets:
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: Optimizers from ase.optimize that may be named in config.
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS", "BFGSLineSearch", "GPMin")
 
+#: Keys of a preset's ``relax`` section (read by :mod:`dftscreen.relax`); the
+#: config schema lists the same ones (``$defs/relax_settings``).
+RELAX_KEYS = frozenset(
+    {"optimizer", "fmax_eV_per_A", "stress_threshold_GPa", "max_steps", "fix_symmetry", "symprec", "relax_cell"}
+)
+#: Keys of a preset's ``properties`` section (read by :mod:`dftscreen.properties`).
+PROPERTIES_KEYS = frozenset({"kpt_density_per_A", "band_path_npoints", "gllbsc"})
+#: Sections of a preset and their keys: ``relax`` and ``properties`` are closed
+#: vocabularies, so a misspelt key is an error instead of being merged and
+#: ignored; ``gpaw`` is open (``None``): any GPAW keyword may be given there.
+SECTION_KEYS: dict[str, frozenset[str] | None] = {
+    "gpaw": None,
+    "relax": RELAX_KEYS,
+    "properties": PROPERTIES_KEYS,
+}
+
 #: Elements started spin-polarized, with the initial moment (µB per atom).
 #: Magnetic 3d metals start high-spin at 5 µB, as in pymatgen's MPRelaxSet;
 #: rare earths with open 4f shells at 7 µB. A moment that is not favourable
@@ -123,6 +140,44 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def check_vocabulary(sections: dict[str, Any], where: str) -> None:
+    """Check a preset or its overrides (``{"gpaw": ..., "relax": ..., "properties": ...}``) for unknown keys.
+
+    Args:
+        sections: the dictionary to check.
+        where: its place in the config (e.g. ``dft.overrides``), named in the error.
+
+    Raises:
+        ValueError: an unknown section, or a key outside a closed section's
+            vocabulary (:data:`SECTION_KEYS`), with the allowed keys and the
+            closest one in the message.
+    """
+    for section, values in (sections or {}).items():
+        if section not in SECTION_KEYS:
+            raise ValueError(
+                f"unknown section '{section}' in {where}{_did_you_mean(section, SECTION_KEYS)}; "
+                f"allowed sections: {', '.join(sorted(SECTION_KEYS))}"
+            )
+        allowed = SECTION_KEYS[section]
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}.{section} must be a mapping of keys to values, not {values!r}")
+        if allowed is None:
+            continue
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            names = ", ".join(f"'{key}'" for key in unknown)
+            hint = _did_you_mean(unknown[0], allowed) if len(unknown) == 1 else ""
+            raise ValueError(
+                f"unknown key{'s' if len(unknown) > 1 else ''} {names} in {where}.{section}{hint}; "
+                f"allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def _did_you_mean(key: str, allowed: Any) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def resolve_settings(
     preset: str,
     overrides: dict[str, Any] | None = None,
@@ -141,7 +196,13 @@ def resolve_settings(
 
     Raises:
         KeyError: unknown preset, with the known names in the message.
+        ValueError: an unknown key in the ``relax`` or ``properties`` section of
+            ``overrides`` or of an extra preset (see :func:`check_vocabulary`),
+            an incomplete ladder rung or an unknown optimizer.
     """
+    check_vocabulary(overrides or {}, "dft.overrides")
+    for name, values in (extra_presets or {}).items():
+        check_vocabulary(values, f"dft.presets.{name}")
     presets = copy.deepcopy(PRESETS)
     for name, values in (extra_presets or {}).items():
         presets[name] = deep_merge(presets.get(name, PRESETS["standard"]), values)

@@ -1,9 +1,12 @@
 """Named DFT presets (GPAW + ASE optimizer settings) and their overrides.
 
-A preset is two plain dictionaries: ``gpaw`` (keyword arguments that become a
-GPAW calculator, in GPAW's own units: eV, Å) and ``relax`` (the ASE optimizer
-and its stopping criteria). Config can pick a preset by name and override any
-key of either dictionary; :func:`resolve_settings` merges the two.
+A preset is three plain dictionaries: ``gpaw`` (keyword arguments that become a
+GPAW calculator, in GPAW's own units: eV, Å; translated by
+:func:`dftscreen.dft.gpaw_calculator_kwargs`), ``relax`` (the ASE optimizer and
+its stopping criteria) and ``properties`` (the single point's band gap). Config
+can pick a preset by name and override any GPAW keyword and the known keys of
+``relax`` and ``properties`` (:data:`SECTION_KEYS`; an unknown one is an error);
+:func:`resolve_settings` merges them.
 
 Presets:
 

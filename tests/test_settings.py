@@ -2,8 +2,10 @@ import pytest
 
 from dftscreen.settings import (
     PRESETS,
+    PROPERTIES_KEYS,
+    RELAX_KEYS,
+    check_vocabulary,
     deep_merge,
-    gpaw_calculator_kwargs,
     initial_magmoms,
     paw_elements,
     resolve_settings,
@@ -52,16 +54,6 @@ def test_deep_merge_does_not_alias():
     assert base == {"a": {"b": [1]}}
 
 
-def test_gpaw_kwargs_translate_units_and_pass_extra_keys():
-    kwargs = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"], nbands="120%"), txt="out.txt")
-    assert kwargs["mode"].ecut == pytest.approx(800.0 / 27.211386245988)  # GPAW stores Hartree
-    assert kwargs["legacy_gpaw"] is True  # the new PW code ignores dedecut
-    assert kwargs["kpts"] == {"density": 5.0, "gamma": True}
-    assert kwargs["nbands"] == "120%"
-    assert kwargs["txt"] == "out.txt"
-    assert "ecut_eV" not in kwargs and "smearing_eV" not in kwargs
-
-
 def test_magnetic_elements_start_spin_polarized():
     assert initial_magmoms(["Na", "Cl"]) is None
     assert initial_magmoms(["Fe", "O", "O"]) == [5.0, 0.0, 0.0]
@@ -72,3 +64,34 @@ def test_installed_paw_datasets_are_found():
     elements = paw_elements("PBE")
     assert {"H", "O", "Na", "Cl", "Fe", "Si"} <= elements
     assert len(elements) > 70
+
+
+@pytest.mark.parametrize(
+    "overrides, extra, message",
+    [
+        ({"relax": {"fmax_ev_per_A": 0.01}}, None,
+         r"unknown key 'fmax_ev_per_A' in dft.overrides.relax \(did you mean 'fmax_eV_per_A'\?\); "
+         r"allowed keys: fix_symmetry, fmax_eV_per_A, max_steps, optimizer, relax_cell, stress_threshold_GPa, symprec"),
+        ({"properties": {"gllbsc": True, "band_path": 3, "kpts": 2}}, None,
+         r"unknown keys 'band_path', 'kpts' in dft.overrides.properties; "
+         r"allowed keys: band_path_npoints, gllbsc, kpt_density_per_A"),
+        ({"relx": {}}, None, r"unknown section 'relx' in dft.overrides \(did you mean 'relax'\?\)"),
+        (None, {"mine": {"relax": {"max_step": 5}}}, r"unknown key 'max_step' in dft.presets.mine.relax"),
+        ({"relax": 0.1}, None, r"dft.overrides.relax must be a mapping"),
+    ],
+)
+def test_unknown_preset_keys_are_errors_naming_the_allowed_keys(overrides, extra, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_settings("mine" if extra else "test", overrides, extra)
+
+
+def test_gpaw_section_takes_any_gpaw_keyword():
+    settings = resolve_settings("test", {"gpaw": {"eigensolver": "rmm-diis", "parallel": {"domain": 1}}})
+    assert settings["gpaw"]["eigensolver"] == "rmm-diis"
+
+
+def test_built_in_presets_use_only_known_keys():
+    for name, preset in PRESETS.items():
+        check_vocabulary(preset, f"PRESETS[{name!r}]")
+        assert set(preset["relax"]) == RELAX_KEYS - {"relax_cell"}, name  # relax_cell: references only
+        assert set(preset["properties"]) == PROPERTIES_KEYS, name

@@ -37,7 +37,8 @@ from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core.molecule_structure_comparator import CovalentRadius
 from pymatgen.core import Element, Structure
 from scipy.spatial import Voronoi
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer, SymmetryUndeterminedError
+from spglib import SpglibError
 
 #: Relative deviation from the expected length still counted as reasonable.
 DEFAULT_TOLERANCE = 0.32
@@ -95,7 +96,7 @@ def equivalent_site_groups(structure: Structure) -> dict[int, int]:
     try:
         dataset = SpacegroupAnalyzer(structure, symprec=EQUIVALENCE_SYMPREC_A).get_symmetry_dataset()
         representatives = [int(i) for i in dataset.equivalent_atoms]
-    except Exception:  # spglib can fail on degenerate cells: treat every site on its own
+    except (SpglibError, SymmetryUndeterminedError):  # degenerate cells: treat every site on its own
         representatives = list(range(len(structure)))
     counts: dict[int, int] = {}
     for rep in representatives:

@@ -47,6 +47,10 @@ def relaxation_change(
     Returns ``relaxed_matches_generated`` (StructureMatcher verdict),
     ``structure_matcher_rms_norm`` (its RMS distance in units of (V/N)^(1/3), or
     ``None`` without a match), ``rms_displacement_A``, and the space group (spglib at ``symprec`` Å) before and after.
+
+    Raises:
+        SymmetryUndeterminedError: spglib finds no space group for one of them
+            (pymatgen's error, with spglib's reason; the caller records it).
     """
     sm = StructureMatcher(**(matcher or DEFAULT_MATCHER))
     match = bool(sm.fit(generated, relaxed))

@@ -12,6 +12,10 @@ the optimizer's state (the BFGS Hessian) as ASE saved it; an
 SCF that does not converge is retried with the rungs of an error ladder (see
 :mod:`dftscreen.recovery`).
 
+The calculator is attached by a factory (:data:`CalculatorFactory`, GPAW by
+default): tests pass one that attaches ASE's EMT, so the ladder, the resume and
+the stress gate run in seconds without GPAW.
+
 Run under MPI as ``mpiexec -n N gpaw python -m dftscreen.relax ...``.
 """
 
@@ -60,6 +64,13 @@ from dftscreen.recovery import (
 from dftscreen.settings import deep_merge
 
 
+#: Attaches a calculator to ``atoms`` (as ``atoms.calc``) and returns it, given
+#: the GPAW settings of one attempt (the preset's ``gpaw`` dictionary with the
+#: ladder rung merged in; eV, Å) and the path of the calculator's text log.
+#: :func:`dftscreen.dft.attach_gpaw` is the default.
+CalculatorFactory = Callable[[Atoms, dict[str, Any], Path], Any]
+
+
 class RelaxationFailed(Exception):
     """The SCF error ladder was exhausted; ``reason`` is the sentence for the table."""
 
@@ -100,12 +111,13 @@ def _run_optimizer(
     steps: int,
     attempt_number: int,
     on_step: Any,
+    attach_calculator: CalculatorFactory = attach_gpaw,
 ) -> tuple[bool, int, bool]:
     """One optimizer run of at most ``steps`` ionic steps.
 
     Returns (converged, steps taken, whether the optimizer started from a saved state).
     """
-    attach_gpaw(atoms, gpaw_settings, txt=workdir / f"relax_gpaw_attempt{attempt_number}.txt")
+    attach_calculator(atoms, gpaw_settings, workdir / f"relax_gpaw_attempt{attempt_number}.txt")
     atoms.set_constraint()
     if relax.get("fix_symmetry", True):
         atoms.set_constraint(FixSymmetry(atoms, symprec=relax.get("symprec", 1e-3)))
@@ -134,6 +146,7 @@ def relax_atoms(
     atoms: Atoms,
     settings: dict[str, Any],
     workdir: Path,
+    attach_calculator: CalculatorFactory = attach_gpaw,
 ) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``atoms`` with GPAW, resuming from a checkpoint in ``workdir`` if one exists.
 
@@ -143,6 +156,8 @@ def relax_atoms(
             that started from this same structure).
         settings: resolved preset (see :func:`dftscreen.settings.resolve_settings`).
         workdir: folder for GPAW's text output, trajectories and the checkpoint.
+        attach_calculator: attaches the calculator of each attempt (default GPAW;
+            tests use ASE's EMT).
 
     Returns:
         The relaxed atoms (with GPAW attached) and a record: energies in eV,
@@ -194,7 +209,7 @@ def relax_atoms(
         remaining = max(relax["max_steps"] - steps_before, 0)
         try:
             converged, taken, restored = _run_optimizer(
-                atoms, gpaw_settings, relax, workdir, remaining, attempt_number, on_step
+                atoms, gpaw_settings, relax, workdir, remaining, attempt_number, on_step, attach_calculator
             )
             resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
@@ -273,13 +288,15 @@ def run(
     workdir: Path,
     load_atoms: Callable[[], Atoms] | None = None,
     extra: dict[str, Any] | None = None,
+    attach_calculator: CalculatorFactory = attach_gpaw,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
 
     Instead of a CIF, ``load_atoms`` may build the structure (elemental
     references do). A DFT failure is not an error of this function: it is
     recorded in ``out_json`` with status ``failed`` and a reason, so that the
-    workflow carries on with the other structures.
+    workflow carries on with the other structures. ``attach_calculator`` is
+    passed to :func:`relax_atoms` (default GPAW).
     """
     record: dict[str, Any] = {
         "structure_id": structure_id,
@@ -302,7 +319,7 @@ def run(
         apply_magmom_overrides(atoms, settings.get("initial_magmoms_muB"))
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
-        atoms, result = relax_atoms(atoms, settings, workdir)
+        atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator)
         record.update(result)
     except RelaxationFailed as exc:
         report_traceback()

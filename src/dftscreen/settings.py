@@ -1,9 +1,12 @@
 """Named DFT presets (GPAW + ASE optimizer settings) and their overrides.
 
-A preset is two plain dictionaries: ``gpaw`` (keyword arguments that become a
-GPAW calculator, in GPAW's own units: eV, Å) and ``relax`` (the ASE optimizer
-and its stopping criteria). Config can pick a preset by name and override any
-key of either dictionary; :func:`resolve_settings` merges the two.
+A preset is three plain dictionaries: ``gpaw`` (keyword arguments that become a
+GPAW calculator, in GPAW's own units: eV, Å; translated by
+:func:`dftscreen.dft.gpaw_calculator_kwargs`), ``relax`` (the ASE optimizer and
+its stopping criteria) and ``properties`` (the single point's band gap). Config
+can pick a preset by name and override any GPAW keyword and the known keys of
+``relax`` and ``properties`` (:data:`SECTION_KEYS`; an unknown one is an error);
+:func:`resolve_settings` merges them.
 
 Presets:
 
@@ -22,6 +25,7 @@ Presets:
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +103,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 #: Optimizers from ase.optimize that may be named in config.
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS", "BFGSLineSearch", "GPMin")
 
+#: Keys of a preset's ``relax`` section (read by :mod:`dftscreen.relax`); the
+#: config schema lists the same ones (``$defs/relax_settings``).
+RELAX_KEYS = frozenset(
+    {"optimizer", "fmax_eV_per_A", "stress_threshold_GPa", "max_steps", "fix_symmetry", "symprec", "relax_cell"}
+)
+#: Keys of a preset's ``properties`` section (read by :mod:`dftscreen.properties`).
+PROPERTIES_KEYS = frozenset({"kpt_density_per_A", "band_path_npoints", "gllbsc"})
+#: Sections of a preset and their keys: ``relax`` and ``properties`` are closed
+#: vocabularies, so a misspelt key is an error instead of being merged and
+#: ignored; ``gpaw`` is open (``None``): any GPAW keyword may be given there.
+SECTION_KEYS: dict[str, frozenset[str] | None] = {
+    "gpaw": None,
+    "relax": RELAX_KEYS,
+    "properties": PROPERTIES_KEYS,
+}
+
 #: Elements started spin-polarized, with the initial moment (µB per atom).
 #: Magnetic 3d metals start high-spin at 5 µB, as in pymatgen's MPRelaxSet;
 #: rare earths with open 4f shells at 7 µB. A moment that is not favourable
@@ -123,6 +143,44 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def check_vocabulary(sections: dict[str, Any], where: str) -> None:
+    """Check a preset or its overrides (``{"gpaw": ..., "relax": ..., "properties": ...}``) for unknown keys.
+
+    Args:
+        sections: the dictionary to check.
+        where: its place in the config (e.g. ``dft.overrides``), named in the error.
+
+    Raises:
+        ValueError: an unknown section, or a key outside a closed section's
+            vocabulary (:data:`SECTION_KEYS`), with the allowed keys and the
+            closest one in the message.
+    """
+    for section, values in (sections or {}).items():
+        if section not in SECTION_KEYS:
+            raise ValueError(
+                f"unknown section '{section}' in {where}{_did_you_mean(section, SECTION_KEYS)}; "
+                f"allowed sections: {', '.join(sorted(SECTION_KEYS))}"
+            )
+        allowed = SECTION_KEYS[section]
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}.{section} must be a mapping of keys to values, not {values!r}")
+        if allowed is None:
+            continue
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            names = ", ".join(f"'{key}'" for key in unknown)
+            hint = _did_you_mean(unknown[0], allowed) if len(unknown) == 1 else ""
+            raise ValueError(
+                f"unknown key{'s' if len(unknown) > 1 else ''} {names} in {where}.{section}{hint}; "
+                f"allowed keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def _did_you_mean(key: str, allowed: Any) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def resolve_settings(
     preset: str,
     overrides: dict[str, Any] | None = None,
@@ -141,7 +199,13 @@ def resolve_settings(
 
     Raises:
         KeyError: unknown preset, with the known names in the message.
+        ValueError: an unknown key in the ``relax`` or ``properties`` section of
+            ``overrides`` or of an extra preset (see :func:`check_vocabulary`),
+            an incomplete ladder rung or an unknown optimizer.
     """
+    check_vocabulary(overrides or {}, "dft.overrides")
+    for name, values in (extra_presets or {}).items():
+        check_vocabulary(values, f"dft.presets.{name}")
     presets = copy.deepcopy(PRESETS)
     for name, values in (extra_presets or {}).items():
         presets[name] = deep_merge(presets.get(name, PRESETS["standard"]), values)
@@ -170,38 +234,6 @@ def initial_magmoms(symbols: list[str]) -> list[float] | None:
     """
     moments = [INITIAL_MAGMOMS_MUB.get(s, 0.0) for s in symbols]
     return moments if any(moments) else None
-
-
-def gpaw_calculator_kwargs(
-    gpaw_settings: dict[str, Any], txt: str | Path | None = None
-) -> dict[str, Any]:
-    """Translate a preset's ``gpaw`` dictionary into GPAW calculator keyword arguments.
-
-    Keys that are not part of the preset vocabulary (``ecut_eV``, ``dedecut``,
-    ``kpt_density_per_A``, ``smearing_eV``) are passed to GPAW unchanged, so any
-    GPAW parameter can be set from config.
-    """
-    from gpaw import PW, FermiDirac  # imported here: GPAW is heavy
-
-    settings = dict(gpaw_settings)
-    ecut = settings.pop("ecut_eV")
-    dedecut = settings.pop("dedecut", None)
-    density = settings.pop("kpt_density_per_A")
-    width = settings.pop("smearing_eV")
-    kwargs: dict[str, Any] = {
-        "mode": PW(ecut, dedecut=dedecut) if dedecut else PW(ecut),
-        "kpts": {"density": density, "gamma": True},
-        "occupations": FermiDirac(width),
-        "txt": str(txt) if txt is not None else None,
-    }
-    if dedecut is not None:
-        # GPAW 26.7's new PW code accepts dedecut but ignores it (gpaw/new/pw/
-        # builder.py: "mode.dedecut ???"): MgGeO3 at 400 eV showed 63.6 GPa
-        # stress with and without it. The legacy calculator applies the
-        # correction (12.5 GPa), so use it whenever a Pulay correction is asked for.
-        kwargs["legacy_gpaw"] = True
-    kwargs.update(settings)
-    return kwargs
 
 
 def paw_elements(xc: str = "PBE") -> set[str]:

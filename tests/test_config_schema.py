@@ -1,0 +1,139 @@
+"""The config schema is the one source of defaults: config.yaml and the library's defaults agree with it.
+
+Also: the closed vocabularies of the preset sections are the same in the schema and in
+dftscreen.settings. No workflow run: the schema is loaded and applied with Snakemake's
+own ``validate``, as workflow/rules/common.smk does at start-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from typing import Any
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from conftest import REPO
+from dftscreen import changes, inputs, summary, targets
+from dftscreen.check import CheckSettings
+from dftscreen.dedupe import MatchSettings
+from dftscreen.resources import ResourcePolicy
+from dftscreen.settings import OPTIMIZERS, PRESETS, PROPERTIES_KEYS, RELAX_KEYS, SECTION_KEYS
+
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``default`` of every property of an object schema, recursing into objects that have properties."""
+    defaults = {}
+    for name, sub in schema.get("properties", {}).items():
+        if "properties" in sub and "$ref" not in sub:
+            defaults[name] = schema_defaults(sub)
+        elif "default" in sub:
+            defaults[name] = sub["default"]
+    return defaults
+
+
+def filled(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the schema's defaults filled in, as at workflow start-up."""
+    config = copy.deepcopy(config)
+    validate(config, str(SCHEMA_PATH))
+    return config
+
+
+DEFAULTS = schema_defaults(SCHEMA)
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def parameter_default(function: Any, name: str) -> Any:
+    return inspect.signature(function).parameters[name].default
+
+
+def test_an_empty_config_gets_every_schema_default():
+    assert filled({}) == DEFAULTS
+
+
+def test_config_yaml_states_the_schema_defaults():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config == DEFAULTS
+    assert filled(config) == config
+
+
+def test_check_settings_defaults_are_the_schema_defaults():
+    check = dict(DEFAULTS["check"])
+    # Not thresholds of a check: the job's process count and the dedupe section (below).
+    for key in ("workers", "dedupe"):
+        check.pop(key)
+    fields = field_defaults(CheckSettings)
+    assert not fields.pop("reference_algorithms")  # a test switch, not a config key
+    assert fields == check
+
+
+def test_matcher_defaults_are_the_schema_defaults():
+    dedupe = {k: v for k, v in DEFAULTS["check"]["dedupe"].items() if k != "enabled"}
+    assert field_defaults(MatchSettings) == dedupe
+    # The generated-vs-relaxed comparison uses the same StructureMatcher tolerances
+    # and reports space groups at the check's tolerance.
+    assert changes.DEFAULT_MATCHER == dedupe
+    assert parameter_default(changes.relaxation_change, "symprec") == DEFAULTS["check"]["symprec_A"]
+
+
+def test_resource_policy_defaults_are_the_schema_defaults():
+    assert field_defaults(ResourcePolicy) == DEFAULTS["dft"]["resources"]
+    assert ResourcePolicy.from_config(DEFAULTS["dft"]["resources"]) == ResourcePolicy()
+
+
+def test_other_library_defaults_are_the_schema_defaults():
+    assert inputs.DEFAULT_TABLE_CIF_COLUMN == DEFAULTS["input"]["table_cif_column"]
+    assert (parameter_default(summary.summarize, "stable_threshold_eV_per_atom")
+            == DEFAULTS["stability"]["stable_threshold_eV_per_atom"])
+    assert parameter_default(targets.add_target_columns, "id_column") == DEFAULTS["targets"]["id_column"]
+    assert DEFAULTS["dft"]["preset"] in PRESETS
+
+
+# --- Closed vocabularies of the preset sections ----------------------------------------------------
+
+
+def test_schema_and_library_list_the_same_preset_keys():
+    definitions = SCHEMA["$defs"]
+    assert set(definitions["relax_settings"]["properties"]) == RELAX_KEYS
+    assert set(definitions["properties_settings"]["properties"]) == PROPERTIES_KEYS
+    assert definitions["relax_settings"]["additionalProperties"] is False
+    assert definitions["properties_settings"]["additionalProperties"] is False
+    assert "additionalProperties" not in definitions["gpaw_settings"]  # any GPAW keyword
+    assert set(definitions["preset_sections"]["properties"]) == set(SECTION_KEYS)
+    assert tuple(definitions["relax_settings"]["properties"]["optimizer"]["enum"]) == OPTIMIZERS
+
+
+def test_built_in_presets_are_valid_overrides():
+    for name, preset in PRESETS.items():
+        assert filled({"dft": {"overrides": preset}})["dft"]["overrides"] == preset, name
+
+
+@pytest.mark.parametrize(
+    "dft",
+    [
+        {"overrides": {"relax": {"fmax_ev_per_A": 0.01}}},
+        {"overrides": {"properties": {"band_path_points": 30}}},
+        {"overrides": {"relx": {"max_steps": 3}}},
+        {"presets": {"mine": {"relax": {"max_step": 3}}}},
+        {"structure_overrides": {"NaCl": {"properties": {"gllb_sc": True}}}},
+    ],
+)
+def test_schema_rejects_unknown_keys_of_closed_sections(dft):
+    with pytest.raises(WorkflowError, match="Additional properties are not allowed"):
+        filled({"dft": dft})
+
+
+def test_gpaw_sections_stay_open():
+    config = filled({"dft": {"overrides": {"gpaw": {"nbands": "150%", "mixer": {"beta": 0.05}}},
+                             "structure_overrides": {"x": {"gpaw": {"eigensolver": "rmm-diis"}}}}})
+    assert config["dft"]["overrides"]["gpaw"]["nbands"] == "150%"

@@ -1,0 +1,52 @@
+"""The preset's ``gpaw`` dictionary translated into GPAW keyword arguments (dftscreen.dft; no SCF runs)."""
+
+import pytest
+
+from dftscreen.dft import OWN_GPAW_KEYS, gpaw_calculator_kwargs
+from dftscreen.references import reference_settings
+from dftscreen.settings import PRESETS, resolve_settings
+
+
+def test_gpaw_kwargs_translate_units_and_pass_extra_keys():
+    kwargs = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"], nbands="120%"), txt="out.txt")
+    assert kwargs["mode"].ecut == pytest.approx(800.0 / 27.211386245988)  # GPAW stores Hartree
+    assert kwargs["legacy_gpaw"] is True  # the new PW code ignores dedecut
+    assert kwargs["kpts"] == {"density": 5.0, "gamma": True}
+    assert kwargs["nbands"] == "120%"
+    assert kwargs["txt"] == "out.txt"
+    assert "ecut_eV" not in kwargs and "smearing_eV" not in kwargs
+
+
+@pytest.mark.parametrize(
+    "raw_key, raw_value",
+    [
+        ("kpts", {"size": [4, 4, 4], "gamma": True}),  # beats kpt_density_per_A
+        ("mode", "lcao"),  # beats ecut_eV and dedecut
+        ("occupations", {"name": "fermi-dirac", "width": 0.01}),  # beats smearing_eV
+        ("legacy_gpaw", False),  # beats the legacy calculator dedecut asks for
+        ("txt", "-"),  # beats the txt argument
+    ],
+)
+def test_a_raw_gpaw_keyword_beats_the_translation_of_our_keys(raw_key, raw_value):
+    gpaw = dict(PRESETS["test"]["gpaw"])
+    translated = gpaw_calculator_kwargs(gpaw, txt="out.txt")
+    assert translated[raw_key] != raw_value
+    assert gpaw_calculator_kwargs({**gpaw, raw_key: raw_value}, txt="out.txt")[raw_key] == raw_value
+    # The same whatever the order the keys were given in (config files, merges).
+    reordered = {raw_key: raw_value, **gpaw}
+    assert gpaw_calculator_kwargs(reordered, txt="out.txt")[raw_key] == raw_value
+
+
+def test_every_translation_target_can_be_given_raw():
+    targets = {target for keywords in OWN_GPAW_KEYS.values() for target in keywords}
+    translated = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"]))
+    assert targets <= set(translated)
+    assert not set(OWN_GPAW_KEYS) & set(translated)
+
+
+def test_molecule_references_use_the_gamma_point_not_the_kpoint_density():
+    molecule = reference_settings(resolve_settings("test"), "molecule")
+    kwargs = gpaw_calculator_kwargs(molecule["gpaw"])
+    assert kwargs["kpts"] == {"size": [1, 1, 1], "gamma": True}
+    assert kwargs["mode"].ecut == pytest.approx(400.0 / 27.211386245988)
+

@@ -172,3 +172,41 @@ def assert_renders_in_chromium(index: Path, tmp_path: Path) -> Path:
     assert len({tuple(p) for p in flat[:: max(1, len(flat) // 200_000)]}) > 50
     assert float(pixels[..., :3].std()) > 0.05
     return screenshot
+
+
+# --------------------------------------------------------------------------- the column dictionary
+
+COLUMNS_DOC = REPO / "docs" / "columns.md"
+#: Placeholders of docs/columns.md that stand for a table input's own column names.
+INPUT_COLUMN_PLACEHOLDER = "<input column>"
+
+
+def documented_columns() -> list[str]:
+    """Column names (and patterns with <placeholders>) of docs/columns.md's tables, in order."""
+    import re
+
+    names = []
+    for line in COLUMNS_DOC.read_text().splitlines():
+        match = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def undocumented(columns, input_columns=()) -> list[str]:
+    """Columns not described in docs/columns.md, by name or by a pattern (<name>, <unit> stand for words).
+
+    A table input's own columns (``input_columns``) are covered by the copied-columns entries.
+    """
+    import re
+
+    literal, patterns = set(), []
+    for name in documented_columns():
+        if INPUT_COLUMN_PLACEHOLDER in name:
+            continue
+        if "<" in name:
+            patterns.append(re.compile("^" + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">")) + "$"))
+        else:
+            literal.add(name)
+    copied = set(input_columns) | {f"input_{c}" for c in input_columns}
+    return [c for c in columns if c not in literal and c not in copied and not any(p.match(c) for p in patterns)]

@@ -107,8 +107,19 @@ COLUMNS = [
     *PROVENANCE_COLUMNS,
 ]
 
+#: Columns only a run with elemental references writes (see :func:`add_stability`).
+STABILITY_COLUMNS = [E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES, "stability_note"]
+
 #: Cost columns: empty in a duplicate's row (its DFT ran, and was paid for, once: in its representative's row).
 COST_COLUMNS = ["relax_core_hours", "properties_core_hours", "total_core_hours"]
+
+
+def check_columns() -> list[str]:
+    """Columns every check record contributes (its fields but the bookkeeping ones), table-input columns aside."""
+    from dftscreen.check import CheckResult
+
+    fields = CheckResult(structure_id="", source_file="", valid=False).to_dict()
+    return [name for name in fields if name not in CHECK_FIELDS_NOT_IN_TABLE]
 
 
 def one_line(text: str | None) -> str:

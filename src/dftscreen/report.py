@@ -456,18 +456,18 @@ def build_report(
         parts.append('<section id="parity"><h2>ML vs DFT</h2>'
                      + _img(ML_PARITY_FIGURE, "ML vs DFT formation energy") + "</section>")
 
-    # Distributions.
-    plot_histogram(table.get("formation_energy_eV_per_atom", pd.Series(dtype=float)), report / "formation_energy.png",
+    # Distributions (each DFT calculation once: a duplicate repeats its representative's values).
+    own = table[table["status"] != status_codes.DUPLICATE]
+    plot_histogram(own.get("formation_energy_eV_per_atom", pd.Series(dtype=float)), report / "formation_energy.png",
                    "formation energy (eV/atom)", "Formation energy",
                    "no formation energies (elemental references off or not finished)")
-    plot_histogram(table[e_hull] if e_hull else pd.Series(dtype=float), report / "e_above_hull.png",
+    plot_histogram(own[e_hull] if e_hull else pd.Series(dtype=float), report / "e_above_hull.png",
                    "energy above hull (eV/atom)", "Energy above the convex hull",
                    "no energies above the hull (elemental references off or not finished)",
                    marker=stable_threshold_eV_per_atom, marker_label="stability threshold")
-    plot_histogram(table.get("volume_change_pct", pd.Series(dtype=float)), report / "volume_change.png",
+    plot_histogram(own.get("volume_change_pct", pd.Series(dtype=float)), report / "volume_change.png",
                    "volume change on relaxation (%)", "Volume change on relaxation", "no relaxed structures yet",
                    marker=0.0, marker_label="no change")
-    own = table[table["status"] != status_codes.DUPLICATE]
     parts.append('<section id="distributions"><h2>Distributions</h2>'
                  + '<p class="note">Each DFT calculation counted once (duplicates left out).</p>'
                  + _img("formation_energy.png", "Formation energy per atom")

@@ -112,7 +112,7 @@ def projection(
     """
     stages: dict[str, Any] = {}
     total: float | None = 0.0
-    for stage in sorted(set(finished_core_hours) | set(pending_atoms)):
+    for stage in dict.fromkeys([*finished_core_hours, *pending_atoms]):  # in pipeline order
         rate = cost_per_atom(finished_core_hours.get(stage, []), finished_atoms.get(stage, []))
         pending = pending_atoms.get(stage, [])
         projected = rate * sum(pending) if rate is not None else (0.0 if not pending else None)

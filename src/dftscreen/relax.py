@@ -12,6 +12,10 @@ the optimizer's state (the BFGS Hessian) as ASE saved it; an
 SCF that does not converge is retried with the rungs of an error ladder (see
 :mod:`dftscreen.recovery`).
 
+Each ionic step prints one line (energy, largest force, largest stress, step
+time) to stdout, the job log; the wall time is summed over every start in the
+checkpoint, so a resumed relaxation's cost counts all of them (:mod:`dftscreen.cost`).
+
 Run under MPI as ``mpiexec -n N gpaw python -m dftscreen.relax ...``.
 """
 

@@ -335,7 +335,7 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[data-order="asc"]::after { content: " ▲"; } table.sortable th[data-order="desc"]::after { content: " ▼"; }
 tr.status-failed td.status, tr.status-invalid td.status { color: #c0392b; font-weight: bold; }
 tr.status-ok td.status { color: #2e8b57; font-weight: bold; }
-td.verdict { max-width: 28em; }
+td.verdict { min-width: 16em; max-width: 28em; }
 figure { display: inline-block; margin: 0.5em 1em 0.5em 0; } figure img { max-width: 560px; width: 100%; }
 figcaption { font-size: 0.85em; color: #555; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }

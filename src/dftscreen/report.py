@@ -30,7 +30,6 @@ from dftscreen import status_codes
 from dftscreen.cost import FAILURE_KINDS
 from dftscreen.io import atomic_write_text, atomic_write_with
 from dftscreen.provenance import PROVENANCE_COLUMNS
-from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
 from dftscreen.status import reason_kind
 from dftscreen.summary import hull_column
 from dftscreen.targets import TARGET_KINDS, target_columns

@@ -141,8 +141,8 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
     stability = _stability_words(row, stable_threshold_eV_per_atom)
     if stability:
         parts.append(stability)
-    elif status == status_codes.OK:
-        parts.append("relaxed")
+    elif status == status_codes.OK and not change:
+        parts.append("relaxed, kept its structure")
     parts += _target_words(row)
     return ", ".join(parts) if parts else str(status or "unknown")
 

@@ -183,6 +183,14 @@ def test_report_without_targets_or_stability_still_complete(results: Path, tmp_p
     assert "parity" not in page.section_ids
 
 
+def test_structures_table_is_capped_for_huge_runs(results: Path, tmp_path: Path):
+    from dftscreen.report import structures_table
+
+    table, _ = _table_and_summary(results)
+    html = structures_table(table, results, tmp_path, max_rows=2)
+    assert html.count('<tr class="status-') == 2 and "The first 2 of 6 structures" in html
+
+
 def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path):
     table, summary = _table_and_summary(results)
     index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)

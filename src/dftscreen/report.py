@@ -67,6 +67,9 @@ STRUCTURE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("total_core_hours", "core-hours", 4),
 )
 
+#: Most rows the structures table shows (a page of 100,000 rows would not open); the CSV has them all.
+MAX_TABLE_ROWS = 5000
+
 FIGURE_DPI = 200
 FIGURE_SIZE_IN = (6.4, 4.0)
 
@@ -284,9 +287,13 @@ def _links(row: dict[str, Any], out_dir: Path, report_dir: Path) -> str:
     )
 
 
-def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path) -> str:
-    """The sortable table of every structure with its verdict and links."""
+def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path, max_rows: int = MAX_TABLE_ROWS) -> str:
+    """The sortable table of the structures (the first ``max_rows``) with their verdicts and links."""
     e_hull = hull_column(table)
+    note = ""
+    if len(table) > max_rows:
+        note = f'<p class="note">The first {max_rows} of {len(table)} structures; results.csv has them all.</p>'
+        table = table.head(max_rows)
     headers = [header for _, header, _ in STRUCTURE_COLUMNS] + ["files"]
     body = []
     for row in table.to_dict("records"):
@@ -305,7 +312,7 @@ def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path) -> st
         cells.append(f"<td>{_links(row, out_dir, report_dir)}</td>")
         body.append(f'<tr class="status-{_e(row.get("status"))}">' + "".join(cells) + "</tr>")
     head = "".join(f'<th title="click to sort">{_e(h)}</th>' for h in headers)
-    return f'<table class="sortable" id="structures-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return note + f'<table class="sortable" id="structures-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def failure_groups(table: pd.DataFrame, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:

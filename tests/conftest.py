@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -58,3 +60,153 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared (reference data beside the checkout) is not present")
     return SHARED
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class _ReportParser(HTMLParser):
+    """Section ids, image sources, link targets and the title of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.section_ids: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section" and attrs.get("id"):
+            self.section_ids.append(attrs["id"])
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+
+def assert_report_complete(index: Path, sections: list[str]) -> _ReportParser:
+    """Every named section is there, every image is a PNG that decodes, every link points to an existing file.
+
+    Links inside the page (#section) must name a section; nothing may come from the network.
+    """
+    from matplotlib.image import imread
+
+    text = index.read_text()
+    page = _ReportParser()
+    page.feed(text)
+    assert page.title.strip(), "the page has no title"
+    missing = [s for s in sections if s not in page.section_ids]
+    assert not missing, f"sections missing: {missing} (have {page.section_ids})"
+    assert page.images, "the report has no figures"
+    for src in page.images:
+        assert "://" not in src and not src.startswith("//"), src
+        path = index.parent / unquote(src)
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, f"{src} is not a PNG"
+        image = imread(path)
+        assert image.shape[0] > 100 and image.shape[1] > 100, (src, image.shape)
+        assert float(image.std()) > 0.0, f"{src} is blank"
+    for href in page.links:
+        assert "://" not in href, f"external link {href}"
+        if href.startswith("#"):
+            assert href[1:] in page.section_ids, href
+            continue
+        assert (index.parent / unquote(href)).is_file(), f"link to a missing file: {href}"
+    assert "http://" not in text and "https://" not in text, "the page refers to the network"
+    return page
+
+
+def chromium_binary() -> str | None:
+    """Debian's headless-capable Chromium, when installed (tools/test.sh installs it)."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(binary: str, profile_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run headless Chromium with a throw-away profile, no GPU, sandbox or background network."""
+    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+               f"--user-data-dir={profile_dir}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_renders_in_chromium(index: Path, tmp_path: Path) -> Path:
+    """Open the report in headless Chromium: the DOM has the title and the screenshot is not blank.
+
+    Returns the screenshot's path (look at it).
+    """
+    from matplotlib.image import imread
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (tools/test.sh installs it)")
+    url = index.resolve().as_uri()
+    dom = chromium(binary, tmp_path / "profile-dom", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = _ReportParser()
+    page.feed(dom.stdout)
+    assert page.title.startswith("dftscreen report"), page.title
+    # The sorting script ran without breaking the table: its rows are in the rendered DOM.
+    assert 'id="structures-table"' in dom.stdout
+    screenshot = tmp_path / "report_screenshot.png"
+    shot = chromium(binary, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1280,2000", url)
+    assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]
+    pixels = imread(screenshot)
+    assert pixels.shape[0] >= 1000 and pixels.shape[1] >= 1000, pixels.shape
+    # Not blank: many distinct colours (text, the warning banner, figures), not one uniform page.
+    flat = (pixels[..., :3] * 255).astype(int).reshape(-1, 3)
+    assert len({tuple(p) for p in flat[:: max(1, len(flat) // 200_000)]}) > 50
+    assert float(pixels[..., :3].std()) > 0.05
+    return screenshot
+
+
+# --------------------------------------------------------------------------- the column dictionary
+
+COLUMNS_DOC = REPO / "docs" / "columns.md"
+#: Placeholders of docs/columns.md that stand for a table input's own column names.
+INPUT_COLUMN_PLACEHOLDER = "<input column>"
+
+
+def documented_columns() -> list[str]:
+    """Column names (and patterns with <placeholders>) of docs/columns.md's tables, in order."""
+    import re
+
+    names = []
+    for line in COLUMNS_DOC.read_text().splitlines():
+        match = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def undocumented(columns, input_columns=()) -> list[str]:
+    """Columns not described in docs/columns.md, by name or by a pattern (<name>, <unit> stand for words).
+
+    A table input's own columns (``input_columns``) are covered by the copied-columns entries.
+    """
+    import re
+
+    literal, patterns = set(), []
+    for name in documented_columns():
+        if INPUT_COLUMN_PLACEHOLDER in name:
+            continue
+        if "<" in name:
+            patterns.append(re.compile("^" + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">")) + "$"))
+        else:
+            literal.add(name)
+    copied = set(input_columns) | {f"input_{c}" for c in input_columns}
+    return [c for c in columns if c not in literal and c not in copied and not any(p.match(c) for p in patterns)]

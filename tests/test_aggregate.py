@@ -7,6 +7,7 @@ import pytest
 
 from dftscreen.aggregate import COLUMNS, build_table, table_row, write_table
 from dftscreen.io import atomic_write_json
+from dftscreen.provenance import PROVENANCE_COLUMNS
 
 VALID = {"structure_id": "a", "source_file": "a.cif", "valid": True, "reason": "", "reduced_formula": "NaCl", "n_sites": 2}
 INVALID = {"structure_id": "b", "source_file": "b c.cif", "valid": False, "reason": "pymatgen could not parse\nline 2"}
@@ -58,8 +59,9 @@ def test_every_column_with_a_unit_says_so():
                 "gap_is_direct", "is_magnetic", "mpi_ranks", "relaxed_cif", "vbm_kpoint_frac", "cbm_kpoint_frac",
                 "scf_strategy", "relax_n_starts", "relax_resumed_from_step", "relaxed_matches_generated",
                 "structure_matcher_rms_norm", "spacegroup_number_relaxed", "spacegroup_symbol_relaxed",
-                "spacegroup_changed", "hull_reference", "decomposition_products", "gllbsc_note"}
-    units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom")
+                "spacegroup_changed", "hull_reference", "decomposition_products", "gllbsc_note",
+                "verdict", "failure_category", *PROVENANCE_COLUMNS}
+    units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom", "_core_hours")
     for column in set(COLUMNS) - unitless:
         assert column.endswith(units), column
 

@@ -52,10 +52,11 @@ def test_killed_relaxation_resumes_from_last_step(tmp_path: Path):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = killed / "checkpoint.json"
     deadline = time.monotonic() + 300
-    steps_at_kill = 0
+    steps_at_kill, wall_before_kill = 0, 0.0
     while time.monotonic() < deadline and job.poll() is None:
         if checkpoint.is_file():
-            steps_at_kill = json.loads(checkpoint.read_text())["n_ionic_steps"]
+            state = json.loads(checkpoint.read_text())
+            steps_at_kill, wall_before_kill = state["n_ionic_steps"], state["wall_time_all_starts_s"]
             if steps_at_kill >= 2:
                 break
         time.sleep(0.1)
@@ -71,6 +72,10 @@ def test_killed_relaxation_resumes_from_last_step(tmp_path: Path):
     resumed = json.loads((killed / "relax.json").read_text())
     assert resumed["status"] == "relaxed"
     assert resumed["n_starts"] == 2
+    # The cost counts both starts: the killed one (at least up to the checkpoint read above) and this one.
+    assert wall_before_kill > 0
+    assert resumed["wall_time_all_starts_s"] >= resumed["wall_time_s"] + wall_before_kill
+    assert resumed["core_seconds_all_starts"] == pytest.approx(2 * resumed["wall_time_all_starts_s"])
     assert resumed["resumed_from_step"] == at_kill["n_ionic_steps"] >= steps_at_kill
     assert resumed["n_ionic_steps"] > resumed["resumed_from_step"] or resumed["resumed_from_step"] > 0
     # Both ranks read the BFGS Hessian back with the geometry, and went on from the checkpoint.

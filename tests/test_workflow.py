@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import EXAMPLES, run_snakemake, write_run_config
+from conftest import (
+    EXAMPLES,
+    assert_renders_in_chromium,
+    assert_report_complete,
+    run_snakemake,
+    undocumented,
+    write_run_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +45,12 @@ def prepare_run(workdir: Path, cif_names: list[str], config: dict) -> Path:
 def finished_run(tmp_path_factory) -> Path:
     config = {"dft": {"preset": "test", "resources": {"atoms_per_task": 1}},
               # Elemental references (O2 in a box among them) are tested on NaCl below.
-              "stability": {"elemental_references": False}}
+              "stability": {"elemental_references": False},
+              # Targets only add columns and the report's parity plot (no extra DFT).
+              "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 1.0}}}}
     workdir = prepare_run(tmp_path_factory.mktemp("run"), STRUCTURES, config)
+    pd.DataFrame({"structure_id": ["NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"], "band_gap": [5.0, 0.5]}).to_csv(
+        workdir / "targets.csv", index=False)
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return workdir
@@ -63,6 +74,65 @@ def test_table_has_one_row_per_input_with_reasons_and_energies(finished_run: Pat
         assert "cores:  2" in (finished_run / "out" / "dft" / sid / "relax_gpaw_attempt1.txt").read_text()
 
 
+def test_report_of_the_finished_run_is_complete(finished_run: Path):
+    """The report rule ran: every section, every image a PNG, every link to a file that exists."""
+    out = finished_run / "out"
+    index = out / "report" / "index.html"
+    page = assert_report_complete(index, ["funnel", "parity", "distributions", "spacegroups", "structures",
+                                          "failures", "cost", "provenance"])
+    text = index.read_text()
+    for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
+        assert f"../dft/{sid}/relaxed.cif" in page.links and f"../logs/relax/{sid}.log" in page.links
+    assert "NOT CONVERGED" in text  # test preset
+    assert "broken_overlapping_atoms" in text and "closer than the # Å allowed" in text
+
+
+def test_verdict_provenance_and_cost_of_the_finished_run(finished_run: Path):
+    out = finished_run / "out"
+    table = pd.read_csv(out / "results.csv").set_index("structure_id")
+    assert undocumented(list(table.reset_index().columns)) == []  # docs/columns.md covers the real table
+    broken = table.loc["broken_overlapping_atoms"]
+    assert broken["verdict"].startswith("invalid: " + broken["reason"][:40])
+    for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
+        row = table.loc[sid]
+        assert "band gap" in row["verdict"] and "target" in row["verdict"], row["verdict"]
+        # Two ranks: core-hours are twice the wall time in hours.
+        assert row["relax_core_hours"] == pytest.approx(2 * row["relax_wall_time_all_starts_s"] / 3600)
+        assert row["relax_wall_time_all_starts_s"] >= row["relax_wall_time_s"] > 0
+        assert row["total_core_hours"] == pytest.approx(row["relax_core_hours"] + row["properties_core_hours"])
+        # The job log shows each ionic step.
+        log = (out / "logs" / "relax" / f"{sid}.log").read_text()
+        steps = re.findall(r"^ionic step +(\d+) +energy (-?\d+\.\d+) eV +fmax (\d+\.\d+) eV/Å +max stress "
+                           r"(\d+\.\d+) GPa +step time (\d+\.\d+) s$", log, flags=re.MULTILINE)
+        assert len(steps) == row["n_ionic_steps"] + 1, log[-2000:]  # the starting geometry is step 0
+        assert float(steps[-1][2]) == pytest.approx(row["max_force_eV_per_A"], abs=1e-4)
+    summary = yaml.safe_load((out / "summary.json").read_text())
+    assert summary["numbers_converged"] is False and summary["warning"].startswith("NOT CONVERGED")
+    provenance = summary["provenance"]
+    assert provenance["dft_preset"] == "test" and provenance["xc_functional"] == "PBE"
+    assert provenance["gpaw_data_version"] and provenance["gpaw_version"]
+    assert set(table["settings_sha256"]) == {provenance["settings_sha256"]}
+    assert set(table["gpaw_data_version"].astype(str)) == {provenance["gpaw_data_version"]}
+    assert summary["cost"]["stages"]["relax"]["core_hours"] == pytest.approx(table["relax_core_hours"].sum())
+    assert summary["cost"]["failure_taxonomy"] == {"SCF not converged": 0, "time limit": 0, "memory": 0, "other": 0}
+    assert [s["stage"] for s in summary["funnel"]][:5] == ["inputs", "parsed", "dft_ready", "unique", "relaxed"]
+
+
+def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path):
+    assert_renders_in_chromium(finished_run / "out" / "report" / "index.html", tmp_path)
+
+
+def test_snakemake_report_zip_of_the_finished_run(finished_run: Path):
+    proc = snakemake(finished_run, "--report", "report.zip")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import zipfile
+
+    with zipfile.ZipFile(finished_run / "report.zip") as archive:
+        names = archive.namelist()
+    for name in ("results.csv", "summary.json", "index.html", "funnel.png", "parity_band_gap.png"):
+        assert any(n.endswith(name) for n in names), (name, names[:50])
+
+
 def test_rerun_schedules_nothing(finished_run: Path):
     proc = snakemake(finished_run, "--dry-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,7 +145,7 @@ def test_deleting_one_structure_reruns_only_that_structure(finished_run: Path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     jobs = re.findall(r"^rule (\w+):", proc.stdout, flags=re.MULTILINE)
-    assert sorted(jobs) == ["aggregate", "all", "properties", "relax"], out[-3000:]
+    assert sorted(jobs) == ["aggregate", "all", "properties", "relax", "report"], out[-3000:]
     assert "wildcards: sid=NaCl_crystallm_P4nmm" in out
     assert "sid=MgGeO3_perov5_16100" not in out
     # And the real rerun restores the row.

@@ -29,7 +29,9 @@ import pandas as pd
 from pymatgen.core import Composition
 
 from dftscreen import status_codes
+from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
 from dftscreen.io import atomic_write_with, read_json
+from dftscreen.provenance import PROVENANCE_COLUMNS, row_provenance, run_provenance
 from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.stability import (
     E_HULL_COLUMN,
@@ -59,7 +61,9 @@ COLUMNS = [
     "structure_id",
     "source_file",
     "status",
+    "verdict",
     "reason",
+    "failure_category",
     "id_note",
     "reduced_formula",
     "n_sites",
@@ -95,10 +99,29 @@ COLUMNS = [
     "relax_n_starts",
     "relax_resumed_from_step",
     "relax_wall_time_s",
+    "relax_wall_time_all_starts_s",
     "properties_wall_time_s",
     "mpi_ranks",
+    "relax_core_hours",
+    "properties_core_hours",
+    "total_core_hours",
     "relaxed_cif",
+    *PROVENANCE_COLUMNS,
 ]
+
+#: Columns only a run with elemental references writes (see :func:`add_stability`).
+STABILITY_COLUMNS = [E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES, "stability_note"]
+
+#: Cost columns: empty in a duplicate's row (its DFT ran, and was paid for, once: in its representative's row).
+COST_COLUMNS = ["relax_core_hours", "properties_core_hours", "total_core_hours"]
+
+
+def check_columns() -> list[str]:
+    """Columns every check record contributes (its fields but the bookkeeping ones), table-input columns aside."""
+    from dftscreen.check import CheckResult
+
+    fields = CheckResult(structure_id="", source_file="", valid=False).to_dict()
+    return [name for name in fields if name not in CHECK_FIELDS_NOT_IN_TABLE]
 
 
 def one_line(text: str | None) -> str:
@@ -146,7 +169,9 @@ def table_row(
         scf_strategy=relax.get("scf_strategy"),
         relax_n_starts=relax.get("n_starts"),
         relax_resumed_from_step=relax.get("resumed_from_step"),
+        relax_wall_time_all_starts_s=relax.get("wall_time_all_starts_s"),
     )
+    _add_cost(row, relax, properties)
     v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
     if v0 and v1:
         row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
@@ -158,14 +183,16 @@ def table_row(
         if key in change:
             row[key] = change[key]
     if relax.get("status") == status_codes.FAILED:
-        row.update(status=status_codes.FAILED, reason=one_line(f"relaxation: {relax.get('reason')}"))
+        reason = one_line(f"relaxation: {relax.get('reason')}")
+        row.update(status=status_codes.FAILED, reason=reason, failure_category=failure_kind(reason))
         return row
     row["relaxed_cif"] = relax_cif_path
     if properties is None:
         row.update(status=status_codes.NOT_FINISHED, reason="property calculation has not finished: rerun the workflow")
         return row
     if properties.get("status") != "done":
-        row.update(status=status_codes.FAILED, reason=one_line(f"properties: {properties.get('reason')}"))
+        reason = one_line(f"properties: {properties.get('reason')}")
+        row.update(status=status_codes.FAILED, reason=reason, failure_category=failure_kind(reason))
         return row
     row.update(
         energy_eV=properties.get("energy_eV"),
@@ -188,6 +215,35 @@ def table_row(
     return row
 
 
+def _add_cost(row: dict[str, Any], relax: dict[str, Any], properties: dict[str, Any] | None) -> None:
+    """Core-hours (wall time × MPI ranks / 3600) of the relaxation (all starts), the properties job and both."""
+    relax_cost = relax_core_hours(relax)
+    properties_cost = job_core_hours(properties)
+    known = [c for c in (relax_cost, properties_cost) if c is not None]
+    row.update(
+        relax_core_hours=relax_cost,
+        properties_core_hours=properties_cost,
+        total_core_hours=sum(known) if known else None,
+    )
+
+
+def killed_job_kind(log_path: Path, tail_bytes: int = 8192) -> str | None:
+    """``time limit`` or ``memory`` when a job log's tail shows the job was killed for it, else ``None``.
+
+    SLURM's step daemon writes its "CANCELLED ... DUE TO TIME LIMIT" and
+    "oom-kill" messages to the step's stderr, which the rule sends to its log.
+    """
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - tail_bytes, 0))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return None
+    kind = failure_kind(text)
+    return kind if kind in (TIME_LIMIT, MEMORY) else None
+
+
 def _read_if_exists(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
@@ -197,6 +253,7 @@ def build_table(
     dft_dir: str | os.PathLike[str],
     element_records: list[dict[str, Any]] | None = None,
     phase_records: list[dict[str, Any]] | None = None,
+    run_settings: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Results table for all checked structures, reading DFT records under ``dft_dir``.
 
@@ -204,9 +261,15 @@ def build_table(
     missing ones make the row ``not_finished``. With ``element_records``
     (relaxation records of the elemental references) formation energies and
     energies above the hull are added; ``phase_records`` are relaxation
-    records of user-supplied competing phases for the hull.
+    records of user-supplied competing phases for the hull. ``run_settings`` (the
+    run's resolved DFT settings) give the provenance of rows without DFT; a row
+    with DFT takes its GPAW version and settings hash from its own record.
+    A job that left no record but whose log (``<dft_dir>/../logs/<stage>/<id>.log``)
+    shows a time-limit or memory kill gets that ``failure_category``.
     """
     dft_dir = Path(dft_dir)
+    logs_dir = dft_dir.parent / "logs"
+    provenance = run_provenance(run_settings)
     rows = []
     for check in checks:
         representative = check.get("duplicate_of")
@@ -227,6 +290,12 @@ def build_table(
             )
         else:
             row = table_row(check, relax, properties, cif)
+        if representative:
+            row.update({column: None for column in COST_COLUMNS})
+        elif row["status"] == status_codes.NOT_FINISHED:
+            stage = "relax" if relax is None else "properties"
+            row["failure_category"] = killed_job_kind(logs_dir / stage / f"{dft_id}.log")
+        row.update(row_provenance(provenance, relax))
         row["_relax"] = relax
         rows.append(row)
     if element_records is not None:
@@ -313,6 +382,8 @@ def table_from_results(
     out_dir: str | os.PathLike[str],
     with_formation_energies: bool = True,
     targets_config: dict[str, Any] | None = None,
+    run_settings: dict[str, Any] | None = None,
+    stable_threshold_eV_per_atom: float = 0.1,
 ) -> pd.DataFrame:
     """The results table as far as a run in ``out_dir`` got, read from its folders.
 
@@ -327,8 +398,18 @@ def table_from_results(
         out / "dft",
         element_records=elements if with_formation_energies else None,
         phase_records=phases,
+        run_settings=run_settings,
     )
-    return add_targets(table, targets_config)
+    return add_verdicts(add_targets(table, targets_config), stable_threshold_eV_per_atom)
+
+
+def add_verdicts(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> pd.DataFrame:
+    """Fill the ``verdict`` column: what became of each structure, in words (see :mod:`dftscreen.verdict`)."""
+    from dftscreen.verdict import verdicts
+
+    table = table.copy()
+    table["verdict"] = verdicts(table, stable_threshold_eV_per_atom)
+    return table
 
 
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:

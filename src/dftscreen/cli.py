@@ -3,7 +3,8 @@
 ``dftscreen status [RESULTS_DIR]``
     How far a run got, per stage (done, failed with the top reasons, running,
     pending), read from the results folder and the scheduler; never starts
-    Snakemake. See :mod:`dftscreen.status`.
+    Snakemake. Then the core-hours spent per stage and what the pending
+    structures will cost at the measured core-hours per atom. See :mod:`dftscreen.status`.
 ``dftscreen install-profile``
     Copy the repository's SLURM profile to Snakemake's per-user profile folder
     as ``slurm``, with your account, partition and QoS filled in, so that
@@ -20,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from dftscreen.io import atomic_write_text
-from dftscreen.status import format_status, run_status
+from dftscreen.status import cost_projection, format_cost_projection, format_status, run_status
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -72,10 +73,12 @@ def default_results_dir(run_folder: Path = Path(".")) -> Path:
 def _status(args: argparse.Namespace) -> int:
     results_dir = args.results_dir or default_results_dir()
     status = run_status(results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
+    cost = cost_projection(results_dir)
     if args.json:
-        print(json.dumps(status.to_dict(), indent=2))
+        print(json.dumps({**status.to_dict(), "cost": cost}, indent=2))
     else:
         print(format_status(status, top=args.top, show_ids=args.ids))
+        print(format_cost_projection(cost))
     # Nothing to count is an error for scripts; a run not finished yet is not.
     return 1 if status.problem and not status.problem.startswith("not finished") else 0
 

@@ -16,6 +16,10 @@ The calculator is attached by a factory (:data:`CalculatorFactory`, GPAW by
 default): tests pass one that attaches ASE's EMT, so the ladder, the resume and
 the stress gate run in seconds without GPAW.
 
+Each ionic step prints one line (energy, largest force, largest stress, step
+time) to stdout, the job log; the wall time is summed over every start in the
+checkpoint, so a resumed relaxation's cost counts all of them (:mod:`dftscreen.cost`).
+
 Run under MPI as ``mpiexec -n N gpaw python -m dftscreen.relax ...``.
 """
 
@@ -142,6 +146,25 @@ def _run_optimizer(
     return converged, int(optimizer.nsteps), restored
 
 
+def print_progress(atoms: Atoms, step: int, step_time_s: float) -> None:
+    """One line per ionic step on stdout (the job log), so ``tail -f`` shows whether it converges.
+
+    Energy in eV, largest force (after constraints) in eV/Å, largest stress
+    component in GPa, the step's wall time in s. Uses the results the
+    optimizer just had computed (every rank asks, so no rank waits on another);
+    no extra DFT: a stress that was not computed (positions-only relaxation) shows as n/a.
+    """
+    fmax = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
+    stress = getattr(atoms.calc, "results", {}).get("stress")
+    if world.rank == 0:
+        stress_text = "n/a" if stress is None else f"{float(np.abs(stress).max()) * EV_PER_A3_TO_GPA:.3f} GPa"
+        print(
+            f"ionic step {step:4d}  energy {atoms.get_potential_energy():.6f} eV  "
+            f"fmax {fmax:.4f} eV/Å  max stress {stress_text}  step time {step_time_s:.1f} s",
+            flush=True,
+        )
+
+
 def relax_atoms(
     atoms: Atoms,
     settings: dict[str, Any],
@@ -180,6 +203,10 @@ def relax_atoms(
         "resumed_from_step": 0,
         "initial_volume_A3": float(atoms.get_volume()),
         "point_group_symmetry": True,
+        # Summed over every start of this relaxation (up to its last checkpoint), so a
+        # resumed job's cost counts all its starts; see dftscreen.cost.
+        "wall_time_all_starts_s": 0.0,
+        "core_seconds_all_starts": 0.0,
     }
     checkpoint = load_checkpoint(workdir)
     if resumable(checkpoint, settings["gpaw"], state["start_fingerprint"]):
@@ -192,6 +219,15 @@ def relax_atoms(
     resumed_with_optimizer_state = False
 
     start = time.perf_counter()
+    earlier_wall_s, earlier_core_s = state["wall_time_all_starts_s"], state["core_seconds_all_starts"]
+
+    def account_time() -> None:
+        """Add this start's wall time so far to the totals of the earlier starts."""
+        elapsed = time.perf_counter() - start
+        state["wall_time_all_starts_s"] = earlier_wall_s + elapsed
+        state["core_seconds_all_starts"] = earlier_core_s + elapsed * world.size
+
+    last_step_time = [start]
     while True:
         rung = ladder[state["strategy_index"]]
         gpaw_settings = deep_merge(settings["gpaw"], rung["gpaw"])
@@ -203,6 +239,10 @@ def relax_atoms(
         def on_step(steps_this_run: int) -> None:
             state["n_ionic_steps"] = steps_before + steps_this_run
             state["energy_eV"] = float(atoms.get_potential_energy())
+            account_time()
+            now = time.perf_counter()
+            print_progress(atoms, state["n_ionic_steps"], now - last_step_time[0])
+            last_step_time[0] = now
             if world.rank == 0:
                 write_checkpoint(workdir, atoms, state)
 
@@ -237,12 +277,15 @@ def relax_atoms(
             if checkpoint is not None:
                 atoms = atoms_from_checkpoint(checkpoint, atoms)
             if state["strategy_index"] >= len(ladder):
+                account_time()
                 scf_attempts = [a for a in state["attempts"] if "SCF" in a["error"]]
                 raise RelaxationFailed(_ladder_summary(scf_attempts), state) from exc
+            account_time()
             if world.rank == 0:
                 write_checkpoint(workdir, atoms, state)
             world.barrier()
     wall_time = time.perf_counter() - start
+    account_time()
 
     forces = atoms.get_forces()
     stress = atoms.get_stress(voigt=True) * EV_PER_A3_TO_GPA
@@ -274,6 +317,8 @@ def relax_atoms(
         "initial_volume_A3": float(state["initial_volume_A3"]),
         "final_volume_A3": float(atoms.get_volume()),
         "wall_time_s": wall_time,
+        "wall_time_all_starts_s": float(state["wall_time_all_starts_s"]),
+        "core_seconds_all_starts": float(state["core_seconds_all_starts"]),
         "mpi_ranks": int(world.size),
     }
     return atoms, record
@@ -329,6 +374,8 @@ def run(
             converged=False,
             scf_attempts=exc.state["attempts"],
             n_ionic_steps=exc.state["n_ionic_steps"],
+            wall_time_all_starts_s=exc.state.get("wall_time_all_starts_s"),
+            core_seconds_all_starts=exc.state.get("core_seconds_all_starts"),
         )
         write_on_master(out_json, record)
         return record

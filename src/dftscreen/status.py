@@ -406,3 +406,63 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
             lines.append("    failed: " + ", ".join(shown) + (f" (+{more} more)" if more else ""))
     lines.append(f"scheduler: {status.scheduler}")
     return "\n".join(lines)
+
+
+def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Core-hours spent per DFT stage and projected for the structures still without a record.
+
+    The projection multiplies the measured core-hours per atom of each stage
+    (finished and failed jobs alike: both were paid for) by the atoms of the
+    structures waiting for that stage (:func:`dftscreen.cost.projection`).
+    ``None`` before the check stage has finished.
+    """
+    from dftscreen.cost import job_core_hours, projection, relax_core_hours
+
+    results = Path(results_dir)
+    checks = _read_record(results / "check" / "checks.json")
+    if checks is None:
+        return None
+    cost_of = {"relax": relax_core_hours, "properties": job_core_hours}
+    finished_cost: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    finished_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
+    pending_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
+    for check in checks:
+        if not check.get("valid"):
+            continue
+        atoms = int(check.get("n_sites") or 1)
+        relax_failed = False
+        for stage in STAGES:
+            path = results / "dft" / check["structure_id"] / f"{stage}.json"
+            record = _read_record(path) if path.is_file() else None
+            if record is None:
+                # After a failed relaxation the properties job only records that it was skipped.
+                if not relax_failed:
+                    pending_atoms[stage].append(atoms)
+                continue
+            relax_failed = stage == "relax" and record.get("status") == "failed"
+            core_hours = cost_of[stage](record)
+            if core_hours is not None:
+                finished_cost[stage].append(core_hours)
+                finished_atoms[stage].append(atoms)
+    return projection(finished_cost, finished_atoms, pending_atoms)
+
+
+def format_cost_projection(cost: dict[str, Any] | None) -> str:
+    """One line per DFT stage: core-hours spent, per atom, and projected for what is pending."""
+    if cost is None:
+        return "cost        unknown until the check stage has finished"
+    lines = []
+    for name, stage in cost["stages"].items():
+        rate = stage["core_hours_per_atom"]
+        projected = stage["projected_core_hours"]
+        pending = (
+            "nothing pending" if not stage["pending_jobs"]
+            else f"{stage['pending_jobs']} pending ({stage['pending_atoms']} atoms): "
+            + (f"about {projected:.3g} core-hours more" if projected is not None else "no finished job to measure yet")
+        )
+        per_atom = f" ({rate:.3g} per atom)" if rate is not None else ""
+        lines.append(f"cost {name:<11} {stage['measured_core_hours']:.3g} core-hours spent{per_atom}; {pending}")
+    total = cost["pending_core_hours"]
+    if total:
+        lines.append(f"cost pending     about {total:.3g} core-hours in all (measured cost per atom x pending atoms)")
+    return "\n".join(lines)

@@ -4,6 +4,10 @@ Rates are fractions of all input files, so they can be quoted like the
 validity / uniqueness / S.U.N. rates of generative-model papers (S.U.N. here
 is stable-and-unique: novelty needs a database of known crystals and is not
 computed).
+
+It also holds the funnel (how many structures survived each stage), the cost
+in core-hours per stage with the failure taxonomy and a projection of what is
+still pending, and the provenance of the run (see :mod:`dftscreen.provenance`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,15 @@ from typing import Any
 
 import pandas as pd
 
+from dftscreen.cost import FAILURE_KINDS, failure_kind, projection
+from dftscreen.provenance import unconverged_warning
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
 from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK
 from dftscreen.targets import TARGET_KINDS, target_columns
+from dftscreen.verdict import ML_PASSED_COLUMN, NOVEL_COLUMN
+
+#: Cost columns of the results table per stage.
+STAGE_COST_COLUMNS = {"relax": "relax_core_hours", "properties": "properties_core_hours"}
 
 
 def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
@@ -22,18 +32,135 @@ def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
     return {"count": count, "rate": count / total if total else None}
 
 
-def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> dict[str, Any]:
-    """Counts and rates over the whole run, and hit rate / MAE per target."""
+def _flag(table: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean column with missing values as False."""
+    return table[column].map(lambda v: bool(v) if v is not None and v is not pd.NA and v == v else False).astype(bool)
+
+
+def hull_column(table: pd.DataFrame) -> str | None:
+    """The table's energy-above-hull column, if any."""
+    return next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+
+
+def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> list[dict[str, Any]]:
+    """How many inputs survive each stage, each stage a subset of the one before.
+
+    inputs -> parsed -> dft_ready -> unique -> (novel) -> (passed ML screen) ->
+    relaxed -> (stable) -> (on target). Stages in parentheses appear only when
+    their columns exist. Each entry: stage, count, rate of inputs, rate of the
+    stage before.
+    """
+    total = len(table)
+    status = table["status"]
+    survivors = pd.Series(True, index=table.index)
+    steps: list[tuple[str, pd.Series]] = [("inputs", survivors)]
+    survivors = survivors & table["n_sites"].notna() if "n_sites" in table.columns else survivors
+    steps.append(("parsed", survivors))
+    ready = _flag(table, "dft_ready") if "dft_ready" in table.columns else status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+    survivors = survivors & ready
+    steps.append(("dft_ready", survivors))
+    survivors = survivors & (status != DUPLICATE)
+    steps.append(("unique", survivors))
+    if NOVEL_COLUMN in table.columns:
+        survivors = survivors & _flag(table, NOVEL_COLUMN)
+        steps.append(("novel", survivors))
+    if ML_PASSED_COLUMN in table.columns:
+        survivors = survivors & _flag(table, ML_PASSED_COLUMN)
+        steps.append(("passed ML screen", survivors))
+    survivors = survivors & (status == OK)
+    steps.append(("relaxed", survivors))
+    column = hull_column(table)
+    if column:
+        survivors = survivors & (pd.to_numeric(table[column], errors="coerce") <= stable_threshold_eV_per_atom)
+        steps.append(("stable", survivors))
+    hit_columns = [target_columns(name)[2] for name in TARGET_KINDS if target_columns(name)[2] in table.columns]
+    if hit_columns:
+        on_target = pd.Series(True, index=table.index)
+        for hit in hit_columns:
+            on_target &= _flag(table, hit)
+        survivors = survivors & on_target
+        steps.append(("on target", survivors))
+    result, previous = [], total
+    for name, mask in steps:
+        count = int(mask.sum())
+        result.append({
+            "stage": name,
+            "count": count,
+            "rate_of_inputs": count / total if total else None,
+            "rate_of_previous": count / previous if previous else None,
+        })
+        previous = count
+    return result
+
+
+def _numbers(table: pd.DataFrame, column: str) -> pd.Series:
+    if column not in table.columns:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(table[column], errors="coerce")
+
+
+def failure_taxonomy(table: pd.DataFrame) -> dict[str, int]:
+    """Failed rows, and unfinished rows whose job was killed, per kind of :data:`dftscreen.cost.FAILURE_KINDS`."""
+    counts = dict.fromkeys(FAILURE_KINDS, 0)
+    for row in table.to_dict("records"):
+        category = row.get("failure_category")
+        category = category if isinstance(category, str) and category else None
+        if row.get("status") == FAILED:
+            counts[category or failure_kind(row.get("reason"))] += 1
+        elif row.get("status") == NOT_FINISHED and category:
+            counts[category] += 1
+    return counts
+
+
+def cost_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """Core-hours per stage (each DFT job once: duplicates carry no cost), failure taxonomy, projection."""
+    own = table[table["status"] != DUPLICATE]
+    atoms = _numbers(own, "n_sites")
+    finished_cost: dict[str, list[float]] = {}
+    finished_atoms: dict[str, list[int]] = {}
+    pending_atoms: dict[str, list[int]] = {}
+    per_stage: dict[str, Any] = {}
+    for stage, column in STAGE_COST_COLUMNS.items():
+        cost = _numbers(own, column)
+        measured = cost.notna() & atoms.notna()
+        finished_cost[stage] = cost[measured].tolist()
+        finished_atoms[stage] = atoms[measured].astype(int).tolist()
+        per_stage[stage] = {"core_hours": float(cost.sum()) if cost.notna().any() else 0.0, "jobs": int(cost.notna().sum())}
+        waiting = (own["status"] == NOT_FINISHED) & cost.isna() & atoms.notna()
+        pending_atoms[stage] = atoms[waiting].astype(int).tolist()
+    total = sum(stage["core_hours"] for stage in per_stage.values())
+    taxonomy = failure_taxonomy(own)
+    n_inputs = len(table)
+    return {
+        "unit": "core-hours (wall time x MPI ranks, summed over every start of a job)",
+        "total_core_hours": total,
+        "stages": per_stage,
+        "core_hours_per_1000_inputs": 1000.0 * total / n_inputs if n_inputs else None,
+        "failure_taxonomy": taxonomy,
+        "projection": projection(finished_cost, finished_atoms, pending_atoms),
+    }
+
+
+def summarize(
+    table: pd.DataFrame,
+    stable_threshold_eV_per_atom: float = 0.1,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Counts and rates over the whole run, hit rate / MAE per target, funnel, cost and provenance."""
     total = len(table)
     status = table["status"]
     valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
     unique = valid & (status != DUPLICATE)
     relaxed_ok = status == OK
-    hull_column = next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+    e_hull_column = hull_column(table)
     stable = pd.Series(False, index=table.index)
-    if hull_column:
-        stable = relaxed_ok & (pd.to_numeric(table[hull_column], errors="coerce") <= stable_threshold_eV_per_atom)
+    if e_hull_column:
+        stable = relaxed_ok & (pd.to_numeric(table[e_hull_column], errors="coerce") <= stable_threshold_eV_per_atom)
+    provenance = provenance or {}
+    warning = unconverged_warning(provenance.get("dft_preset"))
     summary: dict[str, Any] = {
+        "warning": warning,
+        "numbers_converged": warning is None if provenance.get("dft_preset") else None,
         "n_inputs": total,
         "status_counts": {str(k): int(v) for k, v in status.value_counts().items()},
         "valid": _count_rate(valid, total),
@@ -42,12 +169,15 @@ def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) ->
         "stable": _count_rate(stable, total),
         "stable_and_unique": _count_rate(stable & unique, total),
         "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
-        "hull_column": hull_column,
+        "hull_column": e_hull_column,
         "relaxed_into_different_structure": _count_rate(
             relaxed_ok & (table.get("relaxed_matches_generated", pd.Series(True, index=table.index)) == False),  # noqa: E712
             total,
         ),
         "targets": {},
+        "funnel": funnel(table, stable_threshold_eV_per_atom),
+        "cost": cost_summary(table),
+        "provenance": provenance,
     }
     if "crystallm_valid" in table.columns:
         summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712

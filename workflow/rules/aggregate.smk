@@ -10,14 +10,16 @@ rule aggregate:
         elements=all_element_records,
         phases=all_phase_records,
     output:
-        csv=f"{OUT}/results.csv",
+        csv=report(f"{OUT}/results.csv", caption="../report/results.rst", category="Results"),
         parquet=f"{OUT}/results.parquet",
-        summary=f"{OUT}/summary.json",
+        summary=report(f"{OUT}/summary.json", caption="../report/summary.rst", category="Results"),
     params:
         dft_dir=f"{OUT}/dft",
         with_formation_energies=STABILITY["elemental_references"],
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
         targets=config["targets"],
+        # For provenance (versions, settings hash) of the rows and summary.json.
+        settings=global_settings_json,
     log:
         f"{OUT}/logs/aggregate.log",
     localrule: True

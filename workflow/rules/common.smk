@@ -24,6 +24,7 @@ from dftscreen.inputs import (
     table_row_cif_path,
 )
 from dftscreen.resources import ResourcePolicy
+from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
 from dftscreen.targets import TARGET_KINDS
 
@@ -69,6 +70,9 @@ REFERENCE_PHASES = (
 # Every path a rule puts in a shell command is quoted ({x:q}): output_dir may hold spaces
 # or shell characters.
 GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
+# Figures of the HTML report (fixed names, one parity plot per configured target) and their captions.
+REPORT_FIGURES = figure_names(config["targets"]["properties"])
+REPORT_CAPTIONS = {name: "parity.rst" if name.startswith("parity_") else name.replace(".png", ".rst") for name in REPORT_FIGURES}
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
@@ -267,7 +271,7 @@ def target_file(wildcards):
 
 
 def get_final_output(wildcards):
-    """The results table, and every per-structure record as an explicit target.
+    """The results table, the HTML report, and every per-structure record as an explicit target.
 
     Snakemake accepts missing intermediate files when the outputs downstream of
     them are newer (that is how temp() works), so deleting one structure's DFT
@@ -277,6 +281,7 @@ def get_final_output(wildcards):
         f"{OUT}/results.csv",
         f"{OUT}/results.parquet",
         f"{OUT}/summary.json",
+        f"{OUT}/report/index.html",
         *all_relax_records(wildcards),
         *all_properties_records(wildcards),
         *all_element_records(wildcards),
@@ -289,7 +294,13 @@ def write_partial_table():
     checks_path = Path(OUT) / "check" / "checks.json"
     if not checks_path.is_file():
         return
-    table = table_from_results(OUT, STABILITY["elemental_references"], config["targets"])
+    table = table_from_results(
+        OUT,
+        STABILITY["elemental_references"],
+        config["targets"],
+        run_settings=DFT_SETTINGS,
+        stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
+    )
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

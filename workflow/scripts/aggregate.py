@@ -1,13 +1,17 @@
 """Thin glue: build and write the results table (Snakemake `script:`)."""
 
+import json
 import logging
 from pathlib import Path
 
-from dftscreen.aggregate import add_targets, build_table, status_counts, write_table
+from dftscreen.aggregate import add_targets, add_verdicts, build_table, status_counts, write_table
 from dftscreen.io import atomic_write_json, read_json
+from dftscreen.provenance import run_provenance
 from dftscreen.summary import summarize
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+run_settings = json.loads(snakemake.params.settings)  # noqa: F821
+threshold = snakemake.params.stable_threshold_eV_per_atom  # noqa: F821
 table = build_table(
     read_json(snakemake.input.checks),  # noqa: F821
     snakemake.params.dft_dir,  # noqa: F821
@@ -17,12 +21,15 @@ table = build_table(
         else None
     ),
     phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
+    run_settings=run_settings,
 )
-table = add_targets(table, snakemake.params.targets)  # noqa: F821
+table = add_verdicts(add_targets(table, snakemake.params.targets), threshold)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
-summary = summarize(table, snakemake.params.stable_threshold_eV_per_atom)  # noqa: F821
+summary = summarize(table, threshold, provenance=run_provenance(run_settings))
 atomic_write_json(snakemake.output.summary, summary)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))
+if summary["warning"]:
+    logging.warning(summary["warning"])
 # A complete table supersedes any partial one from an earlier failed run.
 out_dir = Path(snakemake.output.csv).parent  # noqa: F821
 for stale in ("results_partial.csv", "results_partial.parquet"):

@@ -1,0 +1,548 @@
+"""The HTML report of a run: ``<output_dir>/report/index.html`` with its figures beside it as PNG.
+
+For people new to DFT the table answers everything and explains nothing; the
+report says how many structures survived each stage and why the others did
+not, shows the distributions that matter, lists every structure with a verdict
+and links to its relaxed CIF and job logs, what the run cost, and exactly which
+code and settings produced it.
+
+Self-contained: one HTML file with inline CSS and a few lines of inline
+JavaScript (sorting the table), PNGs in the same folder, links relative to it.
+Nothing is fetched from the network to view it. The figures (matplotlib, Agg
+backend) are sized and labelled to be usable in a talk as they are.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from dftscreen import status_codes
+from dftscreen.cost import FAILURE_KINDS
+from dftscreen.io import atomic_write_text, atomic_write_with
+from dftscreen.provenance import PROVENANCE_COLUMNS
+from dftscreen.status import reason_kind
+from dftscreen.summary import hull_column
+from dftscreen.targets import TARGET_KINDS, target_columns
+from dftscreen.verdict import ML_FORMATION_ENERGY_COLUMN
+
+#: Figures every report has (a figure without data says so in the image).
+FIXED_FIGURES = (
+    "funnel.png",
+    "formation_energy.png",
+    "e_above_hull.png",
+    "volume_change.png",
+    "spacegroup_change.png",
+    "cost_per_stage.png",
+)
+#: Optional figure of the ML stage (only when both ML and DFT formation energies exist).
+ML_PARITY_FIGURE = "parity_ml_vs_dft_formation_energy.png"
+
+#: Sections of the page (``<section id=...>``), in order; parity only with targets.
+SECTIONS = ("funnel", "parity", "distributions", "spacegroups", "structures", "failures", "cost", "provenance")
+
+#: Columns of the structures table: (column, header, decimals or None for text).
+STRUCTURE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("structure_id", "id", None),
+    ("reduced_formula", "formula", None),
+    ("status", "status", None),
+    ("verdict", "verdict", None),
+    ("n_sites", "atoms", 0),
+    ("energy_per_atom_eV", "E (eV/atom)", 4),
+    ("formation_energy_eV_per_atom", "E_form (eV/atom)", 3),
+    ("@hull", "E_hull (eV/atom)", 3),
+    ("band_gap_eV", "gap (eV)", 2),
+    ("magnetic_moment_muB", "moment (µB)", 2),
+    ("volume_change_pct", "ΔV (%)", 1),
+    ("@spacegroups", "space group", None),
+    ("total_core_hours", "core-hours", 4),
+)
+
+#: Most rows the structures table shows (a page of 100,000 rows would not open); the CSV has them all.
+MAX_TABLE_ROWS = 5000
+
+FIGURE_DPI = 200
+FIGURE_SIZE_IN = (6.4, 4.0)
+
+
+def parity_figure_name(target: str) -> str:
+    """File name of the target-vs-computed parity plot of one target property."""
+    return f"parity_{target}.png"
+
+
+def figure_names(target_names: Iterable[str] = ()) -> list[str]:
+    """Every PNG the report writes for these configured targets (what the workflow rule declares)."""
+    return [*FIXED_FIGURES, *(parity_figure_name(name) for name in target_names)]
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figure():
+    """A new matplotlib figure on the Agg canvas (no pyplot state, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _save(figure, path: Path) -> None:
+    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=FIGURE_DPI))
+
+
+def _no_data(ax, message: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, wrap=True, color="0.35")
+
+
+def plot_funnel(stages: list[dict[str, Any]], path: Path) -> None:
+    """Horizontal bars: structures left after each stage, labelled with count and % of inputs."""
+    figure, ax = _figure()
+    names = [s["stage"] for s in stages]
+    counts = [s["count"] for s in stages]
+    bars = ax.barh(names, counts, color="#3b75af")
+    ax.invert_yaxis()
+    ax.set_xlabel("structures")
+    ax.set_title("How many structures survive each stage")
+    top = max(counts) if counts and max(counts) else 1
+    ax.set_xlim(0, top * 1.3)
+    for bar, stage in zip(bars, stages):
+        rate = stage["rate_of_inputs"]
+        label = f"{stage['count']}" + (f" ({100 * rate:.0f} %)" if rate is not None else "")
+        ax.text(bar.get_width() + top * 0.02, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=11)
+    _save(figure, path)
+
+
+def plot_histogram(values: pd.Series, path: Path, xlabel: str, title: str, empty_message: str,
+                   marker: float | None = None, marker_label: str | None = None) -> None:
+    """Histogram of one property over the structures; a note instead when there are no values."""
+    figure, ax = _figure()
+    data = pd.to_numeric(values, errors="coerce").dropna()
+    if data.empty:
+        _no_data(ax, empty_message)
+    else:
+        ax.hist(data, bins=min(30, max(5, len(data))), color="#3b75af", edgecolor="white")
+        if marker is not None:
+            ax.axvline(marker, color="#c0392b", linestyle="--", label=marker_label)
+            ax.legend()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("structures")
+        ax.set_title(f"{title} (n = {len(data)})")
+    _save(figure, path)
+
+
+def plot_parity(target: pd.Series, computed: pd.Series, tolerance: float | None, path: Path,
+                label: str, unit: str, xlabel: str = "target", ylabel: str = "computed (DFT)") -> dict[str, Any]:
+    """Computed vs target with the line y = x and the hit band ±tolerance; returns n and hit count."""
+    figure, ax = _figure()
+    x = pd.to_numeric(target, errors="coerce")
+    y = pd.to_numeric(computed, errors="coerce")
+    both = x.notna() & y.notna()
+    x, y = x[both].to_numpy(float), y[both].to_numpy(float)
+    hits = np.abs(y - x) <= tolerance if tolerance is not None else np.ones(len(x), dtype=bool)
+    if len(x) == 0:
+        _no_data(ax, f"no structure has both a {xlabel} and a {ylabel} {label}")
+    else:
+        low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        pad = max(0.1 * (high - low), tolerance or 0.0, 0.1)
+        line = np.array([low - pad, high + pad])
+        if tolerance is not None:
+            ax.fill_between(line, line - tolerance, line + tolerance, color="#2e8b57", alpha=0.15,
+                            label=f"hit band ±{tolerance:g} {unit}")
+        ax.plot(line, line, color="0.3", linewidth=1, label="y = x")
+        ax.scatter(x[hits], y[hits], color="#2e8b57", label="hit" if tolerance is not None else None, zorder=3)
+        if tolerance is not None:
+            ax.scatter(x[~hits], y[~hits], color="#c0392b", marker="x", label="miss", zorder=3)
+        ax.set_xlim(line)
+        ax.set_ylim(line)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=9)
+        ax.set_xlabel(f"{xlabel} {label} ({unit})")
+        ax.set_ylabel(f"{ylabel} {label} ({unit})")
+        ax.set_title(f"{label}: {int(hits.sum())} of {len(x)} within ±{tolerance:g} {unit}" if tolerance is not None
+                     else f"{label} (n = {len(x)})")
+    _save(figure, path)
+    return {"n": int(len(x)), "hits": int(hits.sum())}
+
+
+def spacegroup_outcomes(table: pd.DataFrame) -> tuple[Counter, Counter]:
+    """Relaxed structures whose space group was kept / changed / not compared, and each change (from -> to)."""
+    outcomes: Counter = Counter()
+    changes: Counter = Counter()
+    relaxed = table[table["status"].isin([status_codes.OK, status_codes.NOT_CONVERGED])]
+    for row in relaxed.to_dict("records"):
+        changed = row.get("spacegroup_changed")
+        if changed is None or changed is pd.NA or changed != changed:
+            outcomes["not compared"] += 1
+        elif bool(changed):
+            outcomes["changed"] += 1
+            changes[f"{row.get('spacegroup_symbol')} -> {row.get('spacegroup_symbol_relaxed')}"] += 1
+        else:
+            outcomes["kept"] += 1
+    return outcomes, changes
+
+
+def plot_spacegroups(outcomes: Counter, path: Path) -> None:
+    """Bars: relaxed structures that kept their space group and those that changed it."""
+    figure, ax = _figure()
+    if not outcomes:
+        _no_data(ax, "no relaxed structures yet")
+    else:
+        names = [n for n in ("kept", "changed", "not compared") if outcomes.get(n)]
+        colors = {"kept": "#2e8b57", "changed": "#c0392b", "not compared": "0.6"}
+        bars = ax.bar(names, [outcomes[n] for n in names], color=[colors[n] for n in names])
+        for bar in bars:
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{int(bar.get_height())}",
+                    ha="center", va="bottom", fontsize=12)
+        ax.set_ylabel("relaxed structures")
+        ax.set_title("Space group on relaxation: kept or changed")
+        ax.set_ylim(0, max(outcomes.values()) * 1.2)
+    _save(figure, path)
+
+
+def plot_cost(cost: dict[str, Any], path: Path) -> None:
+    """Bars: core-hours spent per stage, and projected for the pending jobs."""
+    figure, ax = _figure()
+    stages = cost.get("stages", {})
+    if not stages or not any(s["core_hours"] for s in stages.values()):
+        _no_data(ax, "no DFT job has recorded its cost yet")
+    else:
+        names = list(stages)
+        spent = [stages[n]["core_hours"] for n in names]
+        projected_stages = cost.get("projection", {}).get("stages", {})
+        pending = [projected_stages.get(n, {}).get("projected_core_hours") or 0.0 for n in names]
+        ax.bar(names, spent, color="#3b75af", label="spent")
+        if any(pending):
+            ax.bar(names, pending, bottom=spent, color="#3b75af", alpha=0.35, label="projected for pending")
+            ax.legend()
+        ax.set_ylabel("core-hours")
+        ax.set_title(f"Cost per stage (total {cost.get('total_core_hours', 0):.3g} core-hours)")
+    _save(figure, path)
+
+
+# --------------------------------------------------------------------------- HTML pieces
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _format(value: Any, decimals: int | None) -> str:
+    if _missing(value):
+        return ""
+    if decimals is not None:
+        try:
+            return f"{float(value):.{decimals}f}"
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def _href(target: Path, report_dir: Path) -> str:
+    return quote(os.path.relpath(target, report_dir).replace(os.sep, "/"))
+
+
+def _pct(rate: float | None) -> str:
+    return "" if rate is None else f"{100 * rate:.1f} %"
+
+
+def _table(headers: list[str], rows: list[list[str]], css_class: str = "", raw: bool = False) -> str:
+    """An HTML table; cells are escaped unless ``raw`` (then they are HTML already)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c if raw else _e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    cls = f' class="{css_class}"' if css_class else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(name: str, alt: str) -> str:
+    return f'<figure><img src="{quote(name)}" alt="{_e(alt)}"><figcaption>{_e(alt)}</figcaption></figure>'
+
+
+def _links(row: dict[str, Any], out_dir: Path, report_dir: Path) -> str:
+    """Links to the relaxed CIF and the job logs of a row's DFT (its representative's for a duplicate); only files that exist."""
+    dft_id = row.get("duplicate_of") if not _missing(row.get("duplicate_of")) else row["structure_id"]
+    candidates = [
+        ("CIF", out_dir / "dft" / str(dft_id) / "relaxed.cif"),
+        ("relax log", out_dir / "logs" / "relax" / f"{dft_id}.log"),
+        ("properties log", out_dir / "logs" / "properties" / f"{dft_id}.log"),
+    ]
+    return " ".join(
+        f'<a href="{_href(path, report_dir)}">{_e(label)}</a>' for label, path in candidates if path.is_file()
+    )
+
+
+def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path, max_rows: int = MAX_TABLE_ROWS) -> str:
+    """The sortable table of the structures (the first ``max_rows``) with their verdicts and links."""
+    e_hull = hull_column(table)
+    note = ""
+    if len(table) > max_rows:
+        note = f'<p class="note">The first {max_rows} of {len(table)} structures; results.csv has them all.</p>'
+        table = table.head(max_rows)
+    headers = [header for _, header, _ in STRUCTURE_COLUMNS] + ["files"]
+    body = []
+    for row in table.to_dict("records"):
+        cells = []
+        for column, _, decimals in STRUCTURE_COLUMNS:
+            if column == "@hull":
+                value = row.get(e_hull) if e_hull else None
+            elif column == "@spacegroups":
+                before, after = row.get("spacegroup_symbol"), row.get("spacegroup_symbol_relaxed")
+                value = f"{before} -> {after}" if not _missing(after) and after != before else before
+            else:
+                value = row.get(column)
+            text = _format(value, decimals)
+            sort_key = "" if _missing(value) or decimals is None else f' data-sort="{_e(float(value))}"'
+            cells.append(f"<td{sort_key} class=\"{_e(column.strip('@'))}\">{_e(text)}</td>")
+        cells.append(f"<td>{_links(row, out_dir, report_dir)}</td>")
+        body.append(f'<tr class="status-{_e(row.get("status"))}">' + "".join(cells) + "</tr>")
+    head = "".join(f'<th title="click to sort">{_e(h)}</th>' for h in headers)
+    return note + f'<table class="sortable" id="structures-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def failure_groups(table: pd.DataFrame, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:
+    """Rows that did not make it, grouped by status and reason (numbers blanked): (status, reason, count, ids)."""
+    lost = table[~table["status"].isin([status_codes.OK])]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in lost.to_dict("records"):
+        reason = row.get("reason")
+        key = (str(row["status"]), reason_kind(reason if isinstance(reason, str) and reason else "no reason given"))
+        groups.setdefault(key, []).append(str(row["structure_id"]))
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [(status, reason, len(ids), ids[:examples]) for (status, reason), ids in ordered]
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #3b75af; padding-bottom: 0.2em; margin-top: 2em; }
+.warning { background: #c0392b; color: white; padding: 1em 1.2em; font-size: 1.2em; font-weight: bold;
+           border-radius: 6px; margin: 1em 0; }
+nav a { margin-right: 1em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #eef3f8; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th[data-order="asc"]::after { content: " ▲"; } table.sortable th[data-order="desc"]::after { content: " ▼"; }
+tr.status-failed td.status, tr.status-invalid td.status { color: #c0392b; font-weight: bold; }
+tr.status-ok td.status { color: #2e8b57; font-weight: bold; }
+td.verdict { min-width: 16em; max-width: 28em; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; } figure img { max-width: 560px; width: 100%; }
+figcaption { font-size: 0.85em; color: #555; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.note { color: #555; }
+"""
+
+_SORT_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, column) {
+    th.addEventListener("click", function () {
+      var ascending = th.dataset.order !== "asc";
+      table.querySelectorAll("th").forEach(function (h) { delete h.dataset.order; });
+      th.dataset.order = ascending ? "asc" : "desc";
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[column];
+        var text = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
+        var number = parseFloat(text);
+        return text !== "" && isFinite(text) ? number : text.toLowerCase();
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === "" && y !== "") { return 1; }
+        if (y === "" && x !== "") { return -1; }
+        var order = (typeof x === typeof y) ? (x < y ? -1 : (x > y ? 1 : 0)) : (typeof x === "number" ? -1 : 1);
+        return ascending ? order : -order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def build_report(
+    out_dir: str | os.PathLike[str],
+    table: pd.DataFrame,
+    summary: dict[str, Any],
+    report_dir: str | os.PathLike[str] | None = None,
+    run_settings: dict[str, Any] | None = None,
+    targets_config: dict[str, Any] | None = None,
+    stable_threshold_eV_per_atom: float = 0.1,
+) -> Path:
+    """Write ``index.html`` and its PNG figures into ``report_dir`` (default ``<out_dir>/report``).
+
+    Args:
+        out_dir: the run's output folder (links point to its ``dft/`` and ``logs/``).
+        table: the results table (``results.parquet``).
+        summary: ``summary.json`` of the same table.
+        run_settings: the run's resolved DFT settings, shown for reproduction.
+        targets_config: the config's ``targets`` section (tolerances of the hit bands).
+        stable_threshold_eV_per_atom: the run's stability threshold (eV/atom).
+
+    Returns:
+        The path of ``index.html``.
+    """
+    out = Path(out_dir)
+    report = Path(report_dir) if report_dir is not None else out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    provenance = summary.get("provenance") or {}
+    cost = summary.get("cost") or {}
+    stages = summary.get("funnel") or []
+    target_specs = (targets_config or {}).get("properties") or {}
+    e_hull = hull_column(table)
+    title = f"dftscreen report: {out.resolve().name}"
+    parts = [f"<h1>{_e(title)}</h1>"]
+    preset = provenance.get("dft_preset")
+    parts.append(
+        f'<p class="note">{len(table)} input files; DFT preset <b>{_e(preset)}</b>, functional '
+        f'{_e(provenance.get("xc_functional"))}; dftscreen {_e(provenance.get("dftscreen_version"))}.</p>'
+    )
+    if summary.get("warning"):
+        parts.append(f'<div class="warning" id="warning">{_e(summary["warning"])}</div>')
+    nav_sections = [s for s in SECTIONS if s != "parity" or target_specs]
+    parts.append("<nav>" + "".join(f'<a href="#{s}">{s}</a>' for s in nav_sections) + "</nav>")
+
+    # Funnel.
+    plot_funnel(stages, report / "funnel.png")
+    rows = [[s["stage"], str(s["count"]), _pct(s["rate_of_inputs"]), _pct(s["rate_of_previous"])] for s in stages]
+    parts.append('<section id="funnel"><h2>Funnel: how many structures survived each stage</h2>'
+                 + _table(["stage", "structures", "of inputs", "of the stage before"], rows)
+                 + _img("funnel.png", "Structures left after each stage")
+                 + f'<p class="note">relaxed: relaxed to the force and stress thresholds with properties computed; '
+                 f"stable: at most {stable_threshold_eV_per_atom:g} eV/atom above the hull ({_e(e_hull or 'no hull: formation energies off')}); "
+                 "on target: within the tolerance of every configured target.</p></section>")
+
+    # Parity plots (targets; ML vs DFT when both exist).
+    if target_specs:
+        figures, rows = [], []
+        for name, spec in target_specs.items():
+            if name not in TARGET_KINDS:
+                continue
+            kind = TARGET_KINDS[name]
+            target_col, _, _ = target_columns(name)
+            computed_col = next((c for c in kind.computed_columns if c in table.columns), None)
+            tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
+            unit = kind.unit.replace("_per_", "/").replace("_", " ")
+            counts = plot_parity(
+                table.get(target_col, pd.Series(dtype=float)),
+                table[computed_col] if computed_col else pd.Series(dtype=float),
+                tolerance, report / parity_figure_name(name), name.replace("_", " "), unit,
+            )
+            figures.append(_img(parity_figure_name(name), f"Target vs computed {name.replace('_', ' ')}"))
+            rows.append([name, str(counts["n"]), str(counts["hits"]), f"±{tolerance:g} {unit}"])
+        if ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
+            plot_parity(table[ML_FORMATION_ENERGY_COLUMN], table["formation_energy_eV_per_atom"], None,
+                        report / ML_PARITY_FIGURE, "formation energy", "eV/atom", xlabel="ML", ylabel="DFT")
+            figures.append(_img(ML_PARITY_FIGURE, "ML vs DFT formation energy"))
+        parts.append('<section id="parity"><h2>Targets: computed vs asked for</h2>'
+                     + _table(["target", "compared", "hits", "hit band"], rows) + "".join(figures) + "</section>")
+    elif ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
+        plot_parity(table[ML_FORMATION_ENERGY_COLUMN], table["formation_energy_eV_per_atom"], None,
+                    report / ML_PARITY_FIGURE, "formation energy", "eV/atom", xlabel="ML", ylabel="DFT")
+        parts.append('<section id="parity"><h2>ML vs DFT</h2>'
+                     + _img(ML_PARITY_FIGURE, "ML vs DFT formation energy") + "</section>")
+
+    # Distributions (each DFT calculation once: a duplicate repeats its representative's values).
+    own = table[table["status"] != status_codes.DUPLICATE]
+    plot_histogram(own.get("formation_energy_eV_per_atom", pd.Series(dtype=float)), report / "formation_energy.png",
+                   "formation energy (eV/atom)", "Formation energy",
+                   "no formation energies (elemental references off or not finished)")
+    plot_histogram(own[e_hull] if e_hull else pd.Series(dtype=float), report / "e_above_hull.png",
+                   "energy above hull (eV/atom)", "Energy above the convex hull",
+                   "no energies above the hull (elemental references off or not finished)",
+                   marker=stable_threshold_eV_per_atom, marker_label="stability threshold")
+    plot_histogram(own.get("volume_change_pct", pd.Series(dtype=float)), report / "volume_change.png",
+                   "volume change on relaxation (%)", "Volume change on relaxation", "no relaxed structures yet",
+                   marker=0.0, marker_label="no change")
+    parts.append('<section id="distributions"><h2>Distributions</h2>'
+                 + '<p class="note">Each DFT calculation counted once (duplicates left out).</p>'
+                 + _img("formation_energy.png", "Formation energy per atom")
+                 + _img("e_above_hull.png", "Energy above the convex hull")
+                 + _img("volume_change.png", "Volume change on relaxation") + "</section>")
+
+    # Space groups.
+    outcomes, changes = spacegroup_outcomes(own)
+    plot_spacegroups(outcomes, report / "spacegroup_change.png")
+    change_rows = [[change, str(count)] for change, count in changes.most_common()]
+    parts.append('<section id="spacegroups"><h2>Space group: kept or changed on relaxation</h2>'
+                 + _img("spacegroup_change.png", "Space group kept vs changed")
+                 + (_table(["generated -> relaxed", "structures"], change_rows) if change_rows
+                    else '<p class="note">No relaxed structure changed its space group.</p>') + "</section>")
+
+    # Structures.
+    parts.append('<section id="structures"><h2>Structures</h2><p class="note">Click a column header to sort. '
+                 "A duplicate shows (and links) the DFT of the structure it duplicates.</p>"
+                 + structures_table(table, out, report) + "</section>")
+
+    # Failures.
+    groups = failure_groups(table)
+    rows = [[status, reason, str(count), ", ".join(ids) + (" …" if count > len(ids) else "")]
+            for status, reason, count, ids in groups]
+    taxonomy = cost.get("failure_taxonomy") or {}
+    parts.append('<section id="failures"><h2>What did not make it, and why</h2>'
+                 + (_table(["status", "reason (numbers as #)", "structures", "e.g."], rows) if rows
+                    else '<p class="note">Every structure made it.</p>')
+                 + "<h3>DFT failures by kind</h3>"
+                 + _table(["kind", "structures"], [[k, str(taxonomy.get(k, 0))] for k in FAILURE_KINDS])
+                 + "</section>")
+
+    # Cost.
+    plot_cost(cost, report / "cost_per_stage.png")
+    projection = cost.get("projection") or {}
+    stage_rows = []
+    for name, stage in (cost.get("stages") or {}).items():
+        projected = (projection.get("stages") or {}).get(name, {})
+        rate = projected.get("core_hours_per_atom")
+        pending = projected.get("projected_core_hours")
+        stage_rows.append([name, str(stage["jobs"]), f"{stage['core_hours']:.4g}",
+                           "" if rate is None else f"{rate:.3g}", str(projected.get("pending_jobs", 0)),
+                           "unknown" if pending is None and projected.get("pending_jobs") else f"{pending or 0:.4g}"])
+    per_1000 = cost.get("core_hours_per_1000_inputs")
+    parts.append('<section id="cost"><h2>Cost</h2>'
+                 + f'<p>{_e(cost.get("unit", "core-hours"))}. Total <b>{cost.get("total_core_hours", 0):.4g} core-hours</b>'
+                 + (f"; at this rate 1,000 inputs like these would cost about {per_1000:.3g} core-hours" if per_1000 else "")
+                 + ".</p>"
+                 + _table(["stage", "jobs", "core-hours", "core-hours per atom", "pending jobs", "projected core-hours"],
+                          stage_rows)
+                 + _img("cost_per_stage.png", "Core-hours per stage") + "</section>")
+
+    # Provenance.
+    rows = [[key, str(provenance.get(key))] for key in [*PROVENANCE_COLUMNS, "dft_preset"] if key in provenance]
+    versions_in_rows = {c: sorted({str(v) for v in table[c].dropna()}) for c in PROVENANCE_COLUMNS if c in table.columns}
+    mixed = {c: v for c, v in versions_in_rows.items() if len(v) > 1}
+    parts.append('<section id="provenance"><h2>Settings and versions</h2>'
+                 + _table(["what", "value"], rows)
+                 + (f'<p class="warning">Rows were computed with different {_e(", ".join(mixed))}: see those columns.</p>'
+                    if mixed else '<p class="note">Every row was computed with these versions and settings.</p>')
+                 + f"<p>Stability threshold: {stable_threshold_eV_per_atom:g} eV/atom.</p>"
+                 + "<h3>Resolved DFT settings</h3><pre>" + _e(json.dumps(run_settings or {}, indent=2, sort_keys=True))
+                 + "</pre>" + (("<h3>Targets</h3><pre>" + _e(json.dumps(targets_config, indent=2)) + "</pre>")
+                               if target_specs else "") + "</section>")
+
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(parts)
+            + f"\n<script>{_SORT_JS}</script>\n</body></html>\n")
+    index = report / "index.html"
+    atomic_write_text(index, page)
+    return index

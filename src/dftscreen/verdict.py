@@ -1,0 +1,152 @@
+"""A verdict per structure, in words: what became of it and why.
+
+Examples: ``"stable (0.02 eV/atom above hull), band gap on target"``,
+``"relaxed into a different structure (P4mm -> Pm-3m), unstable (0.31 eV/atom above hull)"``,
+``"failed: SCF did not converge"``, ``"invalid: atoms 1 and 4 are 0.31 Å apart ..."``.
+
+Stages that later issues add (novelty against known materials, an ML
+pre-screen) are used when their columns are present (:data:`KNOWN_MATCH_COLUMN`,
+:data:`NOVEL_COLUMN`, :data:`ML_PASSED_COLUMN`, :data:`ML_E_HULL_COLUMN`) and
+ignored otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from dftscreen import status_codes
+from dftscreen.cost import OTHER, failure_kind
+from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
+from dftscreen.targets import TARGET_KINDS, target_columns
+
+#: Optional columns of later stages (absent today): id of the known material a structure matches,
+#: whether it is novel, whether it passed the ML screen, and its ML energy above the ML hull.
+KNOWN_MATCH_COLUMN = "known_match_id"
+NOVEL_COLUMN = "is_novel"
+ML_PASSED_COLUMN = "ml_screen_passed"
+ML_E_HULL_COLUMN = "ml_e_above_hull_eV_per_atom"
+ML_FORMATION_ENERGY_COLUMN = "ml_formation_energy_eV_per_atom"
+
+_REASON_CHARS = 120
+
+
+def _present(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return True
+
+
+def _is(value: Any, truth: bool) -> bool:
+    """Whether a (possibly numpy or missing) flag is present and equals ``truth``."""
+    return _present(value) and bool(value) is truth
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _short(text: Any) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+
+
+def hull_column_of(row: dict[str, Any] | pd.Series) -> str | None:
+    """The energy-above-hull column of a row (with reference phases or generated-only), if any."""
+    for column in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES):
+        if column in row:
+            return column
+    return None
+
+
+def _stability_words(row: dict[str, Any] | pd.Series, threshold: float) -> str | None:
+    column = hull_column_of(row)
+    e_hull = _number(row.get(column)) if column else None
+    if e_hull is None:
+        return None
+    where = "above hull" if column == E_HULL_COLUMN else "above the hull of the generated structures"
+    word = "stable" if e_hull <= threshold else "unstable"
+    return f"{word} ({e_hull:.2f} eV/atom {where})"
+
+
+def _structure_change_words(row: dict[str, Any] | pd.Series) -> str | None:
+    if _is(row.get("relaxed_matches_generated"), False) or _is(row.get("spacegroup_changed"), True):
+        before, after = row.get("spacegroup_symbol"), row.get("spacegroup_symbol_relaxed")
+        symmetry = f" ({before} -> {after})" if _present(before) and _present(after) and before != after else ""
+        return f"relaxed into a different structure{symmetry}"
+    return None
+
+
+def _target_words(row: dict[str, Any] | pd.Series) -> list[str]:
+    words = []
+    for name, kind in TARGET_KINDS.items():
+        _, error_col, hit_col = target_columns(name)
+        hit = row.get(hit_col)
+        if not _present(hit):
+            continue
+        label = name.replace("_", " ")
+        if bool(hit):
+            words.append(f"{label} on target")
+        else:
+            error = _number(row.get(error_col))
+            unit = kind.unit.replace("_per_", "/")
+            words.append(f"{label} off target ({error:+.2f} {unit})" if error is not None else f"{label} off target")
+    return words
+
+
+def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float = 0.1) -> str:
+    """What became of one structure, in words (see the module docstring for examples)."""
+    status = row.get("status")
+    reason = row.get("reason")
+    if status == status_codes.INVALID:
+        return f"invalid: {_short(reason)}"
+    if status == status_codes.NOT_FINISHED:
+        kind = row.get("failure_category")
+        if _present(kind):
+            return f"not finished: its job was killed ({kind}); rerun the workflow"
+        return "not finished: rerun the workflow"
+    if status == status_codes.FAILED:
+        kind = row.get("failure_category") if _present(row.get("failure_category")) else failure_kind(reason)
+        if kind == OTHER:
+            return f"failed: {_short(reason)}"
+        return "failed: SCF did not converge" if "SCF" in kind else f"failed: {kind}"
+    known = row.get(KNOWN_MATCH_COLUMN)
+    if _present(known):
+        prefix = f"known: matches {known}"
+    elif _is(row.get(NOVEL_COLUMN), True):
+        prefix = "novel"
+    else:
+        prefix = None
+    parts = [prefix] if prefix else []
+    if status == status_codes.DUPLICATE:
+        parts.insert(0, f"duplicate of {row.get('duplicate_of')}")
+    if _is(row.get(ML_PASSED_COLUMN), False):
+        e_ml = _number(row.get(ML_E_HULL_COLUMN))
+        detail = f" ({e_ml:.2f} eV/atom above the ML hull)" if e_ml is not None else ""
+        parts.append(f"screened out by ML{detail}")
+        return ", ".join(parts)
+    if status == status_codes.NOT_CONVERGED:
+        parts.append("relaxation not converged (values from its last step)")
+    change = _structure_change_words(row)
+    if change:
+        parts.append(change)
+    stability = _stability_words(row, stable_threshold_eV_per_atom)
+    if stability:
+        parts.append(stability)
+    elif status == status_codes.OK and not change:
+        parts.append("relaxed, kept its structure")
+    parts += _target_words(row)
+    return ", ".join(parts) if parts else str(status or "unknown")
+
+
+def verdicts(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> list[str]:
+    """The verdict of every row of the results table, in row order."""
+    return [verdict(row, stable_threshold_eV_per_atom) for row in table.to_dict("records")]

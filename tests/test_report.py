@@ -1,0 +1,197 @@
+"""The HTML report, verdicts, cost accounting and provenance, from a hand-made results folder.
+
+The records here are synthetic (bookkeeping only: no DFT number is claimed); the
+report of a real test-preset run is checked in tests/test_workflow.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import assert_renders_in_chromium, assert_report_complete
+from dftscreen.aggregate import table_from_results
+from dftscreen.cost import failure_kind, projection
+from dftscreen.io import atomic_write_json, atomic_write_text
+from dftscreen.provenance import PROVENANCE_COLUMNS, run_provenance, settings_hash
+from dftscreen.report import SECTIONS, build_report, figure_names
+from dftscreen.settings import resolve_settings
+from dftscreen.summary import summarize
+
+SETTINGS = resolve_settings("test")
+TARGETS = {"file": None, "id_column": "structure_id", "properties": {"band_gap": {"tolerance": 0.5}}}
+
+
+def _check(sid: str, **extra) -> dict:
+    record = {"structure_id": sid, "source_file": f"{sid}.cif", "valid": True, "status": "", "reason": "",
+              "reduced_formula": "NaCl", "n_sites": 2, "spacegroup_symbol": "P4/nmm", "spacegroup_number": 129,
+              "dft_ready": True, "band_gap": 4.0}
+    record.update(extra)
+    return record
+
+
+def _relax(volume: float, energy: float, core_seconds: float | None = 7200.0, **extra) -> dict:
+    record = {"status": "relaxed", "converged": True, "preset": "test", "settings": SETTINGS, "gpaw_version": "26.7.0",
+              "formula": "Na2Cl2", "energy_eV": energy, "initial_volume_A3": 50.0, "final_volume_A3": volume,
+              "relaxed_cif": "relaxed.cif", "mpi_ranks": 2, "wall_time_s": 1800.0, "n_starts": 2,
+              "change": {"relaxed_matches_generated": False, "spacegroup_changed": True,
+                         "spacegroup_symbol_relaxed": "Fm-3m"}}
+    if core_seconds is not None:
+        record.update(core_seconds_all_starts=core_seconds, wall_time_all_starts_s=core_seconds / 2)
+    record.update(extra)
+    return record
+
+
+def _properties(gap: float) -> dict:
+    return {"status": "done", "energy_eV": -7.0, "energy_per_atom_eV": -3.5, "band_gap_eV": gap, "mpi_ranks": 2,
+            "wall_time_s": 360.0, "magnetic_moment_muB": 0.0, "is_magnetic": False}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """A results folder: two relaxed structures, a duplicate, an invalid file, an SCF failure and a killed job."""
+    out = tmp_path / "out"
+    checks = [
+        _check("good"),
+        _check("other", band_gap=1.0),
+        _check("twin", valid=False, status="duplicate", reason="same crystal as good", duplicate_of="good"),
+        _check("broken", valid=False, status="invalid", reason="atoms 1 and 4 are 0.31 Å apart",
+               reduced_formula=None, n_sites=None, dft_ready=False),
+        _check("scf"),
+        _check("killed", n_sites=4),
+    ]
+    atomic_write_json(out / "check" / "checks.json", checks)
+    for sid, relax, props in (("good", _relax(45.0, -14.0), _properties(4.2)),
+                              ("other", _relax(48.0, -13.0, core_seconds=None), _properties(3.0))):
+        atomic_write_json(out / "dft" / sid / "relax.json", relax)
+        atomic_write_json(out / "dft" / sid / "properties.json", props)
+        atomic_write_text(out / "dft" / sid / "relaxed.cif", "data_x\n")
+        atomic_write_text(out / "logs" / "relax" / f"{sid}.log", "ionic step    0  energy -14.0 eV\n")
+        atomic_write_text(out / "logs" / "properties" / f"{sid}.log", "done\n")
+    atomic_write_json(out / "dft" / "scf" / "relax.json",
+                      {"status": "failed", "reason": "SCF did not converge after 4 strategies: preset (...)",
+                       "preset": "test", "settings": SETTINGS, "mpi_ranks": 2, "wall_time_all_starts_s": 100.0,
+                       "core_seconds_all_starts": 200.0})
+    atomic_write_text(out / "logs" / "relax" / "killed.log",
+                      "ionic step 3\nslurmstepd: error: *** STEP 12.0 ON n1 CANCELLED AT 2026-12-02T01:00:00 "
+                      "DUE TO TIME LIMIT ***\n")
+    for element, formula, energy in (("Na", "Na", -1.3), ("Cl", "Cl2", -3.6)):
+        atomic_write_json(out / "references" / "elements" / element / "relax.json",
+                          {"status": "relaxed", "element": element, "formula": formula, "energy_eV": energy})
+    return out
+
+
+def _table_and_summary(out: Path) -> tuple[pd.DataFrame, dict]:
+    table = table_from_results(out, True, TARGETS, run_settings=SETTINGS)
+    summary = summarize(table, 0.1, provenance=run_provenance(SETTINGS))
+    return table, summary
+
+
+def test_cost_columns_count_every_start_and_each_dft_job_once(results: Path):
+    table, summary = _table_and_summary(results)
+    rows = table.set_index("structure_id")
+    assert rows.loc["good", "relax_core_hours"] == pytest.approx(2.0)  # 7200 core-s over both starts
+    assert rows.loc["other", "relax_core_hours"] == pytest.approx(1800 * 2 / 3600)  # old record: last start only
+    assert rows.loc["good", "properties_core_hours"] == pytest.approx(0.2)
+    assert rows.loc["good", "total_core_hours"] == pytest.approx(2.2)
+    assert pd.isna(rows.loc["twin", "total_core_hours"])  # paid for in good's row
+    cost = summary["cost"]
+    assert cost["stages"]["relax"]["core_hours"] == pytest.approx(2.0 + 1.0 + 200 / 3600)
+    assert cost["failure_taxonomy"] == {"SCF not converged": 1, "time limit": 1, "memory": 0, "other": 0}
+    relax = cost["projection"]["stages"]["relax"]
+    # Measured: (2 + 1 + 200/3600) core-hours over 2 + 2 + 2 atoms; pending: killed's 4 atoms.
+    assert relax["pending_jobs"] == 1 and relax["pending_atoms"] == 4
+    assert relax["projected_core_hours"] == pytest.approx((3 + 200 / 3600) / 6 * 4)
+
+
+def test_failure_kinds_and_projection_without_measurements():
+    assert failure_kind("properties: MemoryError: cannot allocate") == "memory"
+    assert failure_kind("SLURM OUT_OF_MEMORY: killed by SLURM: out of memory; rerun to retry") == "memory"
+    assert failure_kind("SLURM TIMEOUT: killed by SLURM at its time limit") == "time limit"
+    assert failure_kind("GPAW could not find a PAW setup") == "other"
+    empty = projection({"relax": []}, {"relax": []}, {"relax": [5, 5]})
+    assert empty["stages"]["relax"]["projected_core_hours"] is None and empty["pending_core_hours"] is None
+
+
+def test_verdicts_in_words(results: Path):
+    table, _ = _table_and_summary(results)
+    verdicts = table.set_index("structure_id")["verdict"]
+    assert verdicts["broken"].startswith("invalid: atoms 1 and 4")
+    assert verdicts["scf"] == "failed: SCF did not converge"
+    assert verdicts["killed"] == "not finished: its job was killed (time limit); rerun the workflow"
+    assert verdicts["twin"].startswith("duplicate of good")
+    good = verdicts["good"]
+    assert "relaxed into a different structure (P4/nmm -> Fm-3m)" in good
+    assert "eV/atom above the hull of the generated structures" in good
+    assert "band gap on target" in good
+    assert "band gap off target (+2.00 eV)" in verdicts["other"]
+
+
+def test_provenance_in_every_row_and_the_summary(results: Path):
+    table, summary = _table_and_summary(results)
+    for column in PROVENANCE_COLUMNS:
+        assert table[column].notna().all(), column
+    assert set(table["settings_sha256"]) == {settings_hash(SETTINGS)}
+    assert set(table["gpaw_data_version"]) == {summary["provenance"]["gpaw_data_version"]}
+    assert summary["provenance"]["dftscreen_version"].startswith("0.1.0")
+    assert summary["provenance"]["xc_functional"] == "PBE" and summary["provenance"]["dft_preset"] == "test"
+    # Per-structure overrides change the hash of the rows they apply to only.
+    assert settings_hash({**SETTINGS, "gpaw": {**SETTINGS["gpaw"], "maxiter": 3}}) != settings_hash(SETTINGS)
+
+
+def test_test_preset_says_loudly_that_numbers_are_not_converged(results: Path):
+    _, summary = _table_and_summary(results)
+    assert summary["numbers_converged"] is False
+    assert summary["warning"].startswith("NOT CONVERGED")
+    standard = summarize(pd.DataFrame({"status": ["ok"], "n_sites": [2]}), provenance=run_provenance(resolve_settings("standard")))
+    assert standard["warning"] is None and standard["numbers_converged"] is True
+
+
+def test_funnel_stages_are_nested_and_optional_stages_appear_with_their_columns(results: Path):
+    table, summary = _table_and_summary(results)
+    stages = [s["stage"] for s in summary["funnel"]]
+    assert stages == ["inputs", "parsed", "dft_ready", "unique", "relaxed", "stable", "on target"]
+    counts = [s["count"] for s in summary["funnel"]]
+    assert counts[:5] == [6, 5, 5, 4, 2] and counts == sorted(counts, reverse=True)
+    with_ml = summarize(table.assign(is_novel=True, ml_screen_passed=[True, False, True, True, True, True]))
+    assert [s["stage"] for s in with_ml["funnel"]][4:6] == ["novel", "passed ML screen"]
+
+
+def test_report_has_every_section_valid_pngs_and_working_links(results: Path):
+    table, summary = _table_and_summary(results)
+    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
+    page = assert_report_complete(index, list(SECTIONS))
+    for name in figure_names(TARGETS["properties"]):
+        assert (index.parent / name).is_file(), name
+    # Each relaxed structure links its CIF and both logs; the duplicate links its representative's.
+    assert page.links.count("../dft/good/relaxed.cif") == 2
+    assert "../logs/relax/other.log" in page.links
+    text = index.read_text()
+    assert "NOT CONVERGED" in text and 'class="warning"' in text
+    assert "failed: SCF did not converge" in text and "time limit" in text
+    assert json.dumps(settings_hash(SETTINGS)).strip('"') in text
+
+
+def test_report_without_targets_or_stability_still_complete(results: Path, tmp_path: Path):
+    table = table_from_results(results, False, None, run_settings=SETTINGS)
+    summary = summarize(table, provenance=run_provenance(SETTINGS))
+    index = build_report(results, table, summary, report_dir=tmp_path / "plain", run_settings=SETTINGS)
+    page = assert_report_complete(index, [s for s in SECTIONS if s != "parity"])
+    assert "parity" not in page.section_ids
+
+
+def test_structures_table_is_capped_for_huge_runs(results: Path, tmp_path: Path):
+    from dftscreen.report import structures_table
+
+    table, _ = _table_and_summary(results)
+    html = structures_table(table, results, tmp_path, max_rows=2)
+    assert html.count('<tr class="status-') == 2 and "The first 2 of 6 structures" in html
+
+
+def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path):
+    table, summary = _table_and_summary(results)
+    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
+    assert_renders_in_chromium(index, tmp_path)

@@ -195,3 +195,10 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path):
     table, summary = _table_and_summary(results)
     index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
     assert_renders_in_chromium(index, tmp_path)
+
+
+def test_verdict_of_a_structure_dft_cannot_afford():
+    from dftscreen.verdict import verdict
+
+    row = {"status": "too_large", "reason": "needs about 366 GB per rank, more than the 12000 MB allowed"}
+    assert verdict(row) == "too large for DFT: needs about 366 GB per rank, more than the 12000 MB allowed"

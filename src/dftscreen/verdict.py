@@ -108,6 +108,8 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
     reason = row.get("reason")
     if status == status_codes.INVALID:
         return f"invalid: {_short(reason)}"
+    if status == status_codes.TOO_LARGE:
+        return f"too large for DFT: {_short(reason)}"
     if status == status_codes.NOT_FINISHED:
         kind = row.get("failure_category")
         if _present(kind):

@@ -48,3 +48,13 @@ def test_reference_records_are_found_on_disk(tmp_path):
         path.write_text("{}")
     assert [p.parent.name for p in layout.element_records()] == ["Na", "O"]
     assert layout.phase_records() == []
+
+
+def test_rules_ask_the_layout_for_every_path():
+    """No rule file spells a path under output_dir itself: renaming one in layout.py renames it everywhere."""
+    from conftest import REPO
+
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        code = [line for line in rules.read_text().splitlines() if not line.lstrip().startswith("#")]
+        spelled = [line.strip() for line in code if 'f"{OUT}/' in line]
+        assert spelled == [], f"{rules.name} spells out paths under output_dir: {spelled}"

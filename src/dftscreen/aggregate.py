@@ -31,6 +31,7 @@ from pymatgen.core import Composition
 from dftscreen import status_codes
 from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
 from dftscreen.io import atomic_write_with, read_json
+from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import PROVENANCE_COLUMNS, row_provenance, run_provenance
 from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.stability import (
@@ -267,8 +268,7 @@ def build_table(
     A job that left no record but whose log (``<dft_dir>/../logs/<stage>/<id>.log``)
     shows a time-limit or memory kill gets that ``failure_category``.
     """
-    dft_dir = Path(dft_dir)
-    logs_dir = dft_dir.parent / "logs"
+    layout = ResultsLayout.of(Path(dft_dir).parent)
     provenance = run_provenance(run_settings)
     rows = []
     for check in checks:
@@ -276,12 +276,11 @@ def build_table(
         # A duplicate shows its representative's DFT results (DFT ran once per group).
         dft_id = representative or check["structure_id"]
         has_dft = bool(check["valid"] or representative)
-        folder = dft_dir / dft_id
-        relax = _read_if_exists(folder / "relax.json") if has_dft else None
-        properties = _read_if_exists(folder / "properties.json") if relax else None
+        relax = _read_if_exists(Path(layout.relax_record(dft_id))) if has_dft else None
+        properties = _read_if_exists(Path(layout.properties_record(dft_id))) if relax else None
         cif = None
         if relax and relax.get("relaxed_cif"):
-            cif = str(folder / relax["relaxed_cif"])
+            cif = str(Path(layout.structure_dir(dft_id)) / relax["relaxed_cif"])
         if representative:
             row = table_row({**check, "valid": True}, relax, properties, cif)
             row.update(
@@ -294,7 +293,7 @@ def build_table(
             row.update({column: None for column in COST_COLUMNS})
         elif row["status"] == status_codes.NOT_FINISHED:
             stage = "relax" if relax is None else "properties"
-            row["failure_category"] = killed_job_kind(logs_dir / stage / f"{dft_id}.log")
+            row["failure_category"] = killed_job_kind(Path(layout.log(stage, dft_id)))
         row.update(row_provenance(provenance, relax))
         row["_relax"] = relax
         rows.append(row)
@@ -390,12 +389,12 @@ def table_from_results(
     For a partial table after failed jobs, or a report while a run goes on:
     records that do not exist yet make their rows ``not_finished``.
     """
-    out = Path(out_dir)
-    elements = [read_json(p) for p in sorted(out.glob("references/elements/*/relax.json"))]
-    phases = [read_json(p) for p in sorted(out.glob("references/phases/*/relax.json"))]
+    layout = ResultsLayout.of(out_dir)
+    elements = [read_json(p) for p in layout.element_records()]
+    phases = [read_json(p) for p in layout.phase_records()]
     table = build_table(
-        read_json(out / "check" / "checks.json"),
-        out / "dft",
+        read_json(layout.checks_table),
+        layout.dft_dir,
         element_records=elements if with_formation_energies else None,
         phase_records=phases,
         run_settings=run_settings,

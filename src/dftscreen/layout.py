@@ -16,6 +16,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
 
     <output_dir>/
         check/checks.json, check/valid_ids.txt      the check checkpoint
+        check/inputs.tsv                            the inputs the check read (size, mtime, path)
         inputs/<id>.cif                             CIF text of table rows going to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
@@ -23,6 +24,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         references/phases/<id>/relax.json           user-supplied competing phases
         logs/<stage>/<id>.log                       one log per job
         results.csv, results.parquet, summary.json  the table and its summary
+        report/index.html, report/*.png             the HTML report
         results_partial.csv, .parquet               written when a run had failures
 """
 
@@ -60,6 +62,11 @@ class ResultsLayout:
     def valid_ids(self) -> str:
         """Ids of the unique dft_ready structures, one per line."""
         return self._join("check", "valid_ids.txt")
+
+    @property
+    def input_manifest(self) -> str:
+        """Size, mtime and path of every input file: the check's input (rewritten only on change)."""
+        return self._join("check", "inputs.tsv")
 
     @property
     def inputs_dir(self) -> str:
@@ -115,6 +122,15 @@ class ResultsLayout:
     def log(self, stage: str, name: str | None = None) -> str:
         """A job's log: ``logs/<stage>.log`` for a run-wide job, ``logs/<stage>/<name>.log`` per item."""
         return self._join("logs", f"{stage}.log") if name is None else self._join("logs", stage, f"{name}.log")
+
+    # --- the report ---------------------------------------------------------------
+    @property
+    def report_dir(self) -> str:
+        """The HTML report and its figures (PNG files usable in a talk)."""
+        return self._join("report")
+
+    def report_file(self, name: str) -> str:
+        return self._join("report", name)
 
     # --- the table --------------------------------------------------------------
     @property

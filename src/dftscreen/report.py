@@ -29,6 +29,7 @@ import pandas as pd
 from dftscreen import status_codes
 from dftscreen.cost import FAILURE_KINDS
 from dftscreen.io import atomic_write_text, atomic_write_with
+from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import PROVENANCE_COLUMNS
 from dftscreen.status import reason_kind
 from dftscreen.summary import hull_column
@@ -277,10 +278,11 @@ def _img(name: str, alt: str) -> str:
 def _links(row: dict[str, Any], out_dir: Path, report_dir: Path) -> str:
     """Links to the relaxed CIF and the job logs of a row's DFT (its representative's for a duplicate); only files that exist."""
     dft_id = row.get("duplicate_of") if not _missing(row.get("duplicate_of")) else row["structure_id"]
+    layout = ResultsLayout.of(out_dir)
     candidates = [
-        ("CIF", out_dir / "dft" / str(dft_id) / "relaxed.cif"),
-        ("relax log", out_dir / "logs" / "relax" / f"{dft_id}.log"),
-        ("properties log", out_dir / "logs" / "properties" / f"{dft_id}.log"),
+        ("CIF", Path(layout.relaxed_cif(str(dft_id)))),
+        ("relax log", Path(layout.log("relax", str(dft_id)))),
+        ("properties log", Path(layout.log("properties", str(dft_id)))),
     ]
     return " ".join(
         f'<a href="{_href(path, report_dir)}">{_e(label)}</a>' for label, path in candidates if path.is_file()
@@ -403,7 +405,7 @@ def build_report(
         The path of ``index.html``.
     """
     out = Path(out_dir)
-    report = Path(report_dir) if report_dir is not None else out / "report"
+    report = Path(report_dir) if report_dir is not None else Path(ResultsLayout.of(out).report_dir)
     report.mkdir(parents=True, exist_ok=True)
     provenance = summary.get("provenance") or {}
     cost = summary.get("cost") or {}

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dftscreen.layout import ResultsLayout
 from dftscreen.status_codes import FINISHED_OK
 
 #: SLURM states of a job that is still to finish.
@@ -276,9 +277,9 @@ def stage_status(
 ) -> StageStatus:
     """Counts of one DFT stage over the structure ids sent to DFT."""
     status = StageStatus(stage)
-    logs = dft_dir.parent / "logs" / stage
+    layout, prefix = ResultsLayout.of(dft_dir.parent), ResultsLayout(out_prefix)
     for sid in ids:
-        record_path = dft_dir / sid / f"{stage}.json"
+        record_path = Path(layout.stage_record(sid, stage))
         record = _read_record(record_path)
         if record is CORRUPT or (record is not None and not isinstance(record, dict)):
             status.add_failure(sid, f"corrupt record: {stage}.json is not readable JSON; delete it and rerun")
@@ -297,13 +298,13 @@ def stage_status(
             status.running += 1
         elif job is not None and job.state in SLURM_PENDING_STATES:
             status.pending += 1
-        elif f"{out_prefix}/dft/{sid}/{stage}.json" in local_running:
+        elif prefix.stage_record(sid, stage) in local_running:
             status.running += 1
         elif job is not None and job.state != "COMPLETED":
             status.add_failure(sid, _scheduler_failure(job))
-        elif f"{out_prefix}/dft/{sid}/{stage}.json" in interrupted:
+        elif prefix.stage_record(sid, stage) in interrupted:
             status.add_failure(sid, "interrupted: the Snakemake run was killed while this job ran; rerun")
-        elif job is None and (logs / f"{sid}.log").is_file():
+        elif job is None and Path(layout.log(stage, sid)).is_file():
             status.add_failure(
                 sid, f"the job started but wrote no record (it crashed or was killed; see logs/{stage}/<id>.log); rerun"
             )
@@ -336,7 +337,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
             "config/config.yaml, or name the run's output_dir)"
         )
         return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
-    checks_path = results / "check" / "checks.json"
+    checks_path = Path(ResultsLayout.of(results).checks_table)
     checks = _read_record(checks_path)
     if checks is CORRUPT or (checks is not None and not isinstance(checks, list)):
         stages = {name: StageStatus(name) for name in STAGES}
@@ -371,7 +372,9 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
     stages = {
-        name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix, interrupted)
+        name: stage_status(
+            name, ids, Path(ResultsLayout.of(results).dft_dir), last_jobs, local_running, out_prefix, interrupted
+        )
         for name in STAGES
     }
     return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source)
@@ -419,7 +422,8 @@ def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | Non
     from dftscreen.cost import job_core_hours, projection, relax_core_hours
 
     results = Path(results_dir)
-    checks = _read_record(results / "check" / "checks.json")
+    layout = ResultsLayout.of(results)
+    checks = _read_record(Path(layout.checks_table))
     if checks is None:
         return None
     cost_of = {"relax": relax_core_hours, "properties": job_core_hours}
@@ -432,7 +436,7 @@ def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | Non
         atoms = int(check.get("n_sites") or 1)
         relax_failed = False
         for stage in STAGES:
-            path = results / "dft" / check["structure_id"] / f"{stage}.json"
+            path = Path(layout.stage_record(check["structure_id"], stage))
             record = _read_record(path) if path.is_file() else None
             if record is None:
                 # After a failed relaxation the properties job only records that it was skipped.

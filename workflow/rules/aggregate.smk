@@ -10,18 +10,18 @@ rule aggregate:
         elements=all_element_records,
         phases=all_phase_records,
     output:
-        csv=report(f"{OUT}/results.csv", caption="../report/results.rst", category="Results"),
-        parquet=f"{OUT}/results.parquet",
-        summary=report(f"{OUT}/summary.json", caption="../report/summary.rst", category="Results"),
+        csv=report(LAYOUT.results_csv, caption="../report/results.rst", category="Results"),
+        parquet=LAYOUT.results_parquet,
+        summary=report(LAYOUT.summary, caption="../report/summary.rst", category="Results"),
     params:
-        dft_dir=f"{OUT}/dft",
+        dft_dir=LAYOUT.dft_dir,
         with_formation_energies=STABILITY["elemental_references"],
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
         targets=config["targets"],
         # For provenance (versions, settings hash) of the rows and summary.json.
         settings=global_settings_json,
     log:
-        f"{OUT}/logs/aggregate.log",
+        LAYOUT.log("aggregate"),
     localrule: True
     script:
         "../scripts/aggregate.py"

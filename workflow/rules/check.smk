@@ -9,17 +9,17 @@ checkpoint check:
         # Size, time and path of every CIF file and of the table (see INPUT_MANIFEST).
         manifest=INPUT_MANIFEST,
     output:
-        table=f"{OUT}/check/checks.json",
-        valid_ids=f"{OUT}/check/valid_ids.txt",
+        table=LAYOUT.checks_table,
+        valid_ids=LAYOUT.valid_ids,
     params:
         inputs=config["input"],
         output_dir=OUT,
-        inputs_dir=f"{OUT}/inputs",
+        inputs_dir=LAYOUT.inputs_dir,
         size_gate=size_gate_params(),
         check=config["check"],
         xc=DFT_SETTINGS["gpaw"]["xc"],
     log:
-        f"{OUT}/logs/check.log",
+        LAYOUT.log("check"),
     threads: config["check"]["workers"]
     resources:
         runtime=60,

@@ -16,6 +16,7 @@ from dftscreen.guards import (
     short_schema_error,
 )
 from dftscreen.io import atomic_write_text
+from dftscreen.layout import ResultsLayout
 from dftscreen.inputs import (
     STRUCTURE_ID_PATTERN,
     check_reference_cifs,
@@ -36,6 +37,8 @@ except WorkflowError as exc:
     raise WorkflowError(short_schema_error(exc)) from None
 
 OUT = config["output_dir"]
+# Every path under output_dir comes from here (dftscreen.layout), never spelled out.
+LAYOUT = ResultsLayout(OUT)
 check_output_dir(OUT)
 DFT = config["dft"]
 # One listing of the input folder and one reading of the input table per Snakemake
@@ -56,7 +59,7 @@ STABILITY = config["stability"]
 check_reference_cifs(STABILITY["elemental_reference_cifs"])
 # The check job depends on one manifest of the inputs (size, mtime, path), rewritten
 # only when it changes, not on thousands of files Snakemake would list in its output.
-INPUT_MANIFEST = f"{OUT}/check/inputs.tsv"
+INPUT_MANIFEST = LAYOUT.input_manifest
 _manifest = input_manifest(item.path for item in INPUTS.values())
 if not (Path(INPUT_MANIFEST).is_file() and Path(INPUT_MANIFEST).read_text() == _manifest):
     atomic_write_text(INPUT_MANIFEST, _manifest)
@@ -88,7 +91,7 @@ def input_cif(wildcards):
     """The original CIF of one structure id; for a table row, the file the check job wrote its text to."""
     item = INPUTS[wildcards.sid]
     if item.content is not None:
-        return str(table_row_cif_path(f"{OUT}/inputs", wildcards.sid))
+        return str(table_row_cif_path(LAYOUT.inputs_dir, wildcards.sid))
     return str(item.path)
 
 
@@ -204,11 +207,11 @@ def valid_structure_ids():
 
 
 def all_relax_records(wildcards):
-    return expand(f"{OUT}/dft/{{sid}}/relax.json", sid=valid_structure_ids())
+    return expand(LAYOUT.relax_record("{sid}"), sid=valid_structure_ids())
 
 
 def all_properties_records(wildcards):
-    return expand(f"{OUT}/dft/{{sid}}/properties.json", sid=valid_structure_ids())
+    return expand(LAYOUT.properties_record("{sid}"), sid=valid_structure_ids())
 
 
 def elements_needed():
@@ -248,7 +251,7 @@ def reference_phase_elements(path):
 def all_element_records(wildcards):
     if not STABILITY["elemental_references"]:
         return []
-    return expand(f"{OUT}/references/elements/{{element}}/relax.json", element=elements_needed())
+    return expand(LAYOUT.element_record("{element}"), element=elements_needed())
 
 
 def element_reference_cif(wildcards):
@@ -262,7 +265,7 @@ def element_reference_cif_option(wildcards):
 
 
 def all_phase_records(wildcards):
-    return expand(f"{OUT}/references/phases/{{sid}}/relax.json", sid=sorted(REFERENCE_PHASES))
+    return expand(LAYOUT.phase_record("{sid}"), sid=sorted(REFERENCE_PHASES))
 
 
 def target_file(wildcards):
@@ -278,10 +281,10 @@ def get_final_output(wildcards):
     folder would otherwise not rerun it.
     """
     return [
-        f"{OUT}/results.csv",
-        f"{OUT}/results.parquet",
-        f"{OUT}/summary.json",
-        f"{OUT}/report/index.html",
+        LAYOUT.results_csv,
+        LAYOUT.results_parquet,
+        LAYOUT.summary,
+        LAYOUT.report_file("index.html"),
         *all_relax_records(wildcards),
         *all_properties_records(wildcards),
         *all_element_records(wildcards),
@@ -291,7 +294,7 @@ def get_final_output(wildcards):
 
 def write_partial_table():
     """After a failed run, write every row we can (missing DFT results as not_finished)."""
-    checks_path = Path(OUT) / "check" / "checks.json"
+    checks_path = Path(LAYOUT.checks_table)
     if not checks_path.is_file():
         return
     table = table_from_results(
@@ -301,9 +304,9 @@ def write_partial_table():
         run_settings=DFT_SETTINGS,
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
     )
-    write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
+    write_table(table, LAYOUT.partial_csv, LAYOUT.partial_parquet)
     print(
-        f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "
+        f"dftscreen: some jobs failed; partial table with every row written to {LAYOUT.partial_csv}. "
         "Rerun the same command to redo only what failed.",
         file=sys.stderr,
     )

@@ -3,15 +3,15 @@
 
 rule properties:
     input:
-        relax=f"{OUT}/dft/{{sid}}/relax.json",
+        relax=LAYOUT.relax_record("{sid}"),
     output:
-        record=f"{OUT}/dft/{{sid}}/properties.json",
+        record=LAYOUT.properties_record("{sid}"),
     params:
         settings=dft_settings_json,
-        workdir=lambda wildcards: f"{OUT}/dft/{wildcards.sid}",
+        workdir=lambda wildcards: LAYOUT.structure_dir(wildcards.sid),
         gpaw_python=GPAW_PYTHON,
     log:
-        f"{OUT}/logs/properties/{{sid}}.log",
+        LAYOUT.log("properties", "{sid}"),
     # Before any new relaxation: a structure's row is finished as soon as it can
     # be, so an interrupted or time-limited run leaves whole rows, not half ones.
     priority: 10

@@ -5,15 +5,15 @@ rule element_reference:
     input:
         cif=element_reference_cif,
     output:
-        record=f"{OUT}/references/elements/{{element}}/relax.json",
+        record=LAYOUT.element_record("{element}"),
     params:
         settings=global_settings_json,
-        relaxed_cif=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}/relaxed.cif",
-        workdir=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}",
+        relaxed_cif=lambda wildcards: LAYOUT.element_dir(wildcards.element) + "/relaxed.cif",
+        workdir=lambda wildcards: LAYOUT.element_dir(wildcards.element),
         gpaw_python=GPAW_PYTHON,
         cif_option=element_reference_cif_option,
     log:
-        f"{OUT}/logs/references/elements/{{element}}.log",
+        LAYOUT.log("references/elements", "{element}"),
     # Every formation energy and hull needs them, so they go first.
     priority: 20
     # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
@@ -34,14 +34,14 @@ use rule relax as relax_reference_phase with:
     input:
         cif=reference_phase_cif,
     output:
-        record=f"{OUT}/references/phases/{{sid}}/relax.json",
+        record=LAYOUT.phase_record("{sid}"),
     params:
         settings=global_settings_json,
-        relaxed_cif=lambda wildcards: f"{OUT}/references/phases/{wildcards.sid}/relaxed.cif",
-        workdir=lambda wildcards: f"{OUT}/references/phases/{wildcards.sid}",
+        relaxed_cif=lambda wildcards: LAYOUT.phase_dir(wildcards.sid) + "/relaxed.cif",
+        workdir=lambda wildcards: LAYOUT.phase_dir(wildcards.sid),
         gpaw_python=GPAW_PYTHON,
     log:
-        f"{OUT}/logs/references/phases/{{sid}}.log",
+        LAYOUT.log("references/phases", "{sid}"),
     # Every energy above the hull needs them.
     priority: 20
     # Sized by the phase's own CIF (the generated structures' table does not list it).

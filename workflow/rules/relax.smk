@@ -5,14 +5,18 @@ rule relax:
     input:
         cif=input_cif,
     output:
-        record=f"{OUT}/dft/{{sid}}/relax.json",
+        record=LAYOUT.relax_record("{sid}"),
     params:
         settings=dft_settings_json,
-        relaxed_cif=lambda wildcards: f"{OUT}/dft/{wildcards.sid}/relaxed.cif",
-        workdir=lambda wildcards: f"{OUT}/dft/{wildcards.sid}",
+        # A param, not an output: a relaxation that fails still writes relax.json (with
+        # the reason) but no relaxed.cif. As an output, the missing CIF would make Snakemake
+        # call the job failed and delete the record, losing the reason; relax.json is the
+        # one file that says "finished", and the CIF is written before it.
+        relaxed_cif=lambda wildcards: LAYOUT.relaxed_cif(wildcards.sid),
+        workdir=lambda wildcards: LAYOUT.structure_dir(wildcards.sid),
         gpaw_python=GPAW_PYTHON,
     log:
-        f"{OUT}/logs/relax/{{sid}}.log",
+        LAYOUT.log("relax", "{sid}"),
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,

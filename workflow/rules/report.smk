@@ -7,19 +7,19 @@ rule report:
         table=rules.aggregate.output.parquet,
         summary=rules.aggregate.output.summary,
     output:
-        html=report(f"{OUT}/report/index.html", caption="../report/index.rst", category="Report"),
+        html=report(LAYOUT.report_file("index.html"), caption="../report/index.rst", category="Report"),
         figures=[
-            report(f"{OUT}/report/{name}", caption=f"../report/{REPORT_CAPTIONS[name]}", category="Figures")
+            report(LAYOUT.report_file(name), caption=f"../report/{REPORT_CAPTIONS[name]}", category="Figures")
             for name in REPORT_FIGURES
         ],
     params:
         out_dir=OUT,
-        report_dir=f"{OUT}/report",
+        report_dir=LAYOUT.report_dir,
         settings=global_settings_json,
         targets=config["targets"],
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
     log:
-        f"{OUT}/logs/report.log",
+        LAYOUT.log("report"),
     localrule: True
     script:
         "../scripts/report.py"

@@ -10,14 +10,30 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
+import pandas as pd
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 EXAMPLES = REPO / "examples" / "cifs"
+#: Data the tests carry with them (tests/data), whichever folder a test file lives in.
+TEST_DATA = REPO / "tests" / "data"
 GENERATED = SHARED / "data" / "generated" / "crystallm"
 PEROV5 = SHARED / "data" / "reference" / "perov5_sample50"
+
+
+#: Test folders and the marker each gives its tests: tests/unit starts no GPAW, mpiexec or
+#: Snakemake; tests/dft runs GPAW (under mpiexec); tests/workflow starts Snakemake (dry runs
+#: included) or the MPI launcher. Real workflow runs carry ``e2e`` as well.
+FOLDER_MARKERS = {"dft": "dft", "workflow": "workflow"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = FOLDER_MARKERS.get(Path(str(item.fspath)).parent.name)
+        if marker is not None:
+            item.add_marker(marker)
 
 
 def mpi_env() -> dict[str, str]:
@@ -210,3 +226,20 @@ def undocumented(columns, input_columns=()) -> list[str]:
             literal.add(name)
     copied = set(input_columns) | {f"input_{c}" for c in input_columns}
     return [c for c in columns if c not in literal and c not in copied and not any(p.match(c) for p in patterns)]
+
+
+def crystallm_pi_rows(shared: Path) -> pd.DataFrame:
+    """CrystaLLM-pi's output columns, CIF texts from the shared real files (one of them twice, one broken)."""
+    texts = [p.read_text() for p in sorted(GENERATED.rglob("*.cif"))[:3]] + [
+        next(iter(sorted(PEROV5.glob("*.cif")))).read_text()
+    ]
+    texts.append(texts[0])  # a byte-identical twin, as generators produce
+    texts.append("data_broken\n_cell_length_a 4.0\n")  # truncated output
+    return pd.DataFrame(
+        {
+            "Material ID": ["mp-1/a", "mp-1/a", "../../etc/x y", None, "twin", "broken"],
+            "Prompt": ["<prompt>"] * 6,
+            "Generated CIF": texts,
+            "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+        }
+    )

@@ -13,7 +13,8 @@
 # SLURM daemons). Accounting (sacct) comes from slurmdbd with a local MariaDB,
 # because the Snakemake SLURM plugin polls job states with sacct whenever sacct
 # exists, and hangs if sacct has no database behind it.
-# Facts behind each setting: ../shared/notes/slurm-on-one-machine.md.
+# Each setting below carries a comment saying why it is there (each was needed
+# on a 2-core Debian 12 machine without systemd).
 set -euo pipefail
 
 CLUSTER_NAME="dftscreen"

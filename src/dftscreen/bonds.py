@@ -20,7 +20,7 @@ electronegativity and covalent-radius distance weights, 3-decimal rounding and
 semicircle CN selection, all at CrystalNN's defaults) with the facet geometry
 vectorised, and hands any case outside that fast path (oxidation states,
 pathological Voronoi cells, missing radii, overlapping atoms) to pymatgen's
-CrystalNN. ``tests/test_bonds_fast.py`` checks that both give the same
+CrystalNN. ``tests/unit/test_fast_paths.py`` checks that both give the same
 neighbours and scores on the shared CrystaLLM outputs, perovskites and
 perturbed copies of them.
 """

@@ -8,7 +8,7 @@ the first existing group whose representative pymatgen's
 founds a new group. The representative of every group is therefore its member
 with the lowest volume per formula unit, the rule CrystaLLM's deduplication uses.
 
-Speed, with the same groups (``tests/test_dedupe_fast.py`` compares with the
+Speed, with the same groups (``tests/unit/test_fast_paths.py`` compares with the
 plain pairwise ``StructureMatcher.fit`` on the shared data):
 
 * each structure is reduced (Niggli, primitive cell) once, with the matcher's

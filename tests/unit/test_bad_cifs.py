@@ -16,7 +16,9 @@ from dftscreen.check import check_structure_file
 from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import discover_cifs
 
-CORPUS = Path(__file__).parent / "data" / "bad_cifs"
+from conftest import TEST_DATA
+
+CORPUS = TEST_DATA / "bad_cifs"
 
 #: file -> (dft_ready, words the reason must contain)
 EXPECTED = {

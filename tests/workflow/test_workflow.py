@@ -14,6 +14,7 @@ import yaml
 
 from conftest import (
     EXAMPLES,
+    TEST_DATA,
     assert_renders_in_chromium,
     assert_report_complete,
     run_snakemake,
@@ -254,7 +255,7 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
 def test_workflow_finishes_on_the_bad_input_corpus(tmp_path: Path):
     """Every file of tests/data/bad_cifs gets a row with a reason; the one distinct good
     crystal (rutile) is computed once; nothing is written outside the run folder."""
-    corpus = Path(__file__).parent / "data" / "bad_cifs"
+    corpus = TEST_DATA / "bad_cifs"
     prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"elemental_references": False}})
     # The slab and the molecule in a box are sound structures of their own (their notes are
     # tested in test_bad_cifs.py); here they would only add two DFT runs.
@@ -288,7 +289,7 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     deep = tmp_path / "cifs" / ("ä" * 100) / ("ö" * 100)
     deep.mkdir(parents=True)
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", deep / ("ñ" * 25 + " NaCl (copy).cif"))
-    shutil.copy(Path(__file__).parent / "data" / "bad_cifs" / "huge_expansion.cif", tmp_path / "cifs")
+    shutil.copy(TEST_DATA / "bad_cifs" / "huge_expansion.cif", tmp_path / "cifs")
     outside_before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     proc = snakemake(tmp_path)

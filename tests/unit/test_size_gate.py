@@ -9,6 +9,8 @@ from dftscreen.check import CheckSettings, check_text
 from dftscreen.resources import ResourcePolicy
 from dftscreen.size_gate import GateSettings, estimate_cost, kpoint_mesh, plane_waves, route
 
+from conftest import TEST_DATA
+
 POLICY = ResourcePolicy()
 
 
@@ -49,7 +51,7 @@ def test_resources_follow_an_enlarging_estimate_within_the_limits():
     assert POLICY.runtime_min(5, estimate_min=270) == 270 and POLICY.runtime_min(5, 2, estimate_min=270) == 540
 
 
-RUTILE = open(__file__.replace("test_size_gate.py", "data/bad_cifs/good_rutile.cif"), "rb").read()
+RUTILE = (TEST_DATA / "bad_cifs" / "good_rutile.cif").read_bytes()
 
 
 def test_the_check_routes_and_a_refused_structure_says_why():

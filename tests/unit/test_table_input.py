@@ -12,26 +12,9 @@ from dftscreen.aggregate import build_table
 from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
 
-from conftest import GENERATED, PEROV5, run_snakemake, write_run_config
+from conftest import crystallm_pi_rows as _rows
 
 SOURCES = ["TiO2/baseline/rank01_sample_0709.cif", "NaCl/baseline/rank01_sample_0709.cif"]
-
-
-def _rows(shared: Path) -> pd.DataFrame:
-    """CrystaLLM-pi's output columns, CIF texts from the shared real files (one of them twice, one broken)."""
-    texts = [p.read_text() for p in sorted(GENERATED.rglob("*.cif"))[:3]] + [
-        next(iter(sorted(PEROV5.glob("*.cif")))).read_text()
-    ]
-    texts.append(texts[0])  # a byte-identical twin, as generators produce
-    texts.append("data_broken\n_cell_length_a 4.0\n")  # truncated output
-    return pd.DataFrame(
-        {
-            "Material ID": ["mp-1/a", "mp-1/a", "../../etc/x y", None, "twin", "broken"],
-            "Prompt": ["<prompt>"] * 6,
-            "Generated CIF": texts,
-            "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
-        }
-    )
 
 
 @pytest.fixture(params=["parquet", "csv"])
@@ -96,26 +79,3 @@ def test_row_cif_written_once_and_kept_when_unchanged(table: Path, tmp_path: Pat
     before = path.stat().st_mtime_ns
     write_table_row_cif(item, tmp_path / "inputs")
     assert path.stat().st_mtime_ns == before
-
-
-def test_dry_run_schedules_dft_for_table_rows(shared_dir, tmp_path: Path):
-    """Runs only the check job for real (no DFT), then a dry run must list relax jobs reading the rows' CIFs."""
-    frame = _rows(shared_dir)
-    frame.to_parquet(tmp_path / "generated.parquet", index=False)
-    config = {"input": {"cif_dir": None, "table": "generated.parquet", "table_id_column": "Material ID"},
-              "output_dir": "out", "check": {"workers": 1}}
-    write_run_config(tmp_path, config)
-    proc = run_snakemake(tmp_path, "--cores", "1", "out/check/valid_ids.txt")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    valid = (tmp_path / "out" / "check" / "valid_ids.txt").read_text().split()
-    assert "twin" not in valid and "broken" not in valid and "mp-1__a" in valid
-    proc = run_snakemake(tmp_path, "--cores", "1", "-n")
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    relax_ids = set(re.findall(r"rule relax:.*?wildcards: sid=(\S+)", out, flags=re.DOTALL))
-    for sid in valid:
-        assert f"sid={sid}" in out
-        assert f"out/inputs/{sid}.cif" in out  # the relax job reads the row's own CIF file
-        assert (tmp_path / "out" / "inputs" / f"{sid}.cif").is_file()
-    assert relax_ids and relax_ids <= set(valid)
-    assert not (tmp_path / "out" / "inputs" / "twin.cif").exists()

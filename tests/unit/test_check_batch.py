@@ -17,9 +17,9 @@ import dftscreen.check_batch as check_batch
 from dftscreen.check_batch import WORKER_DIED_REASON, check_all, check_and_deduplicate
 from dftscreen.inputs import discover_cifs
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, TEST_DATA
 
-CORPUS = Path(__file__).parent / "data" / "bad_cifs"
+CORPUS = TEST_DATA / "bad_cifs"
 COLUMNS = ("status", "reason", "dft_ready", "crystallm_valid", "n_sites", "bond_length_score", "duplicate_of")
 
 

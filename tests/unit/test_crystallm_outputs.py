@@ -10,9 +10,9 @@ from dftscreen.check_batch import check_and_deduplicate
 from dftscreen.cif_reader import read_structure
 from dftscreen.inputs import discover_cifs
 
-from conftest import GENERATED, PEROV5
+from conftest import GENERATED, PEROV5, TEST_DATA
 
-REFERENCE = Path(__file__).parent / "data" / "crystallm_reference" / "shared_generated_verdicts.csv"
+REFERENCE = TEST_DATA / "crystallm_reference" / "shared_generated_verdicts.csv"
 
 #: Files where our crystallm_valid deliberately differs from what CrystaLLM's code says, and why.
 DISAGREEMENTS = {

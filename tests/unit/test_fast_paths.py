@@ -26,9 +26,9 @@ from dftscreen.cif_reader import read_structure
 from dftscreen.dedupe import Candidate, MatchSettings, group_one_formula, group_one_formula_plain
 from dftscreen.inputs import discover_cifs
 
-from conftest import GENERATED, PEROV5, REPO, SHARED
+from conftest import GENERATED, PEROV5, SHARED, TEST_DATA
 
-BUNDLED = REPO / "tests" / "data" / "fast_paths"
+BUNDLED = TEST_DATA / "fast_paths"
 #: Ordered structures pymatgen ships in its package (pymatgen/util/structures), of 2-56 atoms.
 PYMATGEN_STRUCTURES = ("LiFePO4", "NaFePO4", "TiO2", "VO2", "Li2O", "SrTiO3", "BaNiO3", "K2O2", "CsCl", "Si", "SiO2")
 

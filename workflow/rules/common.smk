@@ -16,6 +16,7 @@ from dftscreen.inputs import (
 )
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
+from dftscreen import slurm_pack
 
 
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -41,6 +42,9 @@ GPAW_PYTHON = f"{sys.executable} -m gpaw python"
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
 MPIEXEC = "mpiexec --bind-to none"
+# Group jobs (packs of structures, see profiles/slurm) with the pinned SLURM plugin run
+# their members one after another and lose finished members on a failure: fixed here.
+slurm_pack.install()
 
 
 wildcard_constraints:
@@ -106,6 +110,12 @@ def runtime_for(count_atoms):
 
 def mem_for(count_atoms):
     return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(count_atoms(wildcards), attempt)
+
+
+def launcher_for(rule_name):
+    """The ``mpi`` resource of a GPAW rule: mpiexec here, srun inside SLURM, and inside a
+    pack a named srun step with the job's own time limit (dftscreen.slurm_pack)."""
+    return lambda wildcards: slurm_pack.mpi_launcher(MPIEXEC, slurm_pack.step_name(rule_name, list(wildcards)))
 
 
 mpi_tasks = tasks_for(n_sites)

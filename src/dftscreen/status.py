@@ -324,9 +324,9 @@ def step_jobs(packs: list[SchedulerJob], steps: list[SchedulerStep]) -> list[Sch
 def job_structures(jobs: list[SchedulerJob], steps: list[SchedulerStep]) -> list[dict[str, Any]]:
     """Every DFT job of the run (one per structure, or a pack) with the structures it ran.
 
-    Returns dicts ``{"job_id", "state", "structures", "failed_steps"}``; ``failed_steps``
-    maps a pack's step name (``relax:<id>``) to its state when that is not COMPLETED
-    (or still running).
+    Returns dicts ``{"job_id", "state", "pack", "structures", "failed_steps"}``;
+    ``pack`` is True for a group job; ``failed_steps`` maps a pack's step name
+    (``relax:<id>``) to its state when that is not COMPLETED (or still running).
     """
     by_job: dict[str, list[SchedulerStep]] = {}
     for step in steps:
@@ -345,29 +345,38 @@ def job_structures(jobs: list[SchedulerJob], steps: list[SchedulerStep]) -> list
             }
         else:
             continue
-        summaries.append({"job_id": job.job_id, "state": job.state, "structures": structures,
-                          "failed_steps": failed})
+        summaries.append({"job_id": job.job_id, "state": job.state, "pack": job.rule not in STAGES,
+                          "structures": structures, "failed_steps": failed})
     return summaries
 
 
+def mark_unfinished(allocations: list[dict[str, Any]], dft_dir: Path) -> None:
+    """Add ``unfinished`` to each pack: its structures that still lack a stage's record."""
+    for job in allocations:
+        if job["pack"]:
+            job["unfinished"] = [
+                sid for sid in job["structures"]
+                if not all((dft_dir / sid / f"{stage}.json").is_file() for stage in STAGES)
+            ]
+
+
 def format_allocations(allocations: list[dict[str, Any]], top: int = 5) -> list[str]:
-    """Text lines: how many DFT jobs and packs, and the packs that did not complete, with their structures."""
-    packs = [job for job in allocations if len(job["structures"]) > 1 or job["failed_steps"]]
+    """Text lines: how many packs ran how many structures, and the packs whose failures are not made good yet."""
+    packs = [job for job in allocations if job["pack"]]
     if not packs:
         return []
-    n_structures = sum(len(job["structures"]) for job in packs)
-    lines = [f"packs       {len(packs)} SLURM jobs ran {n_structures} structures "
-             f"({len(allocations) - len(packs)} other DFT jobs)"]
-    troubled = [job for job in packs if job["state"] != "COMPLETED" or job["failed_steps"]]
-    for job in troubled[:top]:
-        names = ", ".join(
-            sid + "".join(f" ({name.split(':')[0]} {state})" for name, state in job["failed_steps"].items()
-                          if name.endswith(f":{sid}"))
-            for sid in job["structures"]
-        )
-        lines.append(f"    job {job['job_id']} {job['state']}: {names}")
-    if len(troubled) > top:
-        lines.append(f"    (+{len(troubled) - top} more packs not completed)")
+    n_structures = len({sid for job in packs for sid in job["structures"]})
+    lines = [f"packs       {len(packs)} SLURM jobs ran {n_structures} structures"]
+    open_failures = [job for job in packs if job.get("unfinished")
+                     and (job["failed_steps"] or job["state"] not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES
+                          | {"COMPLETED"})]
+    for job in open_failures[:top]:
+        steps = ", ".join(f"{name} {state}" for name, state in job["failed_steps"].items())
+        lines.append(f"    job {job['job_id']} {job['state']}: not finished {', '.join(job['unfinished'])}"
+                     + (f" ({steps})" if steps else "")
+                     + f"; {len(job['structures']) - len(job['unfinished'])} others of the pack done")
+    if len(open_failures) > top:
+        lines.append(f"    (+{len(open_failures) - top} more packs with unfinished structures)")
     return lines
 
 
@@ -412,6 +421,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         if not record.get("valid") and record.get("status") != "duplicate"
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
+    mark_unfinished(allocations, results / "dft")
     stages = {
         name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix)
         for name in STAGES

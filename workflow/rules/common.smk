@@ -6,7 +6,6 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from dftscreen.aggregate import table_from_results, write_table
 from dftscreen.dag_speed import cache_function_signatures
 from dftscreen.inputs import (
     STRUCTURE_ID_PATTERN,
@@ -238,6 +237,10 @@ def write_partial_table():
     checks_path = Path(OUT) / "check" / "checks.json"
     if not checks_path.is_file():
         return
+    # Imported here, not at the top: it pulls in pymatgen's phase diagrams and
+    # matplotlib (seconds), which every Snakemake start (each cluster job too) paid.
+    from dftscreen.aggregate import table_from_results, write_table
+
     table = table_from_results(OUT, STABILITY["elemental_references"], config["targets"])
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(

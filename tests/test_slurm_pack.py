@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -143,7 +142,7 @@ def test_six_structures_in_two_packs_run_side_by_side_and_a_failure_reruns_alone
     # Each structure's relax ran once, as its own 1-rank step, in one of the two packs.
     assert sorted(name for name in named if name.startswith("relax:")) == sorted(f"relax:{sid}" for sid in ids), named
     assert all(step["NTasks"] == "1" for _, step in named.values()), named
-    for job_id, steps in steps_by_pack.items():
+    for steps in steps_by_pack.values():
         relax_steps = [step for step in steps if step["JobName"].startswith("relax:")]
         assert len(relax_steps) == 3, steps
         assert overlap(relax_steps), relax_steps
@@ -186,7 +185,8 @@ def test_six_structures_in_two_packs_run_side_by_side_and_a_failure_reruns_alone
     assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
     jobs = jobs_settled(workdir, before)
     assert len(jobs) == 1 and jobs[0]["State"] == "COMPLETED", jobs
-    assert {step["JobName"] for step in sacct_steps(jobs[0]["JobIDRaw"])} == {f"relax:{OVERRUN}", f"properties:{OVERRUN}"}
+    steps = {step["JobName"] for step in sacct_steps(jobs[0]["JobIDRaw"])}
+    assert steps == {f"relax:{OVERRUN}", f"properties:{OVERRUN}"}, steps
     record = json.loads((workdir / "out" / "dft" / OVERRUN / "relax.json").read_text())
     assert record["n_starts"] == 2 and record["resumed_from_step"] == steps_before_kill, record
     table = pd.read_csv(workdir / "out" / "results.csv").set_index("structure_id")

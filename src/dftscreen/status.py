@@ -426,7 +426,8 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix)
         for name in STAGES
     }
-    return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source, allocations)
+    return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source,
+                     allocations)
 
 
 def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:

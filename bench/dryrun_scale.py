@@ -15,6 +15,8 @@ Cases (N input CIFs each, tiny files written to --root):
   relax+properties as one   the same, on a copy of the workflow where one job per
                             structure writes both records (the alternative to
                             two jobs per structure weighed in bench/README.md)
+  with packs of 8          the same with --groups/--group-components as the SLURM
+                            profile documents (Snakemake forms the group jobs)
   dftscreen, DFT finished   every relax and properties record and the table exist
                             (2 x the DFT structures outputs to check; no Snakemake
                             metadata: see bench/README.md for its cost)
@@ -43,6 +45,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The pack settings the SLURM profile documents (dftscreen.slurm_pack).
+PACKS = ["--groups", "relax=dft", "properties=dft", "--group-components", "dft=8"]
 FORMULAS = ["NaCl", "MgO", "KBr", "CaTiO3", "SrTiO3", "GaAs", "ZnS", "LiF"]
 
 TINY_CIF = """data_x
@@ -239,6 +243,7 @@ def main() -> None:
         n_dft = write_check_outputs(folder, ids, args.dft_fraction)
         report(f"dftscreen, after checks ({n_dft} to DFT)", n, timed_dry_run(folder, snakefile, []))
         report("  relax+properties as one job per structure", n, timed_dry_run(folder, one_job_snakefile, []))
+        report("  with packs of 8 (SLURM profile's groups)", n, timed_dry_run(folder, snakefile, PACKS))
         n_outputs = write_finished_outputs(folder)
         report(f"dftscreen, DFT finished ({n_outputs} outputs)", n, timed_dry_run(folder, snakefile, []))
         if n <= args.naive_max:

@@ -89,3 +89,19 @@ def test_installed_fix_gives_the_plugins_sbatch_line_the_pack_size():
     # A job of its own is submitted exactly as the plugin does.
     single = FakeJob({"tasks": 2, "runtime": 30, "cpus_per_task": 1, "mem_mb_per_cpu": 1100, "mpi": "srun"})
     assert "--ntasks=2" in plugin.get_submit_command(single, params).split()
+
+
+def test_install_profile_with_pack_writes_the_group_settings(tmp_path):
+    import yaml
+
+    from dftscreen import cli
+
+    path = cli.install_profile("slurm", account=None, partition=None, qos=None, target_root=tmp_path, pack=8)
+    profile = yaml.safe_load(path.read_text())
+    assert profile["groups"] == ["relax=dft", "properties=dft"]
+    assert profile["group-components"] == ["dft=8"]
+    assert profile["keep-incomplete"] is True
+    unpacked = yaml.safe_load(cli.installed_profile_text(None, None, None))
+    assert "groups" not in unpacked
+    with pytest.raises(ValueError):
+        slurm_pack.pack_profile_settings(0)

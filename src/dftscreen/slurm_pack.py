@@ -79,6 +79,14 @@ def format_runtimes(runtimes: Mapping[str, int]) -> str:
     return ",".join(f"{name}={int(minutes)}" for name, minutes in runtimes.items())
 
 
+def pack_profile_settings(structures_per_pack: int, group: str = "dft") -> dict[str, list[str]]:
+    """Snakemake profile entries that pack the DFT jobs of ``structures_per_pack`` structures per SLURM job."""
+    if structures_per_pack < 1:
+        raise ValueError(f"structures per pack must be at least 1, not {structures_per_pack}")
+    return {"groups": [f"relax={group}", f"properties={group}"],
+            "group-components": [f"{group}={int(structures_per_pack)}"]}
+
+
 def mpi_launcher(default: str, step: str, environ: Mapping[str, str] | None = None) -> str:
     """The MPI launcher command of one GPAW job (the ``mpi`` resource of the GPAW rules).
 

@@ -105,3 +105,10 @@ def test_install_profile_with_pack_writes_the_group_settings(tmp_path):
     assert "groups" not in unpacked
     with pytest.raises(ValueError):
         slurm_pack.pack_profile_settings(0)
+
+
+def test_another_plugin_version_is_left_alone_with_a_warning(monkeypatch, capsys):
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "9.9.9")
+    assert slurm_pack.install() is False
+    assert "9.9.9" in capsys.readouterr().err

@@ -29,8 +29,8 @@ result file of this workflow is written atomically, so a kept file is a whole on
 :func:`install` fixes 1-4 for group jobs only (other jobs are submitted exactly as the
 plugin does), by wrapping two functions of the plugin: the command run inside the
 allocation, and the sbatch line. It is our code around the plugin's, not a copy of it,
-and it checks the plugin's version so that a different plugin fails loudly instead of
-being patched blindly. Each member's GPAW ``srun`` step carries its own time limit
+and it checks the plugin's version: another version is left alone, with a warning,
+instead of being patched blindly. Each member's GPAW ``srun`` step carries its own time limit
 (``--time``: a structure that overruns is killed alone, the others go on) and a name
 ``<rule>:<structure id>`` that ``sacct`` and ``dftscreen status`` show.
 """
@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,23 +175,27 @@ class PackJob:
 def install() -> bool:
     """Fix the pinned SLURM plugin's group jobs (see the module docstring); idempotent.
 
-    Returns False when the plugin is not installed (nothing to fix).
-
-    Raises:
-        RuntimeError: the installed plugin is not the version this fix was tested with.
+    Returns False (and changes nothing) when the plugin is not installed, or is not
+    the version this fix was written for: then a warning says that packs run as the
+    plugin runs them (members one after another), and everything else is unaffected.
     """
     try:
         import snakemake_executor_plugin_slurm as plugin
+        from importlib.metadata import PackageNotFoundError, version
     except ImportError:
         return False
-    from importlib.metadata import version
-
-    installed = version("snakemake-executor-plugin-slurm")
+    try:
+        installed = version("snakemake-executor-plugin-slurm")
+    except PackageNotFoundError:
+        installed = "unknown"
     if installed != PLUGIN_VERSION:
-        raise RuntimeError(
-            f"dftscreen.slurm_pack was written for snakemake-executor-plugin-slurm {PLUGIN_VERSION}, "
-            f"found {installed}: install the pinned version (pyproject.toml) or check the fix against it"
+        print(
+            f"dftscreen: snakemake-executor-plugin-slurm {installed} is installed, the pack fix "
+            f"(dftscreen.slurm_pack) is for {PLUGIN_VERSION}: not applied; grouped DFT jobs (packs) "
+            "run as the plugin runs them. Install the pinned version (pyproject.toml).",
+            file=sys.stderr,
         )
+        return False
     executor = plugin.Executor
     if getattr(executor, "_dftscreen_pack_fix", False):
         return True
@@ -202,8 +207,9 @@ def install() -> bool:
         if not job.is_group():
             return command
         runtimes = {
-            step_name(member.rule.name, list(member.wildcards)): member.resources.get("runtime") or 0
+            step_name(member.rule.name, list(member.wildcards)): member.resources.get("runtime")
             for member in job.jobs
+            if isinstance(member.resources.get("runtime"), int)
         }
         ntasks = PackJob(job).resources.get("tasks") or 1
         return pack_exec_command(command, ntasks, job.attempt, job.groupid, runtimes)

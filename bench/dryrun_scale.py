@@ -12,7 +12,18 @@ Cases (N input CIFs each, tiny files written to --root):
                             check of 100,000 files takes an hour) and
                             --dft-fraction of the inputs reach DFT; their relax
                             and properties jobs are planned
+  relax+properties as one   the same, on a copy of the workflow where one job per
+                            structure writes both records (the alternative to
+                            two jobs per structure weighed in bench/README.md)
+  with packs of 8          the same with --groups/--group-components as the SLURM
+                            profile documents (Snakemake forms the group jobs)
+  dftscreen, DFT finished   every relax and properties record and the table exist
+                            (2 x the DFT structures outputs to check; no Snakemake
+                            metadata: see bench/README.md for its cost)
   naive chain               three rules per input
+
+Seconds are wall time; "CPU s" is user + system time of the Snakemake process,
+less sensitive to other load on the machine.
 
 Usage:
   .venv/bin/python bench/dryrun_scale.py                      # 10,000 and 100,000
@@ -24,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +45,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The pack settings the SLURM profile documents (dftscreen.slurm_pack).
+PACKS = ["--groups", "relax=dft", "properties=dft", "--group-components", "dft=8"]
 FORMULAS = ["NaCl", "MgO", "KBr", "CaTiO3", "SrTiO3", "GaAs", "ZnS", "LiF"]
 
 TINY_CIF = """data_x
@@ -123,8 +137,59 @@ def write_check_outputs(folder: Path, ids: list[str], dft_fraction: float) -> in
     return len(valid)
 
 
-def timed_dry_run(folder: Path, snakefile: Path, extra: list[str]) -> tuple[float, float, str]:
-    """Seconds and peak RSS (MB) of `snakemake -n` in ``folder``; the last line of its output."""
+def merged_workflow(root: Path) -> Path:
+    """A copy of workflow/ where relax writes properties.json too (no properties rule); its Snakefile."""
+    copy = root / "workflow_one_dft_job"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(REPO / "workflow", copy)
+    snakefile = copy / "Snakefile"
+    text = snakefile.read_text()
+    assert 'include: "rules/properties.smk"\n' in text
+    snakefile.write_text(text.replace('include: "rules/properties.smk"\n', ""))
+    relax = copy / "rules" / "relax.smk"
+    text = relax.read_text()
+    record = '        record=f"{OUT}/dft/{{sid}}/relax.json",\n'
+    assert record in text and '" --out-cif {params.relaxed_cif}' in text
+    text = text.replace(record, record + '        properties=f"{OUT}/dft/{{sid}}/properties.json",\n', 1)
+    text = text.replace(
+        '" --out-cif {params.relaxed_cif}',
+        '" --out-cif {params.relaxed_cif} && {resources.mpi} -n {resources.tasks} {params.gpaw_python}"\n'
+        '        " -m dftscreen.properties --structure-id {wildcards.sid} --relax-json {output.record}"\n'
+        '        " --settings {params.settings:q} --out-json {output.properties}"\n        "',
+        1,
+    )
+    relax.write_text(text)
+    return snakefile
+
+
+def write_finished_outputs(folder: Path, n_elements: int = 20) -> int:
+    """Every DFT record, element reference and table file, newer than the check outputs; returns how many."""
+    ids = (folder / "out" / "check" / "valid_ids.txt").read_text().split()
+    later = time.time() + 10
+    written = 0
+
+    def touch(path: Path, mtime: float) -> None:
+        nonlocal written
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (mtime, mtime))
+        written += 1
+
+    for sid in ids:
+        touch(folder / "out" / "dft" / sid / "relax.json", later)
+        touch(folder / "out" / "dft" / sid / "properties.json", later + 1)
+    from pymatgen.core import Composition
+
+    elements = sorted({el.symbol for formula in FORMULAS for el in Composition(formula).elements})
+    for element in elements[:n_elements]:
+        touch(folder / "out" / "references" / "elements" / element / "relax.json", later)
+    for name in ("results.csv", "results.parquet", "summary.json"):
+        touch(folder / "out" / name, later + 2)
+    return written
+
+
+def timed_dry_run(folder: Path, snakefile: Path, extra: list[str]) -> tuple[float, float, float, int]:
+    """Seconds, peak RSS (MB), CPU seconds and number of planned jobs of `snakemake -n` in ``folder``."""
     shutil.rmtree(folder / ".snakemake", ignore_errors=True)
     command = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2",
                "--snakefile", str(snakefile), "--directory", str(folder), *extra]
@@ -135,17 +200,18 @@ def timed_dry_run(folder: Path, snakefile: Path, extra: list[str]) -> tuple[floa
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "dt = time.perf_counter() - t\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(p.returncode, dt, rss)\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(p.returncode, dt, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)\n"
         "print((p.stdout + p.stderr)[-3000:])\n"
     )
     proc = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True)
     first, _, tail = proc.stdout.partition("\n")
-    code, seconds, rss = first.split()
+    code, seconds, rss, cpu = first.split()
     if code != "0":
         raise RuntimeError(f"snakemake -n failed in {folder}:\n{tail}")
-    summary = " ".join(line.strip() for line in tail.strip().splitlines()[-12:])
-    return float(seconds), float(rss), summary
+    total = re.search(r"^total\s+(\d+)", tail, re.MULTILINE)
+    n_jobs = int(total.group(1)) if total else 0  # "Nothing to be done": no job table
+    return float(seconds), float(rss), float(cpu), n_jobs
 
 
 def main() -> None:
@@ -160,25 +226,31 @@ def main() -> None:
     naive_snakefile = args.root / "naive.smk"
     args.root.mkdir(parents=True, exist_ok=True)
     naive_snakefile.write_text(NAIVE_SNAKEFILE)
+    one_job_snakefile = merged_workflow(args.root)
     print(f"snakemake -n --quiet rules --cores 2, {os.cpu_count()} CPUs")
-    print(f"{'case':<42} {'inputs':>8} {'seconds':>8} {'peak MB':>8}")
+    print(f"{'case':<46} {'inputs':>8} {'jobs':>7} {'seconds':>8} {'CPU s':>7} {'peak MB':>8}")
+
+    def report(label: str, n: int, result: tuple[float, float, float, int]) -> None:
+        seconds, rss, cpu, n_jobs = result
+        print(f"{label:<46} {n:>8} {n_jobs:>7} {seconds:>8.1f} {cpu:>7.1f} {rss:>8.0f}", flush=True)
+
     for n in args.sizes:
         folder = args.root / f"dftscreen_{n}"
         ids = write_inputs(folder, n)
         write_config(folder)
         shutil.rmtree(folder / "out", ignore_errors=True)
-        seconds, rss, _ = timed_dry_run(folder, snakefile, [])
-        print(f"{'dftscreen, before checks':<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+        report("dftscreen, before checks", n, timed_dry_run(folder, snakefile, []))
         n_dft = write_check_outputs(folder, ids, args.dft_fraction)
-        seconds, rss, _ = timed_dry_run(folder, snakefile, [])
-        label = f"dftscreen, after checks ({n_dft} to DFT)"
-        print(f"{label:<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+        report(f"dftscreen, after checks ({n_dft} to DFT)", n, timed_dry_run(folder, snakefile, []))
+        report("  relax+properties as one job per structure", n, timed_dry_run(folder, one_job_snakefile, []))
+        report("  with packs of 8 (SLURM profile's groups)", n, timed_dry_run(folder, snakefile, PACKS))
+        n_outputs = write_finished_outputs(folder)
+        report(f"dftscreen, DFT finished ({n_outputs} outputs)", n, timed_dry_run(folder, snakefile, []))
         if n <= args.naive_max:
             naive = args.root / f"naive_{n}"
             write_inputs(naive, n)
             shutil.rmtree(naive / "out", ignore_errors=True)
-            seconds, rss, _ = timed_dry_run(naive, naive_snakefile, [])
-            print(f"{'naive chain (3 rules per input)':<42} {n:>8} {seconds:>8.1f} {rss:>8.0f}", flush=True)
+            report("naive chain (3 rules per input)", n, timed_dry_run(naive, naive_snakefile, []))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@
 #   bash tools/slurm_cluster.sh down     # stop every daemon this script starts, by PID
 #   bash tools/slurm_cluster.sh status   # which daemons run, and the node's state
 #
+# SLURM_CLUSTER_CPUS=N bash tools/slurm_cluster.sh up announces N CPUs instead of the
+# machine's own (slurmd then takes the node size from slurm.conf, not the hardware):
+# a scheduling test of packed jobs needs more slots than a 2-core CI machine has,
+# and its tiny test-preset jobs share the real cores.
+#
 # `up` is idempotent: a second call starts nothing that already runs and
 # rewrites no config that is already right (a changed slurm.conf restarts the
 # SLURM daemons). Accounting (sacct) comes from slurmdbd with a local MariaDB,
@@ -163,6 +168,12 @@ slurm_conf() {
     node_line=$(slurmd -C | head -n 1)
     cpus=$(grep -oP 'CPUs=\K[0-9]+' <<<"$node_line")
     memory=$(grep -oP 'RealMemory=\K[0-9]+' <<<"$node_line")
+    local overrides=""
+    if [[ -n "${SLURM_CLUSTER_CPUS:-}" && "${SLURM_CLUSTER_CPUS}" != "$cpus" ]]; then
+        cpus=$SLURM_CLUSTER_CPUS
+        # Without it slurmd drains a node configured larger than its hardware.
+        overrides="SlurmdParameters=config_overrides"
+    fi
     cat <<EOF
 # Written by tools/slurm_cluster.sh (one-node test cluster); rewritten by its next 'up'.
 ClusterName=$CLUSTER_NAME
@@ -198,6 +209,7 @@ AccountingStorageHost=localhost
 AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
+$overrides
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF

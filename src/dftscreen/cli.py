@@ -34,8 +34,12 @@ def user_profile_dir() -> Path:
     return Path(get_appdirs().user_config_dir)
 
 
-def installed_profile_text(account: str | None, partition: str | None, qos: str | None) -> str:
-    """The repository's SLURM profile with the site settings given on the command line added."""
+def installed_profile_text(account: str | None, partition: str | None, qos: str | None,
+                           pack: int | None = None) -> str:
+    """The repository's SLURM profile with the site settings given on the command line added.
+
+    ``pack``: structures per SLURM job (dftscreen.slurm_pack); None keeps one job per rule.
+    """
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     defaults = dict(profile.get("default-resources") or {})
     if account:
@@ -45,6 +49,10 @@ def installed_profile_text(account: str | None, partition: str | None, qos: str 
     profile["default-resources"] = defaults
     if qos:
         profile["slurm-qos"] = qos
+    if pack:
+        from dftscreen.slurm_pack import pack_profile_settings
+
+        profile.update(pack_profile_settings(pack))
     header = (
         f"# Written by `dftscreen install-profile` from {SLURM_PROFILE}.\n"
         "# Rerun that command after updating the checkout; edit site settings here.\n"
@@ -53,10 +61,10 @@ def installed_profile_text(account: str | None, partition: str | None, qos: str 
 
 
 def install_profile(name: str, account: str | None, partition: str | None, qos: str | None,
-                    target_root: Path | None = None) -> Path:
+                    target_root: Path | None = None, pack: int | None = None) -> Path:
     """Write the SLURM profile as ``<user profile folder>/<name>/config.yaml``; returns its path."""
     target = (target_root or user_profile_dir()) / name / "config.yaml"
-    atomic_write_text(target, installed_profile_text(account, partition, qos))
+    atomic_write_text(target, installed_profile_text(account, partition, qos, pack))
     return target
 
 
@@ -84,7 +92,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _install_profile(args: argparse.Namespace) -> int:
-    path = install_profile(args.name, args.account, args.partition, args.qos)
+    path = install_profile(args.name, args.account, args.partition, args.qos, pack=args.pack)
     print(f"installed {path}: run `snakemake --profile {args.name}` from the repository root")
     return 0
 
@@ -111,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--account", help="SLURM account (sbatch -A)")
     install.add_argument("--partition", help="SLURM partition (sbatch -p)")
     install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")
+    install.add_argument("--pack", type=int, default=None, metavar="N",
+                         help="put the DFT work of N structures into one SLURM job (README: packs)")
     install.set_defaults(func=_install_profile)
     return parser
 

@@ -13,8 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from typing import TYPE_CHECKING
 from pymatgen.core import Composition
+
+if TYPE_CHECKING:  # pymatgen's phase diagrams import matplotlib and scipy (seconds): load them when a hull is built
+    from pymatgen.analysis.phase_diagram import PDEntry
 
 #: Column names. Without reference phases the hull is built from the elements
 #: and the generated structures alone, and the column name says so.
@@ -73,6 +76,8 @@ def hull_analysis(
     reference phases and all generated structures in that system. Structures
     with an element that has no reference get a ``reason`` instead.
     """
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
     phases = phases or []
     mu = chemical_potentials(elements)
     pool = [PDEntry(r.composition, r.energy_eV, name=f"element:{r.name}") for r in elements]

@@ -22,7 +22,12 @@ run), "corrupt record" (``check/checks.json`` unreadable) and "not finished"
 (the check has not written its table yet).
 
 Scheduler jobs are matched by the comment the Snakemake SLURM plugin gives each
-job (``rule_<rule>_wildcards_<wildcards>``) and by their working directory.
+job (``rule_<rule>_wildcards_<wildcards>``) and by their working directory. A pack
+(one SLURM job running many structures, :mod:`dftscreen.slurm_pack`) is a group
+job whose comment names the group, not the structures; its structures are found
+from its srun steps, which are named ``<rule>:<structure id>``, and each step's
+state counts for its structure. ``slurm_jobs`` in the JSON lists every DFT job of
+the run with the structures it ran.
 """
 
 from __future__ import annotations
@@ -117,9 +122,12 @@ class RunStatus:
     #: Why there is nothing to count: "" (there is), or a sentence starting with
     #: "no results folder here", "corrupt record" or "not finished".
     problem: str = ""
+    #: DFT jobs of the run with the structures each ran (see :func:`job_structures`).
+    allocations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "slurm_jobs": self.allocations,
             "results_dir": str(self.results_dir),
             "problem": self.problem,
             "check": {
@@ -318,6 +326,107 @@ def _wildcard_value(wildcards: str) -> str:
     return wildcards.split("=", 1)[1] if "=" in wildcards else wildcards
 
 
+@dataclass(frozen=True)
+class SchedulerStep:
+    """One srun step of a pack: ``<rule>:<structure id>`` and how it ended."""
+
+    job_id: str
+    rule: str
+    structure_id: str
+    state: str
+
+
+def slurm_steps(job_ids: list[str]) -> list[SchedulerStep]:
+    """The named GPAW steps (``<rule>:<id>``) of the given SLURM jobs, from sacct (explicit fields)."""
+    if not job_ids:
+        return []
+    rows = _rows(["sacct", "--parsable2", "--noheader", "--jobs", ",".join(job_ids),
+                  "--format=JobID,JobName,State"]) or []
+    steps = []
+    for row in rows:
+        if len(row) < 3 or "." not in row[0]:
+            continue
+        rule, sep, structure_id = row[1].partition(":")
+        if sep and rule in STAGES and structure_id:
+            steps.append(SchedulerStep(row[0].split(".")[0], rule, structure_id, row[2].split()[0]))
+    return steps
+
+
+def step_jobs(packs: list[SchedulerJob], steps: list[SchedulerStep]) -> list[SchedulerJob]:
+    """One job per structure and stage that ran as a step of a pack, with the step's state.
+
+    A step that never ended (its pack was killed at the pack's time limit, or is
+    gone) takes the pack's state when the pack ended badly.
+    """
+    pack_state = {pack.job_id: pack.state for pack in packs}
+    jobs = []
+    for step in steps:
+        state = step.state
+        if state in SLURM_RUNNING_STATES and pack_state.get(step.job_id) not in SLURM_RUNNING_STATES:
+            state = pack_state.get(step.job_id, state)
+        jobs.append(SchedulerJob(step.job_id, state, step.rule, step.structure_id))
+    return jobs
+
+
+def job_structures(jobs: list[SchedulerJob], steps: list[SchedulerStep]) -> list[dict[str, Any]]:
+    """Every DFT job of the run (one per structure, or a pack) with the structures it ran.
+
+    Returns dicts ``{"job_id", "state", "pack", "structures", "failed_steps"}``;
+    ``pack`` is True for a group job; ``failed_steps`` maps a pack's step name
+    (``relax:<id>``) to its state when that is not COMPLETED (or still running).
+    """
+    by_job: dict[str, list[SchedulerStep]] = {}
+    for step in steps:
+        by_job.setdefault(step.job_id, []).append(step)
+    summaries = []
+    for job in jobs:
+        if job.rule in STAGES:
+            structures = [_wildcard_value(job.wildcards)]
+            failed: dict[str, str] = {}
+        elif job.job_id in by_job:
+            job_steps = by_job[job.job_id]
+            structures = sorted({step.structure_id for step in job_steps})
+            failed = {
+                f"{step.rule}:{step.structure_id}": step.state for step in job_steps
+                if step.state != "COMPLETED" and step.state not in SLURM_RUNNING_STATES
+            }
+        else:
+            continue
+        summaries.append({"job_id": job.job_id, "state": job.state, "pack": job.rule not in STAGES,
+                          "structures": structures, "failed_steps": failed})
+    return summaries
+
+
+def mark_unfinished(allocations: list[dict[str, Any]], dft_dir: Path) -> None:
+    """Add ``unfinished`` to each pack: its structures that still lack a stage's record."""
+    for job in allocations:
+        if job["pack"]:
+            job["unfinished"] = [
+                sid for sid in job["structures"]
+                if not all(Path(ResultsLayout.of(dft_dir.parent).stage_record(sid, stage)).is_file() for stage in STAGES)
+            ]
+
+
+def format_allocations(allocations: list[dict[str, Any]], top: int = 5) -> list[str]:
+    """Text lines: how many packs ran how many structures, and the packs whose failures are not made good yet."""
+    packs = [job for job in allocations if job["pack"]]
+    if not packs:
+        return []
+    n_structures = len({sid for job in packs for sid in job["structures"]})
+    lines = [f"packs       {len(packs)} SLURM jobs ran {n_structures} structures"]
+    open_failures = [job for job in packs if job.get("unfinished")
+                     and (job["failed_steps"] or job["state"] not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES
+                          | {"COMPLETED"})]
+    for job in open_failures[:top]:
+        steps = ", ".join(f"{name} {state}" for name, state in job["failed_steps"].items())
+        lines.append(f"    job {job['job_id']} {job['state']}: not finished {', '.join(job['unfinished'])}"
+                     + (f" ({steps})" if steps else "")
+                     + f"; {len(job['structures']) - len(job['unfinished'])} others of the pack done")
+    if len(open_failures) > top:
+        lines.append(f"    (+{len(open_failures) - top} more packs with unfinished structures)")
+    return lines
+
+
 def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None,
                query_scheduler: bool = True) -> RunStatus:
     """Status of the run whose results are in ``results_dir``.
@@ -347,8 +456,12 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         )
         return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
     jobs, source = slurm_jobs(work) if query_scheduler else ([], "not asked")
+    packs = [job for job in jobs if job.rule not in STAGES and job.rule != "check"]
+    steps = slurm_steps([job.job_id for job in packs])
     # The last job per (rule, structure) decides: earlier attempts were retried.
-    last_jobs = {(job.rule, _wildcard_value(job.wildcards)): job for job in jobs}
+    ordered = sorted([*jobs, *step_jobs(packs, steps)], key=lambda job: int(re.sub(r"\D.*", "", job.job_id) or 0))
+    last_jobs = {(job.rule, _wildcard_value(job.wildcards)): job for job in ordered}
+    allocations = job_structures(jobs, steps)
     local_running = running_local_outputs(work)
     interrupted = interrupted_local_outputs(work)
     try:
@@ -360,7 +473,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         check_job = last_jobs.get(("check", ""))
         stages = {name: StageStatus(name) for name in STAGES}
         run = RunStatus(results, None, 0, Counter(), Counter(), stages, source,
-                        "not finished: the check has not written check/checks.json yet")
+                        "not finished: the check has not written check/checks.json yet", allocations)
         if check_job is not None and check_job.state not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"}:
             run.invalid_reasons[_scheduler_failure(check_job)] += 1
         return run
@@ -371,13 +484,15 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         if not record.get("valid") and record.get("status") != "duplicate"
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
+    mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     stages = {
         name: stage_status(
             name, ids, Path(ResultsLayout.of(results).dft_dir), last_jobs, local_running, out_prefix, interrupted
         )
         for name in STAGES
     }
-    return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source)
+    return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source,
+                     allocations)
 
 
 def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
@@ -407,6 +522,7 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
             shown = sorted(stage.failed_ids)[:show_ids]
             more = len(stage.failed_ids) - len(shown)
             lines.append("    failed: " + ", ".join(shown) + (f" (+{more} more)" if more else ""))
+    lines.extend(format_allocations(status.allocations, top))
     lines.append(f"scheduler: {status.scheduler}")
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dftscreen.aggregate import table_from_results, write_table
+from dftscreen.dag_speed import cache_function_signatures
 from dftscreen.guards import (
     check_output_dir,
     check_structure_overrides,
@@ -28,6 +28,7 @@ from dftscreen.resources import ResourcePolicy
 from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
 from dftscreen.targets import TARGET_KINDS
+from dftscreen import slurm_pack
 
 
 try:
@@ -54,6 +55,7 @@ if not INPUTS:
 check_structure_overrides(DFT["structure_overrides"], INPUTS)
 check_target_names(config["targets"]["properties"], TARGET_KINDS)
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
+DFT_SETTINGS_JSON = json.dumps(DFT_SETTINGS, sort_keys=True)
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 STABILITY = config["stability"]
 check_reference_cifs(STABILITY["elemental_reference_cifs"])
@@ -80,6 +82,9 @@ REPORT_CAPTIONS = {name: "parity.rst" if name.startswith("parity_") else name.re
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
 MPIEXEC = "mpiexec --bind-to none"
+# Group jobs (packs of structures, see profiles/slurm) with the pinned SLURM plugin run
+# their members one after another and lose finished members on a failure: fixed here.
+slurm_pack.install()
 
 
 wildcard_constraints:
@@ -111,11 +116,12 @@ def dft_settings_json(wildcards):
     Passed to the GPAW jobs as params, so changing the preset (or this
     structure's override) reruns exactly the jobs it affects.
     """
-    settings = DFT_SETTINGS
     override = DFT["structure_overrides"].get(wildcards.sid)
-    if override:
-        settings = deep_merge(settings, override)
-    return json.dumps(settings, sort_keys=True)
+    if not override:
+        # The same text for every structure without an override: made once (the
+        # dry run of 10,000 structures asked for it 30,000 times).
+        return DFT_SETTINGS_JSON
+    return json.dumps(deep_merge(DFT_SETTINGS, override), sort_keys=True)
 
 
 _CHECK_ROWS = {}
@@ -177,6 +183,12 @@ def size_gate_params():
         "settings": {"gpaw": {"ecut_eV": gpaw["ecut_eV"], "kpt_density_per_A": gpaw["kpt_density_per_A"]}},
         "resources": DFT["resources"],
     }
+
+
+def launcher_for(rule_name):
+    """The ``mpi`` resource of a GPAW rule: mpiexec here, srun inside SLURM, and inside a
+    pack a named srun step with the job's own time limit (dftscreen.slurm_pack)."""
+    return lambda wildcards: slurm_pack.mpi_launcher(MPIEXEC, slurm_pack.step_name(rule_name, list(wildcards)))
 
 
 mpi_tasks = tasks_for(n_sites)
@@ -297,6 +309,10 @@ def write_partial_table():
     checks_path = Path(LAYOUT.checks_table)
     if not checks_path.is_file():
         return
+    # Imported here, not at the top: it pulls in pymatgen's phase diagrams and
+    # matplotlib (seconds), which every Snakemake start (each cluster job too) paid.
+    from dftscreen.aggregate import table_from_results, write_table
+
     table = table_from_results(
         OUT,
         STABILITY["elemental_references"],

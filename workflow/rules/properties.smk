@@ -18,7 +18,7 @@ rule properties:
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,
-        mpi=MPIEXEC,
+        mpi=launcher_for("properties"),
         runtime=runtime_min,
         mem_mb_per_cpu=mem_mb_per_task,
     shell:

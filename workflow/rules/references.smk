@@ -20,7 +20,7 @@ rule element_reference:
     threads: tasks_for(element_n_atoms)
     resources:
         tasks=tasks_for(element_n_atoms),
-        mpi=MPIEXEC,
+        mpi=launcher_for("element_reference"),
         runtime=runtime_for(element_n_atoms),
         mem_mb_per_cpu=mem_for(element_n_atoms),
     shell:
@@ -48,6 +48,6 @@ use rule relax as relax_reference_phase with:
     threads: tasks_for(phase_n_atoms)
     resources:
         tasks=tasks_for(phase_n_atoms),
-        mpi=MPIEXEC,
+        mpi=launcher_for("relax_reference_phase"),
         runtime=runtime_for(phase_n_atoms),
         mem_mb_per_cpu=mem_for(phase_n_atoms),

@@ -20,7 +20,7 @@ rule relax:
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,
-        mpi=MPIEXEC,
+        mpi=launcher_for("relax"),
         runtime=runtime_min,
         mem_mb_per_cpu=mem_mb_per_task,
     shell:

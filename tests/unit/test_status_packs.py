@@ -1,0 +1,70 @@
+"""`dftscreen status` on packs (many structures in one SLURM job), sacct/squeue answers faked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dftscreen import status
+
+# sacct --allocations rows: JobIDRaw|State|Comment|WorkDir|Timelimit|Elapsed
+ALLOCATIONS = [
+    "11|COMPLETED|rule_check|{workdir}|04:00:00|00:00:30",
+    "12|FAILED|rule_dft_properties_relax|{workdir}|01:10:00|00:01:30",
+    "13|RUNNING|rule_dft_properties_relax|{workdir}|01:10:00|00:00:20",
+]
+# sacct --jobs 12,13 rows: JobID|JobName|State
+STEPS = [
+    "12|04cd229f|FAILED", "12.batch|batch|FAILED",
+    "12.0|relax:A|COMPLETED", "12.1|relax:B|TIMEOUT", "12.2|relax:C|COMPLETED",
+    "12.3|properties:A|COMPLETED", "12.4|properties:C|COMPLETED",
+    "13|9fe91dec|RUNNING", "13.0|relax:D|RUNNING",
+]
+
+
+def fake_scheduler(monkeypatch, workdir: Path) -> None:
+    def rows(command):
+        if command[0] == "squeue":
+            return []
+        lines = STEPS if "--jobs" in command else [line.format(workdir=workdir) for line in ALLOCATIONS]
+        return [line.split("|") for line in lines]
+
+    monkeypatch.setattr(status, "_rows", rows)
+
+
+def write_run(workdir: Path) -> Path:
+    out = workdir / "out"
+    (out / "check").mkdir(parents=True)
+    checks = [{"structure_id": sid, "valid": True, "status": None} for sid in "ABCD"]
+    (out / "check" / "checks.json").write_text(json.dumps(checks))
+    for sid in "AC":
+        (out / "dft" / sid).mkdir(parents=True)
+        (out / "dft" / sid / "relax.json").write_text(json.dumps({"status": "relaxed"}))
+        (out / "dft" / sid / "properties.json").write_text(json.dumps({"status": "ok"}))
+    return out
+
+
+def test_pack_steps_name_the_structures_and_a_killed_step_fails_its_structure_only(tmp_path, monkeypatch):
+    fake_scheduler(monkeypatch, tmp_path)
+    run = status.run_status(write_run(tmp_path), workdir=tmp_path)
+    relax = run.stages["relax"]
+    assert (relax.done, relax.failed, relax.running, relax.failed_ids) == (2, 1, 1, ["B"])
+    assert any("TIMEOUT" in reason for reason in relax.failure_reasons)
+    jobs = {job["job_id"]: job for job in run.to_dict()["slurm_jobs"]}
+    assert jobs["12"]["pack"] and jobs["12"]["structures"] == ["A", "B", "C"]
+    assert jobs["12"]["failed_steps"] == {"relax:B": "TIMEOUT"} and jobs["12"]["unfinished"] == ["B"]
+    assert jobs["13"]["structures"] == ["D"] and jobs["13"]["failed_steps"] == {}
+    text = status.format_status(run)
+    assert "packs       2 SLURM jobs ran 4 structures" in text
+    assert "job 12 FAILED: not finished B (relax:B TIMEOUT); 2 others of the pack done" in text
+    assert "job 13" not in text  # still running: nothing to report yet
+
+
+def test_runs_without_packs_show_no_pack_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(status, "_rows", lambda command: [] if command[0] == "squeue" else [
+        f"21|TIMEOUT|rule_relax_wildcards_B|{tmp_path}|00:01:00|00:01:00".split("|")])
+    run = status.run_status(write_run(tmp_path), workdir=tmp_path)
+    assert run.stages["relax"].failed_ids == ["B"]
+    assert run.allocations == [{"job_id": "21", "state": "TIMEOUT", "pack": False, "structures": ["B"],
+                                "failed_steps": {}}]
+    assert "\npacks " not in status.format_status(run)

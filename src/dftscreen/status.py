@@ -473,7 +473,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         check_job = last_jobs.get(("check", ""))
         stages = {name: StageStatus(name) for name in STAGES}
         run = RunStatus(results, None, 0, Counter(), Counter(), stages, source,
-                        "not finished: the check has not written check/checks.json yet", allocations)
+                        "not finished: the check has not written check/checks.json yet", allocations=allocations)
         if check_job is not None and check_job.state not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"}:
             run.invalid_reasons[_scheduler_failure(check_job)] += 1
         return run
@@ -492,7 +492,7 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         for name in STAGES
     }
     return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source,
-                     allocations)
+                     allocations=allocations)
 
 
 def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:

@@ -20,6 +20,8 @@ OK = "ok"
 INVALID = "invalid"
 NOT_FINISHED = "not_finished"
 DUPLICATE = "duplicate"
+#: Above the ML pre-screen threshold (ml.screen_e_above_hull_eV_per_atom): ML values only, no DFT.
+SCREENED_OUT = "screened_out"
 
 #: Record statuses of a stage that count as finished without error.
 FINISHED_OK: dict[str, tuple[str, ...]] = {

@@ -9,6 +9,7 @@ rule aggregate:
         properties=all_properties_records,
         elements=all_element_records,
         phases=all_phase_records,
+        ml=ml_screen_output,
     output:
         csv=f"{OUT}/results.csv",
         parquet=f"{OUT}/results.parquet",
@@ -18,6 +19,8 @@ rule aggregate:
         with_formation_energies=STABILITY["elemental_references"],
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
         targets=config["targets"],
+        out_dir=OUT,
+        ml_prerelax=ML["enabled"] and ML["prerelax"],
     log:
         f"{OUT}/logs/aggregate.log",
     localrule: True

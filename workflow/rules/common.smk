@@ -14,6 +14,7 @@ from dftscreen.inputs import (
     discover_inputs,
     table_row_cif_path,
 )
+from dftscreen.ml import add_ml_columns
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
 
@@ -136,11 +137,12 @@ def valid_structure_ids():
 
 
 def all_relax_records(wildcards):
-    return expand(f"{OUT}/dft/{{sid}}/relax.json", sid=valid_structure_ids())
+    # dft_structure_ids (rules/ml.smk): the valid ids less those the ML pre-screen screened out.
+    return expand(f"{OUT}/dft/{{sid}}/relax.json", sid=dft_structure_ids())
 
 
 def all_properties_records(wildcards):
-    return expand(f"{OUT}/dft/{{sid}}/properties.json", sid=valid_structure_ids())
+    return expand(f"{OUT}/dft/{{sid}}/properties.json", sid=dft_structure_ids())
 
 
 def elements_needed():
@@ -149,7 +151,7 @@ def elements_needed():
 
     with open(checkpoints.check.get().output.table) as handle:
         checks = {r["structure_id"]: r for r in json.load(handle)}
-    formulas = [checks[sid].get("reduced_formula") for sid in valid_structure_ids()]
+    formulas = [checks[sid].get("reduced_formula") for sid in dft_structure_ids()]
     elements = {el.symbol for formula in formulas if formula for el in Composition(formula).elements}
     for item in REFERENCE_PHASES.values():
         elements |= reference_phase_elements(item.path)
@@ -226,6 +228,8 @@ def write_partial_table():
     if not checks_path.is_file():
         return
     table = table_from_results(OUT, STABILITY["elemental_references"], config["targets"])
+    if config["ml"]["enabled"]:
+        table = add_ml_columns(table, OUT, config["ml"]["prerelax"])
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from dftscreen.aggregate import add_targets, build_table, status_counts, write_table
 from dftscreen.io import atomic_write_json, read_json
+from dftscreen.ml import add_ml_columns
 from dftscreen.summary import summarize
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
@@ -18,6 +19,8 @@ table = build_table(
     ),
     phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
 )
+if snakemake.input.ml:  # noqa: F821
+    table = add_ml_columns(table, snakemake.params.out_dir, snakemake.params.ml_prerelax)  # noqa: F821
 table = add_targets(table, snakemake.params.targets)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 summary = summarize(table, snakemake.params.stable_threshold_eV_per_atom)  # noqa: F821

@@ -703,10 +703,10 @@ def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerela
         record = read_json(record_path) if ml_id in verdicts and record_path.is_file() else None
         values = ml_row(record, verdicts.get(ml_id), layout, ml_id, prerelax)
         verdict = verdicts.get(ml_id) or {}
-        if verdict.get("screened_out") and row["status"] in (status_codes.NOT_FINISHED, status_codes.DUPLICATE):
-            values["status"] = status_codes.SCREENED_OUT if row["status"] == status_codes.NOT_FINISHED else row["status"]
-            values["reason"] = verdict["note"] if row["status"] == status_codes.NOT_FINISHED else (
-                f"{row['reason']} (screened out by ML: {verdict['note']})")
+        if verdict.get("screened_out") and row["status"] == status_codes.NOT_FINISHED:
+            values.update(status=status_codes.SCREENED_OUT, reason=verdict["note"])
+        elif verdict.get("screened_out") and row["status"] == status_codes.DUPLICATE:
+            values["reason"] = f"{row['reason']} (screened out by ML: {verdict['note']})"
         rows.append(values)
     ml_frame = pd.DataFrame(rows, index=table.index)
     for column in ml_frame.columns:

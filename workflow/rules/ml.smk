@@ -10,6 +10,7 @@ from dftscreen.ml import batch_index, dft_start_cif as _dft_start_cif, n_batches
 LAYOUT = ResultsLayout.of(OUT)
 ML = config["ml"]
 ML_SCREEN_THRESHOLD = screen_threshold(ML, DFT["preset"])
+ML_RESULT_SETTINGS = {"model": ML["model"], "relax": ML["relax"]}
 
 
 def ml_batches():
@@ -79,7 +80,8 @@ rule ml_batch:
     params:
         # The ids are a param so that a batch whose members changed reruns (and reuses what it can).
         ids=ml_batch_ids,
-        ml=ML,
+        # Only what changes the results: a new screen threshold or batch size reruns no ML job.
+        ml=ML_RESULT_SETTINGS,
         out_dir=OUT,
     log:
         LAYOUT.log("ml", "batch_{batch}"),
@@ -104,7 +106,7 @@ rule ml_references:
         elements=lambda wildcards: ml_reference_elements(),
         element_cifs=STABILITY["elemental_reference_cifs"],
         phases=lambda wildcards: {sid: str(item.path) for sid, item in sorted(REFERENCE_PHASES.items())},
-        ml=ML,
+        ml=ML_RESULT_SETTINGS,
         out_dir=OUT,
     log:
         LAYOUT.log("ml", "references"),

@@ -6,13 +6,13 @@ from dftscreen.layout import ResultsLayout
 from dftscreen.ml import MLSettings, load_calculator, run_batch
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-ml = snakemake.params.ml  # noqa: F821
-settings = MLSettings.from_config(ml)
+settings = MLSettings.from_config(snakemake.params.ml)  # noqa: F821
+device = snakemake.config["ml"]["device"]  # noqa: F821
 summary = run_batch(
     list(zip(snakemake.params.ids, snakemake.input.cifs)),  # noqa: F821
     ResultsLayout.of(snakemake.params.out_dir),  # noqa: F821
     settings,
-    lambda: load_calculator(settings.model, snakemake.threads, ml["device"]),  # noqa: F821
+    lambda: load_calculator(settings.model, snakemake.threads, device),  # noqa: F821
     out_json=snakemake.output.record,  # noqa: F821
     on_done=lambda sid, record: logging.info("%s: %s %s", sid, record.get("status"), record.get("reason", "")),
 )

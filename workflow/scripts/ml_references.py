@@ -6,15 +6,15 @@ from dftscreen.layout import ResultsLayout
 from dftscreen.ml import MLSettings, load_calculator, relax_references
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
-ml = snakemake.params.ml  # noqa: F821
-settings = MLSettings.from_config(ml)
+settings = MLSettings.from_config(snakemake.params.ml)  # noqa: F821
+device = snakemake.config["ml"]["device"]  # noqa: F821
 records = relax_references(
     snakemake.params.elements,  # noqa: F821
     snakemake.params.element_cifs,  # noqa: F821
     snakemake.params.phases,  # noqa: F821
     ResultsLayout.of(snakemake.params.out_dir),  # noqa: F821
     settings,
-    lambda: load_calculator(settings.model, snakemake.threads, ml["device"]),  # noqa: F821
+    lambda: load_calculator(settings.model, snakemake.threads, device),  # noqa: F821
     out_json=snakemake.output.record,  # noqa: F821
 )
 for record in records["elements"] + records["phases"]:

@@ -53,25 +53,22 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def candidates(max_sites: int, n_perovskites: int = 10) -> list[tuple[str, Path]]:
+def candidates(max_sites: int, max_sites_generated: int = 8, n_perovskites: int = 10) -> list[tuple[str, Path]]:
     """(name, CIF) of small real structures: the first perovskites and every small CrystaLLM output
     (most are duplicates of each other, which the check stage's dedupe removes), interleaved by source."""
-    import warnings
+    from dftscreen.check import read_structure
 
-    from pymatgen.core import Structure
-
-    def small(path: Path) -> bool:
+    def small(path: Path, max_sites: int = max_sites) -> bool:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structure = Structure.from_file(path)
+            # The workflow's reader: raw CrystaLLM output is rebuilt from its declared space group.
+            structure, _ = read_structure(path)
         except Exception:
             return False
         return len(structure) <= max_sites and not {el.symbol for el in structure.composition} & SKIP_ELEMENTS
 
     perovskites = [(f"perov5__{p.stem}", p) for p in sorted(PEROVSKITES.glob("*.cif")) if small(p)][:n_perovskites]
     generated = [(f"crystallm__{'__'.join(p.relative_to(CRYSTALLM).with_suffix('').parts)}", p)
-                 for p in sorted(CRYSTALLM.rglob("*.cif")) if small(p)]
+                 for p in sorted(CRYSTALLM.rglob("*.cif")) if small(p, max_sites_generated)]
     mixed = []
     for i in range(max(len(perovskites), len(generated))):
         mixed += [x[i] for x in (generated, perovskites) if i < len(x)]

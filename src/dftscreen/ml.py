@@ -111,7 +111,7 @@ class MLSettings:
 
     model: str = DEFAULT_MODEL
     optimizer: str = "FIRE"
-    fmax_eV_per_A: float = 0.02
+    fmax_eV_per_A: float = 0.05
     max_steps: int = 500
     fix_symmetry: bool = True
     symprec: float = 1e-3

@@ -94,6 +94,13 @@ def test_screen_uses_ml_hull_and_threshold_moves_a_structure_between_dft_and_scr
     assert loose["screened_out_ids"] == [] and "high" in loose["dft_ids"]
     off = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=None)
     assert off["screened_out_ids"] == []
+    # One model per hull: a record of another model has no verdict (and is not screened out).
+    mixed = {sid: {**r, "ml_checkpoint_sha256": "model-a"} for sid, r in records.items()}
+    mixed["high"]["ml_checkpoint_sha256"] = "model-b"
+    references = {"elements": [{**r, "ml_checkpoint_sha256": "model-a"} for r in ELEMENTS["elements"]],
+                  "phases": []}
+    one_model = ml.screen(ids, mixed, references, 0.1, checkpoint_sha256="model-a")
+    assert one_model["screened_out_ids"] == [] and one_model["structures"]["high"]["note"] == "no ML record"
 
 
 def test_dft_start_is_the_ml_geometry_only_when_prerelaxing_and_usable(tmp_path: Path):

@@ -539,6 +539,7 @@ def screen(
     records: dict[str, dict[str, Any]],
     references: dict[str, list[dict[str, Any]]],
     threshold_eV_per_atom: float | None,
+    checkpoint_sha256: str | None = None,
 ) -> dict[str, Any]:
     """ML formation energies, energies above the ML hull, and the screening verdict of every structure.
 
@@ -553,7 +554,14 @@ def screen(
         records: ML record per structure id (an id without one is not screened out).
         references: ``{"elements": [...], "phases": [...]}`` ML reference records.
         threshold_eV_per_atom: screening threshold, ``None`` for no screening.
+        checkpoint_sha256: the model of this run; records of any other model stay out of the hull.
     """
+    if checkpoint_sha256 is not None:
+        def same_model(record: dict[str, Any]) -> bool:
+            return record.get("ml_checkpoint_sha256") == checkpoint_sha256
+
+        records = {sid: r for sid, r in records.items() if same_model(r)}
+        references = {kind: [r for r in rs if same_model(r)] for kind, rs in references.items()}
     elements = [r for r in (_energy(rec.get("element", ""), rec) for rec in references.get("elements", [])) if r]
     phases = [r for r in (_energy(rec.get("structure_id", ""), rec) for rec in references.get("phases", [])) if r]
     energies = {sid: e for sid, e in ((sid, _energy(sid, rec)) for sid, rec in sorted(records.items())) if e}

@@ -308,6 +308,14 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         if not record.get("valid") and record.get("status") != "duplicate"
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
+    # Structures the ML pre-screen kept from DFT (dftscreen.ml) are not waiting for it.
+    from dftscreen.layout import ResultsLayout
+
+    screen_path = Path(ResultsLayout.of(results).ml_screen)
+    screened = set((_read_record(screen_path) or {}).get("screened_out_ids", [])) if screen_path.is_file() else set()
+    if screened:
+        ids = [sid for sid in ids if sid not in screened]
+        check_counts["screened_out (ML)"] = len(screened)
     stages = {
         name: stage_status(name, ids, results / "dft", last_jobs, local_running, out_prefix)
         for name in STAGES

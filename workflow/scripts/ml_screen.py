@@ -13,6 +13,8 @@ result = screen(
     read_records(layout, snakemake.params.ids),  # noqa: F821
     read_json(snakemake.input.references),  # noqa: F821
     snakemake.params.threshold,  # noqa: F821
+    # One model per hull: the model every batch of this run used.
+    checkpoint_sha256=next((read_json(p)["ml_checkpoint_sha256"] for p in snakemake.input.batches), None),  # noqa: F821
 )
 write_screen(result, snakemake.output.screen, snakemake.output.dft_ids)  # noqa: F821
 logging.info("%d structures go to DFT, %d screened out (threshold %s eV/atom)",

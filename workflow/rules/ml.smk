@@ -77,20 +77,20 @@ rule ml_batch:
         cifs=ml_batch_cifs,
     output:
         record=LAYOUT.ml_batch_record("{batch}"),
+    log:
+        LAYOUT.log("ml", "batch_{batch}"),
+    wildcard_constraints:
+        batch=r"\d+",
+    threads: ML["threads"]
+    resources:
+        runtime=ml_batch_runtime,
+        mem_mb=4000,
     params:
         # The ids are a param so that a batch whose members changed reruns (and reuses what it can).
         ids=ml_batch_ids,
         # Only what changes the results: a new screen threshold or batch size reruns no ML job.
         ml=ML_RESULT_SETTINGS,
         out_dir=OUT,
-    log:
-        LAYOUT.log("ml", "batch_{batch}"),
-    threads: ML["threads"]
-    resources:
-        runtime=ml_batch_runtime,
-        mem_mb=4000,
-    wildcard_constraints:
-        batch=r"\d+",
     script:
         "../scripts/ml_batch.py"
 
@@ -102,18 +102,18 @@ rule ml_references:
         phase_cifs=lambda wildcards: [str(item.path) for _, item in sorted(REFERENCE_PHASES.items())],
     output:
         record=LAYOUT.ml_references,
-    params:
-        elements=lambda wildcards: ml_reference_elements(),
-        element_cifs=STABILITY["elemental_reference_cifs"],
-        phases=lambda wildcards: {sid: str(item.path) for sid, item in sorted(REFERENCE_PHASES.items())},
-        ml=ML_RESULT_SETTINGS,
-        out_dir=OUT,
     log:
         LAYOUT.log("ml", "references"),
     threads: ML["threads"]
     resources:
         runtime=30,
         mem_mb=4000,
+    params:
+        elements=lambda wildcards: ml_reference_elements(),
+        element_cifs=STABILITY["elemental_reference_cifs"],
+        phases=lambda wildcards: {sid: str(item.path) for sid, item in sorted(REFERENCE_PHASES.items())},
+        ml=ML_RESULT_SETTINGS,
+        out_dir=OUT,
     script:
         "../scripts/ml_references.py"
 
@@ -126,12 +126,12 @@ checkpoint ml_screen:
     output:
         screen=LAYOUT.ml_screen,
         dft_ids=LAYOUT.ml_dft_ids,
+    log:
+        LAYOUT.log("ml", "screen"),
+    localrule: True
     params:
         threshold=ML_SCREEN_THRESHOLD,
         ids=lambda wildcards: valid_structure_ids(),
         out_dir=OUT,
-    log:
-        LAYOUT.log("ml", "screen"),
-    localrule: True
     script:
         "../scripts/ml_screen.py"

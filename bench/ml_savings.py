@@ -246,28 +246,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sites", type=int, default=5)
     parser.add_argument("--ranks", type=int, default=1, help="MPI ranks per GPAW job")
     parser.add_argument("--report", action="store_true", help="only print the report of what exists")
+    parser.add_argument("--references-only", action="store_true",
+                        help="only the DFT elemental references of the selected structures (in order of first "
+                        "need), e.g. in a second process beside a running bench; finished ones are skipped")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
+    from pymatgen.core import Composition
+
     from dftscreen.settings import resolve_settings
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    if not args.report:
+    if not (args.report or args.references_only):
         prepare(workdir, args.max_sites, args.ranks)
         run_ml_stage(workdir)
     ids = selected_ids(workdir, args.n)
     log(f"{len(ids)} unique structures: {', '.join(ids)}")
     settings = json.dumps(resolve_settings("fast", {}), sort_keys=True)
     layout_cif = lambda sid: workdir / "out" / "ml" / "structures" / sid / "relaxed.cif"  # noqa: E731
-    if not args.report:
+    if args.references_only:
+        from dftscreen.io import read_json
+        from dftscreen.layout import ResultsLayout
+
+        layout = ResultsLayout.of(workdir / "out")
+        formulas = [read_json(layout.ml_record(sid))["formula"] for sid in ids]
+        for element in dict.fromkeys(el.symbol for f in formulas for el in Composition(f).elements):
+            element_reference(workdir, element, settings, args.ranks)
+    elif not args.report:
         for sid in ids:
             relax(workdir, "generated", sid, workdir / "cifs" / f"{sid}.cif", settings, args.ranks)
             start = layout_cif(sid)
             if start.is_file():
                 relax(workdir, "ml", sid, start, settings, args.ranks)
             write_report(workdir, ids)
-        from pymatgen.core import Composition
-
         elements = sorted({el.symbol for sid in ids if (workdir / "dft_ml" / sid / "relax.json").is_file()
                            for el in Composition(json.loads((workdir / "dft_ml" / sid / "relax.json").read_text())
                                                  ["formula"]).elements})

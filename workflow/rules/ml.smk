@@ -2,6 +2,7 @@
 # A few batched jobs (the model is loaded once per job, ml.batch_size structures each), one job
 # for the ML-relaxed references, and a local checkpoint that builds the ML hull and lists the
 # ids that go on to DFT (ml/dft_ids.txt). The DFT relaxation reads dft_start_cif.
+import os
 from types import SimpleNamespace
 
 from dftscreen.layout import ResultsLayout
@@ -13,9 +14,32 @@ ML_SCREEN_THRESHOLD = screen_threshold(ML, DFT["preset"])
 ML_RESULT_SETTINGS = {"model": ML["model"], "relax": ML["relax"]}
 
 
+def checked_valid_ids():
+    """The check checkpoint's valid ids, read from its file when it exists.
+
+    Not through checkpoints.check.get() once the file is there: the ML jobs list the
+    check table as a plain input, so Snakemake re-evaluates them when the check reruns,
+    while a .get() here would chain two checkpoints (check, then ml_screen), and
+    Snakemake 9 then never re-evaluates what depends on an already finished ml_screen:
+    a rerun after the ML stage would report "Nothing to be done" with DFT pending.
+    """
+    if not os.path.exists(LAYOUT.valid_ids):
+        checkpoints.check.get()  # raises until the check has run
+    with open(LAYOUT.valid_ids) as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+def checked_records():
+    """The check table as {id: record} (read by path, see checked_valid_ids)."""
+    if not os.path.exists(LAYOUT.checks_table):
+        checkpoints.check.get()
+    with open(LAYOUT.checks_table) as handle:
+        return {r["structure_id"]: r for r in json.load(handle)}
+
+
 def ml_batches():
     """Batch index -> ids, from the check checkpoint (the same split in every Snakemake process)."""
-    ids = valid_structure_ids()
+    ids = checked_valid_ids()
     count = n_batches(len(ids), ML["batch_size"])
     batches = {n: [] for n in range(count)}
     for sid in ids:
@@ -45,9 +69,8 @@ def ml_reference_elements():
     """Elements of every unique valid structure and of every reference phase (all get ML references)."""
     from pymatgen.core import Composition
 
-    with open(checkpoints.check.get().output.table) as handle:
-        checks = {r["structure_id"]: r for r in json.load(handle)}
-    formulas = [checks[sid].get("reduced_formula") for sid in valid_structure_ids()]
+    checks = checked_records()
+    formulas = [checks[sid].get("reduced_formula") for sid in checked_valid_ids()]
     elements = {el.symbol for formula in formulas if formula for el in Composition(formula).elements}
     for item in REFERENCE_PHASES.values():
         elements |= reference_phase_elements(item.path)
@@ -131,7 +154,7 @@ checkpoint ml_screen:
     localrule: True
     params:
         threshold=ML_SCREEN_THRESHOLD,
-        ids=lambda wildcards: valid_structure_ids(),
+        ids=lambda wildcards: checked_valid_ids(),
         out_dir=OUT,
     script:
         "../scripts/ml_screen.py"

@@ -287,8 +287,22 @@ def main(argv: list[str] | None = None) -> int:
             write_report(workdir, ids)
     result = write_report(workdir, ids)
     print(json.dumps({k: v for k, v in result.items() if k not in ("pairs", "agreement_rows")}, indent=1))
-    print(pd.DataFrame(result["pairs"]).to_string(index=False) if result["pairs"] else "no finished pairs yet")
+    print(markdown(result))
     return 0
+
+
+def markdown(result: dict) -> str:
+    """The per-structure table of finished pairs, for bench/README.md."""
+    lines = ["| structure | formula | ML steps | ML s | ML ΔV % | DFT steps without / with | DFT s without / with "
+             "| ΔE with - without (meV/atom) |", "|---|---|---|---|---|---|---|---|"]
+    for p in result["pairs"]:
+        lines.append(
+            f"| {p['structure_id']} | {p['formula']} | {p['ml_optimizer_steps']} | {p['ml_wall_time_s']:.1f} "
+            f"| {p.get('ml_volume_change_pct', float('nan')):+.1f} "
+            f"| {p['dft_from_generated_ionic_steps']:.0f} / {p['dft_from_ml_ionic_steps']:.0f} "
+            f"| {p['dft_from_generated_wall_time_s']:.0f} / {p['dft_from_ml_wall_time_s']:.0f} "
+            f"| {p.get('final_energy_ml_start_minus_generated_start_meV_per_atom', float('nan')):+.2f} |")
+    return "\n".join(lines)
 
 
 def write_report(workdir: Path, ids: list[str]) -> dict:

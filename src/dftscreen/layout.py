@@ -18,6 +18,11 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         check/checks.json, check/valid_ids.txt      the check checkpoint
         check/inputs.tsv                            the inputs the check read (size, mtime, path)
         inputs/<id>.cif                             CIF text of table rows going to DFT
+        ml/batches/batch_<n>.json                   one ML batch job's summary (its ids, reused or new)
+        ml/structures/<id>/record.json, relaxed.cif ML relaxation of one structure (+ generated.cif)
+        ml/references/{elements,phases}/<name>.json ML-relaxed elemental references and phases
+        ml/references.json                          the ML reference job's output (all of them)
+        ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
         references/elements/<El>/relax.json         elemental references
@@ -96,6 +101,52 @@ class ResultsLayout:
 
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
+
+    # --- the machine-learned stage (dftscreen.ml) -------------------------------
+    @property
+    def ml_dir(self) -> str:
+        return self._join("ml")
+
+    def ml_batch_record(self, batch: int | str) -> str:
+        """Summary one ML batch job writes when all its structures are done (a rule output)."""
+        return self._join("ml", "batches", f"batch_{batch}.json")
+
+    def ml_structure_dir(self, structure_id: str) -> str:
+        return self._join("ml", "structures", structure_id)
+
+    def ml_record(self, structure_id: str) -> str:
+        """ML relaxation record of one structure, written as soon as it finishes (reused on rerun)."""
+        return self._join("ml", "structures", structure_id, "record.json")
+
+    def ml_relaxed_cif(self, structure_id: str) -> str:
+        """The ML-relaxed geometry: DFT starts from it when ``ml.prerelax`` is on."""
+        return self._join("ml", "structures", structure_id, "relaxed.cif")
+
+    def ml_generated_cif(self, structure_id: str) -> str:
+        """Copy of the generated CIF beside the ML-relaxed one, so a DFT job started from the
+        ML geometry still compares its result with the generated structure."""
+        return self._join("ml", "structures", structure_id, "generated.cif")
+
+    def ml_element_record(self, element: str) -> str:
+        return self._join("ml", "references", "elements", f"{element}.json")
+
+    def ml_phase_record(self, phase_id: str) -> str:
+        return self._join("ml", "references", "phases", f"{phase_id}.json")
+
+    @property
+    def ml_references(self) -> str:
+        """Every ML reference record of the run (the ML reference job's output)."""
+        return self._join("ml", "references.json")
+
+    @property
+    def ml_screen(self) -> str:
+        """ML formation energies, energies above the ML hull and screening verdict per structure."""
+        return self._join("ml", "screen.json")
+
+    @property
+    def ml_dft_ids(self) -> str:
+        """Ids that go on to DFT (all valid ids less those screened out), one per line."""
+        return self._join("ml", "dft_ids.txt")
 
     # --- references ------------------------------------------------------------
     def element_dir(self, element: str) -> str:

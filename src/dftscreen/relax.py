@@ -333,9 +333,14 @@ def run(
     workdir: Path,
     load_atoms: Callable[[], Atoms] | None = None,
     extra: dict[str, Any] | None = None,
+    generated_cif: Path | None = None,
     attach_calculator: CalculatorFactory = attach_gpaw,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
+
+    The record's ``change`` compares the relaxed structure with ``generated_cif``
+    (when the relaxation starts from an ML-relaxed geometry: the generated
+    structure), by default with the structure in ``cif`` it started from.
 
     Instead of a CIF, ``load_atoms`` may build the structure (elemental
     references do). A DFT failure is not an error of this function: it is
@@ -384,6 +389,14 @@ def run(
         record.update(status=status_codes.FAILED, reason=failure_reason(exc), converged=False)
         write_on_master(out_json, record)
         return record
+    if generated is not None and generated_cif is not None and Path(generated_cif) != Path(cif):
+        record["start_cif"] = str(cif)
+        record["compared_with_cif"] = str(generated_cif)
+        try:
+            generated, _ = read_structure(generated_cif)
+        except Exception as exc:
+            generated = None
+            record["change"] = {"error": f"could not read the generated structure {generated_cif}: {exc}"}
 
     stress_limit = settings["relax"].get("stress_threshold_GPa")
     stress_ok = (
@@ -431,7 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = common_arguments("GPAW relaxation of one structure")
     parser.add_argument("--cif", required=True, type=Path, help="input CIF")
     parser.add_argument("--out-cif", required=True, type=Path, help="relaxed structure (CIF)")
+    parser.add_argument(
+        "--generated-cif", type=Path, default=None,
+        help="structure the relaxed one is compared with (default: the generated CIF beside an "
+        "ML-relaxed --cif, see dftscreen.ml.generated_cif_beside, else --cif itself)",
+    )
     args = parser.parse_args(argv)
+    from dftscreen.ml import generated_cif_beside
+
     run(
         cif=args.cif,
         structure_id=args.structure_id,
@@ -439,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         out_json=args.out_json,
         out_cif=args.out_cif,
         workdir=args.workdir,
+        generated_cif=args.generated_cif or generated_cif_beside(args.cif),
     )
     return 0
 

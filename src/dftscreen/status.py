@@ -485,6 +485,12 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
+    # Structures the ML pre-screen kept from DFT (dftscreen.ml) are not waiting for it.
+    screen_path = Path(ResultsLayout.of(results).ml_screen)
+    screened = set((_read_record(screen_path) or {}).get("screened_out_ids", [])) if screen_path.is_file() else set()
+    if screened:
+        ids = [sid for sid in ids if sid not in screened]
+        check_counts["screened_out (ML)"] = len(screened)
     stages = {
         name: stage_status(
             name, ids, Path(ResultsLayout.of(results).dft_dir), last_jobs, local_running, out_prefix, interrupted

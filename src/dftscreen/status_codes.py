@@ -22,6 +22,8 @@ NOT_FINISHED = "not_finished"
 DUPLICATE = "duplicate"
 #: Sound, but its DFT would exceed the memory or time a job may have (dftscreen.size_gate).
 TOO_LARGE = "too_large"
+#: Above the ML pre-screen threshold (ml.screen_e_above_hull_eV_per_atom): ML values only, no DFT.
+SCREENED_OUT = "screened_out"
 
 #: Record statuses of a stage that count as finished without error.
 FINISHED_OK: dict[str, tuple[str, ...]] = {

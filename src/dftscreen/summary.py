@@ -19,9 +19,9 @@ import pandas as pd
 from dftscreen.cost import FAILURE_KINDS, failure_kind, projection
 from dftscreen.provenance import unconverged_warning
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
-from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK
+from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT
 from dftscreen.targets import TARGET_KINDS, target_columns
-from dftscreen.verdict import ML_PASSED_COLUMN, NOVEL_COLUMN
+from dftscreen.verdict import ML_STATUS_COLUMN, NOVEL_COLUMN
 
 #: Cost columns of the results table per stage.
 STAGE_COST_COLUMNS = {"relax": "relax_core_hours", "properties": "properties_core_hours"}
@@ -64,8 +64,8 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     if NOVEL_COLUMN in table.columns:
         survivors = survivors & _flag(table, NOVEL_COLUMN)
         steps.append(("novel", survivors))
-    if ML_PASSED_COLUMN in table.columns:
-        survivors = survivors & _flag(table, ML_PASSED_COLUMN)
+    if ML_STATUS_COLUMN in table.columns:
+        survivors = survivors & (status != SCREENED_OUT)
         steps.append(("passed ML screen", survivors))
     survivors = survivors & (status == OK)
     steps.append(("relaxed", survivors))
@@ -149,7 +149,7 @@ def summarize(
     """Counts and rates over the whole run, hit rate / MAE per target, funnel, cost and provenance."""
     total = len(table)
     status = table["status"]
-    valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+    valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT])
     unique = valid & (status != DUPLICATE)
     relaxed_ok = status == OK
     e_hull_column = hull_column(table)
@@ -179,6 +179,9 @@ def summarize(
         "cost": cost_summary(table),
         "provenance": provenance,
     }
+    agreement = ml_agreement(table, stable_threshold_eV_per_atom)
+    if agreement is not None:
+        summary["ml_vs_dft"] = agreement
     if "crystallm_valid" in table.columns:
         summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712
     for name in TARGET_KINDS:
@@ -194,3 +197,76 @@ def summarize(
             "unit": TARGET_KINDS[name].unit,
         }
     return summary
+
+
+#: Stability cut-offs (eV/atom above the hull) at which ML and DFT verdicts are compared.
+AGREEMENT_THRESHOLDS_EV_PER_ATOM = (0.0, 0.05, 0.1)
+#: Pre-screen thresholds (eV/atom) whose cost in lost DFT-stable structures is reported.
+SCREEN_THRESHOLDS_EV_PER_ATOM = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def _confusion(ml_stable: pd.Series, dft_stable: pd.Series) -> dict[str, Any]:
+    """Counts of the stable/unstable confusion (DFT is the truth) and the usual rates."""
+    tp = int((ml_stable & dft_stable).sum())
+    fp = int((ml_stable & ~dft_stable).sum())
+    fn = int((~ml_stable & dft_stable).sum())
+    tn = int((~ml_stable & ~dft_stable).sum())
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+    n = tp + fp + fn + tn
+    return {
+        "both_stable": tp, "ml_stable_dft_unstable": fp, "ml_unstable_dft_stable": fn, "both_unstable": tn,
+        "accuracy": (tp + tn) / n if n else None, "precision": precision, "recall": recall, "f1": f1,
+    }
+
+
+def ml_agreement(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> dict[str, Any] | None:
+    """How well the ML verdicts agree with DFT, over unique structures that have both (``None`` without ML).
+
+    - ``confusion``: stable (energy above hull at most t) by ML vs by DFT, for t = 0, 0.05 and 0.1 eV/atom;
+    - ``formation_energy_mae_eV_per_atom``: mean |ML - DFT| formation energy;
+    - ``e_above_hull_mae_eV_per_atom``: mean |ML - DFT| energy above the hull;
+    - ``dft_stable_discarded_by_screen``: per pre-screen threshold s, how many structures DFT calls
+      stable (within ``stable_threshold_eV_per_atom``) have an ML energy above hull over s, i.e. would
+      have been thrown away unseen.
+
+    Screened-out structures have no DFT and so cannot enter these numbers; their count is reported.
+    """
+    from dftscreen.ml import ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES, ML_FORMATION_COLUMN
+
+    ml_hull = next((c for c in (ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+    if ml_hull is None:
+        return None
+    dft_hull = next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+    unique_ok = table["status"] == OK
+    result: dict[str, Any] = {
+        "ml_model": next(iter(table["ml_model"].dropna()), None) if "ml_model" in table.columns else None,
+        "ml_hull_column": ml_hull,
+        "dft_hull_column": dft_hull,
+        "n_screened_out": int((table["status"] == SCREENED_OUT).sum()),
+    }
+    if dft_hull is None:
+        result["n_compared"] = 0
+        return result
+    both = table[unique_ok].copy()
+    both["_ml"] = pd.to_numeric(both[ml_hull], errors="coerce")
+    both["_dft"] = pd.to_numeric(both[dft_hull], errors="coerce")
+    both = both.dropna(subset=["_ml", "_dft"])
+    result["n_compared"] = int(len(both))
+    result["confusion"] = {
+        f"{t:g}": _confusion(both["_ml"] <= t, both["_dft"] <= t) for t in AGREEMENT_THRESHOLDS_EV_PER_ATOM
+    }
+    result["e_above_hull_mae_eV_per_atom"] = float((both["_ml"] - both["_dft"]).abs().mean()) if len(both) else None
+    formation = table[unique_ok]
+    if ML_FORMATION_COLUMN in formation.columns and "formation_energy_eV_per_atom" in formation.columns:
+        errors = (pd.to_numeric(formation[ML_FORMATION_COLUMN], errors="coerce")
+                  - pd.to_numeric(formation["formation_energy_eV_per_atom"], errors="coerce")).dropna()
+        result["n_formation_energies_compared"] = int(len(errors))
+        result["formation_energy_mae_eV_per_atom"] = float(errors.abs().mean()) if len(errors) else None
+    dft_stable = both["_dft"] <= stable_threshold_eV_per_atom
+    result["dft_stable"] = int(dft_stable.sum())
+    result["dft_stable_discarded_by_screen"] = {
+        f"{s:g}": int((dft_stable & (both["_ml"] > s)).sum()) for s in SCREEN_THRESHOLDS_EV_PER_ATOM
+    }
+    return result

@@ -6,7 +6,7 @@ Examples: ``"stable (0.02 eV/atom above hull), band gap on target"``,
 
 Stages that later issues add (novelty against known materials, an ML
 pre-screen) are used when their columns are present (:data:`KNOWN_MATCH_COLUMN`,
-:data:`NOVEL_COLUMN`, :data:`ML_PASSED_COLUMN`, :data:`ML_E_HULL_COLUMN`) and
+:data:`NOVEL_COLUMN`, :data:`ML_STATUS_COLUMN`, :data:`ML_E_HULL_COLUMN`) and
 ignored otherwise.
 """
 
@@ -22,12 +22,14 @@ from dftscreen.cost import OTHER, failure_kind
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
 from dftscreen.targets import TARGET_KINDS, target_columns
 
-#: Optional columns of later stages (absent today): id of the known material a structure matches,
-#: whether it is novel, whether it passed the ML screen, and its ML energy above the ML hull.
-KNOWN_MATCH_COLUMN = "known_match_id"
-NOVEL_COLUMN = "is_novel"
-ML_PASSED_COLUMN = "ml_screen_passed"
-ML_E_HULL_COLUMN = "ml_e_above_hull_eV_per_atom"
+#: Columns of the optional stages (present when the stage ran): id of the known material a
+#: structure matches and whether it is novel (dftscreen.compare_known), the ML stage's own
+#: status (dftscreen.ml: its presence means the ML stage ran), and the ML energies.
+KNOWN_MATCH_COLUMN = "matches_known_id"
+NOVEL_COLUMN = "novel"
+ML_STATUS_COLUMN = "ml_status"
+ML_E_HULL_COLUMN = f"ml_{E_HULL_COLUMN}"
+ML_E_HULL_COLUMN_NO_PHASES = f"ml_{E_HULL_COLUMN_NO_PHASES}"
 ML_FORMATION_ENERGY_COLUMN = "ml_formation_energy_eV_per_atom"
 
 _REASON_CHARS = 120
@@ -130,8 +132,9 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
     parts = [prefix] if prefix else []
     if status == status_codes.DUPLICATE:
         parts.insert(0, f"duplicate of {row.get('duplicate_of')}")
-    if _is(row.get(ML_PASSED_COLUMN), False):
+    if status == status_codes.SCREENED_OUT:
         e_ml = _number(row.get(ML_E_HULL_COLUMN))
+        e_ml = e_ml if e_ml is not None else _number(row.get(ML_E_HULL_COLUMN_NO_PHASES))
         detail = f" ({e_ml:.2f} eV/atom above the ML hull)" if e_ml is not None else ""
         parts.append(f"screened out by ML{detail}")
         return ", ".join(parts)

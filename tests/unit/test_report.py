@@ -156,7 +156,10 @@ def test_funnel_stages_are_nested_and_optional_stages_appear_with_their_columns(
     assert stages == ["inputs", "parsed", "dft_ready", "unique", "relaxed", "stable", "on target"]
     counts = [s["count"] for s in summary["funnel"]]
     assert counts[:5] == [6, 5, 5, 4, 2] and counts == sorted(counts, reverse=True)
-    with_ml = summarize(table.assign(is_novel=True, ml_screen_passed=[True, False, True, True, True, True]))
+    # The known-materials stage writes `novel`, the ML stage `ml_status` and the screened_out status.
+    with_optional = table.assign(novel=True, ml_status="relaxed")
+    with_optional.loc[with_optional.index[1], "status"] = "screened_out"
+    with_ml = summarize(with_optional)
     assert [s["stage"] for s in with_ml["funnel"]][4:6] == ["novel", "passed ML screen"]
 
 
@@ -195,6 +198,15 @@ def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path):
     table, summary = _table_and_summary(results)
     index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
     assert_renders_in_chromium(index, tmp_path)
+
+
+def test_verdict_of_a_structure_the_ml_screen_kept_from_dft():
+    from dftscreen.verdict import verdict
+
+    row = {"status": "screened_out", "ml_e_above_hull_eV_per_atom": 0.45, "novel": True}
+    assert verdict(row) == "novel, screened out by ML (0.45 eV/atom above the ML hull)"
+    row = {"status": "ok", "matches_known_id": "mp-149", "e_above_hull_eV_per_atom": 0.0}
+    assert verdict(row).startswith("known: matches mp-149, stable (0.00 eV/atom above hull)")
 
 
 def test_verdict_of_a_structure_dft_cannot_afford():

@@ -9,6 +9,7 @@ rule aggregate:
         properties=all_properties_records,
         elements=all_element_records,
         phases=all_phase_records,
+        ml=ml_screen_output,
     output:
         csv=report(LAYOUT.results_csv, caption="../report/results.rst", category="Results"),
         parquet=LAYOUT.results_parquet,
@@ -20,6 +21,8 @@ rule aggregate:
         targets=config["targets"],
         # For provenance (versions, settings hash) of the rows and summary.json.
         settings=global_settings_json,
+        out_dir=OUT,
+        ml_prerelax=ML["enabled"] and ML["prerelax"],
     log:
         LAYOUT.log("aggregate"),
     localrule: True

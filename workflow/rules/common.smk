@@ -219,11 +219,12 @@ def valid_structure_ids():
 
 
 def all_relax_records(wildcards):
-    return expand(LAYOUT.relax_record("{sid}"), sid=valid_structure_ids())
+    # dft_structure_ids (rules/ml.smk): the valid ids less those the ML pre-screen screened out.
+    return expand(LAYOUT.relax_record("{sid}"), sid=dft_structure_ids())
 
 
 def all_properties_records(wildcards):
-    return expand(LAYOUT.properties_record("{sid}"), sid=valid_structure_ids())
+    return expand(LAYOUT.properties_record("{sid}"), sid=dft_structure_ids())
 
 
 def elements_needed():
@@ -232,7 +233,7 @@ def elements_needed():
 
     with open(checkpoints.check.get().output.table) as handle:
         checks = {r["structure_id"]: r for r in json.load(handle)}
-    formulas = [checks[sid].get("reduced_formula") for sid in valid_structure_ids()]
+    formulas = [checks[sid].get("reduced_formula") for sid in dft_structure_ids()]
     elements = {el.symbol for formula in formulas if formula for el in Composition(formula).elements}
     for item in REFERENCE_PHASES.values():
         elements |= reference_phase_elements(item.path)
@@ -311,7 +312,7 @@ def write_partial_table():
         return
     # Imported here, not at the top: it pulls in pymatgen's phase diagrams and
     # matplotlib (seconds), which every Snakemake start (each cluster job too) paid.
-    from dftscreen.aggregate import table_from_results, write_table
+    from dftscreen.aggregate import add_verdicts, table_from_results, write_table
 
     table = table_from_results(
         OUT,
@@ -320,6 +321,11 @@ def write_partial_table():
         run_settings=DFT_SETTINGS,
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
     )
+    if config["ml"]["enabled"]:
+        from dftscreen.ml import add_ml_columns
+
+        # Verdicts again: they read the ML columns added here.
+        table = add_verdicts(add_ml_columns(table, OUT, config["ml"]["prerelax"]), STABILITY["stable_threshold_eV_per_atom"])
     write_table(table, LAYOUT.partial_csv, LAYOUT.partial_parquet)
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {LAYOUT.partial_csv}. "

@@ -3,7 +3,8 @@
 
 rule relax:
     input:
-        cif=input_cif,
+        # The ML-relaxed geometry with ml.prerelax (see rules/ml.smk), else the generated CIF.
+        cif=dft_start_cif,
     output:
         record=LAYOUT.relax_record("{sid}"),
     params:

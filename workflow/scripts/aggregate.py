@@ -7,6 +7,7 @@ from pathlib import Path
 from dftscreen.aggregate import add_targets, add_verdicts, build_table, status_counts, write_table
 from dftscreen.io import atomic_write_json, read_json
 from dftscreen.provenance import run_provenance
+from dftscreen.ml import add_ml_columns
 from dftscreen.summary import summarize
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
@@ -23,6 +24,9 @@ table = build_table(
     phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
     run_settings=run_settings,
 )
+if snakemake.input.ml:  # noqa: F821
+    table = add_ml_columns(table, snakemake.params.out_dir, snakemake.params.ml_prerelax)  # noqa: F821
+# Verdicts last: they read the ML and target columns.
 table = add_verdicts(add_targets(table, snakemake.params.targets), threshold)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 summary = summarize(table, threshold, provenance=run_provenance(run_settings))

@@ -1,0 +1,286 @@
+"""The machine-learned stage (dftscreen.ml): batching, screening, DFT start, provenance, resume.
+
+Tests marked nothing run on the CPU with the SevenNet-0 weights from the installed
+sevenn wheel (offline); the one workflow test is marked e2e.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dftscreen import ml, status_codes
+from dftscreen.layout import ResultsLayout
+from dftscreen.summary import ml_agreement, summarize
+
+from conftest import EXAMPLES, REPO
+
+pytest.importorskip("sevenn", reason="the ML stage needs the sevenn package (pyproject dependency)")
+
+#: Small example structures (5, 2 and 5 atoms).
+BATCH = [
+    ("MgGeO3", EXAMPLES / "MgGeO3_perov5_16100.cif"),
+    ("NaCl", EXAMPLES / "NaCl_crystallm_P4nmm.cif"),
+    ("ScBN2O", EXAMPLES / "ScBN2O_perov5_6130.cif"),
+]
+#: Loose and short, so a test relaxation takes seconds; the shipped defaults are tighter.
+QUICK = ml.MLSettings(optimizer="BFGS", fmax_eV_per_A=0.05, max_steps=200)
+
+
+@pytest.fixture(scope="module")
+def calculator():
+    """SevenNet-0 from the installed wheel, loaded once for the module (one torch thread)."""
+    return ml.load_calculator(ml.DEFAULT_MODEL, threads=1)
+
+
+# --- no model needed ---------------------------------------------------------------------
+
+
+def test_batches_are_few_cover_every_id_and_adding_one_moves_no_other():
+    ids = [f"s{i:03d}" for i in range(95)]
+    batches = ml.split_into_batches(ids, batch_size=20)
+    assert len(batches) == 5
+    assert sorted(sid for members in batches.values() for sid in members) == ids
+    # One more structure, same number of batches: every earlier id keeps its batch.
+    grown = ml.split_into_batches([*ids, "s999"], batch_size=20)
+    where = {sid: n for n, members in batches.items() for sid in members}
+    assert all(where[sid] == n for n, members in grown.items() for sid in members if sid != "s999")
+
+
+def test_screen_threshold_by_preset_number_and_off():
+    config = {"enabled": True, "screen_e_above_hull_eV_per_atom": "by_preset",
+              "screen_by_preset": {"test": None, "fast": 0.2}}
+    assert ml.screen_threshold(config, "test") is None
+    assert ml.screen_threshold(config, "fast") == 0.2
+    assert ml.screen_threshold(config, "my_preset") is None
+    assert ml.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": 0.05}, "test") == 0.05
+    assert ml.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": None}, "fast") is None
+    assert ml.screen_threshold({**config, "enabled": False}, "fast") is None
+
+
+def _record(formula: str, energy_eV: float, status: str = status_codes.RELAXED) -> dict:
+    return {"formula": formula, "energy_eV": energy_eV, "status": status}
+
+
+# Made-up energies (eV): only the hull arithmetic is under test here.
+ELEMENTS = {"elements": [{**_record("Na1", -1.3), "element": "Na"}, {**_record("Cl2", -3.6), "element": "Cl"}],
+            "phases": []}
+
+
+def test_screen_uses_ml_hull_and_threshold_moves_a_structure_between_dft_and_screened_out():
+    records = {"low": _record("Na1 Cl1", -6.5), "high": _record("Na1 Cl1", -6.1),
+               "broken": _record("Na1 Cl1", -6.0, status=status_codes.FAILED)}
+    ids = [*records, "no_record"]
+    strict = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.1)
+    column = strict["hull_column"]
+    assert strict["structures"]["high"][column] == pytest.approx(0.2)
+    assert strict["structures"]["low"][column] == pytest.approx(0.0)
+    assert strict["structures"]["low"][ml.ML_FORMATION_COLUMN] == pytest.approx((-6.5 + 1.3 + 1.8) / 2)
+    assert strict["screened_out_ids"] == ["high"]
+    # Without an ML verdict a structure is never screened out.
+    assert strict["dft_ids"] == ["broken", "low", "no_record"]
+    loose = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.3)
+    assert loose["screened_out_ids"] == [] and "high" in loose["dft_ids"]
+    off = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=None)
+    assert off["screened_out_ids"] == []
+    # One model per hull: a record of another model has no verdict (and is not screened out).
+    mixed = {sid: {**r, "ml_checkpoint_sha256": "model-a"} for sid, r in records.items()}
+    mixed["high"]["ml_checkpoint_sha256"] = "model-b"
+    references = {"elements": [{**r, "ml_checkpoint_sha256": "model-a"} for r in ELEMENTS["elements"]],
+                  "phases": []}
+    one_model = ml.screen(ids, mixed, references, 0.1, checkpoint_sha256="model-a")
+    assert one_model["screened_out_ids"] == [] and one_model["structures"]["high"]["note"] == "no ML record"
+
+
+def test_dft_start_is_the_ml_geometry_only_when_prerelaxing_and_usable(tmp_path: Path):
+    layout = ResultsLayout.of(tmp_path)
+    generated = "cifs/x.cif"
+    assert ml.dft_start_cif(layout, "x", generated, prerelax=False) == generated
+    # Before the ML record exists: the ML path (a missing input, never a silent fallback).
+    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
+    Path(layout.ml_record("x")).parent.mkdir(parents=True)
+    Path(layout.ml_record("x")).write_text(json.dumps({"usable_as_dft_start": False}))
+    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == generated
+    Path(layout.ml_record("x")).write_text(json.dumps({"usable_as_dft_start": True}))
+    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
+
+
+def test_dft_relaxation_from_ml_geometry_compares_with_the_generated_cif(tmp_path: Path):
+    layout = ResultsLayout.of(tmp_path)
+    relaxed, beside = Path(layout.ml_relaxed_cif("x")), Path(layout.ml_generated_cif("x"))
+    relaxed.parent.mkdir(parents=True)
+    relaxed.write_text("data_x\n")
+    assert ml.generated_cif_beside(relaxed) is None  # no copy of the generated CIF: compare with the start
+    beside.write_text("data_x\n")
+    assert ml.generated_cif_beside(relaxed) == beside
+    assert ml.generated_cif_beside(EXAMPLES / "MgGeO3_perov5_16100.cif") is None
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def test_agreement_confusion_mae_and_what_each_screen_would_discard():
+    hull, ml_hull = "e_above_hull_eV_per_atom", ml.ML_E_HULL_COLUMN
+    table = _table([
+        {"structure_id": "a", "status": "ok", hull: 0.00, ml_hull: 0.02, "formation_energy_eV_per_atom": -1.0,
+         ml.ML_FORMATION_COLUMN: -1.1, "ml_model": "7net-0"},
+        {"structure_id": "b", "status": "ok", hull: 0.08, ml_hull: 0.25, "formation_energy_eV_per_atom": -0.5,
+         ml.ML_FORMATION_COLUMN: -0.3, "ml_model": "7net-0"},
+        {"structure_id": "c", "status": "ok", hull: 0.40, ml_hull: 0.45, "formation_energy_eV_per_atom": 0.2,
+         ml.ML_FORMATION_COLUMN: 0.2, "ml_model": "7net-0"},
+        {"structure_id": "d", "status": "screened_out", hull: None, ml_hull: 0.9, "ml_model": "7net-0"},
+    ])
+    result = ml_agreement(table, stable_threshold_eV_per_atom=0.1)
+    assert result["n_compared"] == 3 and result["n_screened_out"] == 1
+    assert result["confusion"]["0.05"] == {
+        "both_stable": 1, "ml_stable_dft_unstable": 0, "ml_unstable_dft_stable": 0, "both_unstable": 2,
+        "accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert result["confusion"]["0.1"]["ml_unstable_dft_stable"] == 1  # b: DFT 0.08, ML 0.25
+    assert result["formation_energy_mae_eV_per_atom"] == pytest.approx(0.1)
+    assert result["dft_stable"] == 2
+    assert result["dft_stable_discarded_by_screen"]["0.2"] == 1
+    assert result["dft_stable_discarded_by_screen"]["0.3"] == 0
+    assert result["dft_stable_discarded_by_screen"]["0"] == 2
+    summary = summarize(table)
+    assert summary["ml_vs_dft"]["n_compared"] == 3
+    assert summary["valid"]["count"] == 4  # a screened-out structure was valid
+
+
+def test_screened_out_row_has_ml_values_and_no_dft(tmp_path: Path):
+    layout = ResultsLayout.of(tmp_path)
+    for sid, energy in (("low", -6.5), ("high", -6.1)):
+        Path(layout.ml_record(sid)).parent.mkdir(parents=True)
+        Path(layout.ml_record(sid)).write_text(json.dumps({
+            **_record("Na1 Cl1", energy), "ml_model": "7net-0", "ml_package_version": "x",
+            "ml_checkpoint_sha256": "abc", "energy_per_atom_eV": energy / 2, "usable_as_dft_start": True,
+            "relaxed_cif": "relaxed.cif"}))
+    result = ml.screen(["low", "high"], ml.read_records(layout, ["low", "high"]), ELEMENTS, 0.1)
+    ml.write_screen(result, layout.ml_screen, layout.ml_dft_ids)
+    assert Path(layout.ml_dft_ids).read_text() == "low\n"
+    table = pd.DataFrame([
+        {"structure_id": "low", "status": status_codes.OK, "reason": "", "energy_eV": -7.0},
+        {"structure_id": "high", "status": status_codes.NOT_FINISHED, "reason": "relaxation has not finished",
+         "energy_eV": None},
+    ])
+    out = ml.add_ml_columns(table, tmp_path).set_index("structure_id")
+    assert out.loc["high", "status"] == status_codes.SCREENED_OUT
+    assert "exceeds the screening threshold 0.1" in out.loc["high", "reason"]
+    assert out.loc["high", result["hull_column"]] == pytest.approx(0.2)
+    assert pd.isna(out.loc["high", "energy_eV"])
+    assert out.loc["low", "status"] == status_codes.OK
+    assert out.loc["low", "dft_start_geometry"] == "ml_relaxed"
+    assert out.loc["low", "ml_model"] == "7net-0"
+
+
+# --- with the model (CPU, offline) ------------------------------------------------------------
+
+
+def test_prerelaxation_lowers_the_ml_energy_of_a_distorted_cell(calculator):
+    from ase.io import read
+
+    atoms = read(EXAMPLES / "MgGeO3_perov5_16100.cif")
+    atoms.set_cell(atoms.cell * 1.06, scale_atoms=True)  # every length 6 % too long
+    relaxed, record = ml.relax_atoms(atoms, calculator, QUICK)
+    assert record["converged"]
+    assert record["energy_eV"] < record["initial_energy_eV"] - 0.05
+    assert record["max_force_eV_per_A"] <= QUICK.fmax_eV_per_A
+    assert record["final_volume_A3"] < record["initial_volume_A3"]  # the stretch is undone
+    # The returned geometry is the one the energy belongs to.
+    assert relaxed.get_potential_energy() == pytest.approx(record["energy_eV"], abs=1e-4)
+
+
+def test_batch_writes_provenance_and_the_geometry_dft_reads(tmp_path: Path, calculator):
+    from ase.io import read
+
+    layout = ResultsLayout.of(tmp_path)
+    summary = ml.run_batch([("MgGeO3", str(BATCH[0][1]))], layout, QUICK, lambda: calculator,
+                           out_json=layout.ml_batch_record(0))
+    assert summary["computed"] == ["MgGeO3"]
+    record = json.loads(Path(layout.ml_record("MgGeO3")).read_text())
+    checkpoint = ml.checkpoint_path(ml.DEFAULT_MODEL)
+    assert checkpoint.is_relative_to(Path(__import__("sevenn").__file__).parent)  # shipped in the wheel
+    assert record["ml_model"] == "7net-0"
+    assert record["ml_package_version"] == version("sevenn")
+    assert record["ml_checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert record["status"] == status_codes.RELAXED and record["usable_as_dft_start"]
+    # The CIF the DFT rule reads holds the ML-relaxed cell, and the generated CIF is kept beside it.
+    start = ml.dft_start_cif(layout, "MgGeO3", str(BATCH[0][1]), prerelax=True)
+    assert start == layout.ml_relaxed_cif("MgGeO3")
+    assert read(start).get_volume() == pytest.approx(record["final_volume_A3"], rel=1e-4)
+    assert Path(layout.ml_generated_cif("MgGeO3")).read_bytes() == BATCH[0][1].read_bytes()
+    assert ml.generated_cif_beside(start) == Path(layout.ml_generated_cif("MgGeO3"))
+    row = ml.ml_row(record, None, layout, "MgGeO3", prerelax=True)
+    assert row["ml_checkpoint_sha256"] == record["ml_checkpoint_sha256"]
+    assert row["dft_start_geometry"] == "ml_relaxed"
+
+
+KILLABLE_BATCH = """
+import sys
+from pathlib import Path
+from dftscreen import ml
+from dftscreen.layout import ResultsLayout
+settings = ml.MLSettings(optimizer="BFGS", fmax_eV_per_A=0.05, max_steps=200)  # = QUICK
+items = [(sid, cif) for sid, cif in zip(sys.argv[2::2], sys.argv[3::2])]
+ml.run_batch(items, ResultsLayout.of(sys.argv[1]), settings, lambda: ml.load_calculator("7net-0", 1))
+"""
+
+
+def test_a_killed_batch_keeps_what_it_finished_and_the_rerun_does_only_the_rest(tmp_path: Path, calculator):
+    layout = ResultsLayout.of(tmp_path / "out")
+    args = [str(tmp_path / "out")] + [str(x) for sid, cif in BATCH for x in (sid, cif)]
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_BATCH, *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = Path(layout.ml_record(BATCH[0][0]))
+    deadline = time.monotonic() + 300
+    while not first.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.is_file(), proc.stderr.read()[-3000:]
+    finished = [sid for sid, _ in BATCH if Path(layout.ml_record(sid)).is_file()]
+    assert BATCH[-1][0] not in finished, "the batch finished before it could be killed"
+    finished_records = {sid: Path(layout.ml_record(sid)).read_text() for sid in finished}
+
+    loads = []
+    summary = ml.run_batch([(sid, str(cif)) for sid, cif in BATCH], layout, QUICK,
+                           lambda: loads.append(1) or calculator)
+    assert summary["reused"] == finished
+    assert summary["computed"] == [sid for sid, _ in BATCH if sid not in finished]
+    assert loads == [1]  # the model is loaded once per job
+    # What was finished is untouched; everything is there now.
+    assert all(Path(layout.ml_record(sid)).read_text() == text for sid, text in finished_records.items())
+    assert all(Path(layout.ml_record(sid)).is_file() for sid, _ in BATCH)
+    # A rerun with nothing left to do does not even load the model.
+    again = ml.run_batch([(sid, str(cif)) for sid, cif in BATCH], layout, QUICK,
+                         lambda: pytest.fail("model loaded with nothing to do"))
+    assert again["computed"] == []
+    # Other settings: the records are stale and recomputed.
+    other = ml.MLSettings(optimizer="BFGS", fmax_eV_per_A=0.04, max_steps=200)
+    changed = ml.run_batch([BATCH[0]], layout, other, lambda: calculator)
+    assert changed["computed"] == [BATCH[0][0]]
+
+
+def test_references_are_the_dft_reference_structures_relaxed_with_the_model(tmp_path: Path, calculator):
+    layout = ResultsLayout.of(tmp_path)
+    records = ml.relax_references(["Na", "Cl", "S"], {}, {"rocksalt": str(EXAMPLES / "NaCl_crystallm_P4nmm.cif")},
+                                  layout, QUICK, lambda: calculator, out_json=layout.ml_references)
+    by_element = {r["element"]: r for r in records["elements"]}
+    assert by_element["Na"]["status"] == status_codes.RELAXED
+    assert by_element["Cl"]["reference_kind"] == "molecule"  # Cl2 in a box, as for DFT
+    assert by_element["S"]["status"] == status_codes.FAILED and "no automatic elemental reference" in (
+        by_element["S"]["reason"])
+    assert records["phases"][0]["status"] == status_codes.RELAXED
+    assert np.isfinite(records["phases"][0]["energy_eV"])

@@ -16,7 +16,10 @@ from dftscreen.targets import TARGET_KINDS, target_columns
 
 def static_columns() -> set[str]:
     """Every column name the code can write, except target and table-input columns."""
-    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS)
+    from dftscreen.ml import ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES
+
+    ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
+    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml
 
 
 def test_every_column_the_code_writes_is_documented():

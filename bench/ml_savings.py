@@ -56,7 +56,7 @@ def log(message: str) -> None:
 def candidates(max_sites: int, max_sites_generated: int = 8, n_perovskites: int = 10) -> list[tuple[str, Path]]:
     """(name, CIF) of small real structures: the first perovskites and every small CrystaLLM output
     (most are duplicates of each other, which the check stage's dedupe removes), interleaved by source."""
-    from dftscreen.check import read_structure
+    from dftscreen.cif_reader import read_structure
 
     def small(path: Path, max_sites: int = max_sites) -> bool:
         try:

@@ -313,7 +313,8 @@ def relax_structure(
 
     from dftscreen.changes import relaxation_change
     # Issue 14 moves read_structure to dftscreen.cif_reader; import it from there once it exists.
-    from dftscreen.check import min_interatomic_distance, read_structure
+    from dftscreen.check import min_interatomic_distance
+    from dftscreen.cif_reader import read_structure
     from dftscreen.dft import atoms_to_structure, structure_to_atoms
 
     folder = Path(layout.ml_structure_dir(structure_id))
@@ -453,7 +454,7 @@ def relax_references(
     Records are reused like a batch's; the returned (and written) dict has
     ``elements`` and ``phases`` lists of records.
     """
-    from dftscreen.check import read_structure
+    from dftscreen.cif_reader import read_structure
     from dftscreen.dft import structure_to_atoms
     from dftscreen.references import elemental_reference
 

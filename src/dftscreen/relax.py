@@ -236,7 +236,8 @@ def relax_atoms(
         steps_before = state["n_ionic_steps"]
         attempt_number = len(state["attempts"]) + state["n_starts"]
 
-        def on_step(steps_this_run: int) -> None:
+        # Bound now (defaults): the optimizer calls it within this iteration only.
+        def on_step(steps_this_run: int, steps_before: int = steps_before, atoms: Atoms = atoms) -> None:
             state["n_ionic_steps"] = steps_before + steps_this_run
             state["energy_eV"] = float(atoms.get_potential_energy())
             account_time()

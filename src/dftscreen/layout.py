@@ -21,9 +21,19 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         dft/<id>/properties.json                    single point on the relaxed structure
         references/elements/<El>/relax.json         elemental references
         references/phases/<id>/relax.json           user-supplied competing phases
+        known/novelty.json                          novelty and SMACT validity per structure
+        known/competing_phases.json                 phases chosen from the known set for the hull
         logs/<stage>/<id>.log                       one log per job
         results.csv, results.parquet, summary.json  the table and its summary
         results_partial.csv, .parquet               written when a run had failures
+
+Elemental references and the competing phases chosen from a known set live in a
+reference library (:class:`ReferenceLibrary`), by default ``<output_dir>/reference_library``,
+shared by every run whose config names the same folder::
+
+    <library>/<settings key>/
+        elements/<El>/<reference key>/relax.json, relaxed.cif   one element's reference
+        phases/<phase key>/start.cif, relax.json, relaxed.cif   one known phase
 """
 
 from __future__ import annotations
@@ -111,6 +121,17 @@ class ResultsLayout:
         """Every reference-phase record present now, sorted."""
         return sorted(Path(self.root).glob("references/phases/*/relax.json"))
 
+    # --- known materials ----------------------------------------------------------
+    @property
+    def novelty_table(self) -> str:
+        """Novelty against the known sets and SMACT validity, per structure id (JSON)."""
+        return self._join("known", "novelty.json")
+
+    @property
+    def competing_phases(self) -> str:
+        """The known phases chosen for the hull, and why others were not (JSON)."""
+        return self._join("known", "competing_phases.json")
+
     # --- logs ------------------------------------------------------------------
     def log(self, stage: str, name: str | None = None) -> str:
         """A job's log: ``logs/<stage>.log`` for a run-wide job, ``logs/<stage>/<name>.log`` per item."""
@@ -136,3 +157,44 @@ class ResultsLayout:
     @property
     def partial_parquet(self) -> str:
         return self._join("results_partial.parquet")
+
+
+@dataclass(frozen=True)
+class ReferenceLibrary:
+    """Reference results reused across runs: ``<root>/<settings_key>/{elements,phases}/...``.
+
+    ``settings_key`` hashes the DFT settings (:func:`dftscreen.reflib.settings_key`), so
+    results of other settings never mix; an element's ``reference_key`` says which structure
+    stood for it (``auto``, or ``cif-<hash>`` of a CIF the user supplied), a phase's key its
+    formula and structure fingerprint (:func:`dftscreen.competing.phase_key`).
+    """
+
+    root: str
+    settings_key: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join((self.root, self.settings_key, *parts))
+
+    @property
+    def folder(self) -> str:
+        return self._join()
+
+    def element_dir(self, element: str, reference_key: str) -> str:
+        return self._join("elements", element, reference_key)
+
+    def element_record(self, element: str, reference_key: str) -> str:
+        return self._join("elements", element, reference_key, "relax.json")
+
+    @property
+    def phases_dir(self) -> str:
+        return self._join("phases")
+
+    def phase_dir(self, phase_key: str) -> str:
+        return self._join("phases", phase_key)
+
+    def phase_start_cif(self, phase_key: str) -> str:
+        """The known structure as chosen (written by the compare_known job, read by the phase's relaxation)."""
+        return self._join("phases", phase_key, "start.cif")
+
+    def phase_record(self, phase_key: str) -> str:
+        return self._join("phases", phase_key, "relax.json")

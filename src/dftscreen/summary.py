@@ -1,9 +1,11 @@
 """Run-level metrics over the results table, written next to it as JSON.
 
 Rates are fractions of all input files, so they can be quoted like the
-validity / uniqueness / S.U.N. rates of generative-model papers (S.U.N. here
-is stable-and-unique: novelty needs a database of known crystals and is not
-computed).
+validity / uniqueness / S.U.N. rates of generative-model papers. With a known
+set (config ``known_materials.database``) the novel rate and the S.U.N. rate
+(stable, unique and novel, as MatterGen reports it) are added; each rate says
+which hull and which known set it used. ``stable_and_unique`` stays for runs
+without a known set.
 """
 
 from __future__ import annotations
@@ -22,8 +24,17 @@ def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
     return {"count": count, "rate": count / total if total else None}
 
 
-def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> dict[str, Any]:
-    """Counts and rates over the whole run, and hit rate / MAE per target."""
+def summarize(
+    table: pd.DataFrame,
+    stable_threshold_eV_per_atom: float = 0.1,
+    known_set: str | None = None,
+    training_set: str | None = None,
+) -> dict[str, Any]:
+    """Counts and rates over the whole run, and hit rate / MAE per target.
+
+    ``known_set`` / ``training_set`` are the labels of the known sets novelty was judged
+    against (``None``: not given, and no novelty rate is reported).
+    """
     total = len(table)
     status = table["status"]
     valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
@@ -49,6 +60,22 @@ def summarize(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) ->
         ),
         "targets": {},
     }
+    hull_phases = sorted({str(h) for h in table.get("hull_reference", pd.Series(dtype=object)).dropna()})
+    summary["hull"] = {"column": hull_column, "built_from": hull_phases}
+    if known_set and "novel" in table.columns:
+        novel = unique & (table["novel"] == True)  # noqa: E712
+        summary["novel"] = {**_count_rate(novel, total), "known_set": known_set}
+        summary["stable_unique_novel"] = {
+            **_count_rate(stable & novel, total), "known_set": known_set, "hull_column": hull_column,
+            "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
+        }
+    if training_set and "novel_vs_training" in table.columns:
+        summary["novel_vs_training"] = {
+            **_count_rate(unique & (table["novel_vs_training"] == True), total),  # noqa: E712
+            "training_set": training_set,
+        }
+    if "smact_valid" in table.columns:
+        summary["smact_valid"] = _count_rate(table["smact_valid"] == True, total)  # noqa: E712
     if "crystallm_valid" in table.columns:
         summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712
     for name in TARGET_KINDS:

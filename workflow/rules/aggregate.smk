@@ -9,6 +9,9 @@ rule aggregate:
         properties=all_properties_records,
         elements=all_element_records,
         phases=all_phase_records,
+        novelty=f"{OUT}/known/novelty.json",
+        chosen_phases=f"{OUT}/known/competing_phases.json",
+        known_phases=all_competing_phase_records,
     output:
         csv=f"{OUT}/results.csv",
         parquet=f"{OUT}/results.parquet",

@@ -3,6 +3,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -14,6 +15,8 @@ from dftscreen.inputs import (
     discover_inputs,
     table_row_cif_path,
 )
+from dftscreen.layout import ReferenceLibrary
+from dftscreen.reflib import element_reference_key, settings_key
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import deep_merge, resolve_settings
 
@@ -35,6 +38,12 @@ REFERENCE_PHASES = (
     if STABILITY["reference_cif_dir"]
     else {}
 )
+KNOWN = config["known_materials"]
+# Elemental references and chosen known phases, reused by every run naming the same folder
+# with the same DFT settings (see dftscreen.reflib).
+LIBRARY = ReferenceLibrary(
+    STABILITY["reference_library_dir"] or f"{OUT}/reference_library", settings_key(DFT_SETTINGS)
+)
 # GPAW's launcher from the environment running Snakemake (works without activating it).
 GPAW_PYTHON = f"{sys.executable} -m gpaw python"
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
@@ -46,6 +55,7 @@ MPIEXEC = "mpiexec --bind-to none"
 wildcard_constraints:
     sid=STRUCTURE_ID_PATTERN,
     element="[A-Z][a-z]?",
+    ekey="auto|cif-[0-9a-f]{12}",
 
 
 def input_cif(wildcards):
@@ -177,16 +187,80 @@ def reference_phase_elements(path):
     return _phase_structure(path)[0]
 
 
+_ELEMENT_KEYS = {}
+
+
+def element_key(element):
+    """Library key of the structure standing for an element: ``auto`` or the user CIF's hash."""
+    if element not in _ELEMENT_KEYS:
+        _ELEMENT_KEYS[element] = element_reference_key(STABILITY["elemental_reference_cifs"].get(element))
+    return _ELEMENT_KEYS[element]
+
+
 def all_element_records(wildcards):
     if not STABILITY["elemental_references"]:
         return []
-    return expand(f"{OUT}/references/elements/{{element}}/relax.json", element=elements_needed())
+    return [LIBRARY.element_record(element, element_key(element)) for element in elements_needed()]
 
 
 def element_reference_cif(wildcards):
     """The user's CIF for this element's reference, or nothing (automatic reference)."""
-    cif = STABILITY["elemental_reference_cifs"].get(wildcards.element)
-    return [cif] if cif else []
+    if getattr(wildcards, "ekey", "auto") == "auto":
+        return []
+    return [STABILITY["elemental_reference_cifs"][wildcards.element]]
+
+
+def dft_input_cifs(wildcards):
+    """Input CIF of every structure going to DFT, in the order of valid_ids.txt."""
+    return [input_cif(SimpleNamespace(sid=sid)) for sid in valid_structure_ids()]
+
+
+def known_source_files(wildcards):
+    """The known sets' files (a folder's CIFs), so that editing them reruns the comparison."""
+    files = []
+    for source in (KNOWN["database"], KNOWN["training"]):
+        path = source["path"]
+        if path and Path(path).is_dir():
+            files += sorted(str(item.path) for item in discover_cifs(path))
+        elif path:
+            files.append(path)
+    return files
+
+
+def ml_known_phase_energies(wildcards):
+    """Hook for the ML stage (issue 15): its energies of the known phases, a JSON {entry id: eV/atom}.
+
+    When that stage exists, return its output here; compare_known then ranks the known
+    phases on the ML hull instead of the known set's own energies. Nothing until then.
+    """
+    return []
+
+
+def competing_phases_wanted():
+    return bool(KNOWN["database"]["path"]) and KNOWN["competing_phases"]["enabled"] and STABILITY["elemental_references"]
+
+
+def chosen_phase_keys():
+    """Keys of the known phases compare_known chose (re-evaluated after it ran)."""
+    if not competing_phases_wanted():
+        return []
+    with open(checkpoints.compare_known.get().output.phases) as handle:
+        return [phase["phase_key"] for phase in json.load(handle)["phases"]]
+
+
+def all_competing_phase_records(wildcards):
+    return [LIBRARY.phase_record(key) for key in chosen_phase_keys()]
+
+
+_CHOSEN_PHASE_SITES = {}
+
+
+def competing_phase_n_atoms(wildcards):
+    """Atoms of a chosen known phase, from compare_known's table (read by path, as n_sites)."""
+    if not _CHOSEN_PHASE_SITES:
+        with open(f"{OUT}/known/competing_phases.json") as handle:
+            _CHOSEN_PHASE_SITES.update({p["phase_key"]: p["n_sites"] for p in json.load(handle)["phases"]})
+    return _CHOSEN_PHASE_SITES.get(wildcards.sid, 1)
 
 
 def element_reference_cif_option(wildcards):
@@ -217,6 +291,7 @@ def get_final_output(wildcards):
         *all_properties_records(wildcards),
         *all_element_records(wildcards),
         *all_phase_records(wildcards),
+        *all_competing_phase_records(wildcards),
     ]
 
 
@@ -225,7 +300,9 @@ def write_partial_table():
     checks_path = Path(OUT) / "check" / "checks.json"
     if not checks_path.is_file():
         return
-    table = table_from_results(OUT, STABILITY["elemental_references"], config["targets"])
+    table = table_from_results(
+        OUT, STABILITY["elemental_references"], config["targets"], reference_library=LIBRARY.folder
+    )
     write_table(table, Path(OUT) / "results_partial.csv", Path(OUT) / "results_partial.parquet")
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {OUT}/results_partial.csv. "

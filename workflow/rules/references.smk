@@ -5,15 +5,17 @@ rule element_reference:
     input:
         cif=element_reference_cif,
     output:
-        record=f"{OUT}/references/elements/{{element}}/relax.json",
+        # In the reference library, keyed by DFT settings and by the structure standing for
+        # the element, so every run sharing the library computes each element once.
+        record=LIBRARY.element_record("{element}", "{ekey}"),
     params:
         settings=global_settings_json,
-        relaxed_cif=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}/relaxed.cif",
-        workdir=lambda wildcards: f"{OUT}/references/elements/{wildcards.element}",
+        relaxed_cif=lambda wildcards: f"{LIBRARY.element_dir(wildcards.element, wildcards.ekey)}/relaxed.cif",
+        workdir=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey),
         gpaw_python=GPAW_PYTHON,
         cif_option=element_reference_cif_option,
     log:
-        f"{OUT}/logs/references/elements/{{element}}.log",
+        f"{OUT}/logs/references/elements/{{element}}-{{ekey}}.log",
     # Every formation energy and hull needs them, so they go first.
     priority: 20
     # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).

@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from dftscreen.aggregate import add_targets, build_table, status_counts, write_table
+from dftscreen.compare_known import add_known_columns, chosen_phase_names
 from dftscreen.io import atomic_write_json, read_json
 from dftscreen.summary import summarize
 
@@ -16,11 +17,18 @@ table = build_table(
         if snakemake.params.with_formation_energies  # noqa: F821
         else None
     ),
-    phase_records=[read_json(p) for p in snakemake.input.phases],  # noqa: F821
+    # User-supplied phases, then those chosen from the known set (relaxed in the reference library).
+    phase_records=[read_json(p) for p in [*snakemake.input.phases, *snakemake.input.known_phases]],  # noqa: F821
+    phase_names=chosen_phase_names(read_json(snakemake.input.chosen_phases)),  # noqa: F821
 )
+novelty = read_json(snakemake.input.novelty)  # noqa: F821
+table = add_known_columns(table, novelty)
 table = add_targets(table, snakemake.params.targets)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
-summary = summarize(table, snakemake.params.stable_threshold_eV_per_atom)  # noqa: F821
+summary = summarize(
+    table, snakemake.params.stable_threshold_eV_per_atom,  # noqa: F821
+    known_set=novelty.get("known_set"), training_set=novelty.get("training_set"),
+)
 atomic_write_json(snakemake.output.summary, summary)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))
 # A complete table supersedes any partial one from an earlier failed run.

@@ -1,0 +1,73 @@
+"""The results table and summary with known phases and novelty (hand-made records, no DFT)."""
+
+from pathlib import Path
+
+import pytest
+
+from dftscreen.aggregate import build_table
+from dftscreen.compare_known import add_known_columns, chosen_phase_names
+from dftscreen.io import atomic_write_json
+from dftscreen.summary import summarize
+
+CHECK = {"structure_id": "gen", "source_file": "gen.cif", "valid": True, "status": "", "reason": "",
+         "reduced_formula": "TiO2", "n_sites": 6, "duplicate_of": None}
+DUPLICATE = {**CHECK, "structure_id": "gen_copy", "source_file": "gen_copy.cif", "valid": False,
+             "status": "duplicate", "reason": "same crystal as gen", "duplicate_of": "gen"}
+RELAX = {"status": "relaxed", "converged": True, "formula": "Ti2O4", "energy_eV": -52.8, "relaxed_cif": "relaxed.cif"}
+PROPERTIES = {"status": "done", "energy_eV": -52.8, "energy_per_atom_eV": -8.8}
+ELEMENTS = [
+    {"element": "Ti", "status": "relaxed", "formula": "Ti", "energy_eV": -7.7,
+     "reference_description": "hcp Ti (ASE reference state)"},
+    {"element": "O", "status": "relaxed", "formula": "O2", "energy_eV": -9.8,
+     "reference_description": "O2 molecule in a 8 Å box"},
+]
+CHOSEN = {"phases": [
+    {"phase_key": "TiO2-aaaa", "entry_id": "mp-2657", "n_sites": 6},
+    {"phase_key": "Ti-bbbb", "entry_id": "mp-72", "n_sites": 2},
+    {"phase_key": "TiO-cccc", "entry_id": "mp-2664", "n_sites": 2},
+]}
+PHASES = [
+    {"structure_id": "TiO2-aaaa", "status": "relaxed", "formula": "Ti2O4", "energy_eV": -53.0},
+    # A lower Ti than the workflow's own reference: it becomes Ti's chemical potential.
+    {"structure_id": "Ti-bbbb", "status": "relaxed", "formula": "Ti2", "energy_eV": -15.6},
+    {"structure_id": "TiO-cccc", "status": "relaxed", "formula": "Ti1O1", "energy_eV": -17.0},
+]
+
+
+def table(tmp_path: Path):
+    atomic_write_json(tmp_path / "dft" / "gen" / "relax.json", RELAX)
+    atomic_write_json(tmp_path / "dft" / "gen" / "properties.json", PROPERTIES)
+    return build_table([CHECK, DUPLICATE], tmp_path / "dft", element_records=ELEMENTS, phase_records=PHASES,
+                       phase_names=chosen_phase_names(CHOSEN))
+
+
+def test_lowest_elemental_candidate_is_used_and_named(tmp_path: Path):
+    row = table(tmp_path).set_index("structure_id").loc["gen"]
+    # Ti at -7.8 eV/atom (the known phase), not -7.7 (ASE's hcp): (E - 2 mu_Ti - 4 mu_O) / 6.
+    assert row["formation_energy_eV_per_atom"] == pytest.approx((-52.8 - 2 * -7.8 - 4 * -4.9) / 6)
+    assert row["elemental_references"] == "O: O2 molecule in a 8 Å box; Ti: phase Ti-bbbb [mp-72]"
+    assert row["hull_reference"] == (
+        "elements + 2 reference phases (TiO-cccc [mp-2664], TiO2-aaaa [mp-2657]) + generated structures")
+    # The known TiO2 is 0.2 eV per 6 atoms lower.
+    assert row["e_above_hull_eV_per_atom"] == pytest.approx(0.2 / 6)
+
+
+def test_novelty_columns_follow_the_representative_and_feed_the_summary(tmp_path: Path):
+    novelty = {"known_set": "mp.json.gz (3 entries)", "training_set": None, "structures": {
+        "gen": {"smact_valid": True, "novel": True, "matches_known_id": None},
+        "gen_copy": {"smact_valid": True},
+    }}
+    rows = add_known_columns(table(tmp_path), novelty)
+    assert "novel_vs_training" not in rows.columns  # no training set given
+    by_id = rows.set_index("structure_id")
+    assert by_id.loc["gen_copy", "novel"] == True  # noqa: E712  (the representative's)
+    assert by_id.loc["gen_copy", "smact_valid"] == True  # noqa: E712
+    rows.loc[rows["structure_id"] == "gen", "status"] = "ok"
+    summary = summarize(rows, 0.1, known_set=novelty["known_set"])
+    assert summary["novel"] == {"count": 1, "rate": 0.5, "known_set": "mp.json.gz (3 entries)"}
+    # 0.033 eV/atom above the hull: stable at 0.1, unique and novel.
+    assert summary["stable_unique_novel"]["count"] == 1
+    assert summary["stable_unique_novel"]["hull_column"] == "e_above_hull_eV_per_atom"
+    assert summary["smact_valid"]["count"] == 2
+    assert summarize(rows, 0.01, known_set=novelty["known_set"])["stable_unique_novel"]["count"] == 0
+    assert "novel" not in summarize(rows, 0.1)  # without a known set: no novelty rate

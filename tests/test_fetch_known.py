@@ -51,7 +51,8 @@ def run_folder(tmp_path: Path, names: list[str]) -> Path:
     for name in names:
         shutil.copy(EXAMPLES / name, tmp_path / "cifs" / name)
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"input": {"cif_dir": "cifs"}, "output_dir": "out"}))
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out"}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
 
 
@@ -91,7 +92,7 @@ def test_clear_errors_without_key_network_or_client(tmp_path: Path, monkeypatch,
 
     class Offline(FakeRester):
         def get_entries_in_chemsys(self, elements):
-            raise ConnectionError("Failed to establish a new connection: [Errno -3] Temporary failure in name resolution")
+            raise ConnectionError("Failed to establish a new connection: [Errno -3] name resolution failed")
 
     with pytest.raises(FetchError, match="ConnectionError.*machine with network access"):
         fetch_entries([("Cl", "Na")], "key", Offline)

@@ -60,7 +60,8 @@ def test_entries_json_round_trip_and_dataframe_layout(tmp_path: Path):
 
 def test_structures_table_and_cif_folder(tmp_path: Path):
     cif = str(CifWriter(structure("NaCl", "rocksalt", a=5.64)))
-    pd.DataFrame({"material_id": ["a", "b"], "cif": [cif, cif], "e_form": [-2.1, -2.0]}).to_parquet(tmp_path / "t.parquet")
+    frame = pd.DataFrame({"material_id": ["a", "b"], "cif": [cif, cif], "e_form": [-2.1, -2.0]})
+    frame.to_parquet(tmp_path / "t.parquet")
     known = read_known_set({"path": str(tmp_path / "t.parquet"), "id_column": "material_id", "cif_column": "cif",
                             "energy_per_atom_column": "e_form"})
     assert [(e.entry_id, e.reduced_formula, e.energy_per_atom_eV) for e in known.entries] == [

@@ -61,13 +61,15 @@ def _match_one_formula(
 def match_against_known(
     generated: list[tuple[str, Structure]],
     known: KnownSet,
-    settings: MatchSettings = MatchSettings(),
+    settings: MatchSettings | None = None,
     workers: int = 1,
 ) -> dict[str, NoveltyResult]:
     """Novelty of every generated ``(structure_id, structure)`` against ``known``.
 
-    Formulas are split over ``workers`` processes (largest first) when there are several.
+    Formulas are split over ``workers`` processes (largest first) when there are several;
+    ``settings`` defaults to pymatgen's tolerances.
     """
+    settings = settings or MatchSettings()
     by_formula: dict[str, list[tuple[str, Structure]]] = {}
     for structure_id, structure in generated:
         by_formula.setdefault(structure.composition.reduced_formula, []).append((structure_id, structure))

@@ -14,17 +14,17 @@ checkpoint compare_known:
     output:
         novelty=f"{OUT}/known/novelty.json",
         phases=f"{OUT}/known/competing_phases.json",
+    log:
+        f"{OUT}/logs/compare_known.log",
+    threads: config["check"]["workers"]
+    resources:
+        runtime=60,
     params:
         known=KNOWN,
         match=config["check"]["dedupe"],
         choose_phases=competing_phases_wanted(),
         library_folder=LIBRARY.folder,
         settings=global_settings_json,
-    log:
-        f"{OUT}/logs/compare_known.log",
-    threads: config["check"]["workers"]
-    resources:
-        runtime=60,
     script:
         "../scripts/compare_known.py"
 
@@ -36,11 +36,6 @@ use rule relax as relax_competing_phase with:
         cif=LIBRARY.phase_start_cif("{sid}"),
     output:
         record=LIBRARY.phase_record("{sid}"),
-    params:
-        settings=global_settings_json,
-        relaxed_cif=lambda wildcards: f"{LIBRARY.phase_dir(wildcards.sid)}/relaxed.cif",
-        workdir=lambda wildcards: LIBRARY.phase_dir(wildcards.sid),
-        gpaw_python=GPAW_PYTHON,
     log:
         f"{OUT}/logs/references/known_phases/{{sid}}.log",
     # Every energy above the hull needs them.
@@ -51,3 +46,8 @@ use rule relax as relax_competing_phase with:
         mpi=MPIEXEC,
         runtime=runtime_for(competing_phase_n_atoms),
         mem_mb_per_cpu=mem_for(competing_phase_n_atoms),
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: f"{LIBRARY.phase_dir(wildcards.sid)}/relaxed.cif",
+        workdir=lambda wildcards: LIBRARY.phase_dir(wildcards.sid),
+        gpaw_python=GPAW_PYTHON,

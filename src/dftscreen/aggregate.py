@@ -266,9 +266,11 @@ def add_stability(
     names the one used, ``hull_reference`` the phases in the row's chemical system.
     """
     phase_names = phase_names or {}
-    elements = [r for r in (_energy_record(rec.get("element", ""), rec) for rec in element_records) if r]
+    # An element may have several candidate structures (dftscreen.references): each its own record.
+    element_pairs = [(_energy_record(rec.get("element", ""), rec), rec) for rec in element_records]
+    element_pairs = [(record, rec) for record, rec in element_pairs if record is not None]
+    elements = [record for record, _ in element_pairs]
     phases = [r for r in (_energy_record(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
-    descriptions = {rec.get("element"): rec.get("reference_description") for rec in element_records}
     column = E_HULL_COLUMN if phases else E_HULL_COLUMN_NO_PHASES
     by_dft_id: dict[str, EnergyRecord] = {}
     for row in rows:
@@ -280,7 +282,10 @@ def add_stability(
     compound_phases = [p for p in phases if len(p.composition.elements) > 1]
     hull = hull_analysis(list(by_dft_id.values()), elements, phases)
     lowest = lowest_elemental_records([*elements, *elemental_phases])
-    element_names = {id(r): f"{r.name}: {descriptions.get(r.name) or 'elemental reference'}" for r in elements}
+    element_names = {
+        id(record): f"{record.name}: {rec.get('reference_description') or 'elemental reference'}"
+        for record, rec in element_pairs
+    }
     mu = chemical_potentials([*elements, *elemental_phases])
     missing_elements = {
         rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != status_codes.RELAXED

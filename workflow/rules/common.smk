@@ -55,7 +55,7 @@ MPIEXEC = "mpiexec --bind-to none"
 wildcard_constraints:
     sid=STRUCTURE_ID_PATTERN,
     element="[A-Z][a-z]?",
-    ekey="auto|cif-[0-9a-f]{12}",
+    ekey="auto|delta|cif-[0-9a-f]{12}",
 
 
 def input_cif(wildcards):
@@ -126,13 +126,18 @@ _ELEMENT_N_ATOMS = {}
 
 
 def element_n_atoms(wildcards):
-    """Atoms in an element's reference cell (imported here: building it needs ASE, not every parse)."""
-    if wildcards.element not in _ELEMENT_N_ATOMS:
-        from dftscreen.references import reference_n_atoms
+    """Atoms in an element's candidate cell (imported here: building it needs ASE, not every parse)."""
+    key = (wildcards.element, getattr(wildcards, "ekey", "auto"))
+    if key not in _ELEMENT_N_ATOMS:
+        from dftscreen.references import delta_test_candidate, reference_n_atoms
 
-        cifs = element_reference_cif(wildcards)
-        _ELEMENT_N_ATOMS[wildcards.element] = reference_n_atoms(wildcards.element, cif=cifs[0] if cifs else None)
-    return _ELEMENT_N_ATOMS[wildcards.element]
+        if key[1] == "delta":
+            candidate = delta_test_candidate(wildcards.element)
+            _ELEMENT_N_ATOMS[key] = len(candidate.atoms) if candidate else 1
+        else:
+            cifs = element_reference_cif(wildcards)
+            _ELEMENT_N_ATOMS[key] = reference_n_atoms(wildcards.element, cif=cifs[0] if cifs else None)
+    return _ELEMENT_N_ATOMS[key]
 
 
 def phase_n_atoms(wildcards):
@@ -190,24 +195,36 @@ def reference_phase_elements(path):
 _ELEMENT_KEYS = {}
 
 
-def element_key(element):
-    """Library key of the structure standing for an element: ``auto`` or the user CIF's hash."""
+def element_keys(element):
+    """Library keys of an element's candidate structures: the user CIF's hash, or ``auto``
+    (plus ``delta`` when the Δ-test structure is another crystal, e.g. α-Sn beside β-Sn)."""
     if element not in _ELEMENT_KEYS:
-        _ELEMENT_KEYS[element] = element_reference_key(STABILITY["elemental_reference_cifs"].get(element))
+        cif = STABILITY["elemental_reference_cifs"].get(element)
+        if cif:
+            _ELEMENT_KEYS[element] = [element_reference_key(cif)]
+        else:
+            from dftscreen.references import delta_test_candidate
+
+            _ELEMENT_KEYS[element] = ["auto"] + (["delta"] if delta_test_candidate(element) else [])
     return _ELEMENT_KEYS[element]
 
 
 def all_element_records(wildcards):
     if not STABILITY["elemental_references"]:
         return []
-    return [LIBRARY.element_record(element, element_key(element)) for element in elements_needed()]
+    return [LIBRARY.element_record(el, key) for el in elements_needed() for key in element_keys(el)]
 
 
 def element_reference_cif(wildcards):
     """The user's CIF for this element's reference, or nothing (automatic reference)."""
-    if getattr(wildcards, "ekey", "auto") == "auto":
+    if not getattr(wildcards, "ekey", "auto").startswith("cif-"):
         return []
     return [STABILITY["elemental_reference_cifs"][wildcards.element]]
+
+
+def element_candidate_option(wildcards):
+    """``--candidate delta`` for the Δ-test candidate; nothing otherwise."""
+    return "--candidate delta" if wildcards.ekey == "delta" else ""
 
 
 def dft_input_cifs(wildcards):

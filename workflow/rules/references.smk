@@ -14,6 +14,7 @@ rule element_reference:
         workdir=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey),
         gpaw_python=GPAW_PYTHON,
         cif_option=element_reference_cif_option,
+        candidate_option=element_candidate_option,
     log:
         f"{OUT}/logs/references/elements/{{element}}-{{ekey}}.log",
     # Every formation energy and hull needs them, so they go first.
@@ -27,7 +28,8 @@ rule element_reference:
         mem_mb_per_cpu=mem_for(element_n_atoms),
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
-        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element} {params.cif_option}"
+        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element}"
+        " {params.cif_option} {params.candidate_option}"
         " --settings {params.settings:q} --out-json {output.record}"
         " --out-cif {params.relaxed_cif} --workdir {params.workdir} > {log} 2>&1"
 

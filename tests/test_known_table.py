@@ -94,3 +94,24 @@ def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
     assert row["elemental_references"] == (
         "O: O2 molecule in a 8 Å box; Sn: Sn, Δ-test PBE structure (8-atom cell, ASE dcdft collection)")
     assert row["formation_energy_eV_per_atom"] == pytest.approx((-40.0 - 2 * -3.85 - 4 * -4.9) / 6)
+
+
+def test_partial_table_reads_references_from_the_library(tmp_path: Path):
+    """After a failed run, the partial table finds elements and chosen phases in the reference library."""
+    from dftscreen.aggregate import table_from_results
+
+    out, library = tmp_path / "out", tmp_path / "library" / "0123456789abcdef"
+    atomic_write_json(out / "check" / "checks.json", [CHECK])
+    atomic_write_json(out / "dft" / "gen" / "relax.json", RELAX)
+    atomic_write_json(out / "dft" / "gen" / "properties.json", PROPERTIES)
+    atomic_write_json(out / "known" / "competing_phases.json", CHOSEN)
+    atomic_write_json(out / "known" / "novelty.json", {"known_set": "mp", "training_set": None, "structures": {
+        "gen": {"smact_valid": True, "novel": False, "matches_known_id": "mp-2657"}}})
+    for record in ELEMENTS:
+        atomic_write_json(library / "elements" / record["element"] / "auto" / "relax.json", record)
+    for record in PHASES:
+        atomic_write_json(library / "phases" / record["structure_id"] / "relax.json", record)
+    row = table_from_results(out, reference_library=library).iloc[0]
+    assert row["matches_known_id"] == "mp-2657" and not row["novel"]
+    assert row["e_above_hull_eV_per_atom"] == pytest.approx(0.2 / 6)
+    assert "TiO2-aaaa [mp-2657]" in row["hull_reference"]

@@ -13,13 +13,16 @@ it once). Generated structures: half are perturbed, strained copies of known ent
 prototype had it), half new substitutions (mostly unknown formulas, some sharing a
 formula with a known entry but not its structure).
 
-    PYTHONPATH=src .venv/bin/python bench/novelty_scale.py --n-known 100000 --n-generated 10000 --workers 2
+    PYTHONPATH=src .venv/bin/python bench/novelty_scale.py --data /tmp/nov --prepare   # build the sets once
+    PYTHONPATH=src .venv/bin/python bench/novelty_scale.py --data /tmp/nov --workers 2  # time read + match
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import gzip
+import json
 import random
 import tempfile
 import time
@@ -108,34 +111,48 @@ def build_known(protos: list[Structure], n: int, rng: random.Random) -> list[dic
     return entries
 
 
+def build_generated(protos: list[Structure], known_dicts: list[dict], n: int, rng: random.Random) -> list[dict]:
+    generated = []
+    for index in range(n):
+        if index % 2 == 0:  # a strained, perturbed copy of a known entry
+            source = known_dicts[rng.randrange(len(known_dicts))]["structure"]
+            identity = {s["species"][0]["element"]: s["species"][0]["element"] for s in source["sites"]}
+            generated.append(substituted(source, identity, rng, strain=0.03, move_A=0.05))
+        else:  # a new substitution of a prototype
+            k = rng.randrange(len(protos))
+            generated.append(substituted(protos[k].as_dict(), random_mapping(protos[k], rng), rng, 0.03, 0.05))
+    return generated
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-known", type=int, default=100_000)
     parser.add_argument("--n-generated", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder keeping the built sets (built once, reused: --prepare builds only)")
+    parser.add_argument("--prepare", action="store_true", help="build the sets into --data and stop")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    protos = prototypes()
-    print(f"{len(protos)} prototypes, {min(map(len, protos))}-{max(map(len, protos))} atoms")
-    known_dicts = build_known(protos, args.n_known, rng)
-    generated = []
-    for index in range(args.n_generated):
-        if index % 2 == 0:  # a strained, perturbed copy of a known entry
-            source = known_dicts[rng.randrange(len(known_dicts))]["structure"]
-            identity = {s["species"][0]["element"]: s["species"][0]["element"] for s in source["sites"]}
-            item = substituted(source, identity, rng, strain=0.03, move_A=0.05)
-        else:  # a new substitution of a prototype
-            k = rng.randrange(len(protos))
-            item = substituted(protos[k].as_dict(), random_mapping(protos[k], rng), rng, strain=0.03, move_A=0.05)
-        generated.append((f"gen{index}", Structure.from_dict(item)))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "known.json.gz"
-        write_entries_json(known_dicts, path)
-        size_mb = path.stat().st_size / 1e6
-        start = time.perf_counter()
-        known = read_known_set({"path": str(path)})
-        read_s = time.perf_counter() - start
+    data = args.data or Path(tempfile.mkdtemp(prefix="novelty_scale_"))
+    known_path = data / f"known_{args.n_known}_seed{args.seed}.json.gz"
+    generated_path = data / f"generated_{args.n_generated}_seed{args.seed}.json.gz"
+    if not (known_path.is_file() and generated_path.is_file()):
+        rng = random.Random(args.seed)
+        protos = prototypes()
+        print(f"{len(protos)} prototypes, {min(map(len, protos))}-{max(map(len, protos))} atoms")
+        known_dicts = build_known(protos, args.n_known, rng)
+        write_entries_json(known_dicts, known_path)
+        generated_dicts = build_generated(protos, known_dicts, args.n_generated, rng)
+        generated_path.write_bytes(gzip.compress(json.dumps(generated_dicts).encode()))
+    if args.prepare:
+        print(f"sets in {data}")
+        return
+    generated = [(f"gen{i}", Structure.from_dict(item))
+                 for i, item in enumerate(json.loads(gzip.decompress(generated_path.read_bytes())))]
+    start = time.perf_counter()
+    known = read_known_set({"path": str(known_path)})
+    read_s = time.perf_counter() - start
     formulas = len(known.by_formula)
     shared = sum(1 for _, s in generated if s.composition.reduced_formula in known.by_formula)
     start = time.perf_counter()
@@ -143,6 +160,7 @@ def main() -> None:
     match_s = time.perf_counter() - start
     copies_found = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 0 and not result[sid].novel)
     new_matched = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 1 and not result[sid].novel)
+    size_mb = known_path.stat().st_size / 1e6
     print(f"known set: {len(known)} entries, {formulas} formulas, {size_mb:.1f} MB json.gz, read in {read_s:.1f} s")
     print(f"generated: {len(generated)}, {shared} share a formula with a known entry")
     print(f"matched in {match_s:.1f} s with {args.workers} workers; read + match {read_s + match_s:.1f} s")

@@ -202,6 +202,26 @@ def delta_test_candidate(element: str) -> ElementalReference | None:
     return ElementalReference(element, atoms, "crystal", description)
 
 
+def automatic_candidate_keys(element: str) -> list[str]:
+    """Reference-library keys of an element's automatic candidates: ``auto-<fingerprint>`` and,
+    when there is a second candidate, ``delta-<fingerprint>`` (fingerprints of the starting
+    structures, :func:`dftscreen.competing.structure_fingerprint`). ``auto`` alone when the
+    element has no automatic reference (its job records why)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dftscreen.competing import structure_fingerprint
+
+    try:
+        automatic = elemental_reference(element)
+    except NoElementalReference:
+        return ["auto"]
+    keys = [f"auto-{structure_fingerprint(AseAtomsAdaptor.get_structure(automatic.atoms))}"]
+    delta = delta_test_candidate(element)
+    if delta is not None:
+        keys.append(f"delta-{structure_fingerprint(AseAtomsAdaptor.get_structure(delta.atoms))}")
+    return keys
+
+
 def reference_n_atoms(element: str, cif: Path | None = None) -> int:
     """Atoms in the cell of ``element``'s reference (what its job's resources scale with).
 
@@ -284,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         out_cif=args.out_cif,
         workdir=args.workdir,
         load_atoms=lambda: reference.atoms,
-        extra={"element": args.element, "reference_kind": reference.kind, "reference_description": reference.description},
+        extra={"element": args.element, "reference_kind": reference.kind,
+               "reference_description": reference.description},
     )
     return 0 if record else 1
 

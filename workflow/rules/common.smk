@@ -55,7 +55,7 @@ MPIEXEC = "mpiexec --bind-to none"
 wildcard_constraints:
     sid=STRUCTURE_ID_PATTERN,
     element="[A-Z][a-z]?",
-    ekey="auto|delta|cif-[0-9a-f]{12}",
+    ekey="(auto|delta|cif)-[0-9a-f]{12}|auto",
 
 
 def input_cif(wildcards):
@@ -131,7 +131,7 @@ def element_n_atoms(wildcards):
     if key not in _ELEMENT_N_ATOMS:
         from dftscreen.references import delta_test_candidate, reference_n_atoms
 
-        if key[1] == "delta":
+        if key[1].startswith("delta-"):
             candidate = delta_test_candidate(wildcards.element)
             _ELEMENT_N_ATOMS[key] = len(candidate.atoms) if candidate else 1
         else:
@@ -196,16 +196,17 @@ _ELEMENT_KEYS = {}
 
 
 def element_keys(element):
-    """Library keys of an element's candidate structures: the user CIF's hash, or ``auto``
-    (plus ``delta`` when the Δ-test structure is another crystal, e.g. α-Sn beside β-Sn)."""
+    """Library keys of an element's candidate structures: ``cif-<hash>`` of the user's CIF, or
+    ``auto-<fingerprint>`` (plus ``delta-<fingerprint>`` when the Δ-test structure is another
+    crystal, e.g. α-Sn beside β-Sn): a changed starting structure never reuses an old result."""
     if element not in _ELEMENT_KEYS:
         cif = STABILITY["elemental_reference_cifs"].get(element)
         if cif:
             _ELEMENT_KEYS[element] = [element_reference_key(cif)]
         else:
-            from dftscreen.references import delta_test_candidate
+            from dftscreen.references import automatic_candidate_keys
 
-            _ELEMENT_KEYS[element] = ["auto"] + (["delta"] if delta_test_candidate(element) else [])
+            _ELEMENT_KEYS[element] = automatic_candidate_keys(element)
     return _ELEMENT_KEYS[element]
 
 
@@ -224,7 +225,7 @@ def element_reference_cif(wildcards):
 
 def element_candidate_option(wildcards):
     """``--candidate delta`` for the Δ-test candidate; nothing otherwise."""
-    return "--candidate delta" if wildcards.ekey == "delta" else ""
+    return "--candidate delta" if wildcards.ekey.startswith("delta-") else ""
 
 
 def dft_input_cifs(wildcards):
@@ -262,7 +263,17 @@ def chosen_phase_keys():
     if not competing_phases_wanted():
         return []
     with open(checkpoints.compare_known.get().output.phases) as handle:
-        return [phase["phase_key"] for phase in json.load(handle)["phases"]]
+        phases = json.load(handle)["phases"]
+    # An elemental phase with the very structure of an element's candidate is computed once, as the element.
+    return [
+        phase["phase_key"]
+        for phase in phases
+        if not (
+            "-" not in phase["chemical_system"]
+            and STABILITY["elemental_references"]
+            and any(key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"]))
+        )
+    ]
 
 
 def all_competing_phase_records(wildcards):

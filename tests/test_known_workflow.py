@@ -27,17 +27,13 @@ def write_cif(path: Path, *bulk_args, **bulk_kwargs) -> None:
 
 
 def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Jobs per rule from Snakemake's 'Job stats' table (empty when nothing had to run)."""
-    text = proc.stdout + proc.stderr
-    start = text.find("Job stats:")
-    if start < 0:
-        return {}
-    counts = {}
-    for line in text[start:].splitlines()[3:]:
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
+    """Jobs that ran, per rule, from Snakemake's 'Finished jobid: N (Rule: name)' lines.
+
+    (Its 'Job stats' table is printed before the checkpoints add the DFT jobs, so it cannot count them.)
+    """
+    counts: dict[str, int] = {}
+    for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", proc.stdout + proc.stderr):
+        counts[rule] = counts.get(rule, 0) + 1
     return counts
 
 

@@ -142,3 +142,44 @@ def test_fingerprint_is_stable_and_tells_structures_apart():
                                                 ("NaCl2", False), ("Fe3Al", True)])
 def test_smact_validity(formula, valid):
     assert smact_valid(formula) is valid
+
+
+def test_compare_with_known_reports_both_sets_and_writes_each_phase_once(tmp_path: Path):
+    """The compare_known job's logic: database and training novelty apart, phases' CIFs in the library."""
+    import os
+
+    from dftscreen.compare_known import compare_with_known
+
+    cifs = tmp_path / "cifs"
+    cifs.mkdir()
+    CifWriter(structure("NaCl", "rocksalt", a=5.5)).write_file(cifs / "rs.cif")
+    CifWriter(structure("NaCl", "cesiumchloride", a=3.3)).write_file(cifs / "cscl.cif")
+    training = tmp_path / "finetune.csv"
+    pd.DataFrame({"material_id": ["ft-1"], "cif": [str(CifWriter(structure("NaCl", "cesiumchloride", a=3.4)))]}
+                 ).to_csv(training, index=False)
+    checks = [{"structure_id": sid, "reduced_formula": "NaCl"} for sid in ("rs", "cscl")]
+    checks.append({"structure_id": "broken", "reduced_formula": None})
+    config = {"database": {"path": str(FIXTURE)}, "training": {"path": str(training), "cif_column": "cif",
+                                                                 "id_column": "material_id"},
+              "competing_phases": {"max_above_hull_eV_per_atom": 0.025, "max_per_system": 5, "max_sites": 40}}
+    library = tmp_path / "library" / "key"
+
+    def run():
+        return compare_with_known(checks, {"rs": str(cifs / "rs.cif"), "cscl": str(cifs / "cscl.cif")}, config,
+                                  MatchSettings(), choose_phases=True, library_folder=str(library),
+                                  settings={"preset": "test"})
+
+    novelty, phases = run()
+    rows = novelty["structures"]
+    assert rows["rs"] == {"smact_valid": True, "novel": False, "matches_known_id": "known-NaCl-rocksalt",
+                          "novel_vs_training": True, "matches_training_id": None}
+    assert rows["cscl"]["novel"] and rows["cscl"]["matches_training_id"] == "ft-1"  # memorised, though novel
+    assert rows["broken"] == {"smact_valid": None}
+    assert "finetune.csv (1 structures)" == novelty["training_set"]
+    keys = sorted(p["phase_key"] for p in phases["phases"])
+    assert [k.split("-")[0] for k in keys] == ["Na", "NaCl"]
+    start = library / "phases" / keys[1] / "start.cif"
+    assert start.is_file() and (library / "settings.json").is_file()
+    os.utime(start, (1_000_000, 1_000_000))
+    run()  # unchanged phases keep their files' times: Snakemake reruns nothing
+    assert start.stat().st_mtime == 1_000_000

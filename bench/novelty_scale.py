@@ -24,6 +24,7 @@ import copy
 import gzip
 import json
 import random
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,15 @@ def build_generated(protos: list[Structure], known_dicts: list[dict], n: int, rn
     return generated
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the matching workers), s.
+
+    Independent of other load on the machine, unlike the wall time.
+    """
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-known", type=int, default=100_000)
@@ -155,15 +165,16 @@ def main() -> None:
     read_s = time.perf_counter() - start
     formulas = len(known.by_formula)
     shared = sum(1 for _, s in generated if s.composition.reduced_formula in known.by_formula)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     result = match_against_known(generated, known, MatchSettings(), workers=args.workers)
-    match_s = time.perf_counter() - start
+    match_s, match_cpu_s = time.perf_counter() - start, cpu_seconds() - cpu_start
     copies_found = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 0 and not result[sid].novel)
     new_matched = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 1 and not result[sid].novel)
     size_mb = known_path.stat().st_size / 1e6
     print(f"known set: {len(known)} entries, {formulas} formulas, {size_mb:.1f} MB json.gz, read in {read_s:.1f} s")
     print(f"generated: {len(generated)}, {shared} share a formula with a known entry")
-    print(f"matched in {match_s:.1f} s with {args.workers} workers; read + match {read_s + match_s:.1f} s")
+    print(f"matched in {match_s:.1f} s with {args.workers} workers ({match_cpu_s:.1f} CPU s, so "
+          f"{match_cpu_s / args.workers:.1f} s on {args.workers} idle cores); read + match {read_s + match_s:.1f} s")
     print(f"copies of known entries found not novel: {copies_found} of {(len(generated) + 1) // 2}; "
           f"new substitutions matched to a known entry: {new_matched} of {len(generated) // 2}")
 

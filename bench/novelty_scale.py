@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="folder keeping the built sets (built once, reused: --prepare builds only)")
     parser.add_argument("--prepare", action="store_true", help="build the sets into --data and stop")
+    parser.add_argument("--first", type=int, default=None, help="match only the first N generated structures")
     args = parser.parse_args()
     data = args.data or Path(tempfile.mkdtemp(prefix="novelty_scale_"))
     known_path = data / f"known_{args.n_known}_seed{args.seed}.json.gz"
@@ -160,6 +161,7 @@ def main() -> None:
         return
     generated = [(f"gen{i}", Structure.from_dict(item))
                  for i, item in enumerate(json.loads(gzip.decompress(generated_path.read_bytes())))]
+    generated = generated[: args.first]
     start = time.perf_counter()
     known = read_known_set({"path": str(known_path)})
     read_s = time.perf_counter() - start

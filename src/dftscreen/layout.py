@@ -19,7 +19,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         inputs/<id>.cif                             CIF text of table rows going to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
-        references/elements/<El>/relax.json         elemental references
+        references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
         known/novelty.json                          novelty and SMACT validity per structure
         known/competing_phases.json                 phases chosen from the known set for the hull
@@ -101,6 +101,8 @@ class ResultsLayout:
         return self._join("dft", structure_id, "relaxed.cif")
 
     # --- references ------------------------------------------------------------
+    # Elemental references now live in the ReferenceLibrary (below); these paths are where
+    # runs before it kept them (still read for their partial tables).
     def element_dir(self, element: str) -> str:
         return self._join("references", "elements", element)
 

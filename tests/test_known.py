@@ -183,3 +183,32 @@ def test_compare_with_known_reports_both_sets_and_writes_each_phase_once(tmp_pat
     os.utime(start, (1_000_000, 1_000_000))
     run()  # unchanged phases keep their files' times: Snakemake reruns nothing
     assert start.stat().st_mtime == 1_000_000
+
+
+def test_novelty_agrees_with_plain_structure_matcher_fit():
+    """The speed-ups (formula index, site-count pruning, volume order) change no verdict."""
+    import random
+    import warnings
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    known = read_known_set({"path": str(FIXTURE)})
+    rng = random.Random(1)
+    generated = []
+    for n, entry in enumerate(known.entries):
+        base = entry.structure()
+        for k in range(3):
+            copy = base.copy()
+            copy.scale_lattice(base.volume * rng.uniform(0.9, 1.1))
+            copy.perturb(rng.uniform(0.0, 0.25) if k else 0.0)
+            generated.append((f"{entry.entry_id}_{k}", copy * (1, 1, 2) if k == 2 and len(base) < 6 else copy))
+    generated += [("cscl", structure("NaCl", "cesiumchloride", a=3.3)), ("zb", structure("NaCl", "zincblende", a=6))]
+    result = match_against_known(generated, known, MatchSettings())
+    matcher = StructureMatcher()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for sid, s in generated:
+            fits = {e.entry_id for e in known.entries
+                    if e.reduced_formula == s.composition.reduced_formula and matcher.fit(e.structure(), s)}
+            assert result[sid].novel == (not fits), sid
+            assert result[sid].match_id is None or result[sid].match_id in fits, sid

@@ -7,15 +7,19 @@ of the run's deduplication (``check.dedupe``) and the same speed-ups as
 and a pair is only compared when the primitive cells have as many sites. A known
 entry's structure is only built when a generated structure of its formula exists.
 
-Results per structure id: ``novel`` (True/False) and the matching entry's id (or None).
+Results per structure id: ``novel`` (True/False) and the id of a matching entry (or None):
+when several known entries match (a database's near-duplicates), the one closest in
+volume per atom is named, ties by id.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from pymatgen.core import Structure
 
 from dftscreen.dedupe import MatchSettings, reduced_for_matching
@@ -31,29 +35,63 @@ class NoveltyResult:
     match_id: str | None = None
 
 
+def _volume_per_atom_A3(entry: KnownEntry) -> float | None:
+    """Cell volume per atom (Å³) of a known entry, from its stored lattice when it has one (no structure built)."""
+    if entry.raw_structure is not None:
+        try:
+            matrix = np.array(entry.raw_structure["lattice"]["matrix"], dtype=float)
+            return abs(float(np.linalg.det(matrix))) / len(entry.raw_structure["sites"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+    try:
+        structure = entry.structure()
+    except KnownSetError:
+        return None
+    return structure.volume / len(structure)
+
+
 def _match_one_formula(
     generated: list[tuple[str, Structure]], known: list[KnownEntry], settings: MatchSettings
 ) -> dict[str, str | None]:
-    """Map each generated id to the id of the first known entry it matches (None: novel)."""
+    """Map each generated id to the id of a known entry it matches (None: novel).
+
+    Known entries are tried closest in volume per atom first (a copy is found at once),
+    reduced only when first needed, and skipped unreduced when the generated primitive
+    cell's site count cannot divide theirs (a primitive cell's sites divide the cell's).
+    """
     matcher = settings.matcher()
-    reduced_known: list[tuple[str, Structure]] = []
-    for entry in sorted(known, key=lambda e: e.entry_id):
-        try:
-            reduced_known.append((entry.entry_id, reduced_for_matching(entry.structure(), settings)))
-        except KnownSetError:
-            continue  # an unreadable known entry can match nothing
+    volumes = {e.entry_id: _volume_per_atom_A3(e) for e in known}
+    reduced_known: dict[str, Structure | None] = {}
+
+    def known_reduced(entry: KnownEntry) -> Structure | None:
+        if entry.entry_id not in reduced_known:
+            try:
+                reduced_known[entry.entry_id] = reduced_for_matching(entry.structure(), settings)
+            except KnownSetError:
+                reduced_known[entry.entry_id] = None  # an unreadable known entry can match nothing
+        return reduced_known[entry.entry_id]
+
     matches: dict[str, str | None] = {}
     for structure_id, structure in generated:
         reduced = reduced_for_matching(structure, settings)
+        volume = structure.volume / len(structure)
+
+        def closeness(entry: KnownEntry, volume: float = volume) -> tuple[float, str]:
+            v = volumes[entry.entry_id]
+            return (abs(math.log(v / volume)) if v else math.inf, entry.entry_id)
+
         matches[structure_id] = None
-        for entry_id, known_reduced in reduced_known:
-            if len(known_reduced) != len(reduced):
+        for entry in sorted(known, key=closeness):
+            if entry.n_sites and entry.n_sites % len(reduced):
+                continue  # its primitive cell, whose sites divide n_sites, cannot have len(reduced) sites
+            known_structure = known_reduced(entry)
+            if known_structure is None or len(known_structure) != len(reduced):
                 continue  # the matcher rejects different primitive site counts before any lattice search
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                same = matcher.fit(known_reduced, reduced, skip_structure_reduction=True)
+                same = matcher.fit(known_structure, reduced, skip_structure_reduction=True)
             if same:
-                matches[structure_id] = entry_id
+                matches[structure_id] = entry.entry_id
                 break
     return matches
 

@@ -195,7 +195,7 @@ def test_novelty_agrees_with_plain_structure_matcher_fit():
     known = read_known_set({"path": str(FIXTURE)})
     rng = random.Random(1)
     generated = []
-    for n, entry in enumerate(known.entries):
+    for entry in known.entries:
         base = entry.structure()
         for k in range(3):
             copy = base.copy()

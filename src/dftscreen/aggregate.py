@@ -41,6 +41,7 @@ from dftscreen.stability import (
     chemical_potentials,
     formation_energy_per_atom,
     hull_analysis,
+    lowest_elemental_records,
 )
 
 
@@ -86,6 +87,7 @@ COLUMNS = [
     *CHANGE_COLUMNS,
     "formation_energy_eV_per_atom",
     "hull_reference",
+    "elemental_references",
     "decomposition_products",
     "band_gap_eV",
     "direct_band_gap_eV",
@@ -255,6 +257,7 @@ def build_table(
     element_records: list[dict[str, Any]] | None = None,
     phase_records: list[dict[str, Any]] | None = None,
     run_settings: dict[str, Any] | None = None,
+    phase_names: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Results table for all checked structures, reading DFT records under ``dft_dir``.
 
@@ -262,10 +265,11 @@ def build_table(
     missing ones make the row ``not_finished``. With ``element_records``
     (relaxation records of the elemental references) formation energies and
     energies above the hull are added; ``phase_records`` are relaxation
-    records of user-supplied competing phases for the hull. ``run_settings`` (the
-    run's resolved DFT settings) give the provenance of rows without DFT; a row
-    with DFT takes its GPAW version and settings hash from its own record.
-    A job that left no record but whose log (``<dft_dir>/../logs/<stage>/<id>.log``)
+    records of competing phases for the hull (user-supplied or chosen from a known set;
+    ``phase_names`` gives a phase's name in ``hull_reference`` by its structure id).
+    ``run_settings`` (the run's resolved DFT settings) give the provenance of rows
+    without DFT; a row with DFT takes its GPAW version and settings hash from its own
+    record. A job that left no record but whose log (``<dft_dir>/../logs/<stage>/<id>.log``)
     shows a time-limit or memory kill gets that ``failure_category``.
     """
     layout = ResultsLayout.of(Path(dft_dir).parent)
@@ -298,7 +302,7 @@ def build_table(
         row["_relax"] = relax
         rows.append(row)
     if element_records is not None:
-        add_stability(rows, element_records, phase_records or [])
+        add_stability(rows, element_records, phase_records or [], phase_names)
     for row in rows:
         del row["_relax"]
     table = pd.DataFrame(rows)
@@ -321,28 +325,38 @@ def add_stability(
     rows: list[dict[str, Any]],
     element_records: list[dict[str, Any]],
     phase_records: list[dict[str, Any]],
+    phase_names: dict[str, str] | None = None,
 ) -> None:
     """Add formation energy, energy above hull and decomposition columns to ``rows`` in place.
 
     Only fully relaxed structures take part (an unconverged relaxation's energy
-    is not a minimum). Duplicates share their representative's values.
+    is not a minimum). Duplicates share their representative's values. Each
+    element's chemical potential is the lowest energy per atom among its elemental
+    reference and the elemental phases among ``phase_records``; ``elemental_references``
+    names the one used, ``hull_reference`` the phases in the row's chemical system.
     """
-    elements = [r for r in (_energy_record(rec.get("element", ""), rec) for rec in element_records) if r]
+    phase_names = phase_names or {}
+    # An element may have several candidate structures (dftscreen.references): each its own record.
+    element_pairs = [(_energy_record(rec.get("element", ""), rec), rec) for rec in element_records]
+    element_pairs = [(record, rec) for record, rec in element_pairs if record is not None]
+    elements = [record for record, _ in element_pairs]
     phases = [r for r in (_energy_record(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
     column = E_HULL_COLUMN if phases else E_HULL_COLUMN_NO_PHASES
-    label = (
-        f"elements + {len(phases)} reference phases + generated structures"
-        if phases
-        else "elements + generated structures only (no reference phases given)"
-    )
     by_dft_id: dict[str, EnergyRecord] = {}
     for row in rows:
         dft_id = row.get("duplicate_of") or row["structure_id"]
         record = _energy_record(dft_id, row["_relax"])
         if record is not None:
             by_dft_id[dft_id] = record
+    elemental_phases = [p for p in phases if len(p.composition.elements) == 1]
+    compound_phases = [p for p in phases if len(p.composition.elements) > 1]
     hull = hull_analysis(list(by_dft_id.values()), elements, phases)
-    mu = chemical_potentials(elements)
+    lowest = lowest_elemental_records([*elements, *elemental_phases])
+    element_names = {
+        id(record): f"{record.name}: {rec.get('reference_description') or 'elemental reference'}"
+        for record, rec in element_pairs
+    }
+    mu = chemical_potentials([*elements, *elemental_phases])
     missing_elements = {
         rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != status_codes.RELAXED
     }
@@ -352,7 +366,13 @@ def add_stability(
         record = by_dft_id.get(dft_id)
         if record is None:
             continue
-        row["hull_reference"] = label
+        system = {el.symbol for el in record.composition.elements}
+        in_system = [p for p in compound_phases if {el.symbol for el in p.composition.elements} <= system]
+        row["hull_reference"] = _hull_label(in_system, phase_names, bool(phases))
+        row["elemental_references"] = "; ".join(
+            element_names.get(id(lowest[el]), f"{el}: phase {phase_names.get(lowest[el].name, lowest[el].name)}")
+            for el in sorted(system) if el in lowest
+        )
         try:
             row["formation_energy_eV_per_atom"] = formation_energy_per_atom(record, mu)
         except KeyError as exc:
@@ -363,6 +383,14 @@ def add_stability(
         result = hull[dft_id]
         row[column] = result.get("e_above_hull_eV_per_atom")
         row["decomposition_products"] = result.get("decomposition")
+
+
+def _hull_label(phases: list[EnergyRecord], names: dict[str, str], any_phases: bool) -> str:
+    """What the hull of one chemical system was built from, naming its compound phases."""
+    if not any_phases:
+        return "elements + generated structures only (no reference phases given)"
+    listed = ", ".join(sorted(names.get(p.name, p.name) for p in phases))
+    return f"elements + {len(phases)} reference phases" + (f" ({listed})" if listed else "") + " + generated structures"
 
 
 def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:
@@ -383,22 +411,39 @@ def table_from_results(
     targets_config: dict[str, Any] | None = None,
     run_settings: dict[str, Any] | None = None,
     stable_threshold_eV_per_atom: float = 0.1,
+    reference_library: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """The results table as far as a run in ``out_dir`` got, read from its folders.
 
     For a partial table after failed jobs, or a report while a run goes on:
-    records that do not exist yet make their rows ``not_finished``.
+    records that do not exist yet make their rows ``not_finished``. Elemental
+    references and known phases are read from ``reference_library`` (the run's
+    ``<library>/<settings key>`` folder), when given.
     """
+    from dftscreen.compare_known import add_known_columns, chosen_phase_names
+
     layout = ResultsLayout.of(out_dir)
     elements = [read_json(p) for p in layout.element_records()]
     phases = [read_json(p) for p in layout.phase_records()]
+    names: dict[str, str] = {}
+    if reference_library is not None:
+        library = Path(reference_library)
+        elements += [read_json(p) for p in sorted(library.glob("elements/*/*/relax.json"))]
+        chosen = Path(layout.competing_phases)
+        names = chosen_phase_names(read_json(chosen)) if chosen.is_file() else {}
+        phases += [read_json(library / "phases" / key / "relax.json") for key in sorted(names)
+                   if (library / "phases" / key / "relax.json").is_file()]
     table = build_table(
         read_json(layout.checks_table),
         layout.dft_dir,
         element_records=elements if with_formation_energies else None,
         phase_records=phases,
         run_settings=run_settings,
+        phase_names=names,
     )
+    novelty = Path(layout.novelty_table)
+    if novelty.is_file():
+        table = add_known_columns(table, read_json(novelty))
     return add_verdicts(add_targets(table, targets_config), stable_threshold_eV_per_atom)
 
 

@@ -9,6 +9,10 @@
     Copy the repository's SLURM profile to Snakemake's per-user profile folder
     as ``slurm``, with your account, partition and QoS filled in, so that
     ``snakemake --profile slurm`` works as written from the repository root.
+``dftscreen known-phases fetch [--out FILE]``
+    With network access and an MP API key (``MP_API_KEY``), write the Materials
+    Project entries of the run's chemical systems and subsystems as a known set
+    for ``known_materials.database.path``. See :mod:`dftscreen.fetch_known`.
 """
 
 from __future__ import annotations
@@ -97,6 +101,27 @@ def _install_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_known_phases(args: argparse.Namespace) -> int:
+    from dftscreen.fetch_known import FetchError, fetch_known_phases
+
+    config_path = Path(args.config)
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except OSError as exc:
+        print(f"dftscreen known-phases fetch: cannot read the run config {config_path}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    try:
+        systems, count = fetch_known_phases(config, Path(args.out), api_key=args.api_key,
+                                            run_folder=config_path.parent.parent)
+    except FetchError as exc:
+        print(f"dftscreen known-phases fetch: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} entries of {', '.join('-'.join(s) for s in systems)} (and subsystems) to {args.out}; "
+          f"set known_materials.database.path: {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dftscreen", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--pack", type=int, default=None, metavar="N",
                          help="put the DFT work of N structures into one SLURM job (README: packs)")
     install.set_defaults(func=_install_profile)
+
+    known = commands.add_parser("known-phases", help="known materials for novelty and the hull")
+    known_commands = known.add_subparsers(dest="known_command", required=True)
+    fetch = known_commands.add_parser(
+        "fetch", help="write the Materials Project entries of the run's chemical systems (needs network, MP_API_KEY)")
+    fetch.add_argument("--config", default="config/config.yaml", help="the run's config (default: config/config.yaml)")
+    fetch.add_argument("--out", default="known/mp_entries.json.gz",
+                       help="ComputedStructureEntry JSON(.gz) to write (default: known/mp_entries.json.gz)")
+    fetch.add_argument("--api-key", default=None, help="Materials Project API key (default: $MP_API_KEY)")
+    fetch.set_defaults(func=_fetch_known_phases)
     return parser
 
 

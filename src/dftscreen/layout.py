@@ -25,12 +25,22 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
-        references/elements/<El>/relax.json         elemental references
+        references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
+        known/novelty.json                          novelty and SMACT validity per structure
+        known/competing_phases.json                 phases chosen from the known set for the hull
         logs/<stage>/<id>.log                       one log per job
         results.csv, results.parquet, summary.json  the table and its summary
         report/index.html, report/*.png             the HTML report
         results_partial.csv, .parquet               written when a run had failures
+
+Elemental references and the competing phases chosen from a known set live in a
+reference library (:class:`ReferenceLibrary`), by default ``<output_dir>/reference_library``,
+shared by every run whose config names the same folder::
+
+    <library>/<settings key>/
+        elements/<El>/<reference key>/relax.json, relaxed.cif   one element's reference
+        phases/<phase key>/start.cif, relax.json, relaxed.cif   one known phase
 """
 
 from __future__ import annotations
@@ -149,6 +159,8 @@ class ResultsLayout:
         return self._join("ml", "dft_ids.txt")
 
     # --- references ------------------------------------------------------------
+    # Elemental references now live in the ReferenceLibrary (below); these paths are where
+    # runs before it kept them (still read for their partial tables).
     def element_dir(self, element: str) -> str:
         return self._join("references", "elements", element)
 
@@ -168,6 +180,22 @@ class ResultsLayout:
     def phase_records(self) -> list[Path]:
         """Every reference-phase record present now, sorted."""
         return sorted(Path(self.root).glob("references/phases/*/relax.json"))
+
+    # --- known materials ----------------------------------------------------------
+    @property
+    def default_reference_library(self) -> str:
+        """The reference library's folder when the config names none (``stability.reference_library_dir``)."""
+        return self._join("reference_library")
+
+    @property
+    def novelty_table(self) -> str:
+        """Novelty against the known sets and SMACT validity, per structure id (JSON)."""
+        return self._join("known", "novelty.json")
+
+    @property
+    def competing_phases(self) -> str:
+        """The known phases chosen for the hull, and why others were not (JSON)."""
+        return self._join("known", "competing_phases.json")
 
     # --- logs ------------------------------------------------------------------
     def log(self, stage: str, name: str | None = None) -> str:
@@ -203,3 +231,44 @@ class ResultsLayout:
     @property
     def partial_parquet(self) -> str:
         return self._join("results_partial.parquet")
+
+
+@dataclass(frozen=True)
+class ReferenceLibrary:
+    """Reference results reused across runs: ``<root>/<settings_key>/{elements,phases}/...``.
+
+    ``settings_key`` hashes the DFT settings (:func:`dftscreen.reflib.settings_key`), so
+    results of other settings never mix; an element's ``reference_key`` says which structure
+    stood for it (``auto``, or ``cif-<hash>`` of a CIF the user supplied), a phase's key its
+    formula and structure fingerprint (:func:`dftscreen.competing.phase_key`).
+    """
+
+    root: str
+    settings_key: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join((self.root, self.settings_key, *parts))
+
+    @property
+    def folder(self) -> str:
+        return self._join()
+
+    def element_dir(self, element: str, reference_key: str) -> str:
+        return self._join("elements", element, reference_key)
+
+    def element_record(self, element: str, reference_key: str) -> str:
+        return self._join("elements", element, reference_key, "relax.json")
+
+    @property
+    def phases_dir(self) -> str:
+        return self._join("phases")
+
+    def phase_dir(self, phase_key: str) -> str:
+        return self._join("phases", phase_key)
+
+    def phase_start_cif(self, phase_key: str) -> str:
+        """The known structure as chosen (written by the compare_known job, read by the phase's relaxation)."""
+        return self._join("phases", phase_key, "start.cif")
+
+    def phase_record(self, phase_key: str) -> str:
+        return self._join("phases", phase_key, "relax.json")

@@ -30,6 +30,15 @@ Which structure stands for an element:
   reference) get no formation energy, and the reason says which element is
   missing and how to supply it.
 
+Second candidates: where the Δ-test's PBE structure of an element (ASE's ``dcdft``) is
+another crystal than the one above (α-Sn beside β-Sn, 9R Li and Na beside bcc, ...), it
+is relaxed too (:func:`delta_test_candidate`), and the formation energies and hulls use
+the lower energy per atom of the candidates (as well as any elemental phase of a known
+set, see :mod:`dftscreen.competing`). Not for molecules, for the elements without an
+automatic reference (their Δ-test stand-ins are not ground states), nor for graphite
+(its layers are bound by the van der Waals forces PBE lacks, so its cell would expand
+without limit under relaxation).
+
 Run one under MPI as ``mpiexec -n N gpaw python -m dftscreen.references --element Fe ...``.
 """
 
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +169,59 @@ def elemental_reference(
     return ElementalReference(element, atoms, "crystal", description)
 
 
+#: Δ-test structures never used as second candidates, and why.
+NO_DELTA_TEST_CANDIDATE: dict[str, str] = {
+    "C": "graphite's layers are bound by van der Waals forces PBE lacks",
+}
+
+
+@lru_cache(maxsize=None)
+def delta_test_candidate(element: str) -> ElementalReference | None:
+    """The Δ-test structure of ``element`` as a second candidate, when it is another crystal.
+
+    ``None`` when ASE's dcdft collection has no structure for it, when the automatic
+    reference is a molecule, already the Δ-test structure, or missing, or for the
+    elements of :data:`NO_DELTA_TEST_CANDIDATE`.
+    """
+    if element not in dcdft.names or element in NO_DELTA_TEST_CANDIDATE or element in DELTA_TEST_CRYSTALS:
+        return None
+    try:
+        automatic = elemental_reference(element)
+    except NoElementalReference:
+        return None
+    if automatic.kind != "crystal":
+        return None
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = dcdft[element]
+    if StructureMatcher().fit(AseAtomsAdaptor.get_structure(automatic.atoms), AseAtomsAdaptor.get_structure(atoms)):
+        return None
+    atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    description = f"{element}, Δ-test PBE structure ({len(atoms)}-atom cell, ASE dcdft collection)"
+    return ElementalReference(element, atoms, "crystal", description)
+
+
+def automatic_candidate_keys(element: str) -> list[str]:
+    """Reference-library keys of an element's automatic candidates: ``auto-<fingerprint>`` and,
+    when there is a second candidate, ``delta-<fingerprint>`` (fingerprints of the starting
+    structures, :func:`dftscreen.competing.structure_fingerprint`). ``auto`` alone when the
+    element has no automatic reference (its job records why)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from dftscreen.competing import structure_fingerprint
+
+    try:
+        automatic = elemental_reference(element)
+    except NoElementalReference:
+        return ["auto"]
+    keys = [f"auto-{structure_fingerprint(AseAtomsAdaptor.get_structure(automatic.atoms))}"]
+    delta = delta_test_candidate(element)
+    if delta is not None:
+        keys.append(f"delta-{structure_fingerprint(AseAtomsAdaptor.get_structure(delta.atoms))}")
+    return keys
+
+
 def reference_n_atoms(element: str, cif: Path | None = None) -> int:
     """Atoms in the cell of ``element``'s reference (what its job's resources scale with).
 
@@ -216,10 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--element", required=True)
     parser.add_argument("--out-cif", required=True, type=Path)
     parser.add_argument("--cif", type=Path, default=None, help="user-supplied CIF of the element's ground state")
+    parser.add_argument("--candidate", choices=("auto", "delta"), default="auto",
+                        help="auto: the reference described above; delta: the Δ-test structure as second candidate")
     args = parser.parse_args(argv)
     settings = parse_settings(args.settings)
     try:
-        reference = elemental_reference(args.element, cif=args.cif)
+        if args.candidate == "delta":
+            reference = delta_test_candidate(args.element)
+            if reference is None:
+                raise NoElementalReference(f"{args.element} has no Δ-test structure other than its reference")
+        else:
+            reference = elemental_reference(args.element, cif=args.cif)
     except NoElementalReference as exc:
         write_on_master(args.out_json, {
             "structure_id": args.structure_id, "element": args.element,
@@ -234,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         out_cif=args.out_cif,
         workdir=args.workdir,
         load_atoms=lambda: reference.atoms,
-        extra={"element": args.element, "reference_kind": reference.kind, "reference_description": reference.description},
+        extra={"element": args.element, "reference_kind": reference.kind,
+               "reference_description": reference.description},
     )
     return 0 if record else 1
 

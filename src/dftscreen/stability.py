@@ -39,12 +39,25 @@ class EnergyRecord:
 
 
 def chemical_potentials(elements: Iterable[EnergyRecord]) -> dict[str, float]:
-    """Energy per atom (eV) of each elemental reference, keyed by element symbol."""
-    mu: dict[str, float] = {}
-    for record in elements:
-        (element,) = [el.symbol for el in record.composition.elements]
-        mu[element] = record.energy_per_atom_eV
-    return mu
+    """Energy per atom (eV) of each element: the lowest of its candidate structures, keyed by symbol."""
+    return {element: record.energy_per_atom_eV for element, record in lowest_elemental_records(elements).items()}
+
+
+def lowest_elemental_records(candidates: Iterable[EnergyRecord]) -> dict[str, EnergyRecord]:
+    """Per element, the candidate with the lowest energy per atom (the ground state at these settings).
+
+    Candidates are every relaxed structure of a single element: the workflow's elemental
+    reference and any elemental phase of a known set; records of compounds are ignored.
+    """
+    lowest: dict[str, EnergyRecord] = {}
+    for record in candidates:
+        symbols = [el.symbol for el in record.composition.elements]
+        if len(symbols) != 1:
+            continue
+        current = lowest.get(symbols[0])
+        if current is None or record.energy_per_atom_eV < current.energy_per_atom_eV:
+            lowest[symbols[0]] = record
+    return lowest
 
 
 def formation_energy_per_atom(record: EnergyRecord, mu: dict[str, float]) -> float:

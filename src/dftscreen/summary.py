@@ -1,13 +1,16 @@
 """Run-level metrics over the results table, written next to it as JSON.
 
 Rates are fractions of all input files, so they can be quoted like the
-validity / uniqueness / S.U.N. rates of generative-model papers (S.U.N. here
-is stable-and-unique: novelty needs a database of known crystals and is not
-computed).
+validity / uniqueness / S.U.N. rates of generative-model papers. With a known
+set (config ``known_materials.database``) the novel rate and the S.U.N. rate
+(stable, unique and novel, as MatterGen reports it) are added; each rate says
+which hull and which known set it used. ``stable_and_unique`` stays for runs
+without a known set.
 
 It also holds the funnel (how many structures survived each stage), the cost
 in core-hours per stage with the failure taxonomy and a projection of what is
-still pending, and the provenance of the run (see :mod:`dftscreen.provenance`).
+still pending, the ML-vs-DFT agreement when the ML stage ran, and the
+provenance of the run (see :mod:`dftscreen.provenance`).
 """
 
 from __future__ import annotations
@@ -145,8 +148,14 @@ def summarize(
     table: pd.DataFrame,
     stable_threshold_eV_per_atom: float = 0.1,
     provenance: dict[str, Any] | None = None,
+    known_set: str | None = None,
+    training_set: str | None = None,
 ) -> dict[str, Any]:
-    """Counts and rates over the whole run, hit rate / MAE per target, funnel, cost and provenance."""
+    """Counts and rates over the whole run, hit rate / MAE per target, funnel, cost and provenance.
+
+    ``known_set`` / ``training_set`` are the labels of the known sets novelty was judged
+    against (``None``: not given, and no novelty rate is reported).
+    """
     total = len(table)
     status = table["status"]
     valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT])
@@ -182,6 +191,22 @@ def summarize(
     agreement = ml_agreement(table, stable_threshold_eV_per_atom)
     if agreement is not None:
         summary["ml_vs_dft"] = agreement
+    hull_phases = sorted({str(h) for h in table.get("hull_reference", pd.Series(dtype=object)).dropna()})
+    summary["hull"] = {"column": e_hull_column, "built_from": hull_phases}
+    if known_set and "novel" in table.columns:
+        novel = unique & (table["novel"] == True)  # noqa: E712
+        summary["novel"] = {**_count_rate(novel, total), "known_set": known_set}
+        summary["stable_unique_novel"] = {
+            **_count_rate(stable & novel, total), "known_set": known_set, "hull_column": e_hull_column,
+            "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
+        }
+    if training_set and "novel_vs_training" in table.columns:
+        summary["novel_vs_training"] = {
+            **_count_rate(unique & (table["novel_vs_training"] == True), total),  # noqa: E712
+            "training_set": training_set,
+        }
+    if "smact_valid" in table.columns:
+        summary["smact_valid"] = _count_rate(table["smact_valid"] == True, total)  # noqa: E712
     if "crystallm_valid" in table.columns:
         summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712
     for name in TARGET_KINDS:

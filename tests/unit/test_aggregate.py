@@ -59,7 +59,7 @@ def test_every_column_with_a_unit_says_so():
                 "gap_is_direct", "is_magnetic", "mpi_ranks", "relaxed_cif", "vbm_kpoint_frac", "cbm_kpoint_frac",
                 "scf_strategy", "relax_n_starts", "relax_resumed_from_step", "relaxed_matches_generated",
                 "structure_matcher_rms_norm", "spacegroup_number_relaxed", "spacegroup_symbol_relaxed",
-                "spacegroup_changed", "hull_reference", "decomposition_products", "gllbsc_note",
+                "spacegroup_changed", "hull_reference", "elemental_references", "decomposition_products", "gllbsc_note",
                 "verdict", "failure_category", *PROVENANCE_COLUMNS}
     units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom", "_core_hours")
     for column in set(COLUMNS) - unitless:

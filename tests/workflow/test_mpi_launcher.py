@@ -19,8 +19,13 @@ def rule_default_launcher(workdir: Path) -> str:
     """The MPI launcher (the words before ``-n``) of an element reference job without a profile."""
     (workdir / "cifs").mkdir()
     write_run_config(workdir, {"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "test"}})
+    from dftscreen.references import automatic_candidate_keys
+    from dftscreen.reflib import settings_key
+    from dftscreen.settings import resolve_settings
+
+    library = f"out/reference_library/{settings_key(resolve_settings('test', {}, {}, None))}"
     proc = run_snakemake(workdir, "--cores", "2", "--dry-run", "--printshellcmds",
-                         "out/references/elements/Na/relax.json")
+                         f"{library}/elements/Na/{automatic_candidate_keys('Na')[0]}/relax.json")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     match = re.search(r"OMP_NUM_THREADS=1 (.*?) -n \d+ \S+ -m gpaw python -m dftscreen\.references", proc.stdout)
     assert match, proc.stdout[-3000:]

@@ -223,7 +223,9 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
 
     records = {}
     for element in ("Na", "Cl"):
-        record = yaml.safe_load((tmp_path / "out" / "references" / "elements" / element / "relax.json").read_text())
+        # In the reference library: <settings hash>/elements/<El>/<auto or cif-hash>/relax.json.
+        (path,) = (tmp_path / "out" / "reference_library").glob(f"*/elements/{element}/*/relax.json")
+        record = yaml.safe_load(path.read_text())
         assert record["status"] == "relaxed" and record["element"] == element
         records[element] = record
     assert records["Na"]["reference_description"] == "Na from the supplied CIF Na_bcc.cif"

@@ -10,6 +10,9 @@ rule aggregate:
         elements=all_element_records,
         phases=all_phase_records,
         ml=ml_screen_output,
+        novelty=LAYOUT.novelty_table,
+        chosen_phases=LAYOUT.competing_phases,
+        known_phases=all_competing_phase_records,
     output:
         csv=report(LAYOUT.results_csv, caption="../report/results.rst", category="Results"),
         parquet=LAYOUT.results_parquet,

@@ -3,6 +3,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -24,6 +25,8 @@ from dftscreen.inputs import (
     discover_inputs,
     table_row_cif_path,
 )
+from dftscreen.layout import ReferenceLibrary
+from dftscreen.reflib import element_reference_key, settings_key
 from dftscreen.resources import ResourcePolicy
 from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
@@ -71,6 +74,12 @@ REFERENCE_PHASES = (
     if STABILITY["reference_cif_dir"]
     else {}
 )
+KNOWN = config["known_materials"]
+# Elemental references and chosen known phases, reused by every run naming the same folder
+# with the same DFT settings (see dftscreen.reflib).
+LIBRARY = ReferenceLibrary(
+    STABILITY["reference_library_dir"] or LAYOUT.default_reference_library, settings_key(DFT_SETTINGS)
+)
 # GPAW's launcher from the environment running Snakemake (works without activating it).
 # Every path a rule puts in a shell command is quoted ({x:q}): output_dir may hold spaces
 # or shell characters.
@@ -90,6 +99,7 @@ slurm_pack.install()
 wildcard_constraints:
     sid=STRUCTURE_ID_PATTERN,
     element="[A-Z][a-z]?",
+    ekey="(auto|delta|cif)-[0-9a-f]{12}|auto",
 
 
 def input_cif(wildcards):
@@ -199,13 +209,18 @@ _ELEMENT_N_ATOMS = {}
 
 
 def element_n_atoms(wildcards):
-    """Atoms in an element's reference cell (imported here: building it needs ASE, not every parse)."""
-    if wildcards.element not in _ELEMENT_N_ATOMS:
-        from dftscreen.references import reference_n_atoms
+    """Atoms in an element's candidate cell (imported here: building it needs ASE, not every parse)."""
+    key = (wildcards.element, getattr(wildcards, "ekey", "auto"))
+    if key not in _ELEMENT_N_ATOMS:
+        from dftscreen.references import delta_test_candidate, reference_n_atoms
 
-        cifs = element_reference_cif(wildcards)
-        _ELEMENT_N_ATOMS[wildcards.element] = reference_n_atoms(wildcards.element, cif=cifs[0] if cifs else None)
-    return _ELEMENT_N_ATOMS[wildcards.element]
+        if key[1].startswith("delta-"):
+            candidate = delta_test_candidate(wildcards.element)
+            _ELEMENT_N_ATOMS[key] = len(candidate.atoms) if candidate else 1
+        else:
+            cifs = element_reference_cif(wildcards)
+            _ELEMENT_N_ATOMS[key] = reference_n_atoms(wildcards.element, cif=cifs[0] if cifs else None)
+    return _ELEMENT_N_ATOMS[key]
 
 
 def phase_n_atoms(wildcards):
@@ -261,16 +276,103 @@ def reference_phase_elements(path):
     return _phase_structure(path)[0]
 
 
+_ELEMENT_KEYS = {}
+
+
+def element_keys(element):
+    """Library keys of an element's candidate structures: ``cif-<hash>`` of the user's CIF, or
+    ``auto-<fingerprint>`` (plus ``delta-<fingerprint>`` when the Δ-test structure is another
+    crystal, e.g. α-Sn beside β-Sn): a changed starting structure never reuses an old result."""
+    if element not in _ELEMENT_KEYS:
+        cif = STABILITY["elemental_reference_cifs"].get(element)
+        if cif:
+            _ELEMENT_KEYS[element] = [element_reference_key(cif)]
+        else:
+            from dftscreen.references import automatic_candidate_keys
+
+            _ELEMENT_KEYS[element] = automatic_candidate_keys(element)
+    return _ELEMENT_KEYS[element]
+
+
 def all_element_records(wildcards):
     if not STABILITY["elemental_references"]:
         return []
-    return expand(LAYOUT.element_record("{element}"), element=elements_needed())
+    return [LIBRARY.element_record(el, key) for el in elements_needed() for key in element_keys(el)]
 
 
 def element_reference_cif(wildcards):
     """The user's CIF for this element's reference, or nothing (automatic reference)."""
-    cif = STABILITY["elemental_reference_cifs"].get(wildcards.element)
-    return [cif] if cif else []
+    if not getattr(wildcards, "ekey", "auto").startswith("cif-"):
+        return []
+    return [STABILITY["elemental_reference_cifs"][wildcards.element]]
+
+
+def element_candidate_option(wildcards):
+    """``--candidate delta`` for the Δ-test candidate; nothing otherwise."""
+    return "--candidate delta" if wildcards.ekey.startswith("delta-") else ""
+
+
+def dft_input_cifs(wildcards):
+    """Input CIF of every structure going to DFT, in the order of valid_ids.txt."""
+    return [input_cif(SimpleNamespace(sid=sid)) for sid in valid_structure_ids()]
+
+
+def known_source_files(wildcards):
+    """The known sets' files (a folder's CIFs), so that editing them reruns the comparison."""
+    files = []
+    for source in (KNOWN["database"], KNOWN["training"]):
+        path = source["path"]
+        if path and Path(path).is_dir():
+            files += sorted(str(item.path) for item in discover_cifs(path))
+        elif path:
+            files.append(path)
+    return files
+
+
+def ml_known_phase_energies(wildcards):
+    """Hook for the ML stage (issue 15): its energies of the known phases, a JSON {entry id: eV/atom}.
+
+    When that stage exists, return its output here; compare_known then ranks the known
+    phases on the ML hull instead of the known set's own energies. Nothing until then.
+    """
+    return []
+
+
+def competing_phases_wanted():
+    return bool(KNOWN["database"]["path"]) and KNOWN["competing_phases"]["enabled"] and STABILITY["elemental_references"]
+
+
+def chosen_phase_keys():
+    """Keys of the known phases compare_known chose (re-evaluated after it ran)."""
+    if not competing_phases_wanted():
+        return []
+    with open(checkpoints.compare_known.get().output.phases) as handle:
+        phases = json.load(handle)["phases"]
+    # An elemental phase with the very structure of an element's candidate is computed once, as the element.
+    return [
+        phase["phase_key"]
+        for phase in phases
+        if not (
+            "-" not in phase["chemical_system"]
+            and STABILITY["elemental_references"]
+            and any(key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"]))
+        )
+    ]
+
+
+def all_competing_phase_records(wildcards):
+    return [LIBRARY.phase_record(key) for key in chosen_phase_keys()]
+
+
+_CHOSEN_PHASE_SITES = {}
+
+
+def competing_phase_n_atoms(wildcards):
+    """Atoms of a chosen known phase, from compare_known's table (read by path, as n_sites)."""
+    if not _CHOSEN_PHASE_SITES:
+        with open(LAYOUT.competing_phases) as handle:
+            _CHOSEN_PHASE_SITES.update({p["phase_key"]: p["n_sites"] for p in json.load(handle)["phases"]})
+    return _CHOSEN_PHASE_SITES.get(wildcards.sid, 1)
 
 
 def element_reference_cif_option(wildcards):
@@ -302,6 +404,7 @@ def get_final_output(wildcards):
         *all_properties_records(wildcards),
         *all_element_records(wildcards),
         *all_phase_records(wildcards),
+        *all_competing_phase_records(wildcards),
     ]
 
 
@@ -320,6 +423,7 @@ def write_partial_table():
         config["targets"],
         run_settings=DFT_SETTINGS,
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
+        reference_library=LIBRARY.folder,
     )
     if config["ml"]["enabled"]:
         from dftscreen.ml import add_ml_columns

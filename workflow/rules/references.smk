@@ -5,15 +5,18 @@ rule element_reference:
     input:
         cif=element_reference_cif,
     output:
-        record=LAYOUT.element_record("{element}"),
+        # In the reference library, keyed by DFT settings and by the structure standing for
+        # the element, so every run sharing the library computes each element once.
+        record=LIBRARY.element_record("{element}", "{ekey}"),
     params:
         settings=global_settings_json,
-        relaxed_cif=lambda wildcards: LAYOUT.element_dir(wildcards.element) + "/relaxed.cif",
-        workdir=lambda wildcards: LAYOUT.element_dir(wildcards.element),
+        relaxed_cif=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey) + "/relaxed.cif",
+        workdir=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey),
         gpaw_python=GPAW_PYTHON,
         cif_option=element_reference_cif_option,
+        candidate_option=element_candidate_option,
     log:
-        LAYOUT.log("references/elements", "{element}"),
+        LAYOUT.log("references/elements", "{element}-{ekey}"),
     # Every formation energy and hull needs them, so they go first.
     priority: 20
     # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
@@ -25,7 +28,8 @@ rule element_reference:
         mem_mb_per_cpu=mem_for(element_n_atoms),
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
-        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element} {params.cif_option}"
+        " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element}"
+        " {params.cif_option} {params.candidate_option}"
         " --settings {params.settings:q} --out-json {output.record:q}"
         " --out-cif {params.relaxed_cif:q} --workdir {params.workdir:q} > {log:q} 2>&1"
 

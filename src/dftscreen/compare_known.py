@@ -1,0 +1,143 @@
+"""The compare_known job: every run's one look at its known sets (see workflow/rules/known.smk).
+
+For the unique dft_ready structures of a run it writes two tables:
+
+- ``known/novelty.json``: per structure id, ``smact_valid`` (every row with a formula),
+  and for the DFT structures ``novel`` / ``matches_known_id`` against the database and
+  ``novel_vs_training`` / ``matches_training_id`` against the optional training set;
+- ``known/competing_phases.json``: the database phases chosen for the hull of the DFT
+  structures' chemical systems (:mod:`dftscreen.competing`), the notes on what was left
+  out, and the labels of the known sets. Each chosen phase's structure is written to the
+  reference library as ``phases/<key>/start.cif``, the input of its relaxation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Composition
+from pymatgen.io.cif import CifWriter
+
+from dftscreen.competing import choose_competing_phases
+from dftscreen.dedupe import MatchSettings
+from dftscreen.known import KnownSet, read_known_set
+from dftscreen.novelty import match_against_known
+from dftscreen.reflib import write_if_changed, write_settings_note
+from dftscreen.smact_check import smact_valid
+
+#: Column names of the two known sets' novelty results.
+NOVELTY_COLUMNS = {
+    "database": ("novel", "matches_known_id"),
+    "training": ("novel_vs_training", "matches_training_id"),
+}
+
+
+def _read_structures(dft_cifs: dict[str, str]) -> list[tuple[str, Any]]:
+    from dftscreen.check import read_structure  # moves to cif_reader with issue 14
+
+    structures = []
+    for structure_id, path in dft_cifs.items():
+        structure, _ = read_structure(path)
+        structures.append((structure_id, structure))
+    return structures
+
+
+def compare_with_known(
+    checks: list[dict[str, Any]],
+    dft_cifs: dict[str, str],
+    known_config: dict[str, Any],
+    match: MatchSettings,
+    choose_phases: bool,
+    library_folder: str,
+    settings: dict[str, Any],
+    ml_energies_per_atom: dict[str, float] | None = None,
+    workers: int = 1,
+    log: logging.Logger | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Novelty table and chosen competing phases of one run (see the module docstring).
+
+    Args:
+        checks: the check records (checks.json).
+        dft_cifs: structure id -> CIF path of every structure going to DFT.
+        known_config: the config section ``known_materials``.
+        library_folder: ``<library>/<settings key>`` of this run's DFT settings.
+        settings: the run's DFT settings (kept beside the library's results as settings.json).
+        ml_energies_per_atom: the ML stage's energies of database entries (eV/atom, by id), if any.
+    """
+    log = log or logging.getLogger(__name__)
+    rows: dict[str, dict[str, Any]] = {}
+    for check in checks:
+        formula = check.get("reduced_formula")
+        rows[check["structure_id"]] = {"smact_valid": smact_valid(formula) if formula else None}
+    structures = _read_structures(dft_cifs) if dft_cifs else []
+    labels: dict[str, str | None] = {}
+    database: KnownSet | None = None
+    for name, (novel_column, id_column) in NOVELTY_COLUMNS.items():
+        known = read_known_set(known_config[name])
+        labels[name] = known.label if known else None
+        if known is None:
+            continue
+        if name == "database":
+            database = known
+        log.info("known set %s: %s", name, known.label)
+        for structure_id, result in match_against_known(structures, known, match, workers).items():
+            rows[structure_id].update({novel_column: result.novel, id_column: result.match_id})
+    novelty = {"known_set": labels["database"], "training_set": labels["training"], "structures": rows}
+
+    chosen, notes = [], []
+    if choose_phases and database is not None:
+        systems = [{el.symbol for el in structure.composition.elements} for _, structure in structures]
+        systems += [{el.symbol for el in Composition(check["reduced_formula"]).elements}
+                    for check in checks if check["structure_id"] in dft_cifs and check.get("reduced_formula")]
+        phase_config = known_config["competing_phases"]
+        chosen, notes = choose_competing_phases(
+            systems, database,
+            max_above_hull_eV_per_atom=phase_config["max_above_hull_eV_per_atom"],
+            max_per_system=phase_config["max_per_system"],
+            max_sites=phase_config.get("max_sites"),
+            include_elements=phase_config.get("include_elements", True),
+            energies_per_atom=ml_energies_per_atom,
+        )
+        library = Path(library_folder)
+        write_settings_note(library, settings)
+        entries = {e.entry_id: e for e in database.entries}
+        for phase in chosen:
+            cif_text = str(CifWriter(entries[phase.entry_id].structure()))
+            write_if_changed(library / "phases" / phase.phase_key / "start.cif", cif_text)
+        for note in notes:
+            log.info("competing phases: %s", note)
+    phases = {
+        "known_set": labels["database"],
+        "library": library_folder,
+        "phases": [phase.to_dict() for phase in chosen],
+        "notes": notes,
+    }
+    return novelty, phases
+
+
+def chosen_phase_names(chosen: dict[str, Any]) -> dict[str, str]:
+    """Name of each chosen phase in the table, by its key: ``<key> [<known entry id>]``."""
+    return {p["phase_key"]: f"{p['phase_key']} [{p['entry_id']}]" for p in chosen.get("phases", [])}
+
+
+def add_known_columns(table: Any, novelty: dict[str, Any]) -> Any:
+    """Add ``smact_valid`` and the novelty columns of :data:`NOVELTY_COLUMNS` to the results table.
+
+    A duplicate shows its representative's novelty (the same crystal); rows that never
+    reached DFT have none. Novelty columns appear only for a known set the run had.
+    """
+    records = novelty.get("structures", {})
+    table = table.copy()
+    table["smact_valid"] = [records.get(sid, {}).get("smact_valid") for sid in table["structure_id"]]
+    dft_ids = [
+        (dup if isinstance(dup, str) and dup else sid)
+        for sid, dup in zip(table["structure_id"], table.get("duplicate_of", [None] * len(table)))
+    ]
+    for name, columns in NOVELTY_COLUMNS.items():
+        if not novelty.get("known_set" if name == "database" else "training_set"):
+            continue
+        for column in columns:
+            table[column] = [records.get(dft_id, {}).get(column) for dft_id in dft_ids]
+    return table

@@ -1,0 +1,53 @@
+# Stage 1b: judge the unique dft_ready structures against known materials (one job, like
+# check): novelty by StructureMatcher, SMACT validity, and the known phases near the
+# known hull of every candidate's chemical system. A checkpoint: the phase relaxations
+# that follow exist only for the phases it chose (known/competing_phases.json).
+
+
+checkpoint compare_known:
+    input:
+        checks=rules.check.output.table,
+        valid_ids=rules.check.output.valid_ids,
+        cifs=dft_input_cifs,
+        known=known_source_files,
+        ml_energies=ml_known_phase_energies,
+    output:
+        novelty=LAYOUT.novelty_table,
+        phases=LAYOUT.competing_phases,
+    log:
+        LAYOUT.log("compare_known"),
+    threads: config["check"]["workers"]
+    resources:
+        runtime=60,
+    params:
+        known=KNOWN,
+        match=config["check"]["dedupe"],
+        choose_phases=competing_phases_wanted(),
+        library_folder=LIBRARY.folder,
+        settings=global_settings_json,
+    script:
+        "../scripts/compare_known.py"
+
+
+# A chosen known phase, relaxed like any structure with the run's global settings; its
+# result lives in the reference library, so no later run with these settings redoes it.
+use rule relax as relax_competing_phase with:
+    input:
+        cif=LIBRARY.phase_start_cif("{sid}"),
+    output:
+        record=LIBRARY.phase_record("{sid}"),
+    log:
+        LAYOUT.log("references/known_phases", "{sid}"),
+    # Every energy above the hull needs them.
+    priority: 20
+    threads: tasks_for(competing_phase_n_atoms)
+    resources:
+        tasks=tasks_for(competing_phase_n_atoms),
+        mpi=launcher_for("relax_competing_phase"),
+        runtime=runtime_for(competing_phase_n_atoms),
+        mem_mb_per_cpu=mem_for(competing_phase_n_atoms),
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: LIBRARY.phase_dir(wildcards.sid) + "/relaxed.cif",
+        workdir=lambda wildcards: LIBRARY.phase_dir(wildcards.sid),
+        gpaw_python=GPAW_PYTHON,

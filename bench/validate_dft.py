@@ -75,7 +75,10 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="validate_dft_"))
 
     print(f"preset {args.preset}, {args.ranks} MPI ranks, work in {workdir}")
-    header = f"{'':5} {'a ours':>8} {'a PBE':>7} {'a exp':>7} {'Δa/a PBE %':>10} {'gap ours':>8} {'gap PBE':>7} {'gap exp':>7} {'moment µB':>9} {'steps':>5} {'time s':>7}"
+    header = (
+        f"{'':5} {'a ours':>8} {'a PBE':>7} {'a exp':>7} {'Δa/a PBE %':>10} {'gap ours':>8} {'gap PBE':>7}"
+        f" {'gap exp':>7} {'moment µB':>9} {'steps':>5} {'time s':>7}"
+    )
     print(header)
     for name in names:
         build, a_exp, a_pbe, gap_pbe, gap_exp = SYSTEMS[name]
@@ -84,12 +87,40 @@ def main() -> None:
         cif = folder / f"{name}.cif"
         CifWriter(AseAtomsAdaptor.get_structure(bulk(a=a_exp, **build))).write_file(cif)
         start = time.perf_counter()
-        run_module("dftscreen.relax", ["--structure-id", name, "--cif", str(cif), "--settings", settings,
-                                       "--out-json", str(folder / "relax.json"), "--out-cif", str(folder / "relaxed.cif"),
-                                       "--workdir", str(folder)], args.ranks)
-        run_module("dftscreen.properties", ["--structure-id", name, "--relax-json", str(folder / "relax.json"),
-                                            "--settings", settings, "--out-json", str(folder / "properties.json"),
-                                            "--workdir", str(folder)], args.ranks)
+        run_module(
+            "dftscreen.relax",
+            [
+                "--structure-id",
+                name,
+                "--cif",
+                str(cif),
+                "--settings",
+                settings,
+                "--out-json",
+                str(folder / "relax.json"),
+                "--out-cif",
+                str(folder / "relaxed.cif"),
+                "--workdir",
+                str(folder),
+            ],
+            args.ranks,
+        )
+        run_module(
+            "dftscreen.properties",
+            [
+                "--structure-id",
+                name,
+                "--relax-json",
+                str(folder / "relax.json"),
+                "--settings",
+                settings,
+                "--out-json",
+                str(folder / "properties.json"),
+                "--workdir",
+                str(folder),
+            ],
+            args.ranks,
+        )
         elapsed = time.perf_counter() - start
         relax = json.loads((folder / "relax.json").read_text())
         props = json.loads((folder / "properties.json").read_text())
@@ -97,9 +128,12 @@ def main() -> None:
             print(f"{name:5} failed: {relax.get('reason') or props.get('reason')}")
             continue
         a = cubic_lattice_constant(Structure.from_file(folder / "relaxed.cif"), build["crystalstructure"])
-        print(f"{name:5} {a:8.3f} {a_pbe:7.3f} {a_exp:7.3f} {100 * (a - a_pbe) / a_pbe:10.2f} "
-              f"{props['band_gap_eV']:8.2f} {gap_pbe:7.2f} {gap_exp:7.2f} {props['magnetic_moment_muB']:9.2f} "
-              f"{relax['n_ionic_steps']:5d} {elapsed:7.0f}", flush=True)
+        print(
+            f"{name:5} {a:8.3f} {a_pbe:7.3f} {a_exp:7.3f} {100 * (a - a_pbe) / a_pbe:10.2f} "
+            f"{props['band_gap_eV']:8.2f} {gap_pbe:7.2f} {gap_exp:7.2f} {props['magnetic_moment_muB']:9.2f} "
+            f"{relax['n_ionic_steps']:5d} {elapsed:7.0f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

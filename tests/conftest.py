@@ -56,10 +56,19 @@ def write_run_config(workdir: Path, config: dict) -> None:
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
 
-def run_snakemake(workdir: Path, *args: str, profile: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, profile: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the workflow in the run folder ``workdir``, with ``profiles/<profile>`` when one is named."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
-               "--directory", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "workflow" / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
     if profile is not None:
         command += ["--profile", str(REPO / "profiles" / profile)]
     return subprocess.run([*command, *args], env=mpi_env(), capture_output=True, text=True, timeout=timeout)
@@ -154,9 +163,19 @@ def chromium_binary() -> str | None:
 
 def chromium(binary: str, profile_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run headless Chromium with a throw-away profile, no GPU, sandbox or background network."""
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-               f"--user-data-dir={profile_dir}", *args]
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile_dir}",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
@@ -221,7 +240,13 @@ def undocumented(columns, input_columns=()) -> list[str]:
         if INPUT_COLUMN_PLACEHOLDER in name:
             continue
         if "<" in name:
-            patterns.append(re.compile("^" + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">")) + "$"))
+            patterns.append(
+                re.compile(
+                    "^"
+                    + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">"))
+                    + "$"
+                )
+            )
         else:
             literal.add(name)
     copied = set(input_columns) | {f"input_{c}" for c in input_columns}

@@ -13,7 +13,7 @@ cd "$ROOT"
 BIN="${DFTSCREEN_VENV:-$ROOT/.venv}/bin"
 
 "$BIN/ruff" check --quiet src tests bench workflow/scripts
-"$BIN/snakefmt" --check --quiet workflow
+"$BIN/snakefmt" --check workflow 2>/dev/null || { "$BIN/snakefmt" --diff workflow >&2; exit 1; }
 
 lint_output="$("$BIN/snakemake" --lint 2>&1)" || true
 # Each lint is a line "    * <title>:"; all but the conda/container one are failures.

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Quickstart 2: install what is missing, then run the whole test suite
-# (unit tests, real GPAW runs under MPI, and the end-to-end workflow test).
+# Quickstart 2: install what is missing, run the linters (tools/lint.sh), then the
+# whole test suite (tests/unit, real GPAW runs under MPI in tests/dft, and the
+# Snakemake workflow locally and on a one-node SLURM in tests/workflow).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-# --with-slurm: tests/test_slurm.py runs the workflow through the SLURM plugin.
+# --with-slurm: tests/workflow/test_slurm*.py run the workflow through the SLURM plugin.
 bash tools/setup.sh --with-slurm
-# Headless Chromium opens the HTML report in tests/test_report.py (only the tests need it).
+# Headless Chromium opens the HTML report in tests/unit/test_report.py (only the tests need it).
 if ! command -v chromium >/dev/null 2>&1; then
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
@@ -15,4 +16,5 @@ fi
 if [[ $(id -u) -eq 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
+bash tools/lint.sh
 exec .venv/bin/python -m pytest "$@"

@@ -164,7 +164,10 @@ class CheckResult:
     input_columns: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields, table-input columns flattened in; all but ``valid`` and ``parse_warnings`` become table columns."""
+        """All fields, table-input columns flattened in.
+
+        All but ``valid`` and ``parse_warnings`` become table columns.
+        """
         record = asdict(self)
         columns = record.pop("input_columns")
         for name, value in columns.items():
@@ -366,7 +369,9 @@ def check_read_result(
     result.n_sites = len(structure)
     result.reduced_formula = structure.composition.reduced_formula
     result.volume_generated_A3 = float(structure.volume)
-    result.volume_per_formula_unit_A3 = float(structure.volume / structure.composition.get_reduced_composition_and_factor()[1])
+    result.volume_per_formula_unit_A3 = float(
+        structure.volume / structure.composition.get_reduced_composition_and_factor()[1]
+    )
     result.density_generated_g_cm3 = float(structure.density)
     result.volume_declared_A3 = tags.volume_A3
     result.volume_implied_A3 = implied_volume_A3(tags)
@@ -383,7 +388,9 @@ def check_read_result(
 
     # CrystaLLM's formula check includes the data_ name; DFT only needs the explicit formula tags.
     crystallm_formula = formula_problems(tags, structure, include_data_name=True)
-    result.formula_consistent = None if not (declared_formulas(tags) or formula_or_none(tags.data_name)) else not crystallm_formula
+    result.formula_consistent = (
+        None if not (declared_formulas(tags) or formula_or_none(tags.data_name)) else not crystallm_formula
+    )
     crystallm_problems += crystallm_formula
     dft_problems += formula_problems(tags, structure, include_data_name=False)
 
@@ -418,7 +425,9 @@ def check_read_result(
                     f"at symprec {settings.symprec_A} Å"
                 )
         bonds = bond_length_score(
-            structure, settings.bond_tolerance, settings.bond_h_factor,
+            structure,
+            settings.bond_tolerance,
+            settings.bond_h_factor,
             use_pymatgen_crystalnn=settings.reference_algorithms,
         )
         result.bond_length_score, result.n_bonds = bonds.score, bonds.n_bonds
@@ -506,7 +515,9 @@ def check_text_and_structure(
     available_elements: set[str] | None = None,
 ) -> tuple[CheckResult, Structure | None]:
     """As :func:`check_text`, also returning the structure built (``None`` if none could be)."""
-    result = CheckResult(structure_id=structure_id, source_file=source_file, valid=False, status=status_codes.INVALID, id_note=id_note)
+    result = CheckResult(
+        structure_id=structure_id, source_file=source_file, valid=False, status=status_codes.INVALID, id_note=id_note
+    )
     try:
         text, notes = decode_cif_bytes(raw, settings.max_file_bytes)
         read = read_cif_text(text, settings.max_atoms)

@@ -99,7 +99,10 @@ def path_hash(text: str) -> str:
 
 
 def _readable(text: str) -> str:
-    """``text`` in ASCII (accents dropped: ``ñ`` -> ``n``), every run of unsafe characters as one ``_``, no ``..``; never empty."""
+    """``text`` in ASCII (accents dropped: ``ñ`` -> ``n``), never empty.
+
+    Every run of unsafe characters becomes one ``_``, and no ``..`` is left.
+    """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     candidate = _DOTS.sub("_", _UNSAFE_RUN.sub("_", ascii_text)).strip(".")
     if not candidate:
@@ -122,7 +125,9 @@ def make_id(relative_path: str) -> tuple[str, str]:
     plain = "__".join(parts)
     lossless = (
         bool(parts)
-        and all(_SAFE_PART.fullmatch(p) and ".." not in p and "__" not in p and not p.endswith(("_", ".")) for p in parts)
+        and all(
+            _SAFE_PART.fullmatch(p) and ".." not in p and "__" not in p and not p.endswith(("_", ".")) for p in parts
+        )
         and len(plain) <= MAX_READABLE_ID_CHARS
         and not _PERIODIC.search(plain)
     )

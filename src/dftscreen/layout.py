@@ -167,6 +167,9 @@ class ResultsLayout:
     def element_record(self, element: str) -> str:
         return self._join("references", "elements", element, "relax.json")
 
+    def phase_relaxed_cif(self, phase_id: str) -> str:
+        return self._join("references", "phases", phase_id, "relaxed.cif")
+
     def phase_dir(self, phase_id: str) -> str:
         return self._join("references", "phases", phase_id)
 
@@ -252,6 +255,12 @@ class ReferenceLibrary:
     @property
     def folder(self) -> str:
         return self._join()
+
+    def element_relaxed_cif(self, element: str, reference_key: str) -> str:
+        return self._join("elements", element, reference_key, "relaxed.cif")
+
+    def phase_relaxed_cif(self, phase_key: str) -> str:
+        return self._join("phases", phase_key, "relaxed.cif")
 
     def element_dir(self, element: str, reference_key: str) -> str:
         return self._join("elements", element, reference_key)

@@ -126,8 +126,15 @@ def plot_funnel(stages: list[dict[str, Any]], path: Path) -> None:
     _save(figure, path)
 
 
-def plot_histogram(values: pd.Series, path: Path, xlabel: str, title: str, empty_message: str,
-                   marker: float | None = None, marker_label: str | None = None) -> None:
+def plot_histogram(
+    values: pd.Series,
+    path: Path,
+    xlabel: str,
+    title: str,
+    empty_message: str,
+    marker: float | None = None,
+    marker_label: str | None = None,
+) -> None:
     """Histogram of one property over the structures; a note instead when there are no values."""
     figure, ax = _figure()
     data = pd.to_numeric(values, errors="coerce").dropna()
@@ -144,8 +151,16 @@ def plot_histogram(values: pd.Series, path: Path, xlabel: str, title: str, empty
     _save(figure, path)
 
 
-def plot_parity(target: pd.Series, computed: pd.Series, tolerance: float | None, path: Path,
-                label: str, unit: str, xlabel: str = "target", ylabel: str = "computed (DFT)") -> dict[str, Any]:
+def plot_parity(
+    target: pd.Series,
+    computed: pd.Series,
+    tolerance: float | None,
+    path: Path,
+    label: str,
+    unit: str,
+    xlabel: str = "target",
+    ylabel: str = "computed (DFT)",
+) -> dict[str, Any]:
     """Computed vs target with the line y = x and the hit band ±tolerance; returns n and hit count."""
     figure, ax = _figure()
     x = pd.to_numeric(target, errors="coerce")
@@ -160,8 +175,14 @@ def plot_parity(target: pd.Series, computed: pd.Series, tolerance: float | None,
         pad = max(0.1 * (high - low), tolerance or 0.0, 0.1)
         line = np.array([low - pad, high + pad])
         if tolerance is not None:
-            ax.fill_between(line, line - tolerance, line + tolerance, color="#2e8b57", alpha=0.15,
-                            label=f"hit band ±{tolerance:g} {unit}")
+            ax.fill_between(
+                line,
+                line - tolerance,
+                line + tolerance,
+                color="#2e8b57",
+                alpha=0.15,
+                label=f"hit band ±{tolerance:g} {unit}",
+            )
         ax.plot(line, line, color="0.3", linewidth=1, label="y = x")
         ax.scatter(x[hits], y[hits], color="#2e8b57", label="hit" if tolerance is not None else None, zorder=3)
         if tolerance is not None:
@@ -172,8 +193,11 @@ def plot_parity(target: pd.Series, computed: pd.Series, tolerance: float | None,
         ax.legend(fontsize=9)
         ax.set_xlabel(f"{xlabel} {label} ({unit})")
         ax.set_ylabel(f"{ylabel} {label} ({unit})")
-        ax.set_title(f"{label}: {int(hits.sum())} of {len(x)} within ±{tolerance:g} {unit}" if tolerance is not None
-                     else f"{label} (n = {len(x)})")
+        ax.set_title(
+            f"{label}: {int(hits.sum())} of {len(x)} within ±{tolerance:g} {unit}"
+            if tolerance is not None
+            else f"{label} (n = {len(x)})"
+        )
     _save(figure, path)
     return {"n": int(len(x)), "hits": int(hits.sum())}
 
@@ -205,8 +229,14 @@ def plot_spacegroups(outcomes: Counter, path: Path) -> None:
         colors = {"kept": "#2e8b57", "changed": "#c0392b", "not compared": "0.6"}
         bars = ax.bar(names, [outcomes[n] for n in names], color=[colors[n] for n in names])
         for bar in bars:
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{int(bar.get_height())}",
-                    ha="center", va="bottom", fontsize=12)
+            ax.text(
+                bar.get_x() + bar.get_width() / 2,
+                bar.get_height(),
+                f"{int(bar.get_height())}",
+                ha="center",
+                va="bottom",
+                fontsize=12,
+            )
         ax.set_ylabel("relaxed structures")
         ax.set_title("Space group on relaxation: kept or changed")
         ax.set_ylim(0, max(outcomes.values()) * 1.2)
@@ -276,7 +306,10 @@ def _img(name: str, alt: str) -> str:
 
 
 def _links(row: dict[str, Any], out_dir: Path, report_dir: Path) -> str:
-    """Links to the relaxed CIF and the job logs of a row's DFT (its representative's for a duplicate); only files that exist."""
+    """Links to the relaxed CIF and the job logs of a row's DFT (its representative's for a duplicate).
+
+    Only files that exist are linked.
+    """
     dft_id = row.get("duplicate_of") if not _missing(row.get("duplicate_of")) else row["structure_id"]
     layout = ResultsLayout.of(out_dir)
     candidates = [
@@ -310,11 +343,15 @@ def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path, max_r
                 value = row.get(column)
             text = _format(value, decimals)
             sort_key = "" if _missing(value) or decimals is None else f' data-sort="{_e(float(value))}"'
-            cells.append(f"<td{sort_key} class=\"{_e(column.strip('@'))}\">{_e(text)}</td>")
+            cells.append(f'<td{sort_key} class="{_e(column.strip("@"))}">{_e(text)}</td>')
         cells.append(f"<td>{_links(row, out_dir, report_dir)}</td>")
         body.append(f'<tr class="status-{_e(row.get("status"))}">' + "".join(cells) + "</tr>")
     head = "".join(f'<th title="click to sort">{_e(h)}</th>' for h in headers)
-    return note + f'<table class="sortable" id="structures-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (
+        note
+        + '<table class="sortable" id="structures-table">'
+        + f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )
 
 
 def failure_groups(table: pd.DataFrame, examples: int = 5) -> list[tuple[str, str, int, list[str]]]:
@@ -340,7 +377,8 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #eef3f8; }
 table.sortable th { cursor: pointer; user-select: none; }
-table.sortable th[data-order="asc"]::after { content: " ▲"; } table.sortable th[data-order="desc"]::after { content: " ▼"; }
+table.sortable th[data-order="asc"]::after { content: " ▲"; }
+table.sortable th[data-order="desc"]::after { content: " ▼"; }
 tr.status-failed td.status, tr.status-invalid td.status { color: #c0392b; font-weight: bold; }
 tr.status-ok td.status { color: #2e8b57; font-weight: bold; }
 td.verdict { min-width: 16em; max-width: 28em; }
@@ -417,7 +455,7 @@ def build_report(
     preset = provenance.get("dft_preset")
     parts.append(
         f'<p class="note">{len(table)} input files; DFT preset <b>{_e(preset)}</b>, functional '
-        f'{_e(provenance.get("xc_functional"))}; dftscreen {_e(provenance.get("dftscreen_version"))}.</p>'
+        f"{_e(provenance.get('xc_functional'))}; dftscreen {_e(provenance.get('dftscreen_version'))}.</p>"
     )
     if summary.get("warning"):
         parts.append(f'<div class="warning" id="warning">{_e(summary["warning"])}</div>')
@@ -427,12 +465,15 @@ def build_report(
     # Funnel.
     plot_funnel(stages, report / "funnel.png")
     rows = [[s["stage"], str(s["count"]), _pct(s["rate_of_inputs"]), _pct(s["rate_of_previous"])] for s in stages]
-    parts.append('<section id="funnel"><h2>Funnel: how many structures survived each stage</h2>'
-                 + _table(["stage", "structures", "of inputs", "of the stage before"], rows)
-                 + _img("funnel.png", "Structures left after each stage")
-                 + f'<p class="note">relaxed: relaxed to the force and stress thresholds with properties computed; '
-                 f"stable: at most {stable_threshold_eV_per_atom:g} eV/atom above the hull ({_e(e_hull or 'no hull: formation energies off')}); "
-                 "on target: within the tolerance of every configured target.</p></section>")
+    parts.append(
+        '<section id="funnel"><h2>Funnel: how many structures survived each stage</h2>'
+        + _table(["stage", "structures", "of inputs", "of the stage before"], rows)
+        + _img("funnel.png", "Structures left after each stage")
+        + f'<p class="note">relaxed: relaxed to the force and stress thresholds with properties computed; '
+        f"stable: at most {stable_threshold_eV_per_atom:g} eV/atom above the hull "
+        f"({_e(e_hull or 'no hull: formation energies off')}); "
+        "on target: within the tolerance of every configured target.</p></section>"
+    )
 
     # Parity plots (targets; ML vs DFT when both exist).
     if target_specs:
@@ -448,65 +489,125 @@ def build_report(
             counts = plot_parity(
                 table.get(target_col, pd.Series(dtype=float)),
                 table[computed_col] if computed_col else pd.Series(dtype=float),
-                tolerance, report / parity_figure_name(name), name.replace("_", " "), unit,
+                tolerance,
+                report / parity_figure_name(name),
+                name.replace("_", " "),
+                unit,
             )
             figures.append(_img(parity_figure_name(name), f"Target vs computed {name.replace('_', ' ')}"))
             rows.append([name, str(counts["n"]), str(counts["hits"]), f"±{tolerance:g} {unit}"])
         if ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
-            plot_parity(table[ML_FORMATION_ENERGY_COLUMN], table["formation_energy_eV_per_atom"], None,
-                        report / ML_PARITY_FIGURE, "formation energy", "eV/atom", xlabel="ML", ylabel="DFT")
+            plot_parity(
+                table[ML_FORMATION_ENERGY_COLUMN],
+                table["formation_energy_eV_per_atom"],
+                None,
+                report / ML_PARITY_FIGURE,
+                "formation energy",
+                "eV/atom",
+                xlabel="ML",
+                ylabel="DFT",
+            )
             figures.append(_img(ML_PARITY_FIGURE, "ML vs DFT formation energy"))
-        parts.append('<section id="parity"><h2>Targets: computed vs asked for</h2>'
-                     + _table(["target", "compared", "hits", "hit band"], rows) + "".join(figures) + "</section>")
+        parts.append(
+            '<section id="parity"><h2>Targets: computed vs asked for</h2>'
+            + _table(["target", "compared", "hits", "hit band"], rows)
+            + "".join(figures)
+            + "</section>"
+        )
     elif ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
-        plot_parity(table[ML_FORMATION_ENERGY_COLUMN], table["formation_energy_eV_per_atom"], None,
-                    report / ML_PARITY_FIGURE, "formation energy", "eV/atom", xlabel="ML", ylabel="DFT")
-        parts.append('<section id="parity"><h2>ML vs DFT</h2>'
-                     + _img(ML_PARITY_FIGURE, "ML vs DFT formation energy") + "</section>")
+        plot_parity(
+            table[ML_FORMATION_ENERGY_COLUMN],
+            table["formation_energy_eV_per_atom"],
+            None,
+            report / ML_PARITY_FIGURE,
+            "formation energy",
+            "eV/atom",
+            xlabel="ML",
+            ylabel="DFT",
+        )
+        parts.append(
+            '<section id="parity"><h2>ML vs DFT</h2>'
+            + _img(ML_PARITY_FIGURE, "ML vs DFT formation energy")
+            + "</section>"
+        )
 
     # Distributions (each DFT calculation once: a duplicate repeats its representative's values).
     own = table[table["status"] != status_codes.DUPLICATE]
-    plot_histogram(own.get("formation_energy_eV_per_atom", pd.Series(dtype=float)), report / "formation_energy.png",
-                   "formation energy (eV/atom)", "Formation energy",
-                   "no formation energies (elemental references off or not finished)")
-    plot_histogram(own[e_hull] if e_hull else pd.Series(dtype=float), report / "e_above_hull.png",
-                   "energy above hull (eV/atom)", "Energy above the convex hull",
-                   "no energies above the hull (elemental references off or not finished)",
-                   marker=stable_threshold_eV_per_atom, marker_label="stability threshold")
-    plot_histogram(own.get("volume_change_pct", pd.Series(dtype=float)), report / "volume_change.png",
-                   "volume change on relaxation (%)", "Volume change on relaxation", "no relaxed structures yet",
-                   marker=0.0, marker_label="no change")
-    parts.append('<section id="distributions"><h2>Distributions</h2>'
-                 + '<p class="note">Each DFT calculation counted once (duplicates left out).</p>'
-                 + _img("formation_energy.png", "Formation energy per atom")
-                 + _img("e_above_hull.png", "Energy above the convex hull")
-                 + _img("volume_change.png", "Volume change on relaxation") + "</section>")
+    plot_histogram(
+        own.get("formation_energy_eV_per_atom", pd.Series(dtype=float)),
+        report / "formation_energy.png",
+        "formation energy (eV/atom)",
+        "Formation energy",
+        "no formation energies (elemental references off or not finished)",
+    )
+    plot_histogram(
+        own[e_hull] if e_hull else pd.Series(dtype=float),
+        report / "e_above_hull.png",
+        "energy above hull (eV/atom)",
+        "Energy above the convex hull",
+        "no energies above the hull (elemental references off or not finished)",
+        marker=stable_threshold_eV_per_atom,
+        marker_label="stability threshold",
+    )
+    plot_histogram(
+        own.get("volume_change_pct", pd.Series(dtype=float)),
+        report / "volume_change.png",
+        "volume change on relaxation (%)",
+        "Volume change on relaxation",
+        "no relaxed structures yet",
+        marker=0.0,
+        marker_label="no change",
+    )
+    parts.append(
+        '<section id="distributions"><h2>Distributions</h2>'
+        + '<p class="note">Each DFT calculation counted once (duplicates left out).</p>'
+        + _img("formation_energy.png", "Formation energy per atom")
+        + _img("e_above_hull.png", "Energy above the convex hull")
+        + _img("volume_change.png", "Volume change on relaxation")
+        + "</section>"
+    )
 
     # Space groups.
     outcomes, changes = spacegroup_outcomes(own)
     plot_spacegroups(outcomes, report / "spacegroup_change.png")
     change_rows = [[change, str(count)] for change, count in changes.most_common()]
-    parts.append('<section id="spacegroups"><h2>Space group: kept or changed on relaxation</h2>'
-                 + _img("spacegroup_change.png", "Space group kept vs changed")
-                 + (_table(["generated -> relaxed", "structures"], change_rows) if change_rows
-                    else '<p class="note">No relaxed structure changed its space group.</p>') + "</section>")
+    parts.append(
+        '<section id="spacegroups"><h2>Space group: kept or changed on relaxation</h2>'
+        + _img("spacegroup_change.png", "Space group kept vs changed")
+        + (
+            _table(["generated -> relaxed", "structures"], change_rows)
+            if change_rows
+            else '<p class="note">No relaxed structure changed its space group.</p>'
+        )
+        + "</section>"
+    )
 
     # Structures.
-    parts.append('<section id="structures"><h2>Structures</h2><p class="note">Click a column header to sort. '
-                 "A duplicate shows (and links) the DFT of the structure it duplicates.</p>"
-                 + structures_table(table, out, report) + "</section>")
+    parts.append(
+        '<section id="structures"><h2>Structures</h2><p class="note">Click a column header to sort. '
+        "A duplicate shows (and links) the DFT of the structure it duplicates.</p>"
+        + structures_table(table, out, report)
+        + "</section>"
+    )
 
     # Failures.
     groups = failure_groups(table)
-    rows = [[status, reason, str(count), ", ".join(ids) + (" …" if count > len(ids) else "")]
-            for status, reason, count, ids in groups]
+    rows = [
+        [status, reason, str(count), ", ".join(ids) + (" …" if count > len(ids) else "")]
+        for status, reason, count, ids in groups
+    ]
     taxonomy = cost.get("failure_taxonomy") or {}
-    parts.append('<section id="failures"><h2>What did not make it, and why</h2>'
-                 + (_table(["status", "reason (numbers as #)", "structures", "e.g."], rows) if rows
-                    else '<p class="note">Every structure made it.</p>')
-                 + "<h3>DFT failures by kind</h3>"
-                 + _table(["kind", "structures"], [[k, str(taxonomy.get(k, 0))] for k in FAILURE_KINDS])
-                 + "</section>")
+    parts.append(
+        '<section id="failures"><h2>What did not make it, and why</h2>'
+        + (
+            _table(["status", "reason (numbers as #)", "structures", "e.g."], rows)
+            if rows
+            else '<p class="note">Every structure made it.</p>'
+        )
+        + "<h3>DFT failures by kind</h3>"
+        + _table(["kind", "structures"], [[k, str(taxonomy.get(k, 0))] for k in FAILURE_KINDS])
+        + "</section>"
+    )
 
     # Cost.
     plot_cost(cost, report / "cost_per_stage.png")
@@ -516,35 +617,58 @@ def build_report(
         projected = (projection.get("stages") or {}).get(name, {})
         rate = projected.get("core_hours_per_atom")
         pending = projected.get("projected_core_hours")
-        stage_rows.append([name, str(stage["jobs"]), f"{stage['core_hours']:.4g}",
-                           "" if rate is None else f"{rate:.3g}", str(projected.get("pending_jobs", 0)),
-                           "unknown" if pending is None and projected.get("pending_jobs") else f"{pending or 0:.4g}"])
+        stage_rows.append(
+            [
+                name,
+                str(stage["jobs"]),
+                f"{stage['core_hours']:.4g}",
+                "" if rate is None else f"{rate:.3g}",
+                str(projected.get("pending_jobs", 0)),
+                "unknown" if pending is None and projected.get("pending_jobs") else f"{pending or 0:.4g}",
+            ]
+        )
     per_1000 = cost.get("core_hours_per_1000_inputs")
-    parts.append('<section id="cost"><h2>Cost</h2>'
-                 + f'<p>{_e(cost.get("unit", "core-hours"))}. Total <b>{cost.get("total_core_hours", 0):.4g} core-hours</b>'
-                 + (f"; at this rate 1,000 inputs like these would cost about {per_1000:.3g} core-hours" if per_1000 else "")
-                 + ".</p>"
-                 + _table(["stage", "jobs", "core-hours", "core-hours per atom", "pending jobs", "projected core-hours"],
-                          stage_rows)
-                 + _img("cost_per_stage.png", "Core-hours per stage") + "</section>")
+    parts.append(
+        '<section id="cost"><h2>Cost</h2>'
+        + f"<p>{_e(cost.get('unit', 'core-hours'))}. Total <b>{cost.get('total_core_hours', 0):.4g} core-hours</b>"
+        + (f"; at this rate 1,000 inputs like these would cost about {per_1000:.3g} core-hours" if per_1000 else "")
+        + ".</p>"
+        + _table(
+            ["stage", "jobs", "core-hours", "core-hours per atom", "pending jobs", "projected core-hours"], stage_rows
+        )
+        + _img("cost_per_stage.png", "Core-hours per stage")
+        + "</section>"
+    )
 
     # Provenance.
     rows = [[key, str(provenance.get(key))] for key in [*PROVENANCE_COLUMNS, "dft_preset"] if key in provenance]
-    versions_in_rows = {c: sorted({str(v) for v in table[c].dropna()}) for c in PROVENANCE_COLUMNS if c in table.columns}
+    versions_in_rows = {
+        c: sorted({str(v) for v in table[c].dropna()}) for c in PROVENANCE_COLUMNS if c in table.columns
+    }
     mixed = {c: v for c, v in versions_in_rows.items() if len(v) > 1}
-    parts.append('<section id="provenance"><h2>Settings and versions</h2>'
-                 + _table(["what", "value"], rows)
-                 + (f'<p class="warning">Rows were computed with different {_e(", ".join(mixed))}: see those columns.</p>'
-                    if mixed else '<p class="note">Every row was computed with these versions and settings.</p>')
-                 + f"<p>Stability threshold: {stable_threshold_eV_per_atom:g} eV/atom.</p>"
-                 + "<h3>Resolved DFT settings</h3><pre>" + _e(json.dumps(run_settings or {}, indent=2, sort_keys=True))
-                 + "</pre>" + (("<h3>Targets</h3><pre>" + _e(json.dumps(targets_config, indent=2)) + "</pre>")
-                               if target_specs else "") + "</section>")
+    parts.append(
+        '<section id="provenance"><h2>Settings and versions</h2>'
+        + _table(["what", "value"], rows)
+        + (
+            f'<p class="warning">Rows were computed with different {_e(", ".join(mixed))}: see those columns.</p>'
+            if mixed
+            else '<p class="note">Every row was computed with these versions and settings.</p>'
+        )
+        + f"<p>Stability threshold: {stable_threshold_eV_per_atom:g} eV/atom.</p>"
+        + "<h3>Resolved DFT settings</h3><pre>"
+        + _e(json.dumps(run_settings or {}, indent=2, sort_keys=True))
+        + "</pre>"
+        + (("<h3>Targets</h3><pre>" + _e(json.dumps(targets_config, indent=2)) + "</pre>") if target_specs else "")
+        + "</section>"
+    )
 
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(parts)
-            + f"\n<script>{_SORT_JS}</script>\n</body></html>\n")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + f"\n<script>{_SORT_JS}</script>\n</body></html>\n"
+    )
     index = report / "index.html"
     atomic_write_text(index, page)
     return index

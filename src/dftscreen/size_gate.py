@@ -140,7 +140,9 @@ def route(estimate: CostEstimate, policy: ResourcePolicy) -> Route:
     mem, runtime = MARGIN * estimate.mem_mb_per_task, MARGIN * estimate.runtime_min
     too_big = []
     if mem > policy.max_mem_mb_per_task:
-        too_big.append(f"{mem / 1000:.1f} GB per rank (dft.resources.max_mem_mb_per_task {policy.max_mem_mb_per_task / 1000:g} GB)")
+        too_big.append(
+            f"{mem / 1000:.1f} GB per rank (dft.resources.max_mem_mb_per_task {policy.max_mem_mb_per_task / 1000:g} GB)"
+        )
     if runtime > policy.max_runtime_min:
         too_big.append(f"{runtime / 60:.1f} h (dft.resources.max_runtime_min {policy.max_runtime_min / 60:g} h)")
     if too_big:

@@ -186,8 +186,16 @@ def slurm_jobs(workdir: Path, since: str = "now-7days") -> tuple[list[SchedulerJ
     (sacct may store a job's comment only once it ends). Both are asked for
     explicit fields, '|'-separated; squeue's view of a job wins.
     """
-    finished = _rows(["sacct", "--parsable2", "--noheader", "--allocations", f"--starttime={since}",
-                      "--format=JobIDRaw,State,Comment,WorkDir,Timelimit,Elapsed"])
+    finished = _rows(
+        [
+            "sacct",
+            "--parsable2",
+            "--noheader",
+            "--allocations",
+            f"--starttime={since}",
+            "--format=JobIDRaw,State,Comment,WorkDir,Timelimit,Elapsed",
+        ]
+    )
     active = _rows(["squeue", "--noheader", "--format=%i|%T|%k|%Z|%l|%M"])
     sources = [name for name, rows in (("sacct", finished), ("squeue", active)) if rows is not None]
     wanted = str(workdir.resolve())
@@ -340,8 +348,9 @@ def slurm_steps(job_ids: list[str]) -> list[SchedulerStep]:
     """The named GPAW steps (``<rule>:<id>``) of the given SLURM jobs, from sacct (explicit fields)."""
     if not job_ids:
         return []
-    rows = _rows(["sacct", "--parsable2", "--noheader", "--jobs", ",".join(job_ids),
-                  "--format=JobID,JobName,State"]) or []
+    rows = (
+        _rows(["sacct", "--parsable2", "--noheader", "--jobs", ",".join(job_ids), "--format=JobID,JobName,State"]) or []
+    )
     steps = []
     for row in rows:
         if len(row) < 3 or "." not in row[0]:
@@ -387,13 +396,21 @@ def job_structures(jobs: list[SchedulerJob], steps: list[SchedulerStep]) -> list
             job_steps = by_job[job.job_id]
             structures = sorted({step.structure_id for step in job_steps})
             failed = {
-                f"{step.rule}:{step.structure_id}": step.state for step in job_steps
+                f"{step.rule}:{step.structure_id}": step.state
+                for step in job_steps
                 if step.state != "COMPLETED" and step.state not in SLURM_RUNNING_STATES
             }
         else:
             continue
-        summaries.append({"job_id": job.job_id, "state": job.state, "pack": job.rule not in STAGES,
-                          "structures": structures, "failed_steps": failed})
+        summaries.append(
+            {
+                "job_id": job.job_id,
+                "state": job.state,
+                "pack": job.rule not in STAGES,
+                "structures": structures,
+                "failed_steps": failed,
+            }
+        )
     return summaries
 
 
@@ -402,8 +419,11 @@ def mark_unfinished(allocations: list[dict[str, Any]], dft_dir: Path) -> None:
     for job in allocations:
         if job["pack"]:
             job["unfinished"] = [
-                sid for sid in job["structures"]
-                if not all(Path(ResultsLayout.of(dft_dir.parent).stage_record(sid, stage)).is_file() for stage in STAGES)
+                sid
+                for sid in job["structures"]
+                if not all(
+                    Path(ResultsLayout.of(dft_dir.parent).stage_record(sid, stage)).is_file() for stage in STAGES
+                )
             ]
 
 
@@ -414,21 +434,27 @@ def format_allocations(allocations: list[dict[str, Any]], top: int = 5) -> list[
         return []
     n_structures = len({sid for job in packs for sid in job["structures"]})
     lines = [f"packs       {len(packs)} SLURM jobs ran {n_structures} structures"]
-    open_failures = [job for job in packs if job.get("unfinished")
-                     and (job["failed_steps"] or job["state"] not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES
-                          | {"COMPLETED"})]
+    open_failures = [
+        job
+        for job in packs
+        if job.get("unfinished")
+        and (job["failed_steps"] or job["state"] not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"})
+    ]
     for job in open_failures[:top]:
         steps = ", ".join(f"{name} {state}" for name, state in job["failed_steps"].items())
-        lines.append(f"    job {job['job_id']} {job['state']}: not finished {', '.join(job['unfinished'])}"
-                     + (f" ({steps})" if steps else "")
-                     + f"; {len(job['structures']) - len(job['unfinished'])} others of the pack done")
+        lines.append(
+            f"    job {job['job_id']} {job['state']}: not finished {', '.join(job['unfinished'])}"
+            + (f" ({steps})" if steps else "")
+            + f"; {len(job['structures']) - len(job['unfinished'])} others of the pack done"
+        )
     if len(open_failures) > top:
         lines.append(f"    (+{len(open_failures) - top} more packs with unfinished structures)")
     return lines
 
 
-def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None,
-               query_scheduler: bool = True) -> RunStatus:
+def run_status(
+    results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None, query_scheduler: bool = True
+) -> RunStatus:
     """Status of the run whose results are in ``results_dir``.
 
     Args:
@@ -472,15 +498,27 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
     if checks is None:
         check_job = last_jobs.get(("check", ""))
         stages = {name: StageStatus(name) for name in STAGES}
-        run = RunStatus(results, None, 0, Counter(), Counter(), stages, source,
-                        "not finished: the check has not written check/checks.json yet", allocations=allocations)
+        run = RunStatus(
+            results,
+            None,
+            0,
+            Counter(),
+            Counter(),
+            stages,
+            source,
+            "not finished: the check has not written check/checks.json yet",
+            allocations=allocations,
+        )
         if check_job is not None and check_job.state not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"}:
             run.invalid_reasons[_scheduler_failure(check_job)] += 1
         return run
 
-    check_counts = Counter(record.get("status") or ("to DFT" if record.get("valid") else "invalid") for record in checks)
+    check_counts = Counter(
+        record.get("status") or ("to DFT" if record.get("valid") else "invalid") for record in checks
+    )
     invalid_reasons = Counter(
-        reason_kind(record.get("reason", "")) for record in checks
+        reason_kind(record.get("reason", ""))
+        for record in checks
         if not record.get("valid") and record.get("status") != "duplicate"
     )
     ids = [record["structure_id"] for record in checks if record.get("valid")]
@@ -497,8 +535,9 @@ def run_status(results_dir: str | os.PathLike[str], workdir: str | os.PathLike[s
         )
         for name in STAGES
     }
-    return RunStatus(results, len(checks), len(ids), check_counts, invalid_reasons, stages, source,
-                     allocations=allocations)
+    return RunStatus(
+        results, len(checks), len(ids), check_counts, invalid_reasons, stages, source, allocations=allocations
+    )
 
 
 def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
@@ -582,7 +621,8 @@ def format_cost_projection(cost: dict[str, Any] | None) -> str:
         rate = stage["core_hours_per_atom"]
         projected = stage["projected_core_hours"]
         pending = (
-            "nothing pending" if not stage["pending_jobs"]
+            "nothing pending"
+            if not stage["pending_jobs"]
             else f"{stage['pending_jobs']} pending ({stage['pending_atoms']} atoms): "
             + (f"about {projected:.3g} core-hours more" if projected is not None else "no finished job to measure yet")
         )

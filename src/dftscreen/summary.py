@@ -59,7 +59,11 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     steps: list[tuple[str, pd.Series]] = [("inputs", survivors)]
     survivors = survivors & table["n_sites"].notna() if "n_sites" in table.columns else survivors
     steps.append(("parsed", survivors))
-    ready = _flag(table, "dft_ready") if "dft_ready" in table.columns else status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+    ready = (
+        _flag(table, "dft_ready")
+        if "dft_ready" in table.columns
+        else status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+    )
     survivors = survivors & ready
     steps.append(("dft_ready", survivors))
     survivors = survivors & (status != DUPLICATE)
@@ -86,12 +90,14 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     result, previous = [], total
     for name, mask in steps:
         count = int(mask.sum())
-        result.append({
-            "stage": name,
-            "count": count,
-            "rate_of_inputs": count / total if total else None,
-            "rate_of_previous": count / previous if previous else None,
-        })
+        result.append(
+            {
+                "stage": name,
+                "count": count,
+                "rate_of_inputs": count / total if total else None,
+                "rate_of_previous": count / previous if previous else None,
+            }
+        )
         previous = count
     return result
 
@@ -128,7 +134,10 @@ def cost_summary(table: pd.DataFrame) -> dict[str, Any]:
         measured = cost.notna() & atoms.notna()
         finished_cost[stage] = cost[measured].tolist()
         finished_atoms[stage] = atoms[measured].astype(int).tolist()
-        per_stage[stage] = {"core_hours": float(cost.sum()) if cost.notna().any() else 0.0, "jobs": int(cost.notna().sum())}
+        per_stage[stage] = {
+            "core_hours": float(cost.sum()) if cost.notna().any() else 0.0,
+            "jobs": int(cost.notna().sum()),
+        }
         waiting = (own["status"] == NOT_FINISHED) & cost.isna() & atoms.notna()
         pending_atoms[stage] = atoms[waiting].astype(int).tolist()
     total = sum(stage["core_hours"] for stage in per_stage.values())
@@ -197,7 +206,9 @@ def summarize(
         novel = unique & (table["novel"] == True)  # noqa: E712
         summary["novel"] = {**_count_rate(novel, total), "known_set": known_set}
         summary["stable_unique_novel"] = {
-            **_count_rate(stable & novel, total), "known_set": known_set, "hull_column": e_hull_column,
+            **_count_rate(stable & novel, total),
+            "known_set": known_set,
+            "hull_column": e_hull_column,
             "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
         }
     if training_set and "novel_vs_training" in table.columns:
@@ -241,8 +252,14 @@ def _confusion(ml_stable: pd.Series, dft_stable: pd.Series) -> dict[str, Any]:
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
     n = tp + fp + fn + tn
     return {
-        "both_stable": tp, "ml_stable_dft_unstable": fp, "ml_unstable_dft_stable": fn, "both_unstable": tn,
-        "accuracy": (tp + tn) / n if n else None, "precision": precision, "recall": recall, "f1": f1,
+        "both_stable": tp,
+        "ml_stable_dft_unstable": fp,
+        "ml_unstable_dft_stable": fn,
+        "both_unstable": tn,
+        "accuracy": (tp + tn) / n if n else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
     }
 
 
@@ -285,8 +302,10 @@ def ml_agreement(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1)
     result["e_above_hull_mae_eV_per_atom"] = float((both["_ml"] - both["_dft"]).abs().mean()) if len(both) else None
     formation = table[unique_ok]
     if ML_FORMATION_COLUMN in formation.columns and "formation_energy_eV_per_atom" in formation.columns:
-        errors = (pd.to_numeric(formation[ML_FORMATION_COLUMN], errors="coerce")
-                  - pd.to_numeric(formation["formation_energy_eV_per_atom"], errors="coerce")).dropna()
+        errors = (
+            pd.to_numeric(formation[ML_FORMATION_COLUMN], errors="coerce")
+            - pd.to_numeric(formation["formation_energy_eV_per_atom"], errors="coerce")
+        ).dropna()
         result["n_formation_energies_compared"] = int(len(errors))
         result["formation_energy_mae_eV_per_atom"] = float(errors.abs().mean()) if len(errors) else None
     dft_stable = both["_dft"] <= stable_threshold_eV_per_atom

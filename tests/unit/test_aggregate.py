@@ -9,15 +9,37 @@ from dftscreen.aggregate import COLUMNS, build_table, table_row, write_table
 from dftscreen.io import atomic_write_json
 from dftscreen.provenance import PROVENANCE_COLUMNS
 
-VALID = {"structure_id": "a", "source_file": "a.cif", "valid": True, "reason": "", "reduced_formula": "NaCl", "n_sites": 2}
+VALID = {
+    "structure_id": "a",
+    "source_file": "a.cif",
+    "valid": True,
+    "reason": "",
+    "reduced_formula": "NaCl",
+    "n_sites": 2,
+}
 INVALID = {"structure_id": "b", "source_file": "b c.cif", "valid": False, "reason": "pymatgen could not parse\nline 2"}
 RELAXED = {
-    "status": "relaxed", "converged": True, "preset": "test", "n_ionic_steps": 3,
-    "initial_volume_A3": 100.0, "final_volume_A3": 90.0, "relaxed_cif": "relaxed.cif", "mpi_ranks": 2,
+    "status": "relaxed",
+    "converged": True,
+    "preset": "test",
+    "n_ionic_steps": 3,
+    "initial_volume_A3": 100.0,
+    "final_volume_A3": 90.0,
+    "relaxed_cif": "relaxed.cif",
+    "mpi_ranks": 2,
 }
-PROPS = {"status": "done", "energy_eV": -7.0, "energy_per_atom_eV": -3.5, "band_gap_eV": 4.0,
-         "direct_band_gap_eV": 4.0, "gap_is_direct": True, "vbm_kpoint": [0, 0, 0], "cbm_kpoint": [0, 0, 0.5],
-         "magnetic_moment_muB": 0.0, "is_magnetic": False}
+PROPS = {
+    "status": "done",
+    "energy_eV": -7.0,
+    "energy_per_atom_eV": -3.5,
+    "band_gap_eV": 4.0,
+    "direct_band_gap_eV": 4.0,
+    "gap_is_direct": True,
+    "vbm_kpoint": [0, 0, 0],
+    "cbm_kpoint": [0, 0, 0.5],
+    "magnetic_moment_muB": 0.0,
+    "is_magnetic": False,
+}
 
 
 def test_status_of_each_stage_outcome():
@@ -54,13 +76,41 @@ def test_build_and_write_table_one_row_per_input(tmp_path: Path):
 
 
 def test_every_column_with_a_unit_says_so():
-    unitless = {"structure_id", "source_file", "status", "reason", "id_note", "reduced_formula", "n_sites",
-                "spacegroup_symbol", "spacegroup_number", "dft_preset", "relax_converged", "n_ionic_steps",
-                "gap_is_direct", "is_magnetic", "mpi_ranks", "relaxed_cif", "vbm_kpoint_frac", "cbm_kpoint_frac",
-                "scf_strategy", "relax_n_starts", "relax_resumed_from_step", "relaxed_matches_generated",
-                "structure_matcher_rms_norm", "spacegroup_number_relaxed", "spacegroup_symbol_relaxed",
-                "spacegroup_changed", "hull_reference", "elemental_references", "decomposition_products", "gllbsc_note",
-                "verdict", "failure_category", *PROVENANCE_COLUMNS}
+    unitless = {
+        "structure_id",
+        "source_file",
+        "status",
+        "reason",
+        "id_note",
+        "reduced_formula",
+        "n_sites",
+        "spacegroup_symbol",
+        "spacegroup_number",
+        "dft_preset",
+        "relax_converged",
+        "n_ionic_steps",
+        "gap_is_direct",
+        "is_magnetic",
+        "mpi_ranks",
+        "relaxed_cif",
+        "vbm_kpoint_frac",
+        "cbm_kpoint_frac",
+        "scf_strategy",
+        "relax_n_starts",
+        "relax_resumed_from_step",
+        "relaxed_matches_generated",
+        "structure_matcher_rms_norm",
+        "spacegroup_number_relaxed",
+        "spacegroup_symbol_relaxed",
+        "spacegroup_changed",
+        "hull_reference",
+        "elemental_references",
+        "decomposition_products",
+        "gllbsc_note",
+        "verdict",
+        "failure_category",
+        *PROVENANCE_COLUMNS,
+    }
     units = ("_eV", "_A", "_A3", "_GPa", "_pct", "_s", "_muB", "_g_cm3", "_eV_per_A", "_eV_per_atom", "_core_hours")
     for column in set(COLUMNS) - unitless:
         assert column.endswith(units), column

@@ -31,7 +31,11 @@ EXPECTED = {
     "overlapping_atoms.cif": (False, "0.130 Å apart"),
     "unknown_space_group.cif": (False, "'Q4_9/xyz' is not a known Hermann-Mauguin symbol"),
     "one_megabyte.cif": (False, "larger than the 500 kB limit"),
-    "huge_expansion.cif": (False, "the full cell has 7584 atoms (the asymmetric unit expanded with the 192 operators of Fm-3m), more than check.max_atoms = 500"),
+    "huge_expansion.cif": (
+        False,
+        "the full cell has 7584 atoms (the asymmetric unit expanded with the 192 operators of Fm-3m), "
+        "more than check.max_atoms = 500",
+    ),
     "multi_block.cif": (False, "the file holds 2 structures (data blocks data_Ti2O4, data_Ti2O4_second)"),
     # Readable files: they are the good rutile and reach the dedupe stage.
     "good_rutile.cif": (True, ""),
@@ -53,8 +57,15 @@ NOTES = {
     "good_rutile.cif": "rebuilt from the asymmetric unit",
 }
 #: Readable files that are rutile (the others readable are different structures).
-RUTILE_COPIES = {"good_rutile.cif", "non_utf8.cif", "wrong_multiplicities.cif", "name with spaces.cif",
-                 "rutile..copy.cif", "$(touch PWNED); rm -rf ~ `id` | cat &.cif", "oxidation_state_labels.cif"}
+RUTILE_COPIES = {
+    "good_rutile.cif",
+    "non_utf8.cif",
+    "wrong_multiplicities.cif",
+    "name with spaces.cif",
+    "rutile..copy.cif",
+    "$(touch PWNED); rm -rf ~ `id` | cat &.cif",
+    "oxidation_state_labels.cif",
+}
 
 
 @pytest.fixture

@@ -86,7 +86,9 @@ def test_element_without_paw_dataset_is_named():
 
 def test_min_distance_of_one_atom_cell_is_shortest_lattice_vector():
     a = 2.87
-    bcc_primitive = Structure(Lattice([[-a / 2, a / 2, a / 2], [a / 2, -a / 2, a / 2], [a / 2, a / 2, -a / 2]]), ["Fe"], [[0, 0, 0]])
+    bcc_primitive = Structure(
+        Lattice([[-a / 2, a / 2, a / 2], [a / 2, -a / 2, a / 2], [a / 2, a / 2, -a / 2]]), ["Fe"], [[0, 0, 0]]
+    )
     assert min_interatomic_distance(bcc_primitive) == pytest.approx(a * 3**0.5 / 2, rel=1e-6)
 
 

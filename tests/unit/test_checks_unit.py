@@ -60,12 +60,12 @@ def p1_rock_salt(symbol_line: str, na_x: float = 0.0) -> bytes:
     rows = [f"Na Na{i} 1 {x} {y} {z} 1" for i, (x, y, z) in enumerate(na)]
     rows += [f"Cl Cl{i} 1 {x} {y} {z} 1" for i, (x, y, z) in enumerate(cl)]
     text = (
-        f"data_NaCl\n{symbol_line}\n" + CELL.format(a=5.64, gamma=90.0)
+        f"data_NaCl\n{symbol_line}\n"
+        + CELL.format(a=5.64, gamma=90.0)
         + "_chemical_formula_sum 'Na4 Cl4'\n_chemical_formula_structural NaCl\n"
         "loop_\n_symmetry_equiv_pos_site_id\n_symmetry_equiv_pos_as_xyz\n1 'x, y, z'\n"
         "loop_\n_atom_site_type_symbol\n_atom_site_label\n_atom_site_symmetry_multiplicity\n"
-        "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n"
-        + "\n".join(rows) + "\n"
+        "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\n" + "\n".join(rows) + "\n"
     )
     return text.encode()
 
@@ -101,7 +101,14 @@ def test_raw_rock_salt_is_rebuilt_and_valid():
 def test_formatting_variants_get_the_same_verdict(variant):
     reference = check(raw_rock_salt())
     result = check(variant)
-    for column in ("n_sites", "reduced_formula", "crystallm_valid", "dft_ready", "spacegroup_number", "multiplicity_consistent"):
+    for column in (
+        "n_sites",
+        "reduced_formula",
+        "crystallm_valid",
+        "dft_ready",
+        "spacegroup_number",
+        "multiplicity_consistent",
+    ):
         assert getattr(result, column) == getattr(reference, column), (column, result.crystallm_reason)
 
 
@@ -181,7 +188,8 @@ def test_stretched_cell_lowers_the_bond_score():
 
 def test_single_atom_cell_has_no_bonds_and_score_zero():
     raw = (
-        "data_Po\n_symmetry_space_group_name_H-M 'P 1'\n" + CELL.format(a=3.35, gamma=90.0)
+        "data_Po\n_symmetry_space_group_name_H-M 'P 1'\n"
+        + CELL.format(a=3.35, gamma=90.0)
         + "loop_\n_atom_site_type_symbol\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n"
         "_atom_site_fract_z\n_atom_site_occupancy\nPo Po1 0 0 0 1\n"
     ).encode()
@@ -211,8 +219,9 @@ def test_read_cif_text_keeps_declared_values():
 def test_table_columns_named_like_result_columns_overwrite_nothing():
     from dftscreen.check import CheckResult
 
-    result = CheckResult("a", "t.csv row 0", False, status="invalid",
-                         input_columns={"status": "s", "input_status": "i", "score": 1})
+    result = CheckResult(
+        "a", "t.csv row 0", False, status="invalid", input_columns={"status": "s", "input_status": "i", "score": 1}
+    )
     row = result.to_dict()
     assert row["status"] == "invalid" and row["score"] == 1
     assert sorted(v for k, v in row.items() if k.endswith("input_status")) == ["i", "s"]

@@ -49,12 +49,25 @@ def test_each_column_documented_once_with_a_unit_and_description():
 def test_a_real_table_has_only_documented_columns(tmp_path: Path):
     """A table built by the code (stability on, every target, a table-input column) against the page."""
     out = tmp_path / "out"
-    check = {"structure_id": "a", "source_file": "t.csv row 0", "valid": False, "status": "invalid",
-             "reason": "no atoms", "Prompt": "<prompt>", "reason_input": 1}
+    check = {
+        "structure_id": "a",
+        "source_file": "t.csv row 0",
+        "valid": False,
+        "status": "invalid",
+        "reason": "no atoms",
+        "Prompt": "<prompt>",
+        "reason_input": 1,
+    }
     atomic_write_json(out / "check" / "checks.json", [check])
-    atomic_write_json(out / "references" / "elements" / "Na" / "relax.json",
-                      {"status": "relaxed", "element": "Na", "formula": "Na", "energy_eV": -1.3})
-    targets = {"file": None, "id_column": "structure_id", "properties": {name: {"source_column": "t"} for name in TARGET_KINDS}}
+    atomic_write_json(
+        out / "references" / "elements" / "Na" / "relax.json",
+        {"status": "relaxed", "element": "Na", "formula": "Na", "energy_eV": -1.3},
+    )
+    targets = {
+        "file": None,
+        "id_column": "structure_id",
+        "properties": {name: {"source_column": "t"} for name in TARGET_KINDS},
+    }
     table = table_from_results(out, True, None, run_settings=resolve_settings("test"))
     table = table.assign(t=1.0)
     from dftscreen.aggregate import add_targets

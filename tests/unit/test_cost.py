@@ -20,21 +20,28 @@ def write_json(path: Path, data) -> None:
 def run(tmp_path: Path) -> Path:
     """Two relaxations done (one resumed: 2 starts), one failed, two structures (4 and 8 atoms) pending."""
     out = tmp_path / "out"
-    write_json(out / "check" / "checks.json", [
-        {"structure_id": "a", "valid": True, "n_sites": 2},
-        {"structure_id": "b", "valid": True, "n_sites": 6},
-        {"structure_id": "failed", "valid": True, "n_sites": 4},
-        {"structure_id": "p1", "valid": True, "n_sites": 4},
-        {"structure_id": "p2", "valid": True, "n_sites": 8},
-        {"structure_id": "bad", "valid": False, "status": "invalid", "n_sites": 100},
-    ])
+    write_json(
+        out / "check" / "checks.json",
+        [
+            {"structure_id": "a", "valid": True, "n_sites": 2},
+            {"structure_id": "b", "valid": True, "n_sites": 6},
+            {"structure_id": "failed", "valid": True, "n_sites": 4},
+            {"structure_id": "p1", "valid": True, "n_sites": 4},
+            {"structure_id": "p2", "valid": True, "n_sites": 8},
+            {"structure_id": "bad", "valid": False, "status": "invalid", "n_sites": 100},
+        ],
+    )
     write_json(out / "dft" / "a" / "relax.json", {"status": "relaxed", "wall_time_s": 1800, "mpi_ranks": 2})
     write_json(out / "dft" / "a" / "properties.json", {"status": "done", "wall_time_s": 360, "mpi_ranks": 2})
     # Resumed: the last start took 900 s, all starts 7200 core-seconds.
-    write_json(out / "dft" / "b" / "relax.json",
-               {"status": "relaxed", "wall_time_s": 900, "mpi_ranks": 2, "core_seconds_all_starts": 7200})
-    write_json(out / "dft" / "failed" / "relax.json",
-               {"status": "failed", "wall_time_all_starts_s": 900, "core_seconds_all_starts": 1800, "mpi_ranks": 2})
+    write_json(
+        out / "dft" / "b" / "relax.json",
+        {"status": "relaxed", "wall_time_s": 900, "mpi_ranks": 2, "core_seconds_all_starts": 7200},
+    )
+    write_json(
+        out / "dft" / "failed" / "relax.json",
+        {"status": "failed", "wall_time_all_starts_s": 900, "core_seconds_all_starts": 1800, "mpi_ranks": 2},
+    )
     return out
 
 
@@ -56,7 +63,10 @@ def test_projection_from_measured_cost_per_atom(run: Path):
 def test_status_prints_the_projection(run: Path, capsys):
     assert cli.main(["status", "--no-scheduler", str(run)]) == 0
     text = capsys.readouterr().out
-    assert "cost relax       3.5 core-hours spent (0.292 per atom); 2 pending (12 atoms): about 3.5 core-hours more" in text
+    assert (
+        "cost relax       3.5 core-hours spent (0.292 per atom); 2 pending (12 atoms): about 3.5 core-hours more"
+        in text
+    )
     assert "about 5.3 core-hours in all" in text
     assert cli.main(["status", "--no-scheduler", "--json", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["cost"]["pending_core_hours"] == pytest.approx(5.3)

@@ -1,7 +1,6 @@
 """Real raw CrystaLLM outputs (../shared/data/generated/crystallm): rebuild, CrystaLLM's metric, duplicates."""
 
 import csv
-from pathlib import Path
 
 import pytest
 from pymatgen.core import Composition

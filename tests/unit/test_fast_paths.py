@@ -110,7 +110,7 @@ def test_dedupe_groups_unchanged_by_reduction_once_and_site_count_filter(source)
     match = MatchSettings()
     structures = _structures(source, (0.05, 0.15))
     by_formula: dict[str, list[Candidate]] = {}
-    for k, (name, structure) in enumerate(structures):
+    for k, (_name, structure) in enumerate(structures):
         formula, factor = structure.composition.get_reduced_composition_and_factor()
         by_formula.setdefault(formula.reduced_formula, []).append(
             Candidate(f"s{k:04d}", formula.reduced_formula, structure.volume / factor, structure)

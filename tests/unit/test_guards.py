@@ -25,7 +25,7 @@ def test_schema_error_in_a_few_lines():
         try:
             jsonschema.validate({"check": {"max_atoms": "many"}}, schema)
         except jsonschema.ValidationError as exc:
-            raise WorkflowError("Error validating config file.", exc)  # as snakemake.utils.validate does
+            raise WorkflowError("Error validating config file.", exc) from exc  # as snakemake.utils.validate does
     except WorkflowError as wrapped:
         message = short_schema_error(wrapped)
     assert message.splitlines()[0] == "config error at check.max_atoms: 'many' is not of type 'integer'"

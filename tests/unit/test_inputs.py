@@ -51,7 +51,9 @@ def test_a_files_id_does_not_depend_on_the_other_files():
     alone = dict((rel, sid) for rel, sid, _ in assign_ids(["a b.cif", "x__y.cif", "ñ.cif"]))
     crowded = dict(
         (rel, sid)
-        for rel, sid, _ in assign_ids(["a b.cif", "a_b.cif", "a__b.cif", "a  b.cif", "x/y.cif", "x__y.cif", "ñ.cif", "n.cif"])
+        for rel, sid, _ in assign_ids(
+            ["a b.cif", "a_b.cif", "a__b.cif", "a  b.cif", "x/y.cif", "x__y.cif", "ñ.cif", "n.cif"]
+        )
     )
     assert all(crowded[rel] == sid for rel, sid in alone.items())
 

@@ -32,7 +32,10 @@ def test_paths_are_the_historical_ones():
 def test_wildcards_and_unnormalised_roots_pass_through_verbatim():
     # Snakemake matches outputs by their text: "./out" must not become "out".
     assert ResultsLayout("./out").relax_record("{sid}") == "./out/dft/{sid}/relax.json"
-    assert ResultsLayout("/abs/run 07").element_record("{element}") == "/abs/run 07/references/elements/{element}/relax.json"
+    assert (
+        ResultsLayout("/abs/run 07").element_record("{element}")
+        == "/abs/run 07/references/elements/{element}/relax.json"
+    )
 
 
 def test_unknown_stage_is_refused():

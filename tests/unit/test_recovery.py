@@ -13,7 +13,9 @@ def test_fingerprint_sees_positions_cell_species_and_moments():
     moved.positions[1, 0] += 1e-3
     strained.set_cell(si.cell * 1.001, scale_atoms=True)
     magnetic.set_initial_magnetic_moments([1.0, 0.0])
-    fingerprints = {starting_structure_fingerprint(a) for a in (si, moved, strained, magnetic, bulk("Ge", "diamond", a=5.43))}
+    fingerprints = {
+        starting_structure_fingerprint(a) for a in (si, moved, strained, magnetic, bulk("Ge", "diamond", a=5.43))
+    }
     assert len(fingerprints) == 5
     assert starting_structure_fingerprint(si.copy()) == starting_structure_fingerprint(si)
 

@@ -46,14 +46,25 @@ def write_cif(path: Path, atoms=None) -> Path:
     return path
 
 
-def run_relax(workdir: Path, factory: EMTFactory, overrides: dict | None = None, ladder: list | None = None,
-              cif: Path | None = None) -> dict:
+def run_relax(
+    workdir: Path,
+    factory: EMTFactory,
+    overrides: dict | None = None,
+    ladder: list | None = None,
+    cif: Path | None = None,
+) -> dict:
     """``relax.run`` on distorted Cu with the test preset, as the CLI would, but with ``factory``'s calculators."""
     workdir.mkdir(exist_ok=True)
     cif = cif or write_cif(workdir.parent / f"{workdir.name}_input.cif")
-    record = relax.run(cif=cif, structure_id="cu", settings=resolve_settings("test", overrides, scf_ladder=ladder),
-                       out_json=workdir / "relax.json", out_cif=workdir / "relaxed.cif", workdir=workdir,
-                       attach_calculator=factory)
+    record = relax.run(
+        cif=cif,
+        structure_id="cu",
+        settings=resolve_settings("test", overrides, scf_ladder=ladder),
+        out_json=workdir / "relax.json",
+        out_cif=workdir / "relaxed.cif",
+        workdir=workdir,
+        attach_calculator=factory,
+    )
     assert json.loads((workdir / "relax.json").read_text()) == json.loads(json.dumps(record))
     return record
 
@@ -64,7 +75,11 @@ def run_relax(workdir: Path, factory: EMTFactory, overrides: dict | None = None,
 def test_scf_failure_walks_the_ladder_and_is_recorded_not_raised(tmp_path: Path):
     # Every rung keeps maxiter tiny, so every rung must fail and be named.
     ladder = [
-        {"name": "gentle_mixer", "description": "mixer beta 0.02", "gpaw": {"maxiter": 3, "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}}},
+        {
+            "name": "gentle_mixer",
+            "description": "mixer beta 0.02",
+            "gpaw": {"maxiter": 3, "mixer": {"beta": 0.02, "nmaxold": 5, "weight": 100.0}},
+        },
         {"name": "wide_smearing", "description": "smearing 0.2 eV", "gpaw": {"maxiter": 3, "smearing_eV": 0.2}},
     ]
     factory = EMTFactory()
@@ -82,14 +97,23 @@ def test_scf_failure_walks_the_ladder_and_is_recorded_not_raised(tmp_path: Path)
     assert "mixer" in settings[1] and "mixer" not in settings[2]
     assert settings[2]["smearing_eV"] == 0.2 and settings[1]["smearing_eV"] == 0.1
     assert not (tmp_path / "run" / "relaxed.cif").exists()
-    props = properties.run(tmp_path / "run" / "relax.json", "cu", resolve_settings("test"),
-                           tmp_path / "run" / "properties.json", tmp_path / "run")
+    props = properties.run(
+        tmp_path / "run" / "relax.json",
+        "cu",
+        resolve_settings("test"),
+        tmp_path / "run" / "properties.json",
+        tmp_path / "run",
+    )
     assert props["status"] == "skipped"
 
 
 def test_ladder_rescues_an_scf_that_the_preset_cannot_converge(tmp_path: Path):
-    record = run_relax(tmp_path / "run", EMTFactory(), {"gpaw": {"maxiter": 2}},
-                       [{"name": "more_iterations", "description": "maxiter 200", "gpaw": {"maxiter": 200}}])
+    record = run_relax(
+        tmp_path / "run",
+        EMTFactory(),
+        {"gpaw": {"maxiter": 2}},
+        [{"name": "more_iterations", "description": "maxiter 200", "gpaw": {"maxiter": 200}}],
+    )
     assert record["status"] == "relaxed"
     assert record["scf_strategy"] == "more_iterations"
     assert [a["strategy"] for a in record["scf_attempts"]] == ["preset"]
@@ -158,8 +182,11 @@ def test_stress_threshold_is_a_convergence_criterion(tmp_path: Path):
 
 
 def test_stress_gate_is_off_without_cell_relaxation(tmp_path: Path):
-    record = run_relax(tmp_path / "run", EMTFactory(),
-                       {"relax": {"fmax_eV_per_A": 0.5, "stress_threshold_GPa": 1e-4, "relax_cell": False}})
+    record = run_relax(
+        tmp_path / "run",
+        EMTFactory(),
+        {"relax": {"fmax_eV_per_A": 0.5, "stress_threshold_GPa": 1e-4, "relax_cell": False}},
+    )
     assert record["status"] == "relaxed"
     assert record["max_stress_GPa"] > 1e-4
     assert record["final_volume_A3"] == pytest.approx(record["initial_volume_A3"])
@@ -193,8 +220,13 @@ def straight_run(tmp_path: Path, cif: Path) -> tuple[list, dict]:
     return read(tmp_path / "straight" / "relax_attempt1.traj", index=":"), record
 
 
-def assert_resume_continues_the_uninterrupted_run(workdir: Path, resumed: dict, uninterrupted: list, reference: dict) -> None:
-    """The BFGS Hessian came back with the geometry, so the steps after the resume are those of the uninterrupted run."""
+def assert_resume_continues_the_uninterrupted_run(
+    workdir: Path, resumed: dict, uninterrupted: list, reference: dict
+) -> None:
+    """The BFGS Hessian came back with the geometry.
+
+    So the steps after the resume are those of the uninterrupted run.
+    """
     assert resumed["converged"]
     assert resumed["resumed_with_optimizer_state"] is True
     k = resumed["resumed_from_step"]
@@ -236,15 +268,21 @@ def test_sigkilled_relaxation_resumes_from_last_step(tmp_path: Path):
     # Half a second per evaluation, so the kill lands while the process computes (not while it writes).
     script = (
         "import sys\nfrom pathlib import Path\nsys.path.insert(0, sys.argv[1])\n"
-        "from emt_factory import EMTFactory\nfrom dftscreen import relax\nfrom dftscreen.settings import resolve_settings\n"
+        "from emt_factory import EMTFactory\nfrom dftscreen import relax\n"
+        "from dftscreen.settings import resolve_settings\n"
         "w = Path(sys.argv[2])\n"
-        f"relax.run(Path(sys.argv[3]), 'cu', resolve_settings('test', {RESUME!r}), w / 'relax.json', w / 'relaxed.cif', w,"
+        f"relax.run(Path(sys.argv[3]), 'cu', resolve_settings('test', {RESUME!r}),"
+        " w / 'relax.json', w / 'relaxed.cif', w,"
         " attach_calculator=EMTFactory(seconds_per_evaluation=0.5))\n"
     )
     killed.mkdir()
-    job = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(killed), str(cif)],
-                           env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    job = subprocess.Popen(
+        [sys.executable, "-c", script, str(Path(__file__).parent), str(killed), str(cif)],
+        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     evaluation = killed / "evaluation"
     while time.monotonic() < deadline and job.poll() is None:

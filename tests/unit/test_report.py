@@ -26,19 +26,44 @@ TARGETS = {"file": None, "id_column": "structure_id", "properties": {"band_gap":
 
 
 def _check(sid: str, **extra) -> dict:
-    record = {"structure_id": sid, "source_file": f"{sid}.cif", "valid": True, "status": "", "reason": "",
-              "reduced_formula": "NaCl", "n_sites": 2, "spacegroup_symbol": "P4/nmm", "spacegroup_number": 129,
-              "dft_ready": True, "band_gap": 4.0}
+    record = {
+        "structure_id": sid,
+        "source_file": f"{sid}.cif",
+        "valid": True,
+        "status": "",
+        "reason": "",
+        "reduced_formula": "NaCl",
+        "n_sites": 2,
+        "spacegroup_symbol": "P4/nmm",
+        "spacegroup_number": 129,
+        "dft_ready": True,
+        "band_gap": 4.0,
+    }
     record.update(extra)
     return record
 
 
 def _relax(volume: float, energy: float, core_seconds: float | None = 7200.0, **extra) -> dict:
-    record = {"status": "relaxed", "converged": True, "preset": "test", "settings": SETTINGS, "gpaw_version": "26.7.0",
-              "formula": "Na2Cl2", "energy_eV": energy, "initial_volume_A3": 50.0, "final_volume_A3": volume,
-              "relaxed_cif": "relaxed.cif", "mpi_ranks": 2, "wall_time_s": 1800.0, "n_starts": 2,
-              "change": {"relaxed_matches_generated": False, "spacegroup_changed": True,
-                         "spacegroup_symbol_relaxed": "Fm-3m"}}
+    record = {
+        "status": "relaxed",
+        "converged": True,
+        "preset": "test",
+        "settings": SETTINGS,
+        "gpaw_version": "26.7.0",
+        "formula": "Na2Cl2",
+        "energy_eV": energy,
+        "initial_volume_A3": 50.0,
+        "final_volume_A3": volume,
+        "relaxed_cif": "relaxed.cif",
+        "mpi_ranks": 2,
+        "wall_time_s": 1800.0,
+        "n_starts": 2,
+        "change": {
+            "relaxed_matches_generated": False,
+            "spacegroup_changed": True,
+            "spacegroup_symbol_relaxed": "Fm-3m",
+        },
+    }
     if core_seconds is not None:
         record.update(core_seconds_all_starts=core_seconds, wall_time_all_starts_s=core_seconds / 2)
     record.update(extra)
@@ -46,8 +71,16 @@ def _relax(volume: float, energy: float, core_seconds: float | None = 7200.0, **
 
 
 def _properties(gap: float) -> dict:
-    return {"status": "done", "energy_eV": -7.0, "energy_per_atom_eV": -3.5, "band_gap_eV": gap, "mpi_ranks": 2,
-            "wall_time_s": 360.0, "magnetic_moment_muB": 0.0, "is_magnetic": False}
+    return {
+        "status": "done",
+        "energy_eV": -7.0,
+        "energy_per_atom_eV": -3.5,
+        "band_gap_eV": gap,
+        "mpi_ranks": 2,
+        "wall_time_s": 360.0,
+        "magnetic_moment_muB": 0.0,
+        "is_magnetic": False,
+    }
 
 
 @pytest.fixture
@@ -58,29 +91,49 @@ def results(tmp_path: Path) -> Path:
         _check("good"),
         _check("other", band_gap=1.0),
         _check("twin", valid=False, status="duplicate", reason="same crystal as good", duplicate_of="good"),
-        _check("broken", valid=False, status="invalid", reason="atoms 1 and 4 are 0.31 Å apart",
-               reduced_formula=None, n_sites=None, dft_ready=False),
+        _check(
+            "broken",
+            valid=False,
+            status="invalid",
+            reason="atoms 1 and 4 are 0.31 Å apart",
+            reduced_formula=None,
+            n_sites=None,
+            dft_ready=False,
+        ),
         _check("scf"),
         _check("killed", n_sites=4),
     ]
     atomic_write_json(out / "check" / "checks.json", checks)
-    for sid, relax, props in (("good", _relax(45.0, -14.0), _properties(4.2)),
-                              ("other", _relax(48.0, -13.0, core_seconds=None), _properties(3.0))):
+    for sid, relax, props in (
+        ("good", _relax(45.0, -14.0), _properties(4.2)),
+        ("other", _relax(48.0, -13.0, core_seconds=None), _properties(3.0)),
+    ):
         atomic_write_json(out / "dft" / sid / "relax.json", relax)
         atomic_write_json(out / "dft" / sid / "properties.json", props)
         atomic_write_text(out / "dft" / sid / "relaxed.cif", "data_x\n")
         atomic_write_text(out / "logs" / "relax" / f"{sid}.log", "ionic step    0  energy -14.0 eV\n")
         atomic_write_text(out / "logs" / "properties" / f"{sid}.log", "done\n")
-    atomic_write_json(out / "dft" / "scf" / "relax.json",
-                      {"status": "failed", "reason": "SCF did not converge after 4 strategies: preset (...)",
-                       "preset": "test", "settings": SETTINGS, "mpi_ranks": 2, "wall_time_all_starts_s": 100.0,
-                       "core_seconds_all_starts": 200.0})
-    atomic_write_text(out / "logs" / "relax" / "killed.log",
-                      "ionic step 3\nslurmstepd: error: *** STEP 12.0 ON n1 CANCELLED AT 2026-12-02T01:00:00 "
-                      "DUE TO TIME LIMIT ***\n")
+    atomic_write_json(
+        out / "dft" / "scf" / "relax.json",
+        {
+            "status": "failed",
+            "reason": "SCF did not converge after 4 strategies: preset (...)",
+            "preset": "test",
+            "settings": SETTINGS,
+            "mpi_ranks": 2,
+            "wall_time_all_starts_s": 100.0,
+            "core_seconds_all_starts": 200.0,
+        },
+    )
+    atomic_write_text(
+        out / "logs" / "relax" / "killed.log",
+        "ionic step 3\nslurmstepd: error: *** STEP 12.0 ON n1 CANCELLED AT 2026-12-02T01:00:00 DUE TO TIME LIMIT ***\n",
+    )
     for element, formula, energy in (("Na", "Na", -1.3), ("Cl", "Cl2", -3.6)):
-        atomic_write_json(out / "references" / "elements" / element / "relax.json",
-                          {"status": "relaxed", "element": element, "formula": formula, "energy_eV": energy})
+        atomic_write_json(
+            out / "references" / "elements" / element / "relax.json",
+            {"status": "relaxed", "element": element, "formula": formula, "energy_eV": energy},
+        )
     return out
 
 
@@ -146,7 +199,9 @@ def test_test_preset_says_loudly_that_numbers_are_not_converged(results: Path):
     _, summary = _table_and_summary(results)
     assert summary["numbers_converged"] is False
     assert summary["warning"].startswith("NOT CONVERGED")
-    standard = summarize(pd.DataFrame({"status": ["ok"], "n_sites": [2]}), provenance=run_provenance(resolve_settings("standard")))
+    standard = summarize(
+        pd.DataFrame({"status": ["ok"], "n_sites": [2]}), provenance=run_provenance(resolve_settings("standard"))
+    )
     assert standard["warning"] is None and standard["numbers_converged"] is True
 
 

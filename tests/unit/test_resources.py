@@ -9,7 +9,9 @@ def test_ranks_grow_with_atoms_up_to_the_limit():
 
 
 def test_retries_get_more_time_and_memory():
-    policy = ResourcePolicy(runtime_min_base=30, runtime_min_per_atom=5.0, mem_mb_per_task_base=1000, mem_mb_per_task_per_atom=50)
+    policy = ResourcePolicy(
+        runtime_min_base=30, runtime_min_per_atom=5.0, mem_mb_per_task_base=1000, mem_mb_per_task_per_atom=50
+    )
     assert policy.runtime_min(10, attempt=1) == 80
     assert policy.runtime_min(10, attempt=2) == 160
     assert policy.runtime_min(20, attempt=1) > policy.runtime_min(10, attempt=1)

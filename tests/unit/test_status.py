@@ -26,7 +26,13 @@ def make_run(workdir: Path) -> Path:
     out = workdir / "out"
     checks = [
         {"structure_id": "bad", "valid": False, "status": "invalid", "reason": "atoms 1 and 2 are 0.31 Å apart"},
-        {"structure_id": "twin", "valid": False, "status": "duplicate", "reason": "same crystal as done", "duplicate_of": "done"},
+        {
+            "structure_id": "twin",
+            "valid": False,
+            "status": "duplicate",
+            "reason": "same crystal as done",
+            "duplicate_of": "done",
+        },
         {"structure_id": "done", "valid": True},
         {"structure_id": "scf_failed", "valid": True},
         {"structure_id": "timed_out", "valid": True},
@@ -35,8 +41,10 @@ def make_run(workdir: Path) -> Path:
     write_json(out / "check" / "checks.json", checks)
     write_json(out / "dft" / "done" / "relax.json", {"status": "relaxed"})
     write_json(out / "dft" / "done" / "properties.json", {"status": "done"})
-    write_json(out / "dft" / "scf_failed" / "relax.json",
-               {"status": "failed", "reason": "SCF did not converge after 4 strategies: preset"})
+    write_json(
+        out / "dft" / "scf_failed" / "relax.json",
+        {"status": "failed", "reason": "SCF did not converge after 4 strategies: preset"},
+    )
     # timed_out: a checkpoint but no record (SLURM killed it); queued: nothing yet.
     write_json(out / "dft" / "timed_out" / "checkpoint.json", {"n_ionic_steps": 3})
     return out
@@ -160,8 +168,13 @@ def test_reason_kinds_and_plugin_comments():
 
 
 def test_console_script_runs_without_snakemake_dag(run_with_scheduler: Path):
-    proc = subprocess.run([sys.executable, "-m", "dftscreen.cli", "status", "--json", str(run_with_scheduler)],
-                          capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    proc = subprocess.run(
+        [sys.executable, "-m", "dftscreen.cli", "status", "--json", str(run_with_scheduler)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["stages"]["relax"]["done"] == 1
 
@@ -181,8 +194,12 @@ def test_install_profile_makes_bare_profile_name_resolve(tmp_path: Path, monkeyp
     assert profile["set-resources"]["relax"]["cpus_per_task"] == 1
     assert profile["keep-incomplete"] is True  # packs keep finished members after a failure
     # Snakemake's own lookup of a bare name searches the user folder.
-    monkeypatch.setattr("snakemake.cli.get_appdirs", lambda: type("D", (), {
-        "user_config_dir": str(tmp_path / "snakemake-config"), "site_config_dir": str(tmp_path / "site")})())
+    monkeypatch.setattr(
+        "snakemake.cli.get_appdirs",
+        lambda: type(
+            "D", (), {"user_config_dir": str(tmp_path / "snakemake-config"), "site_config_dir": str(tmp_path / "site")}
+        )(),
+    )
     found = get_profile_dir("slurm")
     assert found is not None and Path(found[1]) == path
 

@@ -22,7 +22,9 @@ def test_targets_from_file_give_error_and_hit(tmp_path):
     path = tmp_path / "targets.csv"
     pd.DataFrame({"source_file": ["a.cif", "b.cif", "d.cif"], "gap": [1.8, 1.8, 2.0]}).to_csv(path, index=False)
     targets = read_target_file(path, "source_file")
-    table = add_target_columns(results(), {"band_gap": {"source_column": "gap", "tolerance": 0.2}}, targets, "source_file")
+    table = add_target_columns(
+        results(), {"band_gap": {"source_column": "gap", "tolerance": 0.2}}, targets, "source_file"
+    )
     assert table["target_band_gap_eV"].tolist()[:2] == [1.8, 1.8]
     assert table["band_gap_error_eV"].tolist()[:2] == pytest.approx([-0.1, -1.8])
     assert table["band_gap_hit"].tolist()[:2] == [True, False]

@@ -17,6 +17,9 @@ rule aggregate:
         csv=report(LAYOUT.results_csv, caption="../report/results.rst", category="Results"),
         parquet=LAYOUT.results_parquet,
         summary=report(LAYOUT.summary, caption="../report/summary.rst", category="Results"),
+    log:
+        LAYOUT.log("aggregate"),
+    localrule: True
     params:
         dft_dir=LAYOUT.dft_dir,
         with_formation_energies=STABILITY["elemental_references"],
@@ -24,10 +27,7 @@ rule aggregate:
         targets=config["targets"],
         # For provenance (versions, settings hash) of the rows and summary.json.
         settings=global_settings_json,
-        out_dir=OUT,
+        out_dir=lambda wildcards: OUT,
         ml_prerelax=ML["enabled"] and ML["prerelax"],
-    log:
-        LAYOUT.log("aggregate"),
-    localrule: True
     script:
         "../scripts/aggregate.py"

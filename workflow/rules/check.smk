@@ -11,17 +11,17 @@ checkpoint check:
     output:
         table=LAYOUT.checks_table,
         valid_ids=LAYOUT.valid_ids,
-    params:
-        inputs=config["input"],
-        output_dir=OUT,
-        inputs_dir=LAYOUT.inputs_dir,
-        size_gate=size_gate_params(),
-        check=config["check"],
-        xc=DFT_SETTINGS["gpaw"]["xc"],
     log:
         LAYOUT.log("check"),
     threads: config["check"]["workers"]
     resources:
         runtime=60,
+    params:
+        inputs=config["input"],
+        output_dir=lambda wildcards: OUT,
+        inputs_dir=LAYOUT.inputs_dir,
+        size_gate=size_gate_params(),
+        check=config["check"],
+        xc=DFT_SETTINGS["gpaw"]["xc"],
     script:
         "../scripts/check.py"

@@ -33,7 +33,6 @@ from dftscreen.settings import deep_merge, resolve_settings
 from dftscreen.targets import TARGET_KINDS
 from dftscreen import slurm_pack
 
-
 try:
     validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 except WorkflowError as exc:
@@ -81,12 +80,14 @@ LIBRARY = ReferenceLibrary(
     STABILITY["reference_library_dir"] or LAYOUT.default_reference_library, settings_key(DFT_SETTINGS)
 )
 # GPAW's launcher from the environment running Snakemake (works without activating it).
-# Every path a rule puts in a shell command is quoted ({x:q}): output_dir may hold spaces
+# Every path in a shell command is quoted ({x:q}), since output_dir may hold spaces
 # or shell characters.
 GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
 # Figures of the HTML report (fixed names, one parity plot per configured target) and their captions.
 REPORT_FIGURES = figure_names(config["targets"]["properties"])
-REPORT_CAPTIONS = {name: "parity.rst" if name.startswith("parity_") else name.replace(".png", ".rst") for name in REPORT_FIGURES}
+REPORT_CAPTIONS = {
+    name: "parity.rst" if name.startswith("parity_") else name.replace(".png", ".rst") for name in REPORT_FIGURES
+}
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
@@ -94,12 +95,6 @@ MPIEXEC = "mpiexec --bind-to none"
 # Group jobs (packs of structures, see profiles/slurm) with the pinned SLURM plugin run
 # their members one after another and lose finished members on a failure: fixed here.
 slurm_pack.install()
-
-
-wildcard_constraints:
-    sid=STRUCTURE_ID_PATTERN,
-    element="[A-Z][a-z]?",
-    ekey="(auto|delta|cif)-[0-9a-f]{12}|auto",
 
 
 def input_cif(wildcards):
@@ -339,7 +334,9 @@ def ml_known_phase_energies(wildcards):
 
 
 def competing_phases_wanted():
-    return bool(KNOWN["database"]["path"]) and KNOWN["competing_phases"]["enabled"] and STABILITY["elemental_references"]
+    return (
+        bool(KNOWN["database"]["path"]) and KNOWN["competing_phases"]["enabled"] and STABILITY["elemental_references"]
+    )
 
 
 def chosen_phase_keys():
@@ -355,7 +352,9 @@ def chosen_phase_keys():
         if not (
             "-" not in phase["chemical_system"]
             and STABILITY["elemental_references"]
-            and any(key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"]))
+            and any(
+                key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"])
+            )
         )
     ]
 
@@ -429,10 +428,103 @@ def write_partial_table():
         from dftscreen.ml import add_ml_columns
 
         # Verdicts again: they read the ML columns added here.
-        table = add_verdicts(add_ml_columns(table, OUT, config["ml"]["prerelax"]), STABILITY["stable_threshold_eV_per_atom"])
+        table = add_verdicts(
+            add_ml_columns(table, OUT, config["ml"]["prerelax"]), STABILITY["stable_threshold_eV_per_atom"]
+        )
     write_table(table, LAYOUT.partial_csv, LAYOUT.partial_parquet)
     print(
         f"dftscreen: some jobs failed; partial table with every row written to {LAYOUT.partial_csv}. "
         "Rerun the same command to redo only what failed.",
         file=sys.stderr,
     )
+
+
+# --- the ML stage (rules/ml.smk) -------------------------------------------------------
+import os
+from types import SimpleNamespace
+
+from dftscreen.ml import batch_index, dft_start_cif as _dft_start_cif, n_batches, screen_threshold
+
+ML = config["ml"]
+ML_SCREEN_THRESHOLD = screen_threshold(ML, DFT["preset"])
+ML_RESULT_SETTINGS = {"model": ML["model"], "relax": ML["relax"]}
+
+
+def checked_valid_ids():
+    """The check checkpoint's valid ids, read from its file when it exists.
+
+    Not through checkpoints.check.get() once the file is there: the ML jobs list the
+    check table as a plain input, so Snakemake re-evaluates them when the check reruns,
+    while a .get() here would chain two checkpoints (check, then ml_screen), and
+    Snakemake 9 then never re-evaluates what depends on an already finished ml_screen:
+    a rerun after the ML stage would report "Nothing to be done" with DFT pending.
+    """
+    if not os.path.exists(LAYOUT.valid_ids):
+        checkpoints.check.get()  # raises until the check has run
+    with open(LAYOUT.valid_ids) as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+def checked_records():
+    """The check table as {id: record} (read by path, see checked_valid_ids)."""
+    if not os.path.exists(LAYOUT.checks_table):
+        checkpoints.check.get()
+    with open(LAYOUT.checks_table) as handle:
+        return {r["structure_id"]: r for r in json.load(handle)}
+
+
+def ml_batches():
+    """Batch index -> ids, from the check checkpoint (the same split in every Snakemake process)."""
+    ids = checked_valid_ids()
+    count = n_batches(len(ids), ML["batch_size"])
+    batches = {n: [] for n in range(count)}
+    for sid in ids:
+        batches[batch_index(sid, count)].append(sid)
+    return batches
+
+
+def ml_batch_ids(wildcards):
+    return ml_batches()[int(wildcards.batch)]
+
+
+def ml_batch_cifs(wildcards):
+    return [input_cif(SimpleNamespace(sid=sid)) for sid in ml_batch_ids(wildcards)]
+
+
+def ml_batch_runtime(wildcards, attempt):
+    return int((10 + ML["runtime_min_per_structure"] * len(ml_batch_ids(wildcards))) * attempt)
+
+
+def all_ml_batch_records(wildcards):
+    if not ML["enabled"]:
+        return []
+    return expand(LAYOUT.ml_batch_record("{batch}"), batch=sorted(ml_batches()))
+
+
+def ml_reference_elements():
+    """Elements of every unique valid structure and of every reference phase (all get ML references)."""
+    from pymatgen.core import Composition
+
+    checks = checked_records()
+    formulas = [checks[sid].get("reduced_formula") for sid in checked_valid_ids()]
+    elements = {el.symbol for formula in formulas if formula for el in Composition(formula).elements}
+    for item in REFERENCE_PHASES.values():
+        elements |= reference_phase_elements(item.path)
+    return sorted(elements)
+
+
+def dft_structure_ids():
+    """Ids that go to DFT: the check's valid ids, less those the ML pre-screen screened out."""
+    if not ML["enabled"]:
+        return valid_structure_ids()
+    with open(checkpoints.ml_screen.get().output.dft_ids) as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+def dft_start_cif(wildcards):
+    """The CIF the DFT relaxation starts from: the ML-relaxed one with ml.prerelax, else the generated one."""
+    return _dft_start_cif(LAYOUT, wildcards.sid, input_cif(wildcards), ML["enabled"] and ML["prerelax"])
+
+
+def ml_screen_output(wildcards):
+    return [LAYOUT.ml_screen] if ML["enabled"] else []

@@ -48,6 +48,6 @@ use rule relax as relax_competing_phase with:
         mem_mb_per_cpu=mem_for(competing_phase_n_atoms),
     params:
         settings=global_settings_json,
-        relaxed_cif=lambda wildcards: LIBRARY.phase_dir(wildcards.sid) + "/relaxed.cif",
+        relaxed_cif=lambda wildcards: LIBRARY.phase_relaxed_cif(wildcards.sid),
         workdir=lambda wildcards: LIBRARY.phase_dir(wildcards.sid),
         gpaw_python=GPAW_PYTHON,

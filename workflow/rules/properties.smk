@@ -6,10 +6,6 @@ rule properties:
         relax=LAYOUT.relax_record("{sid}"),
     output:
         record=LAYOUT.properties_record("{sid}"),
-    params:
-        settings=dft_settings_json,
-        workdir=lambda wildcards: LAYOUT.structure_dir(wildcards.sid),
-        gpaw_python=GPAW_PYTHON,
     log:
         LAYOUT.log("properties", "{sid}"),
     # Before any new relaxation: a structure's row is finished as soon as it can
@@ -21,6 +17,10 @@ rule properties:
         mpi=launcher_for("properties"),
         runtime=runtime_min,
         mem_mb_per_cpu=mem_mb_per_task,
+    params:
+        settings=dft_settings_json,
+        workdir=lambda wildcards: LAYOUT.structure_dir(wildcards.sid),
+        gpaw_python=GPAW_PYTHON,
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.properties --structure-id {wildcards.sid} --relax-json {input.relax:q}"

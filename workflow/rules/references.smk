@@ -8,13 +8,6 @@ rule element_reference:
         # In the reference library, keyed by DFT settings and by the structure standing for
         # the element, so every run sharing the library computes each element once.
         record=LIBRARY.element_record("{element}", "{ekey}"),
-    params:
-        settings=global_settings_json,
-        relaxed_cif=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey) + "/relaxed.cif",
-        workdir=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey),
-        gpaw_python=GPAW_PYTHON,
-        cif_option=element_reference_cif_option,
-        candidate_option=element_candidate_option,
     log:
         LAYOUT.log("references/elements", "{element}-{ekey}"),
     # Every formation energy and hull needs them, so they go first.
@@ -26,6 +19,13 @@ rule element_reference:
         mpi=launcher_for("element_reference"),
         runtime=runtime_for(element_n_atoms),
         mem_mb_per_cpu=mem_for(element_n_atoms),
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: LIBRARY.element_relaxed_cif(wildcards.element, wildcards.ekey),
+        workdir=lambda wildcards: LIBRARY.element_dir(wildcards.element, wildcards.ekey),
+        gpaw_python=GPAW_PYTHON,
+        cif_option=element_reference_cif_option,
+        candidate_option=element_candidate_option,
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.references --element {wildcards.element} --structure-id element_{wildcards.element}"
@@ -39,11 +39,6 @@ use rule relax as relax_reference_phase with:
         cif=reference_phase_cif,
     output:
         record=LAYOUT.phase_record("{sid}"),
-    params:
-        settings=global_settings_json,
-        relaxed_cif=lambda wildcards: LAYOUT.phase_dir(wildcards.sid) + "/relaxed.cif",
-        workdir=lambda wildcards: LAYOUT.phase_dir(wildcards.sid),
-        gpaw_python=GPAW_PYTHON,
     log:
         LAYOUT.log("references/phases", "{sid}"),
     # Every energy above the hull needs them.
@@ -55,3 +50,8 @@ use rule relax as relax_reference_phase with:
         mpi=launcher_for("relax_reference_phase"),
         runtime=runtime_for(phase_n_atoms),
         mem_mb_per_cpu=mem_for(phase_n_atoms),
+    params:
+        settings=global_settings_json,
+        relaxed_cif=lambda wildcards: LAYOUT.phase_relaxed_cif(wildcards.sid),
+        workdir=lambda wildcards: LAYOUT.phase_dir(wildcards.sid),
+        gpaw_python=GPAW_PYTHON,

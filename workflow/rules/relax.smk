@@ -7,6 +7,14 @@ rule relax:
         cif=dft_start_cif,
     output:
         record=LAYOUT.relax_record("{sid}"),
+    log:
+        LAYOUT.log("relax", "{sid}"),
+    threads: mpi_tasks
+    resources:
+        tasks=mpi_tasks,
+        mpi=launcher_for("relax"),
+        runtime=runtime_min,
+        mem_mb_per_cpu=mem_mb_per_task,
     params:
         settings=dft_settings_json,
         # A param, not an output: a relaxation that fails still writes relax.json (with
@@ -16,14 +24,6 @@ rule relax:
         relaxed_cif=lambda wildcards: LAYOUT.relaxed_cif(wildcards.sid),
         workdir=lambda wildcards: LAYOUT.structure_dir(wildcards.sid),
         gpaw_python=GPAW_PYTHON,
-    log:
-        LAYOUT.log("relax", "{sid}"),
-    threads: mpi_tasks
-    resources:
-        tasks=mpi_tasks,
-        mpi=launcher_for("relax"),
-        runtime=runtime_min,
-        mem_mb_per_cpu=mem_mb_per_task,
     shell:
         "OMP_NUM_THREADS=1 {resources.mpi} -n {resources.tasks} {params.gpaw_python}"
         " -m dftscreen.relax --structure-id {wildcards.sid} --cif {input.cif:q}"

@@ -12,14 +12,14 @@ rule report:
             report(LAYOUT.report_file(name), caption=f"../report/{REPORT_CAPTIONS[name]}", category="Figures")
             for name in REPORT_FIGURES
         ],
-    params:
-        out_dir=OUT,
-        report_dir=LAYOUT.report_dir,
-        settings=global_settings_json,
-        targets=config["targets"],
-        stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
     log:
         LAYOUT.log("report"),
     localrule: True
+    params:
+        out_dir=lambda wildcards: OUT,
+        report_dir=lambda wildcards: LAYOUT.report_dir,
+        settings=global_settings_json,
+        targets=config["targets"],
+        stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
     script:
         "../scripts/report.py"

@@ -43,12 +43,17 @@ for r in results:
     if not r.valid:
         logging.debug("%s %s: %s", r.status, r.structure_id, r.reason)
 logging.info("statuses: %s", dict(Counter(r.status or "to DFT" for r in results)))
-logging.info("ids made from changed or shortened names: %d (see the id_note column)", sum(bool(r.id_note) for r in results))
+logging.info(
+    "ids made from changed or shortened names: %d (see the id_note column)", sum(bool(r.id_note) for r in results)
+)
 for reason, count in Counter(r.reason.split(";")[0] for r in results if not r.valid).most_common(10):
     logging.info("%6d x %s", count, reason)
 logging.info(
     "%d files, %d crystallm_valid, %d dft_ready, %d unique dft_ready sent to DFT",
-    len(results), sum(r.crystallm_valid for r in results), sum(r.dft_ready for r in results), len(valid),
+    len(results),
+    sum(r.crystallm_valid for r in results),
+    sum(r.dft_ready for r in results),
+    len(valid),
 )
 by_id = {item.structure_id: item for item in items}
 for sid in valid:

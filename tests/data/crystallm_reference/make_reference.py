@@ -12,18 +12,35 @@ exception counts as not valid.
 
     CRYSTALLM_PATH=/path/to/crystallm_parent python make_reference.py ../shared/data/generated/crystallm
 """
-import glob, os, sys, warnings
+
+import glob
+import os
+import sys
+import warnings
+
 warnings.filterwarnings("ignore")
 sys.path.insert(0, os.environ["CRYSTALLM_PATH"])
 # CrystaLLM pins pymatgen 2023; two methods were renamed since. Alias them, change nothing else.
 from pymatgen.core.operations import SymmOp
 from pymatgen.io.cif import CifParser
+
 SymmOp.as_xyz_string = SymmOp.as_xyz_str
 CifParser.from_string = CifParser.from_str
-from crystallm import (is_sensible, extract_space_group_symbol, replace_symmetry_operators,
-    is_atom_site_multiplicity_consistent, is_space_group_consistent, bond_length_reasonableness_score, is_valid, is_formula_consistent)
+from crystallm import (
+    is_sensible,
+    extract_space_group_symbol,
+    replace_symmetry_operators,
+    is_atom_site_multiplicity_consistent,
+    is_space_group_consistent,
+    bond_length_reasonableness_score,
+    is_valid,
+    is_formula_consistent,
+)
+
 root = sys.argv[1]
-print("file,crystallm_evaluated,sensible,multiplicity_consistent,space_group_consistent,formula_consistent,bond_score,valid,error")
+print(
+    "file,crystallm_evaluated,sensible,multiplicity_consistent,space_group_consistent,formula_consistent,bond_score,valid,error"
+)
 for f in sorted(glob.glob(os.path.join(root, "**/*.cif"), recursive=True)):
     rel = os.path.relpath(f, root)
     cif = open(f).read()
@@ -39,12 +56,16 @@ for f in sorted(glob.glob(os.path.join(root, "**/*.cif"), recursive=True)):
         row["sg"] = is_space_group_consistent(cif)
         try:
             row["formula"] = is_formula_consistent(cif)
-        except Exception as e:
+        except Exception:
             row["formula"] = "error"
         row["score"] = f"{bond_length_reasonableness_score(cif):.4f}"
         row["valid"] = is_valid(cif, bond_length_acceptability_cutoff=1.0)
         evaluated = True
     except Exception as e:
-        row["err"] = (type(e).__name__ + ": " + str(e).splitlines()[0] if str(e) else type(e).__name__).replace(",", ";")
+        row["err"] = (type(e).__name__ + ": " + str(e).splitlines()[0] if str(e) else type(e).__name__).replace(
+            ",", ";"
+        )
         row["valid"] = False
-    print(f"{rel},{evaluated},{row['sensible']},{row['mult']},{row['sg']},{row['formula']},{row['score']},{row['valid']},{row['err']}")
+    print(
+        f"{rel},{evaluated},{row['sensible']},{row['mult']},{row['sg']},{row['formula']},{row['score']},{row['valid']},{row['err']}"
+    )

@@ -1,15 +1,18 @@
 """dftscreen: screen generated crystal structures with checks and GPAW DFT.
 
-Modules, one per workflow stage:
+Modules, grouped by the workflow stage that uses them (README, "Architecture"):
 
-- :mod:`dftscreen.inputs`     find input CIFs and give each a path-safe structure id
-- :mod:`dftscreen.cif_reader` read a CIF and build its full unit cell
-- :mod:`dftscreen.check`      sanity-check one structure (pymatgen, spglib)
-- :mod:`dftscreen.check_batch` check many files in parallel, then deduplicate
-- :mod:`dftscreen.settings`   named DFT presets and their overrides
-- :mod:`dftscreen.relax`      GPAW plane-wave PBE relaxation of cell and positions
-- :mod:`dftscreen.properties` single point on the relaxed structure: energy, gap, moment
-- :mod:`dftscreen.aggregate`  one results table row per input file
+- inputs and checks: :mod:`inputs`, :mod:`cif_reader`, :mod:`check`, :mod:`check_batch`,
+  :mod:`bonds`, :mod:`dedupe`, :mod:`size_gate`, :mod:`guards`
+- ML pre-relaxation: :mod:`ml`
+- known materials: :mod:`known`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
+  :mod:`smact_check`, :mod:`fetch_known`
+- DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
+  :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`
+- table, summary and report: :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
+  :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`report`
+- running and looking: :mod:`layout`, :mod:`status`, :mod:`cli`, :mod:`slurm_pack`,
+  :mod:`dag_speed`, :mod:`io`, :mod:`status_codes`
 """
 
 import os as _os

@@ -60,7 +60,7 @@ def prototypes() -> list[Structure]:
             structure.remove_oxidation_states()
             structures.append(structure)
     if SHARED.is_dir():
-        from dftscreen.check import read_structure
+        from dftscreen.cif_reader import read_structure
 
         cifs = sorted((SHARED / "reference" / "perov5_sample50").glob("*.cif"))[:20]
         cifs += sorted((SHARED / "generated" / "crystallm").rglob("*.cif"))[::4]

@@ -35,7 +35,7 @@ NOVELTY_COLUMNS = {
 
 
 def _read_structures(dft_cifs: dict[str, str]) -> list[tuple[str, Any]]:
-    from dftscreen.check import read_structure  # moves to cif_reader with issue 14
+    from dftscreen.cif_reader import read_structure
 
     structures = []
     for structure_id, path in dft_cifs.items():

@@ -79,7 +79,7 @@ class KnownEntry:
 
                     self._structure = read_cif_text(self.cif_text).structure
                 elif self.cif_path is not None:
-                    from dftscreen.check import read_structure  # moves to cif_reader with issue 14
+                    from dftscreen.cif_reader import read_structure
 
                     self._structure, _ = read_structure(self.cif_path)
                 else:
@@ -262,7 +262,7 @@ def read_cif_folder(path: str | Path) -> KnownSet:
     Raises:
         KnownSetError: the folder is missing or a CIF cannot be read.
     """
-    from dftscreen.check import read_structure  # moves to cif_reader with issue 14
+    from dftscreen.cif_reader import read_structure
     from dftscreen.inputs import discover_cifs
 
     try:

@@ -29,11 +29,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from dftscreen.inputs import make_id
 import yaml
 
 from conftest import EXAMPLES, REPO, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
+
+# The id of "broken overlapping atoms.cif": a name with spaces gets a readable prefix and a hash of its path.
+BROKEN_ID = make_id("broken overlapping atoms.cif")[0]
 
 CLUSTER_SCRIPT = REPO / "tools" / "slurm_cluster.sh"
 FAST = "MgGeO3_perov5_16100"
@@ -229,7 +234,7 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
     assert record["mpi_ranks"] == 2
     table = pd.read_csv(workdir / "out" / "results.csv").set_index("structure_id")
     assert len(table) == len(STRUCTURES)
-    assert table.loc["broken_overlapping_atoms", "status"] == "invalid"
+    assert table.loc[BROKEN_ID, "status"] == "invalid"
     for sid in (FAST, KILLED):
         assert table.loc[sid, "status"] in ("ok", "not_converged"), table.loc[sid, "reason"]
         assert math.isfinite(table.loc[sid, "energy_per_atom_eV"])

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from dftscreen.inputs import make_id
 import yaml
 
 from conftest import (
@@ -23,6 +25,9 @@ from conftest import (
 )
 
 pytestmark = pytest.mark.e2e
+
+# The id of "broken overlapping atoms.cif": a name with spaces gets a readable prefix and a hash of its path.
+BROKEN_ID = make_id("broken overlapping atoms.cif")[0]
 
 STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif", "broken overlapping atoms.cif"]
 
@@ -62,7 +67,7 @@ def test_table_has_one_row_per_input_with_reasons_and_energies(finished_run: Pat
     csv = pd.read_csv(finished_run / "out" / "results.csv")
     assert len(table) == len(csv) == len(STRUCTURES)
     rows = table.set_index("structure_id")
-    broken = rows.loc["broken_overlapping_atoms"]
+    broken = rows.loc[BROKEN_ID]
     assert broken["status"] == "invalid"
     assert "closer than the 0.5 Å allowed" in broken["reason"]
     for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
@@ -85,14 +90,14 @@ def test_report_of_the_finished_run_is_complete(finished_run: Path):
     for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
         assert f"../dft/{sid}/relaxed.cif" in page.links and f"../logs/relax/{sid}.log" in page.links
     assert "NOT CONVERGED" in text  # test preset
-    assert "broken_overlapping_atoms" in text and "closer than the # Å allowed" in text
+    assert BROKEN_ID in text and "closer than the # Å allowed" in text
 
 
 def test_verdict_provenance_and_cost_of_the_finished_run(finished_run: Path):
     out = finished_run / "out"
     table = pd.read_csv(out / "results.csv").set_index("structure_id")
     assert undocumented(list(table.reset_index().columns)) == []  # docs/columns.md covers the real table
-    broken = table.loc["broken_overlapping_atoms"]
+    broken = table.loc[BROKEN_ID]
     assert broken["verdict"].startswith("invalid: " + broken["reason"][:40])
     for sid in ("NaCl_crystallm_P4nmm", "MgGeO3_perov5_16100"):
         row = table.loc[sid]
@@ -164,8 +169,8 @@ def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
     assert not (tmp_path / "out" / "results.csv").exists()
     table = pd.read_csv(tmp_path / "out" / "results_partial.csv").set_index("structure_id")
     assert len(table) == len(STRUCTURES)
-    assert table.loc["broken_overlapping_atoms", "status"] == "invalid"
-    assert set(table.drop("broken_overlapping_atoms")["status"]) == {"not_finished"}
+    assert table.loc[BROKEN_ID, "status"] == "invalid"
+    assert set(table.drop(BROKEN_ID)["status"]) == {"not_finished"}
     assert "rerun" in table.loc["NaCl_crystallm_P4nmm", "reason"]
     # Nothing that looks finished was left by the failed jobs.
     assert not list((tmp_path / "out").glob("dft/*/relax.json"))

@@ -121,7 +121,9 @@ def test_verdict_provenance_and_cost_of_the_finished_run(finished_run: Path):
     assert set(table["gpaw_data_version"].astype(str)) == {provenance["gpaw_data_version"]}
     assert summary["cost"]["stages"]["relax"]["core_hours"] == pytest.approx(table["relax_core_hours"].sum())
     assert summary["cost"]["failure_taxonomy"] == {"SCF not converged": 0, "time limit": 0, "memory": 0, "other": 0}
-    assert [s["stage"] for s in summary["funnel"]][:5] == ["inputs", "parsed", "dft_ready", "unique", "relaxed"]
+    # The ML stage is on by default, so its screen is a stage of the funnel.
+    stages = [s["stage"] for s in summary["funnel"]][:6]
+    assert stages == ["inputs", "parsed", "dft_ready", "unique", "passed ML screen", "relaxed"]
 
 
 def test_report_renders_in_headless_chromium(finished_run: Path, tmp_path: Path):

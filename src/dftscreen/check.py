@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.core.periodic_table import get_el_sp
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer, SymmetryUndeterminedError
+from spglib import SpglibError
 
 from dftscreen import status_codes
 from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_score
@@ -414,7 +415,7 @@ def check_read_result(
             )
         try:
             result.spacegroup_symbol, result.spacegroup_number = spacegroup(structure, settings.symprec_A)
-        except Exception as exc:  # spglib can fail on degenerate cells
+        except (SpglibError, SymmetryUndeterminedError) as exc:  # spglib can fail on degenerate cells
             crystallm_problems.append(f"spglib could not determine the symmetry: {exc}")
         if result.declared_spacegroup_number is not None and result.spacegroup_number is not None:
             result.spacegroup_consistent = result.declared_spacegroup_number == result.spacegroup_number

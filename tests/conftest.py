@@ -29,11 +29,21 @@ PEROV5 = SHARED / "data" / "reference" / "perov5_sample50"
 FOLDER_MARKERS = {"dft": "dft", "workflow": "workflow"}
 
 
+#: Test modules that bring up the one-node SLURM cluster (tools/slurm_cluster.sh).
+SLURM_MODULES = ("test_slurm.py", "test_slurm_pack.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         marker = FOLDER_MARKERS.get(Path(str(item.fspath)).parent.name)
         if marker is not None:
             item.add_marker(marker)
+    # The SLURM tests go last. They install SLURM's client tools, and from then on every
+    # Snakemake start (the SLURM executor plugin, imported with every installed plugin, runs
+    # `scontrol show config` at import) waits ~9 s for a controller that no longer runs once a
+    # SLURM test has taken its cluster down: about 10 s added to each later workflow test's
+    # Snakemake call. The sort is stable, so every other test keeps its order.
+    items.sort(key=lambda item: Path(str(item.fspath)).name in SLURM_MODULES)
 
 
 def mpi_env() -> dict[str, str]:

@@ -30,6 +30,9 @@ pytestmark = pytest.mark.e2e
 BROKEN_ID = make_id("broken overlapping atoms.cif")[0]
 
 STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif", "broken overlapping atoms.cif"]
+# The ML stage is on by default and `finished_run` runs it; the other runs here test other things,
+# and loading torch and SevenNet-0 with its elemental references costs each of them ~1 min.
+ML_OFF = {"ml": {"enabled": False}}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -165,7 +168,7 @@ def test_deleting_one_structure_reruns_only_that_structure(finished_run: Path):
 
 def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
     """A job that crashes (here: the MPI launcher is `false`) must not lose the other rows."""
-    prepare_run(tmp_path, STRUCTURES, {"stability": {"elemental_references": False}})
+    prepare_run(tmp_path, STRUCTURES, {"stability": {"elemental_references": False}, **ML_OFF})
     proc = snakemake(tmp_path, "--set-resources", "relax:mpi=false")
     assert proc.returncode != 0
     assert not (tmp_path / "out" / "results.csv").exists()
@@ -180,6 +183,7 @@ def test_failed_jobs_leave_a_partial_table_and_keep_the_others(tmp_path: Path):
 
 def test_scf_failure_of_one_structure_does_not_stop_the_others(tmp_path: Path):
     config = {
+        **ML_OFF,
         "stability": {"elemental_references": False},
         "dft": {
             "preset": "test",
@@ -210,7 +214,7 @@ def test_formation_energy_and_hull_from_workflow_computed_references(tmp_path: P
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
 
-    prepare_run(tmp_path, [], {"dft": {"preset": "test"},
+    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, **ML_OFF,
                                "stability": {"reference_cif_dir": "known_phases",
                                              "elemental_reference_cifs": {"Na": "elements/Na_bcc.cif"}},
                                "targets": {"file": "targets.csv", "properties": {"band_gap": {"tolerance": 0.5}}}})
@@ -265,7 +269,7 @@ def test_workflow_finishes_on_the_bad_input_corpus(tmp_path: Path):
     """Every file of tests/data/bad_cifs gets a row with a reason; the one distinct good
     crystal (rutile) is computed once; nothing is written outside the run folder."""
     corpus = TEST_DATA / "bad_cifs"
-    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"elemental_references": False}})
+    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"elemental_references": False}, **ML_OFF})
     # The slab and the molecule in a box are sound structures of their own (their notes are
     # tested in test_bad_cifs.py); here they would only add two DFT runs.
     for path in corpus.iterdir():
@@ -294,7 +298,8 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     CIF expanding to 7,584 atoms (minutes and gigabytes in the check). Every row is intact."""
     out = "run 07 $(touch PWNED) `touch PWNED2`; x"
     prepare_run(tmp_path, ["broken_truncated.cif"],
-                {"output_dir": out, "dft": {"preset": "test"}, "stability": {"elemental_references": False}})
+                {"output_dir": out, "dft": {"preset": "test"}, "stability": {"elemental_references": False},
+                 **ML_OFF})
     deep = tmp_path / "cifs" / ("ä" * 100) / ("ö" * 100)
     deep.mkdir(parents=True)
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", deep / ("ñ" * 25 + " NaCl (copy).cif"))

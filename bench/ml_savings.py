@@ -504,6 +504,11 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
             row[f"{prefix}_energy_per_atom_eV"] = record.get("energy_per_atom_eV")
             row[f"{prefix}_volume_A3"] = record.get("final_volume_A3")
             row[f"{prefix}_load_average_1min"] = record.get("load_average_1min_at_end")
+        if sid in dft["ml"]:
+            # False when the ML-started DFT ran in another session than the stored ML record and the ML
+            # stage gave another geometry (the report's ML values are then not those of its start).
+            row["dft_started_from_stored_ml_geometry"] = (
+                dft["ml"][sid].get("start_cif_sha256") == ml_record.get("relaxed_cif_sha256"))
         e_generated, e_ml = row["dft_from_generated_energy_per_atom_eV"], row["dft_from_ml_energy_per_atom_eV"]
         if e_generated is not None and e_ml is not None:
             row["final_energy_ml_start_minus_generated_start_meV_per_atom"] = 1000 * (e_ml - e_generated)
@@ -528,6 +533,8 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
             max_abs_final_energy_difference_meV_per_atom=float(
                 pairs["final_energy_ml_start_minus_generated_start_meV_per_atom"].abs().max()),
         )
+        result["n_pairs_ml_start_not_the_stored_ml_geometry"] = int(
+            (~pairs["dft_started_from_stored_ml_geometry"].astype(bool)).sum())
     result["pairs"] = pairs.to_dict(orient="records")
 
     # Agreement: DFT (started from the ML geometry) and ML hulls over the same structures and elements.

@@ -58,8 +58,10 @@ def ml_record(sid: str, formula: str, energy_per_atom: float, checkpoint: str = 
 def session(tmp_path: Path):
     """A store with the ML values of two structures, and a factory of sessions with fresh work folders."""
     store = ml_savings.Store(tmp_path / "store", "test")
-    store.write(store.ml_path("sid_nacl"), ml_record("sid_nacl", "ClNa", -3.35))
-    store.write(store.ml_path("sid_kcl"), ml_record("sid_kcl", "ClK", -3.32))
+    # NaCl's stored ML geometry is the one its ML-started DFT starts from, KCl's is another.
+    store.write(store.ml_path("sid_nacl"), {**ml_record("sid_nacl", "ClNa", -3.35),
+                                            "relaxed_cif_sha256": ml_savings.sha256_bytes(b"data_sid_nacl_ml\n")})
+    store.write(store.ml_path("sid_kcl"), {**ml_record("sid_kcl", "ClK", -3.32), "relaxed_cif_sha256": "0" * 64})
     for element, e in (("Na", -1.28), ("K", -1.02), ("Cl", -1.78)):
         store.write(store.ml_element_path(element), {**ml_record(element, f"{element}2", e),
                                                      "element": element})
@@ -96,6 +98,7 @@ def test_a_second_session_reuses_every_stored_relaxation_and_reports_from_the_st
     assert result["ionic_steps_ratio_with_over_without"] == pytest.approx(3 / 8)
     assert result["wall_time_ratio_with_over_without"] == pytest.approx(3 / 8)
     assert result["max_abs_final_energy_difference_meV_per_atom"] == pytest.approx(0)
+    assert result["n_pairs_ml_start_not_the_stored_ml_geometry"] == 1
     assert result["elements_done"] == ["Cl", "K", "Na"]
     rows = {r["structure_id"]: r for r in result["agreement_rows"]}
     # DFT: NaCl -3.40 - (-1.30 - 1.80) / 2 = -1.85 eV/atom; ML: -3.35 - (-1.28 - 1.78) / 2 = -1.82.
@@ -151,3 +154,37 @@ def test_the_selection_is_the_same_whatever_the_order_of_the_ids():
     assert ml_savings.selected_ids(ids, 10) == ["perov5__1", "crystallm__a", "perov5__2", "crystallm__b", "perov5__3"]
     assert ml_savings.selected_ids(list(reversed(ids)), 10) == ml_savings.selected_ids(ids, 10)
     assert ml_savings.selected_ids(ids, 3) == ml_savings.selected_ids(ids, 10)[:3]
+
+
+def test_ml_values_are_stored_once_and_a_fresh_ml_stage_is_compared_with_them(tmp_path: Path):
+    from dftscreen.io import atomic_write_json
+    from dftscreen.layout import ResultsLayout
+
+    store = ml_savings.Store(tmp_path / "store", "test")
+
+    def ml_stage(workdir: Path, energy_per_atom: float) -> None:
+        """What the workflow's ML stage leaves in a work folder, for one NaCl structure."""
+        layout = ResultsLayout.of(workdir / "out")
+        (workdir / "cifs").mkdir(parents=True)
+        (workdir / "cifs" / "sid_nacl.cif").write_text("data_sid_nacl\n")
+        atomic_write_json(layout.ml_record("sid_nacl"), ml_record("sid_nacl", "ClNa", energy_per_atom))
+        Path(layout.ml_relaxed_cif("sid_nacl")).write_text("data_relaxed\n")
+        atomic_write_json(layout.ml_screen, {"structures": {"sid_nacl": {
+            "ml_formation_energy_eV_per_atom": -1.8, "ml_e_above_hull_vs_generated_only_eV_per_atom": 0.0}}})
+        atomic_write_json(layout.ml_references, {"phases": [], "elements": [
+            {**ml_record(el, f"{el}2", -1.5), "element": el} for el in ("Na", "Cl", "K")]})
+
+    ml_stage(tmp_path / "work1", -3.35)
+    first = ml_savings.store_ml_values(store, tmp_path / "work1", ["sid_nacl"])
+    assert first["n_compared"] == 0
+    stored = json.loads(store.ml_path("sid_nacl").read_text())
+    assert stored["ml_formation_energy_eV_per_atom"] == -1.8 and stored["ml_checkpoint_sha256"] == "abc"
+    assert stored["source_cif_sha256"] and stored["relaxed_cif_sha256"]
+    assert sorted(p.stem for p in (store.root / "ml_element").glob("*.json")) == ["Cl", "Na"]  # K is not needed
+
+    ml_stage(tmp_path / "work2", -3.349)
+    second = ml_savings.store_ml_values(store, tmp_path / "work2", ["sid_nacl"])
+    assert second["structures"]["sid_nacl"]["energy_per_atom_fresh_minus_stored_meV"] == pytest.approx(1.0)
+    assert second["n_compared"] == 3 and second["n_same_relaxed_cif"] == 1
+    # The first session's record is kept.
+    assert json.loads(store.ml_path("sid_nacl").read_text())["energy_per_atom_eV"] == -3.35

@@ -37,6 +37,7 @@ Usage (in the background, on idle CPU only; rerun the same command to go on):
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -289,6 +290,20 @@ def selected_ids(valid_ids: list[str], n: int) -> list[str]:
     return mixed[:n]
 
 
+def source_cif(workdir: Path, structure_id: str) -> Path:
+    """The input CIF of ``structure_id`` (ids are not always file names: the check appends a hash of the
+    relative path to a name it cannot use as written, e.g. one with a double underscore)."""
+    return workdir / "cifs" / _source_files(workdir)[structure_id]
+
+
+@functools.lru_cache(maxsize=4)
+def _source_files(workdir: Path) -> dict[str, str]:
+    from dftscreen.layout import ResultsLayout
+
+    checks = json.loads(Path(ResultsLayout.of(workdir / "out").checks_table).read_text())
+    return {row["structure_id"]: row["source_file"] for row in checks}
+
+
 def store_ml_values(store: Store, workdir: Path, ids: list[str]) -> dict[str, Any]:
     """Store the ML values of ``ids`` and of their elements from this run's ML stage, unless a record of
     the same input, ML settings and model is stored (it is kept). Returns how the fresh ML values compare
@@ -330,7 +345,7 @@ def store_ml_values(store: Store, workdir: Path, ids: list[str]) -> dict[str, An
         fresh = {k: record.get(k) for k in fields if k in record}
         relaxed = Path(layout.ml_relaxed_cif(sid))
         fresh["relaxed_cif_sha256"] = sha256_bytes(relaxed.read_bytes()) if relaxed.is_file() else None
-        fresh["source_cif_sha256"] = sha256_bytes((workdir / "cifs" / f"{sid}.cif").read_bytes())
+        fresh["source_cif_sha256"] = sha256_bytes(source_cif(workdir, sid).read_bytes())
         verdict = verdicts.get(sid, {})
         # The workflow's values: hull over the elements and every unique structure of this run.
         for column in (ml.ML_FORMATION_COLUMN, ml.ML_E_HULL_COLUMN_NO_PHASES):
@@ -639,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
             for element in bench.elements_needed(ids):
                 bench.element(element)
         else:
-            bench.run(ids, lambda sid: workdir / "cifs" / f"{sid}.cif",
+            bench.run(ids, lambda sid: source_cif(workdir, sid),
                       lambda sid: Path(layout.ml_relaxed_cif(sid)),
                       on_progress=lambda: write_report(store, bench.dft_settings_sha256, workdir))
         result = write_report(store, bench.dft_settings_sha256, workdir)

@@ -166,7 +166,9 @@ def test_ml_values_are_stored_once_and_a_fresh_ml_stage_is_compared_with_them(tm
         """What the workflow's ML stage leaves in a work folder, for one NaCl structure."""
         layout = ResultsLayout.of(workdir / "out")
         (workdir / "cifs").mkdir(parents=True)
-        (workdir / "cifs" / "sid_nacl.cif").write_text("data_sid_nacl\n")
+        # The id is not the file name (the check appends a path hash to names it cannot use as written).
+        (workdir / "cifs" / "nacl__1.cif").write_text("data_sid_nacl\n")
+        atomic_write_json(layout.checks_table, [{"structure_id": "sid_nacl", "source_file": "nacl__1.cif"}])
         atomic_write_json(layout.ml_record("sid_nacl"), ml_record("sid_nacl", "ClNa", energy_per_atom))
         Path(layout.ml_relaxed_cif("sid_nacl")).write_text("data_relaxed\n")
         atomic_write_json(layout.ml_screen, {"structures": {"sid_nacl": {

@@ -171,6 +171,7 @@ class KnownIndex:
             log.warning("%s: inconsistent index (%s): rebuilding", self.path, exc)
             return None
         self.source_sha256 = header["source_sha256"]
+        log.info("%s: read from its index %s (JSON not parsed)", self.source.name, self.path)
         return known
 
     def _entries(self, header: dict[str, Any], data: dict[str, np.ndarray]) -> KnownSet:
@@ -228,6 +229,7 @@ class KnownIndex:
         except OSError as exc:  # a read-only library: the run goes on without an index
             log.warning("%s: index not written (%s)", self.path, exc)
         self.source_sha256 = sha
+        log.info("%s: parsed, index written to %s", self.source.name, self.path)
         return known
 
     # -- the reduced cells ---------------------------------------------------------------------

@@ -13,6 +13,11 @@ it once). Generated structures: half are perturbed, strained copies of known ent
 prototype had it), half new substitutions (mostly unknown formulas, some sharing a
 formula with a known entry but not its structure).
 
+Each run times two passes in one process with a fresh index folder (dftscreen.known_index):
+cold (the JSON parsed, the index built, known entries reduced as needed and saved) and
+warm (the index reused: no JSON parsed, the reduced cells loaded), wall and CPU seconds
+each, and checks that both give the same verdicts.
+
     PYTHONPATH=src .venv/bin/python bench/novelty_scale.py --data /tmp/nov --prepare   # build the sets once
     PYTHONPATH=src .venv/bin/python bench/novelty_scale.py --data /tmp/nov --workers 2  # time read + match
 """
@@ -25,6 +30,7 @@ import gzip
 import json
 import random
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -144,6 +150,8 @@ def main() -> None:
                         help="folder keeping the built sets (built once, reused: --prepare builds only)")
     parser.add_argument("--prepare", action="store_true", help="build the sets into --data and stop")
     parser.add_argument("--first", type=int, default=None, help="match only the first N generated structures")
+    parser.add_argument("--index-dir", type=Path, default=None,
+                        help="index folder (emptied first; default <data>/known_index)")
     args = parser.parse_args()
     data = args.data or Path(tempfile.mkdtemp(prefix="novelty_scale_"))
     known_path = data / f"known_{args.n_known}_seed{args.seed}.json.gz"
@@ -162,24 +170,30 @@ def main() -> None:
     generated = [(f"gen{i}", Structure.from_dict(item))
                  for i, item in enumerate(json.loads(gzip.decompress(generated_path.read_bytes())))]
     generated = generated[: args.first]
-    start = time.perf_counter()
-    known = read_known_set({"path": str(known_path)})
-    read_s = time.perf_counter() - start
-    formulas = len(known.by_formula)
-    shared = sum(1 for _, s in generated if s.composition.reduced_formula in known.by_formula)
-    start, cpu_start = time.perf_counter(), cpu_seconds()
-    result = match_against_known(generated, known, MatchSettings(), workers=args.workers)
-    match_s, match_cpu_s = time.perf_counter() - start, cpu_seconds() - cpu_start
-    copies_found = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 0 and not result[sid].novel)
-    new_matched = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 1 and not result[sid].novel)
-    size_mb = known_path.stat().st_size / 1e6
-    print(f"known set: {len(known)} entries, {formulas} formulas, {size_mb:.1f} MB json.gz, read in {read_s:.1f} s")
-    print(f"generated: {len(generated)}, {shared} share a formula with a known entry")
-    print(f"matched in {match_s:.1f} s with {args.workers} workers ({match_cpu_s:.1f} CPU s, so "
-          f"{match_cpu_s / args.workers:.1f} s on {args.workers} idle cores); read + match {read_s + match_s:.1f} s")
-    print(f"copies of known entries found not novel: {copies_found} of {(len(generated) + 1) // 2}; "
-          f"new substitutions matched to a known entry: {new_matched} of {len(generated) // 2}")
-
+    index_dir = args.index_dir or data / "known_index"
+    shutil.rmtree(index_dir, ignore_errors=True)
+    print(f"known set: {known_path.stat().st_size / 1e6:.1f} MB json.gz; index folder {index_dir} (emptied)")
+    verdicts = []
+    for name in ("cold", "warm"):
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        known = read_known_set({"path": str(known_path)}, index_dir=index_dir)
+        read_s, read_cpu_s = time.perf_counter() - start, cpu_seconds() - cpu_start
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        result = match_against_known(generated, known, MatchSettings(), workers=args.workers)
+        match_s, match_cpu_s = time.perf_counter() - start, cpu_seconds() - cpu_start
+        verdicts.append({sid: (r.novel, r.match_id) for sid, r in result.items()})
+        shared = sum(1 for _, s in generated if s.composition.reduced_formula in known.by_formula)
+        copies_found = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 0 and not result[sid].novel)
+        new_matched = sum(1 for i, (sid, _) in enumerate(generated) if i % 2 == 1 and not result[sid].novel)
+        sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(index_dir.glob("*.npz")))
+        print(f"{name}: known set {len(known)} entries, {len(known.by_formula)} formulas, read in {read_s:.1f} s "
+              f"({read_cpu_s:.1f} CPU s); generated {len(generated)}, {shared} share a formula with a known entry")
+        print(f"{name}: matched in {match_s:.1f} s with {args.workers} workers ({match_cpu_s:.1f} CPU s); "
+              f"read + match {read_s + match_s:.1f} s wall, {read_cpu_s + match_cpu_s:.1f} CPU s")
+        print(f"{name}: copies of known entries found not novel: {copies_found} of {(len(generated) + 1) // 2}; "
+              f"new substitutions matched to a known entry: {new_matched} of {len(generated) // 2}")
+        print(f"{name}: index files after it: {sizes}")
+    print(f"cold and warm verdicts and matched ids identical: {verdicts[0] == verdicts[1]}")
 
 if __name__ == "__main__":
     main()

@@ -55,6 +55,7 @@ def compare_with_known(
     ml_energies_per_atom: dict[str, float] | None = None,
     workers: int = 1,
     log: logging.Logger | None = None,
+    known_index_dir: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Novelty table and chosen competing phases of one run (see the module docstring).
 
@@ -65,6 +66,8 @@ def compare_with_known(
         library_folder: ``<library>/<settings key>`` of this run's DFT settings.
         settings: the run's DFT settings (kept beside the library's results as settings.json).
         ml_energies_per_atom: the ML stage's energies of database entries (eV/atom, by id), if any.
+        known_index_dir: where JSON known sets keep their index (:mod:`dftscreen.known_index`);
+            ``None``: the JSON is parsed every run.
     """
     log = log or logging.getLogger(__name__)
     rows: dict[str, dict[str, Any]] = {}
@@ -75,7 +78,7 @@ def compare_with_known(
     labels: dict[str, str | None] = {}
     database: KnownSet | None = None
     for name, (novel_column, id_column) in NOVELTY_COLUMNS.items():
-        known = read_known_set(known_config[name])
+        known = read_known_set(known_config[name], index_dir=known_index_dir)
         labels[name] = known.label if known else None
         if known is None:
             continue

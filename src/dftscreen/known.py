@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,9 @@ class KnownEntry:
     ``energy_per_atom_eV`` is the source's own energy (eV/atom, e.g. MP's corrected GGA/GGA+U
     energy); it only ranks phases of the source against each other and never meets a GPAW
     energy. ``e_above_hull_eV_per_atom`` is the source's own value when it gives one.
+    The structure comes from ``raw_structure`` (a pymatgen dict), ``packed_structure`` (that
+    dict as zlib-compressed JSON, from :mod:`dftscreen.known_index`), CIF text or a CIF file;
+    ``volume_per_atom_A3`` (Å³ per atom) is known without building it when an index gave it.
     """
 
     entry_id: str
@@ -58,6 +62,8 @@ class KnownEntry:
     raw_structure: dict[str, Any] | None = field(default=None, repr=False)
     cif_text: str | None = field(default=None, repr=False)
     cif_path: Path | None = None
+    volume_per_atom_A3: float | None = None
+    packed_structure: bytes | None = field(default=None, repr=False)
     _structure: Structure | None = field(default=None, repr=False)
 
     @property
@@ -74,6 +80,8 @@ class KnownEntry:
             try:
                 if self.raw_structure is not None:
                     self._structure = Structure.from_dict(self.raw_structure)
+                elif self.packed_structure is not None:
+                    self._structure = Structure.from_dict(json.loads(zlib.decompress(self.packed_structure)))
                 elif self.cif_text is not None:
                     from dftscreen.cif_reader import read_cif_text
 
@@ -95,11 +103,16 @@ class KnownEntry:
 
 @dataclass
 class KnownSet:
-    """A set of known crystals indexed by reduced formula; ``label`` says where it came from."""
+    """A set of known crystals indexed by reduced formula; ``label`` says where it came from.
+
+    ``index`` is the :class:`dftscreen.known_index.KnownIndex` it was read through, if any
+    (novelty matching keeps its reduced cells there).
+    """
 
     label: str
     entries: list[KnownEntry]
     by_formula: dict[str, list[KnownEntry]] = field(default_factory=dict)
+    index: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_formula:
@@ -283,10 +296,12 @@ def read_cif_folder(path: str | Path) -> KnownSet:
     return KnownSet(f"{Path(path).name}/ ({len(entries)} CIF files)", entries)
 
 
-def read_known_set(source: dict[str, Any]) -> KnownSet | None:
+def read_known_set(source: dict[str, Any], index_dir: str | Path | None = None) -> KnownSet | None:
     """The known set a config section ``known_materials.<set>`` names, or ``None`` without a path.
 
-    The format follows the path: a folder, ``*.json(.gz)``, ``*.csv`` or ``*.parquet``.
+    The format follows the path: a folder, ``*.json(.gz)``, ``*.csv`` or ``*.parquet``. With
+    ``index_dir``, a JSON set is read through its index there (:mod:`dftscreen.known_index`:
+    built on first use, then the JSON is not parsed again while the file is unchanged).
 
     Raises:
         KnownSetError: the path does not exist or is of no known format.
@@ -301,7 +316,14 @@ def read_known_set(source: dict[str, Any]) -> KnownSet | None:
         raise KnownSetError(f"known set '{path}' does not exist")
     name = path.name.lower()
     if name.endswith((".json", ".json.gz")):
-        return read_entries_json(path)
+        if index_dir is None:
+            return read_entries_json(path)
+        from dftscreen.known_index import KnownIndex
+
+        index = KnownIndex(path, index_dir)
+        known = index.load_or_build()
+        known.index = index
+        return known
     if name.endswith((".csv", ".parquet", ".pq")):
         return read_structures_table(
             path,

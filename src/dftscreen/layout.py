@@ -41,6 +41,7 @@ shared by every run whose config names the same folder::
     <library>/<settings key>/
         elements/<El>/<reference key>/relax.json, relaxed.cif   one element's reference
         phases/<phase key>/start.cif, relax.json, relaxed.cif   one known phase
+    <library>/known_index/   known sets' index and reduced cells (dftscreen.known_index)
 """
 
 from __future__ import annotations
@@ -255,6 +256,11 @@ class ReferenceLibrary:
     @property
     def folder(self) -> str:
         return self._join()
+
+    @property
+    def known_index_dir(self) -> str:
+        """Indexes of the known sets (:mod:`dftscreen.known_index`), shared by all settings: ``<root>/known_index``."""
+        return "/".join((self.root, "known_index"))
 
     def element_relaxed_cif(self, element: str, reference_key: str) -> str:
         return self._join("elements", element, reference_key, "relaxed.cif")

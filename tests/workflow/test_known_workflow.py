@@ -84,6 +84,9 @@ def test_novelty_competing_phases_and_reused_library(tmp_path: Path):
     assert summary["stable_unique_novel"]["count"] == expected_sun
     assert summary["stable_unique_novel"]["hull_column"] == "e_above_hull_eV_per_atom"
 
+    # The known set's index (dftscreen.known_index) is kept in the library for the next run.
+    assert len(list((tmp_path / "library" / "known_index").glob("*.index.npz"))) == 1
+
     # Run 2: other structures in the same chemical system, another output folder, same library.
     write_cif(tmp_path / "run2" / "zincblende.cif", "NaCl", "zincblende", a=6.0)
     second = run(tmp_path, "run2", "out2")
@@ -91,6 +94,8 @@ def test_novelty_competing_phases_and_reused_library(tmp_path: Path):
     counts = job_counts(second)
     assert counts.get("relax") == 1, counts
     assert "element_reference" not in counts and "relax_competing_phase" not in counts, counts
+    log = (tmp_path / "out2" / "logs" / "compare_known.log").read_text()
+    assert "read from its index" in log and "index written" not in log, log  # the JSON was not parsed again
     row = pd.read_csv(tmp_path / "out2" / "results.csv").set_index("structure_id").loc["zincblende"]
     assert row["status"] == "ok" and row["novel"]
     assert row["e_above_hull_eV_per_atom"] > 0.02  # also above the rocksalt computed by run 1

@@ -24,6 +24,7 @@ checkpoint compare_known:
         match=config["check"]["dedupe"],
         choose_phases=competing_phases_wanted(),
         library_folder=LIBRARY.folder,
+        known_index_dir=LIBRARY.known_index_dir,
         settings=global_settings_json,
     script:
         "../scripts/compare_known.py"

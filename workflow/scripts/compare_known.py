@@ -28,6 +28,7 @@ novelty, phases = compare_with_known(
     settings=json.loads(params.settings),
     ml_energies_per_atom=ml_energies,
     workers=snakemake.threads,  # noqa: F821
+    known_index_dir=params.known_index_dir,
     log=logging.getLogger("compare_known"),
 )
 atomic_write_json(snakemake.output.novelty, novelty)  # noqa: F821

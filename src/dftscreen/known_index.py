@@ -29,8 +29,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from dftscreen.dedupe import MatchSettings
+from dftscreen.io import atomic_path
 from dftscreen.known import KnownEntry, KnownSet, read_entries_json
 
 #: Bumped whenever the index's content or meaning changes: older indexes are rebuilt.
@@ -105,16 +104,9 @@ class ReducedCell:
 
 
 def _atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file beside ``path``, then ``os.replace`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.savez`` through :func:`dftscreen.io.atomic_path` (readers never see half a file)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: savez would add ".npz" to a name
+        np.savez(handle, **arrays)
 
 
 def _header(arrays: Any) -> dict[str, Any]:

@@ -168,8 +168,8 @@ def test_slurm_profile_end_to_end_with_time_limit_failure_and_rerun(slurm_cluste
         "dft": {
             "preset": "test",
             "resources": {"atoms_per_task": 1},
-            # This test is about scheduling, not physics: few ionic steps keep it short.
-            "overrides": {"relax": {"max_steps": 2}},
+            # This test is about scheduling, not physics: few ionic steps and no band path keep it short.
+            "overrides": {"relax": {"max_steps": 2}, "properties": {"band_path_npoints": 0}},
             # No force is below zero, so NaCl never converges and runs towards a step
             # limit of 1000 SCFs: however fast the machine, the one-minute time limit
             # kills it mid-relaxation. (A tiny fmax is not enough: with one BLAS thread

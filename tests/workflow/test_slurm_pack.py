@@ -120,7 +120,7 @@ def test_six_structures_in_two_packs_run_side_by_side_and_a_failure_reruns_alone
         "ml": {"enabled": False},
         "dft": {
             "preset": "test",
-            "overrides": {"relax": {"max_steps": 2}},
+            "overrides": {"relax": {"max_steps": 2}, "properties": {"band_path_npoints": 0}},
             # Never converges (no force is below zero) and has steps enough to outlast
             # its 1-minute limit: killed by SLURM mid-relaxation, inside its pack.
             "structure_overrides": {OVERRUN: {"relax": {"fmax_eV_per_A": 0.0, "max_steps": 1000}}},

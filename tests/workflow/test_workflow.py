@@ -33,6 +33,9 @@ STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif", "broken ove
 # The ML stage is on by default and `finished_run` runs it; the other runs here test other things,
 # and loading torch and SevenNet-0 with its elemental references costs each of them ~1 min.
 ML_OFF = {"ml": {"enabled": False}}
+# For runs that test rows and reasons, not physics: two ionic steps (the row may say
+# not_converged) and the band gap from the SCF mesh only (the band path is ~25 s a structure).
+ROWS_NOT_PHYSICS = {"relax": {"max_steps": 2}, "properties": {"band_path_npoints": 0}}
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -269,7 +272,8 @@ def test_workflow_finishes_on_the_bad_input_corpus(tmp_path: Path):
     """Every file of tests/data/bad_cifs gets a row with a reason; the one distinct good
     crystal (rutile) is computed once; nothing is written outside the run folder."""
     corpus = TEST_DATA / "bad_cifs"
-    prepare_run(tmp_path, [], {"dft": {"preset": "test"}, "stability": {"elemental_references": False}, **ML_OFF})
+    prepare_run(tmp_path, [], {"dft": {"preset": "test", "overrides": ROWS_NOT_PHYSICS},
+                               "stability": {"elemental_references": False}, **ML_OFF})
     # The slab and the molecule in a box are sound structures of their own (their notes are
     # tested in test_bad_cifs.py); here they would only add two DFT runs.
     for path in corpus.iterdir():
@@ -298,8 +302,8 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     CIF expanding to 7,584 atoms (minutes and gigabytes in the check). Every row is intact."""
     out = "run 07 $(touch PWNED) `touch PWNED2`; x"
     prepare_run(tmp_path, ["broken_truncated.cif"],
-                {"output_dir": out, "dft": {"preset": "test"}, "stability": {"elemental_references": False},
-                 **ML_OFF})
+                {"output_dir": out, "dft": {"preset": "test", "overrides": ROWS_NOT_PHYSICS},
+                 "stability": {"elemental_references": False}, **ML_OFF})
     deep = tmp_path / "cifs" / ("ä" * 100) / ("ö" * 100)
     deep.mkdir(parents=True)
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", deep / ("ñ" * 25 + " NaCl (copy).cif"))

@@ -108,3 +108,16 @@ def test_before_compare_known_the_library_is_not_known(tmp_path: Path, monkeypat
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("ValueError: bad known set\n")
     assert run_status(out).references["compare_known"].failed_ids == ["compare_known"]
+
+
+def test_ml_screened_structures_are_neither_pending_nor_costed(tmp_path: Path, monkeypatch):
+    from dftscreen.status import cost_projection
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out, _ = make_run(tmp_path)
+    write_json(Path(ResultsLayout.of(out).ml_screen), {"screened_out_ids": ["tio2"]})
+    status = run_status(out)
+    assert status.stages["relax"].total == 2 and status.check_counts["screened_out (ML)"] == 1
+    # Ti and O leave the elements to compute with TiO2.
+    assert {name.split("/")[0] for name in status.references["elements"].failed_ids} == {"Cl"}
+    assert cost_projection(out)["stages"]["relax"]["pending_jobs"] == 2

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from dftscreen.io import atomic_write_text
-from dftscreen.status import cost_projection, format_cost_projection, format_status, run_status
+from dftscreen.status import cost_projection, format_cost_projection, format_status, run_config, run_status
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -74,12 +74,7 @@ def install_profile(name: str, account: str | None, partition: str | None, qos: 
 
 def default_results_dir(run_folder: Path = Path(".")) -> Path:
     """The ``output_dir`` of the run's config/config.yaml (as the workflow reads it), else ``results``."""
-    config_path = run_folder / "config" / "config.yaml"
-    try:
-        output_dir = (yaml.safe_load(config_path.read_text()) or {}).get("output_dir")
-    except (OSError, yaml.YAMLError, AttributeError):
-        output_dir = None
-    return run_folder / (output_dir or "results")
+    return run_folder / (run_config(run_folder).get("output_dir") or "results")
 
 
 def _status(args: argparse.Namespace) -> int:

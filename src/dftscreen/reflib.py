@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dftscreen.io import atomic_write_text
 
@@ -48,3 +48,23 @@ def write_if_changed(path: str | Path, text: str) -> bool:
 def write_settings_note(folder: str | Path, settings: dict[str, Any]) -> None:
     """Keep the settings a key stands for beside the results (``settings.json``), for people reading the library."""
     write_if_changed(Path(folder) / "settings.json", json.dumps(settings, sort_keys=True, indent=1) + "\n")
+
+
+def phases_to_relax(chosen: dict[str, Any], element_keys: Callable[[str], list[str]], with_elements: bool) -> list[str]:
+    """Keys of the known phases compare_known chose (``known/competing_phases.json``) that get a job.
+
+    An elemental phase with the very structure of one of its element's candidates (same
+    fingerprint, the end of both keys; ``element_keys(element)``) is computed once, as the
+    element, when elemental references are on.
+    """
+    return [
+        phase["phase_key"]
+        for phase in chosen.get("phases", [])
+        if not (
+            with_elements
+            and "-" not in phase["chemical_system"]
+            and any(
+                key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"])
+            )
+        )
+    ]

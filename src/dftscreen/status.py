@@ -1,8 +1,8 @@
 """How far a run got, from its results folder alone: what a user checks in the morning.
 
 Reads the files the workflow writes (``check/checks.json``, ``dft/<id>/relax.json``
-and ``properties.json``, ``references/elements/<el>/relax.json``) and, when a
-scheduler is there, asks it once about this run's jobs. It never builds
+and ``properties.json``, ``known/competing_phases.json`` and the reference library's
+``relax.json`` records) and, when a scheduler is there, asks it once about this run's jobs. It never builds
 Snakemake's DAG, so it answers in about a second even for 100,000 inputs.
 
 Each structure sent to DFT is, per stage:
@@ -13,6 +13,11 @@ Each structure sent to DFT is, per stage:
              out of memory, node failure, cancelled: the reason names the state)
 ``running``  a scheduler job for it runs, or a local Snakemake run holds its output
 ``pending``  anything else: queued at the scheduler, or waiting for its turn
+
+The known-materials jobs are counted the same way, each group apart: ``compare_known``
+(one job), the ``elements``' reference candidates of the structures sent to DFT, and the
+``known_phases`` compare_known chose (both in the reference library compare_known names;
+see :func:`reference_jobs`).
 
 A local job that started (its log exists) but left no record and is not running
 any more crashed or was killed, and one whose record is not readable JSON has a
@@ -43,7 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dftscreen.layout import ResultsLayout
+import yaml
+
+from dftscreen.layout import ReferenceLibrary, ResultsLayout
+from dftscreen.reflib import element_reference_key, phases_to_relax
 from dftscreen.status_codes import FINISHED_OK
 
 #: SLURM states of a job that is still to finish.
@@ -62,6 +70,8 @@ SLURM_FAILED_STATES = {
 }
 
 STAGES = ("relax", "properties")
+#: Rules of the known-materials jobs, one SLURM job each (never in a pack).
+REFERENCE_RULES = ("compare_known", "element_reference", "relax_competing_phase")
 _COMMENT = re.compile(r"^rule_(?P<rule>\w+?)(?:_wildcards_(?P<wildcards>.*))?$")
 # Numbers standing alone ("atoms 1 and 4", "0.31 Å"), not those in formulas ("NaCl2").
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
@@ -91,6 +101,10 @@ class StageStatus:
     pending: int = 0
     failure_reasons: Counter = field(default_factory=Counter)
     failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.done + self.failed + self.running + self.pending
 
     def add_failure(self, structure_id: str, reason: str) -> None:
         self.failed += 1
@@ -124,6 +138,8 @@ class RunStatus:
     problem: str = ""
     #: DFT jobs of the run with the structures each ran (see :func:`job_structures`).
     allocations: list[dict[str, Any]] = field(default_factory=list)
+    #: The known-materials jobs (:func:`reference_jobs`): compare_known, elements, known_phases.
+    references: dict[str, StageStatus] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +154,7 @@ class RunStatus:
                 "invalid_reasons": dict(self.invalid_reasons.most_common()),
             },
             "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
+            "references": {name: group.to_dict() for name, group in self.references.items()},
             "scheduler": self.scheduler,
         }
 
@@ -267,6 +284,25 @@ def _read_record(path: Path) -> Any:
         return CORRUPT
 
 
+def run_config(run_folder: Path) -> dict[str, Any]:
+    """The run's ``config/config.yaml`` in ``run_folder`` as written (not merged with defaults); ``{}`` if none."""
+    try:
+        config = yaml.safe_load((Path(run_folder) / "config" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def dft_structures(results: Path, checks: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int]:
+    """The check records of the structures sent to DFT, by id (valid ones less those the ML
+    pre-screen kept from DFT, :mod:`dftscreen.ml`), and how many it screened out."""
+    valid = {record["structure_id"]: record for record in checks if record.get("valid")}
+    screen_path = Path(ResultsLayout.of(results).ml_screen)
+    screen = _read_record(screen_path) if screen_path.is_file() else None
+    screened = set(screen.get("screened_out_ids", [])) if isinstance(screen, dict) else set()
+    return {sid: record for sid, record in valid.items() if sid not in screened}, len(screened)
+
+
 def _record_failure(stage: str, record: dict[str, Any]) -> str | None:
     """The failure reason written in a finished record, or None when the record is a success."""
     ok = FINISHED_OK.get(stage)
@@ -282,51 +318,130 @@ def _scheduler_failure(job: SchedulerJob) -> str:
     return f"SLURM {job.state}: {meaning}; {advice}"
 
 
-def stage_status(
-    stage: str,
-    ids: list[str],
-    dft_dir: Path,
+@dataclass(frozen=True)
+class Job:
+    """One job of the run as status finds it: the record it writes and the names it goes by."""
+
+    #: What the report calls it: a structure id, ``<El>/<reference key>``, a phase key.
+    name: str
+    #: Its record on disk.
+    record: Path
+    #: The same record as Snakemake names the output (how its in-progress marks name it).
+    output: str
+    #: Rule and wildcard values, as the SLURM plugin's job comment and a pack's step name give them.
+    rule: str
+    wildcards: str
+    log: Path
+    #: Which :data:`FINISHED_OK` entry judges its record (``""``: any readable record is a success).
+    kind: str = "relax"
+
+
+def count_jobs(
+    title: str,
+    jobs: list[Job],
     last_jobs: dict[tuple[str, str], SchedulerJob],
     local_running: set[str],
-    out_prefix: str,
     interrupted: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> StageStatus:
-    """Counts of one DFT stage over the structure ids sent to DFT."""
-    status = StageStatus(stage)
-    layout, prefix = ResultsLayout.of(dft_dir.parent), ResultsLayout(out_prefix)
-    for sid in ids:
-        record_path = Path(layout.stage_record(sid, stage))
-        record = _read_record(record_path)
+    """Counts of one group of jobs (a DFT stage, the references, ...): done, failed, running, pending."""
+    status = StageStatus(title)
+    for job in jobs:
+        record = _read_record(job.record)
         if record is CORRUPT or (record is not None and not isinstance(record, dict)):
-            status.add_failure(sid, f"corrupt record: {stage}.json is not readable JSON; delete it and rerun")
+            status.add_failure(job.name, f"corrupt record: {job.record.name} is not readable JSON; delete it and rerun")
             continue
         if record is not None:
-            reason = _record_failure(stage, record)
+            reason = _record_failure(job.kind, record)
             if reason is None:
                 status.done += 1
             else:
-                status.add_failure(sid, reason)
+                status.add_failure(job.name, reason)
             continue
-        job = last_jobs.get((stage, sid))
+        scheduled = last_jobs.get((job.rule, job.wildcards))
         # The scheduler's word first: Snakemake marks a submitted job's output
         # as in progress while it still waits in the queue.
-        if job is not None and job.state in SLURM_RUNNING_STATES:
+        if scheduled is not None and scheduled.state in SLURM_RUNNING_STATES:
             status.running += 1
-        elif job is not None and job.state in SLURM_PENDING_STATES:
+        elif scheduled is not None and scheduled.state in SLURM_PENDING_STATES:
             status.pending += 1
-        elif prefix.stage_record(sid, stage) in local_running:
+        elif job.output in local_running:
             status.running += 1
-        elif job is not None and job.state != "COMPLETED":
-            status.add_failure(sid, _scheduler_failure(job))
-        elif prefix.stage_record(sid, stage) in interrupted:
-            status.add_failure(sid, "interrupted: the Snakemake run was killed while this job ran; rerun")
-        elif job is None and Path(layout.log(stage, sid)).is_file():
+        elif scheduled is not None and scheduled.state != "COMPLETED":
+            status.add_failure(job.name, _scheduler_failure(scheduled))
+        elif job.output in interrupted:
+            status.add_failure(job.name, "interrupted: the Snakemake run was killed while this job ran; rerun")
+        elif scheduled is None and job.log.is_file():
             status.add_failure(
-                sid, f"the job started but wrote no record (it crashed or was killed; see logs/{stage}/<id>.log); rerun"
+                job.name,
+                f"the job started but wrote no record (it crashed or was killed; see its log '{job.log}'); rerun",
             )
         else:
             status.pending += 1
     return status
+
+
+def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -> list[Job]:
+    """The jobs of one DFT stage (``relax``, ``properties``) over the structure ids sent to DFT."""
+    layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
+    return [
+        Job(sid, Path(layout.stage_record(sid, stage)), prefix.stage_record(sid, stage), stage, sid,
+            Path(layout.log(stage, sid)), stage)
+        for sid in ids
+    ]
+
+
+def reference_jobs(
+    results: Path, work: Path, out_prefix: str, formulas: list[str], config: dict[str, Any]
+) -> dict[str, list[Job]]:
+    """The known-materials jobs: ``compare_known``, the ``elements``' references, the chosen ``known_phases``.
+
+    The reference library is the folder compare_known names in ``known/competing_phases.json``;
+    until it has run, the references are not listed. ``formulas`` are those of the structures
+    sent to DFT; ``config`` is the run's config file (for ``stability.elemental_references``
+    and ``stability.elemental_reference_cifs``; defaults when empty).
+    """
+    layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
+    groups: dict[str, list[Job]] = {
+        "compare_known": [
+            Job("compare_known", Path(layout.competing_phases), prefix.competing_phases, "compare_known", "",
+                Path(layout.log("compare_known")), "")
+        ],
+        "elements": [],
+        "known_phases": [],
+    }
+    chosen = _read_record(Path(layout.competing_phases))
+    if not isinstance(chosen, dict) or chosen is CORRUPT or not chosen.get("library"):
+        return groups
+    stability = config.get("stability") or {}
+    with_elements = stability.get("elemental_references", True)
+    user_cifs = stability.get("elemental_reference_cifs") or {}
+    library = ReferenceLibrary(*chosen["library"].rstrip("/").rsplit("/", 1))
+    on_disk = (lambda text: Path(text)) if os.path.isabs(library.root) else (lambda text: work / text)
+
+    def keys(element: str) -> list[str]:
+        if user_cifs.get(element):
+            try:
+                return [element_reference_key(work / user_cifs[element])]
+            except OSError:
+                pass
+        from dftscreen.references import automatic_candidate_keys
+
+        return automatic_candidate_keys(element)
+
+    elements = sorted({el for formula in formulas for el in re.findall(r"[A-Z][a-z]?", formula or "")})
+    if with_elements:
+        groups["elements"] = [
+            Job(f"{el}/{key}", on_disk(library.element_record(el, key)), library.element_record(el, key),
+                "element_reference", f"{el}_{key}", Path(layout.log("references/elements", f"{el}-{key}")))
+            for el in elements
+            for key in keys(el)
+        ]
+    groups["known_phases"] = [
+        Job(key, on_disk(library.phase_record(key)), library.phase_record(key), "relax_competing_phase", key,
+            Path(layout.log("references/known_phases", key)))
+        for key in phases_to_relax(chosen, keys, with_elements)
+    ]
+    return groups
 
 
 def _wildcard_value(wildcards: str) -> str:
@@ -482,7 +597,7 @@ def run_status(
         )
         return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
     jobs, source = slurm_jobs(work) if query_scheduler else ([], "not asked")
-    packs = [job for job in jobs if job.rule not in STAGES and job.rule != "check"]
+    packs = [job for job in jobs if job.rule not in (*STAGES, "check", *REFERENCE_RULES)]
     steps = slurm_steps([job.job_id for job in packs])
     # The last job per (rule, structure) decides: earlier attempts were retried.
     ordered = sorted([*jobs, *step_jobs(packs, steps)], key=lambda job: int(re.sub(r"\D.*", "", job.job_id) or 0))
@@ -521,22 +636,31 @@ def run_status(
         for record in checks
         if not record.get("valid") and record.get("status") != "duplicate"
     )
-    ids = [record["structure_id"] for record in checks if record.get("valid")]
+    to_dft, screened = dft_structures(results, checks)
+    ids = list(to_dft)
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
-    # Structures the ML pre-screen kept from DFT (dftscreen.ml) are not waiting for it.
-    screen_path = Path(ResultsLayout.of(results).ml_screen)
-    screened = set((_read_record(screen_path) or {}).get("screened_out_ids", [])) if screen_path.is_file() else set()
     if screened:
-        ids = [sid for sid in ids if sid not in screened]
-        check_counts["screened_out (ML)"] = len(screened)
+        check_counts["screened_out (ML)"] = screened
     stages = {
-        name: stage_status(
-            name, ids, Path(ResultsLayout.of(results).dft_dir), last_jobs, local_running, out_prefix, interrupted
-        )
+        name: count_jobs(name, structure_jobs(name, ids, results, out_prefix), last_jobs, local_running, interrupted)
         for name in STAGES
     }
+    references = {
+        name: count_jobs(name, group, last_jobs, local_running, interrupted)
+        for name, group in reference_jobs(
+            results, work, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids], run_config(work)
+        ).items()
+    }
     return RunStatus(
-        results, len(checks), len(ids), check_counts, invalid_reasons, stages, source, allocations=allocations
+        results,
+        len(checks),
+        len(ids),
+        check_counts,
+        invalid_reasons,
+        stages,
+        source,
+        allocations=allocations,
+        references=references,
     )
 
 
@@ -556,10 +680,13 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
     for reason, count in status.invalid_reasons.most_common(top):
         lines.append(f"    {count:>7}  {reason}")
     width = len(str(status.n_to_dft))
-    for stage in status.stages.values():
+    for stage in [*status.stages.values(), *status.references.values()]:
+        if stage.name in ("elements", "known_phases") and not status.references["compare_known"].done:
+            lines.append(f"{stage.name:<11} not listed until compare_known has run (it names the reference library)")
+            continue
         lines.append(
             f"{stage.name:<11} {stage.done:>{width}} done, {stage.failed:>{width}} failed, "
-            f"{stage.running:>{width}} running, {stage.pending:>{width}} pending  (of {status.n_to_dft})"
+            f"{stage.running:>{width}} running, {stage.pending:>{width}} pending  (of {stage.total})"
         )
         for reason, count in stage.failure_reasons.most_common(top):
             lines.append(f"    {count:>7}  {reason}")
@@ -585,15 +712,13 @@ def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | Non
     results = Path(results_dir)
     layout = ResultsLayout.of(results)
     checks = _read_record(Path(layout.checks_table))
-    if checks is None:
+    if not isinstance(checks, list):
         return None
     cost_of = {"relax": relax_core_hours, "properties": job_core_hours}
     finished_cost: dict[str, list[float]] = {stage: [] for stage in STAGES}
     finished_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
     pending_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
-    for check in checks:
-        if not check.get("valid"):
-            continue
+    for check in dft_structures(results, checks)[0].values():
         atoms = int(check.get("n_sites") or 1)
         relax_failed = False
         for stage in STAGES:

@@ -26,7 +26,7 @@ from dftscreen.inputs import (
     table_row_cif_path,
 )
 from dftscreen.layout import ReferenceLibrary
-from dftscreen.reflib import element_reference_key, settings_key
+from dftscreen.reflib import element_reference_key, phases_to_relax, settings_key
 from dftscreen.resources import ResourcePolicy
 from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
@@ -344,19 +344,9 @@ def chosen_phase_keys():
     if not competing_phases_wanted():
         return []
     with open(checkpoints.compare_known.get().output.phases) as handle:
-        phases = json.load(handle)["phases"]
+        chosen = json.load(handle)
     # An elemental phase with the very structure of an element's candidate is computed once, as the element.
-    return [
-        phase["phase_key"]
-        for phase in phases
-        if not (
-            "-" not in phase["chemical_system"]
-            and STABILITY["elemental_references"]
-            and any(
-                key.endswith(phase["phase_key"].rsplit("-", 1)[1]) for key in element_keys(phase["chemical_system"])
-            )
-        )
-    ]
+    return phases_to_relax(chosen, element_keys, STABILITY["elemental_references"])
 
 
 def all_competing_phase_records(wildcards):

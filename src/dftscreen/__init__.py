@@ -5,7 +5,7 @@ Modules, grouped by the workflow stage that uses them (README, "Architecture"):
 - inputs and checks: :mod:`inputs`, :mod:`cif_reader`, :mod:`check`, :mod:`check_batch`,
   :mod:`bonds`, :mod:`dedupe`, :mod:`size_gate`, :mod:`guards`
 - ML pre-relaxation: :mod:`ml`
-- known materials: :mod:`known`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
+- known materials: :mod:`known`, :mod:`known_index`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
   :mod:`smact_check`, :mod:`fetch_known`
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`

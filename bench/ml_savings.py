@@ -16,7 +16,7 @@ perovskites and CrystaLLM outputs), with the ``fast`` DFT preset (``--preset``):
 Results accumulate in the repository, across sessions and machines: every finished
 DFT relaxation (each mode of each structure, each elemental reference) and the ML
 values the agreement needs are stored as small JSON records under
-``bench/results/ml_savings/`` (:class:`Store`; commit them). A run skips every
+``bench/records/ml_savings/`` (:class:`Store`; commit them). A run skips every
 relaxation whose stored record has the same structure content hash (SHA-256 of the
 generated CIF, or the element), mode and settings hash (DFT settings; for the
 ML-started mode also the ML settings and model checkpoint), and recomputes it when
@@ -56,7 +56,7 @@ SHARED = REPO.parent / "shared" / "data"
 PEROVSKITES = SHARED / "reference" / "perov5_sample50"
 CRYSTALLM = SHARED / "generated" / "crystallm"
 #: Where the records accumulate (committed with the repository).
-STORE = REPO / "bench" / "results" / "ml_savings"
+STORE = REPO / "bench" / "records" / "ml_savings"
 #: Version of the record layout; a record of another version is recomputed.
 SCHEMA = 1
 #: Relaxation modes: DFT from the generated CIF, from the ML-relaxed CIF, and the elemental references.

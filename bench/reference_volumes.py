@@ -24,7 +24,7 @@ printed. Molecules (H, N, O, F, Cl, Br, I: the workflow's reference is the diato
 molecule in a box) have no crystal volume to compare; their bond length is printed.
 
 Each element's result is written (atomically) to
-``bench/results/reference_volumes/<preset>/<El>.json`` and never computed again; the
+``bench/records/reference_volumes/<preset>/<El>.json`` and never computed again; the
 GPAW work folders (checkpoints: an interrupted relaxation resumes) are in ``--scratch``.
 Each element runs as its own ``nice -n 19 flock LOCK`` process, so other work on the
 machine can take the CPU lock between elements. Elements run cheapest first.
@@ -66,7 +66,7 @@ from dftscreen.status_codes import RELAXED
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-RESULTS = REPO / "bench" / "results" / "reference_volumes"
+RESULTS = REPO / "bench" / "records" / "reference_volumes"
 #: Elements of the CrystaLLM outputs in ../shared/data/generated (Li-Fe-P-O, Na-Cl, Ti-O).
 CRYSTALLM_ELEMENTS = ("Li", "Fe", "P", "O", "Na", "Cl", "Ti")
 #: |our V/atom / WIEN2k V0 - 1| above this (%) is flagged.

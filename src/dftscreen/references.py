@@ -71,10 +71,11 @@ DIATOMIC_REFERENCES: dict[str, tuple[float, float]] = {
 }
 
 #: Crystals taken from the Δ-test set (ASE's dcdft collection): ground states ``bulk`` cannot build.
+#: Atom counts are of the primitive cell the workflow relaxes (:func:`primitive_cell`).
 DELTA_TEST_CRYSTALS: dict[str, str] = {
     "B": "α-B (R-3m, 12 atoms)",
-    "P": "black P (Cmce, 8 atoms)",
-    "Ga": "α-Ga (Cmce, 8 atoms)",
+    "P": "black P (Cmce, 4 atoms)",
+    "Ga": "α-Ga (Cmce, 4 atoms)",
     "Se": "trigonal Se (P3₁21, 3 atoms)",
     "Te": "trigonal Te (P3₁21, 3 atoms)",
 }
@@ -97,6 +98,42 @@ SUPPLY_HINT = "supply a CIF of its ground state in stability.elemental_reference
 
 #: Edge of the cubic box (Å) around a reference molecule: ~6 Å of vacuum.
 MOLECULE_BOX_A = 8.0
+
+
+#: Symmetry tolerance (Å) for finding a primitive cell: the workflow's ``relax.symprec``
+#: default. pymatgen's own 0.25 Å default would call A7 Bi (atoms 0.1 Å off the ideal
+#: simple-cubic positions) a 1-atom cell.
+PRIMITIVE_SYMPREC_A = 1e-3
+
+
+def primitive_cell(atoms: Atoms) -> Atoms:
+    """The primitive cell of ``atoms`` (spglib), with a site's start moment part of its kind.
+
+    Several of the Δ-test's CIFs are conventional cells (α-Sn: 8 atoms, primitive 2; black P
+    and α-Ga: 8, primitive 4). A plane-wave relaxation costs roughly the square of the atom
+    count at a fixed k-point density, so the primitive cell is several times cheaper for
+    the same energy per atom. Sites of one element with different start moments are
+    different kinds, so an antiferromagnetic cell is not reduced to a non-magnetic one.
+    Atoms already primitive are returned unchanged (the same object).
+    """
+    import spglib
+
+    kinds = sorted({(int(z), round(float(m), 3)) for z, m in zip(atoms.numbers, atoms.get_initial_magnetic_moments())})
+    kind_of = {kind: index for index, kind in enumerate(kinds, start=1)}
+    types = [kind_of[(int(z), round(float(m), 3))] for z, m in zip(atoms.numbers, atoms.get_initial_magnetic_moments())]
+    found = spglib.standardize_cell(
+        (atoms.cell[:], atoms.get_scaled_positions(), types),
+        to_primitive=True, no_idealize=True, symprec=PRIMITIVE_SYMPREC_A,
+    )
+    if found is None or len(found[2]) >= len(atoms):
+        return atoms
+    lattice, positions, reduced_types = found
+    reduced = Atoms(
+        numbers=[kinds[t - 1][0] for t in reduced_types],
+        scaled_positions=positions, cell=lattice, pbc=True,
+        magmoms=[kinds[t - 1][1] for t in reduced_types],
+    )
+    return reduced
 
 
 class NoElementalReference(ValueError):
@@ -152,7 +189,7 @@ def elemental_reference(
         description = f"antiferromagnetic {lattice} {element} (2-atom cubic cell, start moments ±{moment:g} µB)"
         return ElementalReference(element, atoms, "crystal", description)
     if element in DELTA_TEST_CRYSTALS:
-        atoms = dcdft[element]
+        atoms = primitive_cell(dcdft[element])
         description = f"{DELTA_TEST_CRYSTALS[element]}, Δ-test PBE structure (ASE dcdft collection)"
     else:
         state = reference_states[atomic_numbers[element]]
@@ -194,11 +231,11 @@ def delta_test_candidate(element: str) -> ElementalReference | None:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    atoms = dcdft[element]
+    atoms = primitive_cell(dcdft[element])
     if StructureMatcher().fit(AseAtomsAdaptor.get_structure(automatic.atoms), AseAtomsAdaptor.get_structure(atoms)):
         return None
     atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
-    description = f"{element}, Δ-test PBE structure ({len(atoms)}-atom cell, ASE dcdft collection)"
+    description = f"{element}, Δ-test PBE structure ({len(atoms)}-atom primitive cell, ASE dcdft collection)"
     return ElementalReference(element, atoms, "crystal", description)
 
 

@@ -77,7 +77,7 @@ def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
     """β-Sn (ASE's reference state) and α-Sn (Δ-test): the lower one is used and named."""
     from dftscreen.references import delta_test_candidate
 
-    assert "Δ-test" in delta_test_candidate("Sn").description and len(delta_test_candidate("Sn").atoms) == 8
+    assert "Δ-test" in delta_test_candidate("Sn").description and len(delta_test_candidate("Sn").atoms) == 2
     assert delta_test_candidate("Fe") is None  # the Δ-test's bcc Fe is ASE's reference state
     assert delta_test_candidate("O") is None and delta_test_candidate("C") is None
     check = {**CHECK, "reduced_formula": "SnO2"}
@@ -86,13 +86,13 @@ def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
     elements = [
         {"element": "Sn", "status": "relaxed", "formula": "Sn2", "energy_eV": -7.6,
          "reference_description": "bct Sn (ASE reference state)"},
-        {"element": "Sn", "status": "relaxed", "formula": "Sn8", "energy_eV": -30.8,
-         "reference_description": "Sn, Δ-test PBE structure (8-atom cell, ASE dcdft collection)"},
+        {"element": "Sn", "status": "relaxed", "formula": "Sn2", "energy_eV": -7.7,
+         "reference_description": "Sn, Δ-test PBE structure (2-atom primitive cell, ASE dcdft collection)"},
         ELEMENTS[1],
     ]
     row = build_table([check], tmp_path / "dft", element_records=elements).iloc[0]
     assert row["elemental_references"] == (
-        "O: O2 molecule in a 8 Å box; Sn: Sn, Δ-test PBE structure (8-atom cell, ASE dcdft collection)")
+        "O: O2 molecule in a 8 Å box; Sn: Sn, Δ-test PBE structure (2-atom primitive cell, ASE dcdft collection)")
     assert row["formation_energy_eV_per_atom"] == pytest.approx((-40.0 - 2 * -3.85 - 4 * -4.9) / 6)
 
 

@@ -72,8 +72,9 @@ def test_chromium_reference_is_antiferromagnetic():
 
 @pytest.mark.parametrize(
     ("element", "n_atoms", "space_group"),
-    # Ground states (Δ-test set, ASE dcdft): α-B, black P, α-Ga, trigonal Se and Te.
-    [("B", 12, 166), ("P", 8, 64), ("Ga", 8, 64), ("Se", 3, 152), ("Te", 3, 152)],
+    # Ground states (Δ-test set, ASE dcdft): α-B, black P, α-Ga, trigonal Se and Te, in their
+    # primitive cells (black P and α-Ga: 8-atom conventional cells in the Δ-test's CIFs).
+    [("B", 12, 166), ("P", 4, 64), ("Ga", 4, 64), ("Se", 3, 152), ("Te", 3, 152)],
 )
 def test_delta_test_crystals_are_the_ground_states(element, n_atoms, space_group):
     import spglib
@@ -84,6 +85,32 @@ def test_delta_test_crystals_are_the_ground_states(element, n_atoms, space_group
     assert set(atoms.get_chemical_symbols()) == {element} and len(atoms) == n_atoms
     cell = (atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers)
     assert spglib.get_symmetry_dataset(cell, symprec=1e-3).number == space_group
+
+
+def test_primitive_cell_keeps_the_crystal_and_its_magnetic_order():
+    import numpy as np
+    from ase.build import bulk
+    from ase.collections import dcdft
+
+    from dftscreen.references import primitive_cell
+
+    # α-Sn: the Δ-test's 8-atom conventional diamond cell becomes 2 atoms, same volume per atom.
+    conventional = dcdft["Sn"]
+    reduced = primitive_cell(conventional)
+    assert len(conventional) == 8 and len(reduced) == 2
+    assert reduced.get_volume() / 2 == pytest.approx(conventional.get_volume() / 8)
+    # A7 Bi: its atoms sit ~0.1 Å off the simple-cubic positions, which a loose tolerance
+    # (pymatgen's 0.25 Å) would call one atom; it stays the 2-atom rhombohedral cell.
+    bismuth = bulk("Bi")
+    assert len(bismuth) == 2 and primitive_cell(bismuth) is bismuth
+    # Opposite moments on the two bcc sites keep the 2-atom cell; equal ones do not.
+    antiferro = bulk("Cr", "bcc", cubic=True)
+    antiferro.set_initial_magnetic_moments([2.0, -2.0])
+    assert primitive_cell(antiferro) is antiferro
+    ferro = bulk("Fe", "bcc", cubic=True)
+    ferro.set_initial_magnetic_moments([2.2, 2.2])
+    reduced_fe = primitive_cell(ferro)
+    assert len(reduced_fe) == 1 and np.allclose(reduced_fe.get_initial_magnetic_moments(), [2.2])
 
 
 @pytest.mark.parametrize("element", ["S", "Mn"])

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -29,8 +30,50 @@ PEROV5 = SHARED / "data" / "reference" / "perov5_sample50"
 FOLDER_MARKERS = {"dft": "dft", "workflow": "workflow"}
 
 
-#: Test modules that bring up the one-node SLURM cluster (tools/slurm_cluster.sh).
-SLURM_MODULES = ("test_slurm.py", "test_slurm_pack.py")
+#: Modules in the order they are handed out, the slowest first (measured with --durations
+#: on a fresh clone); any module not named follows in collection order. The test command
+#: runs two pytest workers (tools/test.sh: ``-n 2 --dist loadscope --no-loadscope-reorder``),
+#: each taking whole modules, so a module's module-scoped workflow runs are built once.
+#: xdist gives each worker two modules to start with (the 1st and 3rd to one, the 2nd and
+#: 4th to the other), so the two SLURM modules, first and third, run one after the other on
+#: one worker (they also hold a lock, :func:`test_slurm.one_cluster_user`), and their
+#: waiting (a job killed at SLURM's one-minute minimum time limit, sacct polls) overlaps
+#: the other worker's GPAW runs.
+SLOWEST_MODULES_FIRST = (
+    "test_slurm.py",
+    "test_workflow.py",
+    "test_slurm_pack.py",
+    "test_known_workflow.py",
+    "test_dft.py",
+    "test_ml_workflow.py",
+    "test_fast_paths.py",
+    "test_resume.py",
+    "test_table_input_workflow.py",
+    "test_ml.py",
+)
+
+# Local runs must not talk to a SLURM controller. The SLURM executor plugin, which every
+# Snakemake start imports with the other installed plugins, runs `scontrol show config` at
+# import; with SLURM's client tools installed and no controller answering (before a SLURM
+# test brings its cluster up, or after it takes it down) that waits ~9 s, at every
+# Snakemake start. An empty config makes scontrol fail in milliseconds. The SLURM tests put
+# the environment's own config back for their module (:func:`real_slurm_config`).
+# The environment's own value is kept in a variable of its own: pytest-xdist's workers
+# inherit the controller's environment, where SLURM_CONF is already the empty config.
+os.environ.setdefault("DFTSCREEN_TESTS_OWN_SLURM_CONF", os.environ.get("SLURM_CONF", ""))
+os.environ["SLURM_CONF"] = os.devnull
+
+
+@contextmanager
+def real_slurm_config():
+    """The environment's own SLURM config, for the tests that run on the one-node cluster."""
+    with pytest.MonkeyPatch.context() as patch:
+        own = os.environ["DFTSCREEN_TESTS_OWN_SLURM_CONF"]
+        if own:
+            patch.setenv("SLURM_CONF", own)
+        else:
+            patch.delenv("SLURM_CONF", raising=False)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,12 +81,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marker = FOLDER_MARKERS.get(Path(str(item.fspath)).parent.name)
         if marker is not None:
             item.add_marker(marker)
-    # The SLURM tests go last. They install SLURM's client tools, and from then on every
-    # Snakemake start (the SLURM executor plugin, imported with every installed plugin, runs
-    # `scontrol show config` at import) waits ~9 s for a controller that no longer runs once a
-    # SLURM test has taken its cluster down: about 10 s added to each later workflow test's
-    # Snakemake call. The sort is stable, so every other test keeps its order.
-    items.sort(key=lambda item: Path(str(item.fspath)).name in SLURM_MODULES)
+
+    def rank(item: pytest.Item) -> int:
+        name = Path(str(item.fspath)).name
+        return SLOWEST_MODULES_FIRST.index(name) if name in SLOWEST_MODULES_FIRST else len(SLOWEST_MODULES_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order inside a module
 
 
 def mpi_env() -> dict[str, str]:

@@ -17,4 +17,6 @@ if [[ $(id -u) -eq 0 ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 bash tools/lint.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers, a whole test module each (tests/conftest.py hands out the slowest first): one
+# worker's waits (SLURM's time limit, sacct polls, Python start-up) overlap the other's GPAW.
+exec .venv/bin/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder "$@"

@@ -18,13 +18,16 @@ Jobs are counted and inspected with `sacct --parsable2` (explicit fields).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +36,7 @@ import pytest
 from dftscreen.inputs import make_id
 import yaml
 
-from conftest import EXAMPLES, REPO, run_snakemake, write_run_config
+from conftest import EXAMPLES, REPO, real_slurm_config, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -76,18 +79,35 @@ def can_run_slurm() -> str | None:
     return None
 
 
+@contextmanager
+def one_cluster_user():
+    """The one-node cluster for one test module at a time (an exclusive lock; waits for it).
+
+    The test command runs two pytest workers, and both SLURM modules bring the same cluster
+    up with their own node size: they must not overlap. tests/conftest.py hands them to one
+    worker; this lock holds whatever the hand-out.
+    """
+    with open(Path(tempfile.gettempdir()) / "dftscreen-slurm-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """The one-node cluster, up for this module; taken down afterwards if this test started it."""
     reason = can_run_slurm()
     if reason:
         pytest.skip(reason)
-    was_up = subprocess.run(["bash", str(CLUSTER_SCRIPT), "status"], capture_output=True).returncode == 0
-    proc = subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, timeout=300)
+    with one_cluster_user(), real_slurm_config():
+        was_up = subprocess.run(["bash", str(CLUSTER_SCRIPT), "status"], capture_output=True).returncode == 0
+        proc = subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield
+        if not was_up:
+            subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, timeout=300)
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:

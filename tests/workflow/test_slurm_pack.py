@@ -31,8 +31,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake, write_run_config
-from test_slurm import CLUSTER_SCRIPT, can_run_slurm, jobs_settled, last_job_id, profile_set_resources
+from conftest import real_slurm_config, run_snakemake, write_run_config
+from test_slurm import (
+    CLUSTER_SCRIPT,
+    can_run_slurm,
+    jobs_settled,
+    last_job_id,
+    one_cluster_user,
+    profile_set_resources,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,13 +71,15 @@ def slurm_cluster_4cpus():
     reason = can_run_slurm()
     if reason:
         pytest.skip(reason)
-    was_up = subprocess.run(["bash", str(CLUSTER_SCRIPT), "status"], capture_output=True).returncode == 0
-    env = dict(os.environ, SLURM_CLUSTER_CPUS=CLUSTER_CPUS)
-    proc = subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    yield
-    if not was_up:
-        subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, timeout=300)
+    with one_cluster_user(), real_slurm_config():
+        was_up = subprocess.run(["bash", str(CLUSTER_SCRIPT), "status"], capture_output=True).returncode == 0
+        env = dict(os.environ, SLURM_CLUSTER_CPUS=CLUSTER_CPUS)
+        proc = subprocess.run(["bash", str(CLUSTER_SCRIPT), "up"], capture_output=True, text=True, timeout=900,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield
+        if not was_up:
+            subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, timeout=300)
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -118,9 +118,10 @@ def primitive_cell(atoms: Atoms) -> Atoms:
     """
     import spglib
 
-    kinds = sorted({(int(z), round(float(m), 3)) for z, m in zip(atoms.numbers, atoms.get_initial_magnetic_moments())})
+    site_kinds = [(int(z), round(float(m), 3)) for z, m in zip(atoms.numbers, atoms.get_initial_magnetic_moments())]
+    kinds = sorted(set(site_kinds))
     kind_of = {kind: index for index, kind in enumerate(kinds, start=1)}
-    types = [kind_of[(int(z), round(float(m), 3))] for z, m in zip(atoms.numbers, atoms.get_initial_magnetic_moments())]
+    types = [kind_of[kind] for kind in site_kinds]
     found = spglib.standardize_cell(
         (atoms.cell[:], atoms.get_scaled_positions(), types),
         to_primitive=True, no_idealize=True, symprec=PRIMITIVE_SYMPREC_A,
@@ -128,12 +129,11 @@ def primitive_cell(atoms: Atoms) -> Atoms:
     if found is None or len(found[2]) >= len(atoms):
         return atoms
     lattice, positions, reduced_types = found
-    reduced = Atoms(
+    return Atoms(
         numbers=[kinds[t - 1][0] for t in reduced_types],
         scaled_positions=positions, cell=lattice, pbc=True,
         magmoms=[kinds[t - 1][1] for t in reduced_types],
     )
-    return reduced
 
 
 class NoElementalReference(ValueError):

@@ -17,7 +17,8 @@ Each structure sent to DFT is, per stage:
 The known-materials jobs are counted the same way, each group apart: ``compare_known``
 (one job), the ``elements``' reference candidates of the structures sent to DFT, and the
 ``known_phases`` compare_known chose (both in the reference library compare_known names;
-see :func:`reference_jobs`).
+see :func:`reference_jobs`), and the ``user_phases`` of ``stability.reference_cif_dir``
+(in the results folder; their elements join the elemental references).
 
 A local job that started (its log exists) but left no record and is not running
 any more crashed or was killed, and one whose record is not readable JSON has a
@@ -71,7 +72,7 @@ SLURM_FAILED_STATES = {
 
 STAGES = ("relax", "properties")
 #: Rules of the known-materials jobs, one SLURM job each (never in a pack).
-REFERENCE_RULES = ("compare_known", "element_reference", "relax_competing_phase")
+REFERENCE_RULES = ("compare_known", "element_reference", "relax_competing_phase", "relax_reference_phase")
 _COMMENT = re.compile(r"^rule_(?P<rule>\w+?)(?:_wildcards_(?P<wildcards>.*))?$")
 # Numbers standing alone ("atoms 1 and 4", "0.31 Å"), not those in formulas ("NaCl2").
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
@@ -138,7 +139,7 @@ class RunStatus:
     problem: str = ""
     #: DFT jobs of the run with the structures each ran (see :func:`job_structures`).
     allocations: list[dict[str, Any]] = field(default_factory=list)
-    #: The known-materials jobs (:func:`reference_jobs`): compare_known, elements, known_phases.
+    #: The reference jobs (:func:`reference_jobs`): compare_known, elements, known_phases, user_phases.
     references: dict[str, StageStatus] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -393,14 +394,18 @@ def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -
 def reference_jobs(
     results: Path, work: Path, out_prefix: str, formulas: list[str], config: dict[str, Any]
 ) -> dict[str, list[Job]]:
-    """The known-materials jobs: ``compare_known``, the ``elements``' references, the chosen ``known_phases``.
+    """The reference jobs: ``compare_known``, the ``elements``' references, the chosen ``known_phases``,
+    the ``user_phases`` (:func:`user_phase_jobs`).
 
     The reference library is the folder compare_known names in ``known/competing_phases.json``;
-    until it has run, the references are not listed. ``formulas`` are those of the structures
-    sent to DFT; ``config`` is the run's config file (for ``stability.elemental_references``
-    and ``stability.elemental_reference_cifs``; defaults when empty).
+    until it has run, the elements and known phases are not listed. ``formulas`` are those of
+    the structures sent to DFT; ``config`` is the run's config file (for
+    ``stability.elemental_references``, ``stability.elemental_reference_cifs`` and
+    ``stability.reference_cif_dir``; defaults when empty).
     """
     layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
+    stability = config.get("stability") or {}
+    user_phases, user_phase_elements = user_phase_jobs(layout, prefix, work, stability.get("reference_cif_dir"))
     groups: dict[str, list[Job]] = {
         "compare_known": [
             Job("compare_known", Path(layout.competing_phases), prefix.competing_phases, "compare_known", "",
@@ -408,11 +413,11 @@ def reference_jobs(
         ],
         "elements": [],
         "known_phases": [],
+        "user_phases": user_phases,
     }
     chosen = _read_record(Path(layout.competing_phases))
     if not isinstance(chosen, dict) or chosen is CORRUPT or not chosen.get("library"):
         return groups
-    stability = config.get("stability") or {}
     with_elements = stability.get("elemental_references", True)
     user_cifs = stability.get("elemental_reference_cifs") or {}
     library = ReferenceLibrary(*chosen["library"].rstrip("/").rsplit("/", 1))
@@ -428,7 +433,9 @@ def reference_jobs(
 
         return automatic_candidate_keys(element)
 
-    elements = sorted({el for formula in formulas for el in re.findall(r"[A-Z][a-z]?", formula or "")})
+    elements = sorted(
+        {el for formula in formulas for el in re.findall(r"[A-Z][a-z]?", formula or "")} | user_phase_elements
+    )
     if with_elements:
         groups["elements"] = [
             Job(f"{el}/{key}", on_disk(library.element_record(el, key)), library.element_record(el, key),
@@ -442,6 +449,38 @@ def reference_jobs(
         for key in phases_to_relax(chosen, keys, with_elements)
     ]
     return groups
+
+
+def user_phase_jobs(
+    layout: ResultsLayout, prefix: ResultsLayout, work: Path, cif_dir: str | None
+) -> tuple[list[Job], set[str]]:
+    """The relaxations of the user's reference phases (``stability.reference_cif_dir``) and their elements.
+
+    The phases are the folder's CIFs, with the structure ids the workflow gives them
+    (:func:`dftscreen.inputs.discover_cifs`); a phase whose CIF cannot be read adds no
+    element (its own relaxation fails with the reason). No folder: no jobs.
+    """
+    if not cif_dir:
+        return [], set()
+    from dftscreen.cif_reader import read_structure
+    from dftscreen.inputs import discover_cifs
+
+    folder = Path(cif_dir) if os.path.isabs(cif_dir) else work / cif_dir
+    try:
+        phases = discover_cifs(folder)
+    except (OSError, ValueError):  # the workflow itself stops on a missing folder, with the reason
+        return [], set()
+    jobs, elements = [], set()
+    for item in phases:
+        sid = item.structure_id
+        jobs.append(Job(sid, Path(layout.phase_record(sid)), prefix.phase_record(sid), "relax_reference_phase", sid,
+                        Path(layout.log("references/phases", sid)), "relax"))
+        try:
+            structure, _ = read_structure(item.path)
+        except Exception:  # noqa: BLE001 - any unreadable CIF: reported by its relaxation
+            continue
+        elements |= {el.symbol for el in structure.composition.elements}
+    return jobs, elements
 
 
 def _wildcard_value(wildcards: str) -> str:

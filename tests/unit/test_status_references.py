@@ -121,3 +121,32 @@ def test_ml_screened_structures_are_neither_pending_nor_costed(tmp_path: Path, m
     # Ti and O leave the elements to compute with TiO2.
     assert {name.split("/")[0] for name in status.references["elements"].failed_ids} == {"Cl"}
     assert cost_projection(out)["stages"]["relax"]["pending_jobs"] == 2
+
+
+def test_user_reference_phases_are_counted_and_add_their_elements(tmp_path: Path, monkeypatch):
+    """The phases of ``stability.reference_cif_dir`` are jobs of the run; their elements get references."""
+    from pymatgen.core import Lattice, Structure
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out, library = make_run(tmp_path)
+    phases = tmp_path / "phases"
+    phases.mkdir()
+    Structure(Lattice.cubic(4.2), ["Li", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(phases / "LiCl.cif"))
+    (phases / "broken.cif").write_text("data_broken\n")
+    config = tmp_path / "config" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("output_dir: out\nstability: {reference_cif_dir: phases}\n")
+    layout = ResultsLayout.of(out)
+    write_json(Path(layout.phase_record("LiCl")), {"status": "relaxed"})
+    status = run_status(out)
+    user = status.references["user_phases"]
+    assert (user.done, user.pending, user.total) == (1, 1, 2)
+    # Li comes from the LiCl phase only (no structure at DFT has it): its candidates join the
+    # 5 element jobs of make_run, pending. The broken CIF adds no element.
+    elements = status.references["elements"]
+    assert elements.total == 5 + len(automatic_candidate_keys("Li"))
+    assert elements.pending == 1 + len(automatic_candidate_keys("Li"))
+    assert "user_phases 1 done, 0 failed, 0 running, 1 pending  (of 2)" in format_status(status)
+    # Listed before compare_known has run too: the phases' records are in the results folder.
+    Path(layout.competing_phases).unlink()
+    assert run_status(out).references["user_phases"].total == 2

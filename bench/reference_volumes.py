@@ -238,9 +238,11 @@ def report(preset: str, elements: list[str]) -> str:
                 note.append(f"{other['candidate']}: {other['status']}")
         if result.get("flagged"):
             note.insert(0, "FLAG |diff| > 3 %")
+        if v0 is None and used["kind"] != "molecule":
+            note.insert(0, "not in the Δ-test (no all-electron V0)")
         same = used.get("same_structure_as_delta_test")
         lines.append(
-            f"{element:<3} {used['description'][:44]:<44} {fmt(result.get('volume_per_atom_A3'))} {fmt(v0)} "
+            f"{element:<3} {used['description'][:44]:<44} {fmt(used.get('volume_per_atom_A3'))} {fmt(v0)} "
             f"{fmt(vcif)} {fmt(result.get('diff_percent'))}  {('' if same is None else 'yes' if same else 'no'):<5} "
             + "; ".join(note)
         )

@@ -341,7 +341,9 @@ def add_stability(
     element_pairs = [(record, rec) for record, rec in element_pairs if record is not None]
     elements = [record for record, _ in element_pairs]
     phases = [r for r in (_energy_record(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
-    column = E_HULL_COLUMN if phases else E_HULL_COLUMN_NO_PHASES
+    # Named for the compounds among the phases: an elemental phase alone (the known set's α-S)
+    # stands for its element, and the hull is still one of the elements and generated structures.
+    column = E_HULL_COLUMN if any(len(p.composition.elements) > 1 for p in phases) else E_HULL_COLUMN_NO_PHASES
     by_dft_id: dict[str, EnergyRecord] = {}
     for row in rows:
         dft_id = row.get("duplicate_of") or row["structure_id"]
@@ -368,7 +370,7 @@ def add_stability(
             continue
         system = {el.symbol for el in record.composition.elements}
         in_system = [p for p in compound_phases if {el.symbol for el in p.composition.elements} <= system]
-        row["hull_reference"] = _hull_label(in_system, phase_names, bool(phases))
+        row["hull_reference"] = _hull_label(in_system, phase_names, bool(compound_phases))
         row["elemental_references"] = "; ".join(
             element_names.get(id(lowest[el]), f"{el}: phase {phase_names.get(lowest[el].name, lowest[el].name)}")
             for el in sorted(system) if el in lowest
@@ -383,6 +385,8 @@ def add_stability(
         result = hull[dft_id]
         row[column] = result.get("e_above_hull_eV_per_atom")
         row["decomposition_products"] = result.get("decomposition")
+        if result.get("reason"):
+            row["stability_note"] = one_line(result["reason"])
 
 
 def _hull_label(phases: list[EnergyRecord], names: dict[str, str], any_phases: bool) -> str:

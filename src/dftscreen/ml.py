@@ -567,9 +567,11 @@ def screen(
     phases = [r for r in (_energy(rec.get("structure_id", ""), rec) for rec in references.get("phases", [])) if r]
     energies = {sid: e for sid, e in ((sid, _energy(sid, rec)) for sid, rec in sorted(records.items())) if e}
     hull = hull_analysis(list(energies.values()), elements, phases)
-    mu = chemical_potentials(elements)
-    column = ML_E_HULL_COLUMN if phases else ML_E_HULL_COLUMN_NO_PHASES
-    label = (f"ML: elements + {len(phases)} reference phases + generated structures" if phases
+    # An elemental phase stands for its element (as in hull_analysis); the compounds name the hull.
+    mu = chemical_potentials([*elements, *phases])
+    compounds = [p for p in phases if len(p.composition.elements) > 1]
+    column = ML_E_HULL_COLUMN if compounds else ML_E_HULL_COLUMN_NO_PHASES
+    label = (f"ML: elements + {len(compounds)} reference phases + generated structures" if compounds
              else "ML: elements + generated structures only (no reference phases given)")
     verdicts: dict[str, dict[str, Any]] = {}
     for sid in sorted(set(structure_ids)):

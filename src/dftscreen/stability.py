@@ -86,13 +86,14 @@ def hull_analysis(
     """Energy above hull (eV/atom) and decomposition products of every generated structure.
 
     The hull of each chemical system is built from the elemental references, the
-    reference phases and all generated structures in that system. Structures
-    with an element that has no reference get a ``reason`` instead.
+    reference phases and all generated structures in that system. An elemental
+    phase among ``phases`` (a known set's α-S) stands for its element like a
+    reference does; structures with an element that has neither get a ``reason`` instead.
     """
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
     phases = phases or []
-    mu = chemical_potentials(elements)
+    mu = chemical_potentials([*elements, *phases])
     pool = [PDEntry(r.composition, r.energy_eV, name=f"element:{r.name}") for r in elements]
     pool += [PDEntry(r.composition, r.energy_eV, name=f"phase:{r.name}") for r in phases]
     generated_entries = {r.name: PDEntry(r.composition, r.energy_eV, name=r.name) for r in generated}

@@ -130,3 +130,22 @@ def test_stability_note_names_only_the_missing_elements_reasons():
     (row,) = rows
     assert row["stability_note"] == "no elemental reference energy for Se (Se: SCF did not converge)"
     assert "formation_energy_eV_per_atom" not in row
+
+
+def test_an_elemental_phase_gives_the_hull_its_element_and_names_no_compound_hull():
+    """Fe-S with S from the known set's α-S phase (S has no automatic reference): a hull value, not a silent gap."""
+    from dftscreen.aggregate import add_stability
+
+    relaxed = {"status": "relaxed"}
+    elements = [dict(relaxed, element="Fe", formula="Fe2", energy_eV=-16.6),
+                {"element": "S", "status": "failed", "reason": "no automatic elemental reference for S"}]
+    phases = [dict(relaxed, structure_id="S-abc", formula="S32", energy_eV=-32 * 4.1)]
+    rows = [{"structure_id": "fes2", "_relax": dict(relaxed, formula="Fe2S4", energy_eV=-16.6 - 4 * 4.1 - 6 * 0.3)}]
+    add_stability(rows, elements, phases, {"S-abc": "S-abc [mp-96]"})
+    (row,) = rows
+    assert row["formation_energy_eV_per_atom"] == pytest.approx(-0.3)
+    # No compound phase: the hull is still one of elements and generated structures, and named so.
+    assert row["e_above_hull_vs_generated_only_eV_per_atom"] == pytest.approx(0.0)
+    assert "e_above_hull_eV_per_atom" not in row
+    assert row["decomposition_products"] == "FeS2 (1.00)"
+    assert "S: phase S-abc [mp-96]" in row["elemental_references"]

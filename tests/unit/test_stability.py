@@ -41,6 +41,16 @@ def test_reference_phase_lowers_the_hull():
     assert hull_analysis(generated, [NA, CL2], [phase])["gen"]["e_above_hull_eV_per_atom"] == pytest.approx(0.1)
 
 
+def test_an_elemental_phase_stands_for_an_element_without_reference():
+    """S has no automatic reference; a known set's α-S phase gives it a chemical potential on the hull."""
+    sulfur = EnergyRecord("S-abc", Composition("S32"), -32 * 4.1)
+    pyrite = EnergyRecord("g", Composition("Na2S2"), 2 * -1.3 + 2 * -4.1 - 4 * 0.3)
+    result = hull_analysis([pyrite], [NA], [sulfur])
+    assert result["g"]["e_above_hull_eV_per_atom"] == pytest.approx(0.0)
+    assert result["g"]["decomposition"] == "NaS (1.00)"
+    assert chemical_potentials([NA, sulfur])["S"] == pytest.approx(-4.1)
+
+
 def test_missing_element_gives_a_reason_not_a_crash():
     result = hull_analysis([EnergyRecord("s", Composition("NaS"), -5.0)], [NA])
     assert result["s"] == {"reason": "no elemental reference energy for S"}

@@ -17,9 +17,9 @@ Run under MPI from the project root (rank 0 writes the record, atomically)::
 
     PYTHONPATH=src:bench OMP_NUM_THREADS=1 flock /tmp/dftscreen-cpu.lock nice -n 19 \\
         mpiexec --bind-to none -n 2 .venv/bin/python -m gpaw python -m volume_from_energies \\
-        --element Ba [--ecut-eV 1200] [--no-dedecut]
+        --element Ba [--ecut-eV 1200] [--kpt-density 8] [--no-dedecut] [--factors 1.0,1.03,1.06,1.09,1.12]
 
-Records: ``bench/records/volume_from_energies/<preset>[_ecutN][_nodedecut]/<El>.json``.
+Records: ``bench/records/volume_from_energies/<preset>[_ecutN][_kN][_nodedecut]/<El>.json``.
 """
 
 from __future__ import annotations
@@ -62,14 +62,16 @@ def pressure_zero_volume(volumes_A3: list[float], pressures_GPa: list[float]) ->
     return None
 
 
-def energy_volume_points(element: str, gpaw_settings: dict[str, Any], workdir: Path) -> list[dict[str, float]]:
-    """Energy (eV/atom) and pressure (GPa) of the Δ-test cell at each of :data:`VOLUME_FACTORS` x V0."""
+def energy_volume_points(
+    element: str, gpaw_settings: dict[str, Any], workdir: Path, factors: tuple[float, ...] = VOLUME_FACTORS
+) -> list[dict[str, float]]:
+    """Energy (eV/atom) and pressure (GPa) of the Δ-test cell at each of ``factors`` x WIEN2k V0."""
     base = dcdft[element]
     base.set_initial_magnetic_moments(initial_magmoms(base.get_chemical_symbols()))
     n = len(base)
     v0 = wien2k_v0(element)
     points = []
-    for factor in VOLUME_FACTORS:
+    for factor in factors:
         atoms = base.copy()
         atoms.set_cell(base.cell * (factor * v0 * n / base.get_volume()) ** (1 / 3), scale_atoms=True)
         attach_gpaw(atoms, gpaw_settings, workdir / f"{element}_{factor:.2f}.txt")
@@ -93,6 +95,9 @@ def main() -> int:
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--ecut-eV", type=float, default=None, help="cutoff instead of the preset's")
     parser.add_argument("--no-dedecut", action="store_true", help="no Pulay-stress correction")
+    parser.add_argument("--kpt-density", type=float, default=None, help="k-points per Å⁻¹ instead of the preset's")
+    parser.add_argument("--factors", default=None, help="volumes as comma-separated fractions of V0 "
+                        f"(default {','.join(map(str, VOLUME_FACTORS))}; at least 5 for the fit)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dftscreen_volume_from_energies"))
     args = parser.parse_args()
     one_blas_thread_per_rank()
@@ -102,6 +107,9 @@ def main() -> int:
     if args.ecut_eV is not None:
         gpaw_settings["ecut_eV"] = args.ecut_eV
         variant += f"_ecut{args.ecut_eV:.0f}"
+    if args.kpt_density is not None:
+        gpaw_settings["kpt_density_per_A"] = args.kpt_density
+        variant += f"_k{args.kpt_density:g}"
     if args.no_dedecut:
         gpaw_settings.pop("dedecut", None)
         variant += "_nodedecut"
@@ -110,7 +118,8 @@ def main() -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     world.barrier()
 
-    points = energy_volume_points(args.element, gpaw_settings, workdir)
+    factors = tuple(float(f) for f in args.factors.split(",")) if args.factors else VOLUME_FACTORS
+    points = energy_volume_points(args.element, gpaw_settings, workdir, factors)
     volumes = [p["volume_per_atom_A3"] for p in points]
     energies = [p["energy_per_atom_eV"] for p in points]
     v_fit, e_fit, b_fit = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
 from pymatgen.core import Structure
 
 
@@ -41,8 +41,14 @@ class MatchSettings:
     angle_tol: float = 5.0
 
     def matcher(self) -> StructureMatcher:
-        """A StructureMatcher with these tolerances (other options at pymatgen's defaults)."""
-        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol)
+        """A StructureMatcher with these tolerances, comparing elements (other options at pymatgen's defaults).
+
+        Elements, not species: a CIF that labels its sites with oxidation states (``Na+``,
+        as ICSD and COD files do) is the same crystal as one that does not. pymatgen's
+        default comparator would tell them apart, and a known NaCl would never match.
+        """
+        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
+                                comparator=ElementComparator())
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,20 @@ def test_novelty_matches_by_formula_and_reports_the_known_id():
     assert match_against_known(generated, known, MatchSettings(), workers=2) == result
 
 
+def test_a_known_cif_with_oxidation_states_matches_the_same_crystal_without(tmp_path: Path):
+    """ICSD and COD CIFs label sites Na+ / Cl-; generated CIFs do not: the crystal is the same."""
+    rocksalt = structure("NaCl", "rocksalt", a=5.64)
+    labelled = rocksalt.copy()
+    labelled.add_oxidation_state_by_element({"Na": 1, "Cl": -1})
+    folder = tmp_path / "icsd"
+    folder.mkdir()
+    CifWriter(labelled).write_file(folder / "NaCl_icsd.cif")
+    known = read_known_set({"path": str(folder)})
+    assert {str(sp) for sp in known.entries[0].structure().species} == {"Na+", "Cl-"}  # kept as read
+    result = match_against_known([("generated", rocksalt)], known, MatchSettings())
+    assert (result["generated"].novel, result["generated"].match_id) == (False, "NaCl_icsd")
+
+
 def test_competing_phases_are_those_near_the_known_hull_capped_per_system():
     known = read_known_set({"path": str(FIXTURE)})
     chosen, notes = choose_competing_phases([{"Ti", "O"}], known, max_above_hull_eV_per_atom=0.025, max_per_system=3)

@@ -13,6 +13,7 @@ energies only *choose* phases, they are never mixed with GPAW energies.
 
 A known set without energies (a folder of CIFs) cannot rank its phases: every entry
 of the system is taken, up to ``max_per_system`` per system, smaller cells first.
+Disordered entries (partial occupancies) are never chosen: DFT cannot relax them.
 
 Each chosen phase has a key, ``<reduced formula>-<fingerprint>``, where the fingerprint
 hashes the structure itself, so the same crystal from any known set is relaxed once
@@ -31,8 +32,8 @@ from pymatgen.core import Composition, Element, Structure
 
 from dftscreen.known import KnownEntry, KnownSet, KnownSetError
 
-#: Energy (eV/atom) above the highest entry of a system given to an element the known set lacks,
-#: so the hull can still be built; it only ever makes the selection take more phases.
+#: Energy (eV/atom) above the highest entry of a system given to an element the known set lacks
+#: altogether, so the hull can still be built; it only ever makes the selection take more phases.
 MISSING_ELEMENT_OFFSET_EV_PER_ATOM = 1.0
 
 
@@ -141,8 +142,11 @@ def choose_competing_phases(
         if system in seen_systems:
             continue
         seen_systems.add(system)
-        entries = [e for e in known.within(system) if include_elements or len(e.elements) > 1]
-        distances = known_hull_distances(entries, energies_per_atom) if ranked else {}
+        in_system = known.within(system)
+        # Distances on the hull of every entry, elements included: without them pymatgen's
+        # hull would stand on placeholder elements and rank the compounds wrongly.
+        distances = known_hull_distances(in_system, energies_per_atom) if ranked else {}
+        entries = [e for e in in_system if include_elements or len(e.elements) > 1]
         per_system: dict[frozenset[str], list[tuple[float, int, KnownEntry]]] = {}
         for entry in entries:
             if ranked:
@@ -153,8 +157,13 @@ def choose_competing_phases(
                 distance = None
             try:
                 n_sites = entry.n_sites or len(entry.structure())
+                ordered = entry.structure().is_ordered
             except KnownSetError as exc:
                 notes.append(f"{entry.entry_id}: skipped, {exc}")
+                continue
+            if not ordered:
+                notes.append(f"{entry.entry_id} ({entry.reduced_formula}): skipped, a disordered structure "
+                             "(partial occupancies) cannot be relaxed with DFT")
                 continue
             if max_sites is not None and n_sites > max_sites:
                 notes.append(f"{entry.entry_id} ({entry.reduced_formula}, {n_sites} sites): skipped, more than "

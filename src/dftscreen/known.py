@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import zlib
 from collections.abc import Iterable
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Composition, Structure
+
+log = logging.getLogger(__name__)
 
 #: Defaults of the table-format columns (schema: known_materials.<set>.*_column).
 DEFAULT_CIF_COLUMN = "cif"
@@ -115,6 +118,7 @@ class KnownSet:
     index: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        _make_ids_unique(self.entries, self.label)
         if not self.by_formula:
             for entry in self.entries:
                 self.by_formula.setdefault(entry.reduced_formula, []).append(entry)
@@ -130,6 +134,25 @@ class KnownSet:
         """Entries whose elements all belong to ``elements`` (a chemical system and its subsystems)."""
         system = frozenset(elements)
         return [e for e in self.entries if e.elements <= system]
+
+
+def _make_ids_unique(entries: list[KnownEntry], label: str) -> None:
+    """Rename repeated entry ids in place (``mp-1``, ``mp-1#2``, ...), in file order, with a warning.
+
+    Everything downstream (hull distances, the structure written for a chosen phase,
+    ``matches_known_id``) is keyed by id: two entries sharing one would take each other's.
+    """
+    seen: dict[str, int] = {}
+    renamed = 0
+    for entry in entries:
+        count = seen.get(entry.entry_id, 0) + 1
+        seen[entry.entry_id] = count
+        if count > 1:
+            entry.entry_id = f"{entry.entry_id}#{count}"
+            renamed += 1
+    if renamed:
+        log.warning("known set %s: %d entries repeat an earlier entry's id; renamed <id>#2, <id>#3, ...",
+                    label, renamed)
 
 
 def _formula_parts(composition: Composition) -> tuple[str, frozenset[str]]:

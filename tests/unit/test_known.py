@@ -228,3 +228,60 @@ def test_novelty_agrees_with_plain_structure_matcher_fit():
                     if e.reduced_formula == s.composition.reduced_formula and matcher.fit(e.structure(), s)}
             assert result[sid].novel == (not fits), sid
             assert result[sid].match_id is None or result[sid].match_id in fits, sid
+
+
+def _toy_entry(entry_id: str, structure, energy_per_atom_eV: float | None = None):
+    from dftscreen.known import KnownEntry
+
+    composition = structure.composition
+    return KnownEntry(entry_id=entry_id, reduced_formula=composition.reduced_formula,
+                      elements=frozenset(el.symbol for el in composition.elements), n_sites=len(structure),
+                      energy_per_atom_eV=energy_per_atom_eV, _structure=structure)
+
+
+def test_phases_are_ranked_on_the_hull_with_the_elements_even_when_elements_are_not_chosen():
+    """include_elements=False leaves the elemental phases out of the choice, not out of the ranking hull."""
+    from pymatgen.core import Lattice, Structure
+
+    from dftscreen.known import KnownSet
+
+    def toy(entry_id, species, energy):  # cells differ only to give each a distinct fingerprint
+        return _toy_entry(entry_id, Structure(Lattice.cubic(3 + len(species)), species,
+                                              [[k / len(species), 0, 0] for k in range(len(species))]), energy)
+
+    entries = [toy("Fe", ["Fe"], 0.0), toy("O", ["O", "O"], 0.0), toy("FeO", ["Fe", "O"], -1.0),  # on the hull
+               toy("Fe3O", ["Fe"] * 3 + ["O"], -0.45), toy("Fe5O", ["Fe"] * 5 + ["O"], -0.30)]  # 0.05, 0.033 above
+    chosen, _ = choose_competing_phases([{"Fe", "O"}], KnownSet("toy", entries), max_above_hull_eV_per_atom=0.025,
+                                        max_per_system=2, include_elements=False)
+    assert [(c.entry_id, c.e_above_known_hull_eV_per_atom) for c in chosen] == [("FeO", pytest.approx(0.0))]
+
+
+def test_disordered_known_entries_are_never_chosen():
+    from pymatgen.core import Lattice, Structure
+
+    from dftscreen.known import KnownSet
+
+    disordered = _toy_entry("FeNi_A1", Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]]))
+    ordered = _toy_entry("FeNi_L10", Structure(Lattice.tetragonal(2.53, 3.58), ["Fe", "Ni"],
+                                               [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    chosen, notes = choose_competing_phases([{"Fe", "Ni"}], KnownSet("toy", [disordered, ordered]),
+                                            max_per_system=1, include_elements=False)
+    assert [c.entry_id for c in chosen] == ["FeNi_L10"]
+    assert notes == ["FeNi_A1 (Fe0.5Ni0.5): skipped, a disordered structure (partial occupancies) "
+                     "cannot be relaxed with DFT"]
+
+
+def test_repeated_entry_ids_are_renamed_so_no_entry_takes_another_ones_place(caplog):
+    """Hull distances, phase structures and matches_known_id are keyed by id."""
+    from pymatgen.core import Lattice, Structure
+
+    from dftscreen.known import KnownSet
+
+    rocksalt = structure("NaCl", "rocksalt", a=5.64)
+    cscl = Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    known = KnownSet("toy", [_toy_entry("mp-1", cscl, -3.0), _toy_entry("mp-1", rocksalt, -3.5),
+                             _toy_entry("mp-1", cscl, -3.0)])
+    assert [e.entry_id for e in known.entries] == ["mp-1", "mp-1#2", "mp-1#3"]
+    assert "2 entries repeat an earlier entry's id" in caplog.text
+    result = match_against_known([("generated", rocksalt)], known, MatchSettings())
+    assert result["generated"].match_id == "mp-1#2"

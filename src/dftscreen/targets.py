@@ -58,6 +58,31 @@ def read_target_file(path: str | Path, id_column: str) -> pd.DataFrame:
     return table.drop_duplicates(subset=id_column, keep="first").set_index(id_column)
 
 
+def table_source_column(table: pd.DataFrame, name: str, source: str) -> str | None:
+    """The results-table column holding target ``name``'s values, named ``source`` in config (``None``: absent).
+
+    A table-input column named like a results column is in the table as
+    ``input_<name>`` (see :mod:`dftscreen.columns`); naming it by its original
+    name finds it there.
+
+    Raises:
+        ValueError: ``source`` is the computed column the target is checked against
+            and no table-input column of that name exists (every error would be 0).
+    """
+    from dftscreen.columns import INPUT_PREFIX, results_columns
+
+    if source in results_columns():
+        if f"{INPUT_PREFIX}{source}" in table.columns:
+            return f"{INPUT_PREFIX}{source}"
+        if source in TARGET_KINDS[name].computed_columns:
+            raise ValueError(
+                f"targets.properties.{name}.source_column '{source}' is the computed column the target is "
+                "compared with, not a target value (no input column of that name): name the column of "
+                "the input table or targets file that holds what the structure was generated for"
+            )
+    return source if source in table.columns else None
+
+
 def add_target_columns(
     table: pd.DataFrame,
     properties: dict[str, dict[str, Any]],
@@ -70,12 +95,14 @@ def add_target_columns(
         table: the results table.
         properties: ``{name: {"tolerance": float, "source_column": str}}``; the
             source column (default: the name) holds the target values, in
-            ``targets`` or else in ``table``.
+            ``targets`` or else in ``table`` (a table-input column renamed
+            ``input_<source>`` is found by its original name).
         targets: target values indexed by ``id_column`` values, or ``None``.
         id_column: ``structure_id`` or ``source_file``.
 
     Raises:
         KeyError: an unknown target name (the message lists the known ones).
+        ValueError: a source column is the computed column itself (see :func:`table_source_column`).
     """
     table = table.copy()
     for name, spec in properties.items():
@@ -86,8 +113,8 @@ def add_target_columns(
         tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
         if targets is not None and source in targets.columns:
             values = table[id_column].map(targets[source])
-        elif source in table.columns:
-            values = table[source]
+        elif (column := table_source_column(table, name, source)) is not None:
+            values = table[column]
         else:
             continue
         computed_column = next((c for c in kind.computed_columns if c in table.columns), None)

@@ -78,3 +78,11 @@ def test_a_real_table_has_only_documented_columns(tmp_path: Path):
     table = add_targets(table, targets).drop(columns=["t"])
     assert undocumented(list(table.columns), input_columns=["Prompt", "reason_input"]) == []
     assert isinstance(table, pd.DataFrame) and len(table) == 1
+
+
+def test_table_input_columns_are_prefixed_against_every_column_the_code_writes():
+    """dftscreen.columns (the names a table-input column must not take) knows every column above."""
+    from dftscreen.columns import results_columns
+
+    target = {c for name in TARGET_KINDS for c in target_columns(name)}
+    assert static_columns() | target <= results_columns()

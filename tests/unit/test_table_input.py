@@ -78,3 +78,52 @@ def test_row_cif_written_once_and_kept_when_unchanged(table: Path, tmp_path: Pat
     before = path.stat().st_mtime_ns
     write_table_row_cif(item, tmp_path / "inputs")
     assert path.stat().st_mtime_ns == before
+
+
+def nacl_cif() -> str:
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return str(CifWriter(nacl))
+
+
+def test_input_columns_named_like_results_columns_get_the_prefix_and_stay_targets(tmp_path: Path):
+    """A table column named like any results column (not only a check field) is input_<name>, never a computed value."""
+    import pandas as pd
+
+    from dftscreen.aggregate import add_targets
+    from dftscreen.io import atomic_write_json
+    from dftscreen.layout import ResultsLayout
+
+    path = tmp_path / "gen.parquet"
+    clashing = {"band_gap_eV": 1.8, "ml_status": "m", "novel": True, "target_band_gap_eV": 9.0, "status": "s"}
+    pd.DataFrame(
+        {
+            "Material ID": ["good", "bad"],
+            "Generated CIF": [nacl_cif(), "data_x\nnot a cif"],
+            "Prompt": ["<p>", "<p>"],
+            **{name: [value, value] for name, value in clashing.items()},
+        }
+    ).to_parquet(path)
+    records = [r.to_dict() for r in check_and_deduplicate(table_inputs(path, id_column="Material ID"))]
+    for name, value in clashing.items():
+        assert records[1][f"input_{name}"] == value, name
+    assert "band_gap_eV" not in records[1] and "ml_status" not in records[1] and "novel" not in records[1]
+    assert records[1]["Prompt"] == "<p>"  # no clash: its own name
+
+    layout = ResultsLayout.of(tmp_path / "out")
+    atomic_write_json(layout.relax_record("good"), {"status": "relaxed", "converged": True, "relaxed_cif": "r.cif"})
+    atomic_write_json(layout.properties_record("good"), {"status": "done", "band_gap_eV": 4.9})
+    table = build_table(records, layout.dft_dir).set_index("structure_id", drop=False)
+    assert table.loc["good", "band_gap_eV"] == pytest.approx(4.9) and pd.isna(table.loc["bad", "band_gap_eV"])
+    assert (table["input_band_gap_eV"] == 1.8).all()
+    # The target names the input column by its own name and finds input_band_gap_eV.
+    config = {"properties": {"band_gap": {"source_column": "band_gap_eV", "tolerance": 0.3}}}
+    out = add_targets(table, config).set_index("structure_id")
+    assert out["target_band_gap_eV"].tolist() == [1.8, 1.8]
+    assert out.loc["good", "band_gap_error_eV"] == pytest.approx(3.1) and out.loc["good", "band_gap_hit"] == False  # noqa: E712
+    assert pd.isna(out.loc["bad", "band_gap_hit"])  # invalid: no computed gap, not a hit
+    # Without such an input column the computed column is no target: an error, not error 0 and a hit.
+    with pytest.raises(ValueError, match="computed column"):
+        add_targets(table.drop(columns=["input_band_gap_eV"]), config)

@@ -12,6 +12,7 @@ table (e.g. carried over from a CrystaLLM-pi Parquet input).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,46 @@ def target_columns(name: str) -> tuple[str, str, str]:
 def read_target_file(path: str | Path, id_column: str) -> pd.DataFrame:
     """Targets from a CSV file, indexed by ``id_column``.
 
+    Ids are read as text, as written: ``001`` stays ``001`` (a structure id made
+    from ``001.cif``), not the number 1; only an empty cell is missing.
+
     Raises:
         ValueError: the id column is missing (the message lists the columns found).
     """
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype={id_column: str}, keep_default_na=False, na_values=[""])
     if id_column not in table.columns:
         raise ValueError(f"targets file {path} has no column '{id_column}'; columns: {', '.join(table.columns)}")
     return table.drop_duplicates(subset=id_column, keep="first").set_index(id_column)
+
+
+def _examples(values: Any, n: int = 3) -> str:
+    """Up to ``n`` values as quoted text, for messages."""
+    return ", ".join(repr(str(v)) for v in list(values)[:n])
+
+
+def check_target_rows(table: pd.DataFrame, targets: pd.DataFrame, id_column: str) -> None:
+    """Fail when no structure has a row in the targets file; warn when only some have one.
+
+    Raises:
+        ValueError: not one ``id_column`` value of ``table`` is in the targets file's
+            ids (the message shows ids of both).
+    """
+    if table.empty:
+        return
+    ids = table[id_column].astype(str)
+    missing = ~ids.isin(targets.index.astype(str))
+    if missing.all():
+        raise ValueError(
+            f"targets.file: none of the {len(table)} structures has a row in the targets file, matched on "
+            f"targets.id_column '{id_column}' (the table's values: {_examples(ids)}; the file's: "
+            f"{_examples(targets.index)}); check targets.id_column and the ids in the file"
+        )
+    if missing.any():
+        warnings.warn(
+            f"targets.file: {int(missing.sum())} of {len(table)} structures have no row in the targets file "
+            f"(matched on {id_column}, e.g. {_examples(ids[missing])}); their target columns are empty",
+            stacklevel=3,
+        )
 
 
 def table_source_column(table: pd.DataFrame, name: str, source: str) -> str | None:
@@ -102,9 +136,11 @@ def add_target_columns(
 
     Raises:
         KeyError: an unknown target name (the message lists the known ones).
-        ValueError: a source column is the computed column itself (see :func:`table_source_column`).
+        ValueError: a source column is the computed column itself (see :func:`table_source_column`),
+            or no structure has a row in ``targets`` (see :func:`check_target_rows`).
     """
     table = table.copy()
+    checked_rows = False
     for name, spec in properties.items():
         if name not in TARGET_KINDS:
             raise KeyError(f"unknown target '{name}'; known targets: {', '.join(sorted(TARGET_KINDS))}")
@@ -112,7 +148,10 @@ def add_target_columns(
         source = (spec or {}).get("source_column", name)
         tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
         if targets is not None and source in targets.columns:
-            values = table[id_column].map(targets[source])
+            if not checked_rows:
+                check_target_rows(table, targets, id_column)
+                checked_rows = True
+            values = table[id_column].astype(str).map(targets[source])
         elif (column := table_source_column(table, name, source)) is not None:
             values = table[column]
         else:

@@ -57,3 +57,26 @@ def test_summary_rates():
     assert band_gap["n_compared"] == 3
     assert band_gap["mean_absolute_error"] == pytest.approx((0.1 + 1.8 + 0.1) / 3)
     assert band_gap["hit_rate"] == pytest.approx(2 / 3)
+
+
+def test_numeric_looking_ids_in_the_targets_file_match_as_text(tmp_path):
+    """Ids made from 001.cif and 17.cif are '001' and '17': the targets file's ids are read as that text."""
+    path = tmp_path / "targets.csv"
+    path.write_text("structure_id,band_gap\n001,1.8\n17,2.0\n")
+    table = pd.DataFrame({"structure_id": ["001", "17"], "status": ["ok", "ok"], "band_gap_eV": [1.7, 0.4]})
+    out = add_target_columns(table, {"band_gap": {}}, read_target_file(path, "structure_id"))
+    assert out["target_band_gap_eV"].tolist() == [1.8, 2.0]
+    assert out["band_gap_hit"].tolist() == [True, False]
+
+
+def test_targets_file_matching_no_or_only_some_structures_is_reported(tmp_path):
+    path = tmp_path / "targets.csv"
+    path.write_text("structure_id,band_gap\n1,1.8\n017,2.0\n")
+    targets = read_target_file(path, "structure_id")
+    table = pd.DataFrame({"structure_id": ["001", "17"], "status": ["ok", "ok"], "band_gap_eV": [1.7, 0.4]})
+    with pytest.raises(ValueError, match=r"none of the 2 structures has a row.*'001', '17'.*'1', '017'"):
+        add_target_columns(table, {"band_gap": {}}, targets)
+    path.write_text("structure_id,band_gap\n001,1.8\n")
+    with pytest.warns(UserWarning, match=r"1 of 2 structures have no row in the targets file.*'17'"):
+        out = add_target_columns(table, {"band_gap": {}}, read_target_file(path, "structure_id"))
+    assert out["target_band_gap_eV"].tolist()[0] == 1.8 and pd.isna(out["band_gap_hit"].tolist()[1])

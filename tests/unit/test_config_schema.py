@@ -140,3 +140,13 @@ def test_gpaw_sections_stay_open():
     config = filled({"dft": {"overrides": {"gpaw": {"nbands": "150%", "mixer": {"beta": 0.05}}},
                              "structure_overrides": {"x": {"gpaw": {"eigensolver": "rmm-diis"}}}}})
     assert config["dft"]["overrides"]["gpaw"]["nbands"] == "150%"
+
+
+def test_target_source_column_may_name_an_element_of_a_list_column():
+    """condition_vector[0] (CrystaLLM-pi's conditioning property) passes; a malformed index fails at start-up."""
+    for source in ("condition_vector[0]", "cv[12]", "gap_target"):
+        filled({"targets": {"properties": {"band_gap": {"source_column": source}}}})
+        assert targets.SOURCE_ELEMENT.match(source) or "[" not in source
+    for source in ("condition_vector[x]", "condition_vector[-1]", "condition_vector[]"):
+        with pytest.raises(WorkflowError, match="does not match"):
+            filled({"targets": {"properties": {"band_gap": {"source_column": source}}}})

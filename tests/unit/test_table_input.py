@@ -127,3 +127,22 @@ def test_input_columns_named_like_results_columns_get_the_prefix_and_stay_target
     # Without such an input column the computed column is no target: an error, not error 0 and a hit.
     with pytest.raises(ValueError, match="computed column"):
         add_targets(table.drop(columns=["input_band_gap_eV"]), config)
+
+
+def test_crystallm_pi_condition_vector_element_is_the_target(tmp_path: Path):
+    """The property CrystaLLM-pi conditioned on is in the list column condition_vector: condition_vector[0]."""
+    import numpy as np
+    import pandas as pd
+
+    from dftscreen.targets import add_target_columns
+
+    path = tmp_path / "crystallm_pi_gen.parquet"
+    pd.DataFrame(
+        {"Material ID": ["s1"], "Generated CIF": [nacl_cif()], "condition_vector": [np.array([1.8, 0.0])]}
+    ).to_parquet(path)
+    record = check_and_deduplicate(table_inputs(path, id_column="Material ID"))[0].to_dict()
+    table = pd.DataFrame([{**record, "band_gap_eV": 1.7}])
+    out = add_target_columns(table, {"band_gap": {"source_column": "condition_vector[0]"}})
+    assert out.loc[0, "target_band_gap_eV"] == 1.8 and out.loc[0, "band_gap_hit"] == True  # noqa: E712
+    with pytest.raises(ValueError, match=r"condition_vector.*\[1\.8, 0\.0\].*condition_vector\[0\]"):
+        add_target_columns(table, {"band_gap": {"source_column": "condition_vector"}})

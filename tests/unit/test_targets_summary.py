@@ -80,3 +80,32 @@ def test_targets_file_matching_no_or_only_some_structures_is_reported(tmp_path):
     with pytest.warns(UserWarning, match=r"1 of 2 structures have no row in the targets file.*'17'"):
         out = add_target_columns(table, {"band_gap": {}}, read_target_file(path, "structure_id"))
     assert out["target_band_gap_eV"].tolist()[0] == 1.8 and pd.isna(out["band_gap_hit"].tolist()[1])
+
+
+def test_an_element_of_a_list_column_is_a_target_source():
+    """CrystaLLM-pi's condition_vector: JSON text as a table input stores it, or a list/array."""
+    import numpy as np
+
+    cells = ["[1.8]", [1.8, 0.0], np.array([1.6]), None, "[NaN]"]
+    config = {"band_gap": {"source_column": "condition_vector[0]"}}
+    out = add_target_columns(results().assign(condition_vector=cells), config)
+    assert out["target_band_gap_eV"].tolist()[:3] == [1.8, 1.8, 1.6]
+    assert out["target_band_gap_eV"].isna().tolist()[3:] == [True, True]  # empty cells: no target, no error
+    assert out["band_gap_hit"].tolist()[:2] == [True, False]
+
+
+def test_a_target_column_that_is_not_numbers_is_an_error_naming_it():
+    lists = r"'condition_vector': 1 of 5 values are not numbers, e\.g\. '\[1\.8\]'.*condition_vector\[0\]"
+    with pytest.raises(ValueError, match=lists):
+        add_target_columns(
+            results().assign(condition_vector=["[1.8]", None, None, None, None]),
+            {"band_gap": {"source_column": "condition_vector"}},
+        )
+    with pytest.raises(ValueError, match=r"'gap': 2 of 5 values are not numbers, e\.g\. 'high'"):
+        gaps = ["high", "1.8", "", "NaN", "1,8"]
+        add_target_columns(results().assign(gap=gaps), {"band_gap": {"source_column": "gap"}})
+    with pytest.raises(ValueError, match=r"'cv\[1\]'.*not lists with an element \[1\]"):
+        add_target_columns(results().assign(cv=["[1.8]"] * 5), {"band_gap": {"source_column": "cv[1]"}})
+    with pytest.warns(UserWarning, match="no column 'gap'"):
+        out = add_target_columns(results(), {"band_gap": {"source_column": "gap"}})
+    assert "target_band_gap_eV" not in out.columns

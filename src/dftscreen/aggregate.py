@@ -20,6 +20,7 @@ Every column with a unit carries it in its name.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -401,12 +402,18 @@ def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> p
     """Target, error and hit columns as configured under ``targets`` (see :mod:`dftscreen.targets`)."""
     if not targets_config or not targets_config.get("properties"):
         return table
-    values = None
-    if targets_config.get("file"):
-        values = read_target_file(targets_config["file"], targets_config.get("id_column", "structure_id"))
-    return add_target_columns(
-        table, targets_config["properties"], values, targets_config.get("id_column", "structure_id")
-    )
+    try:
+        values = None
+        if targets_config.get("file"):
+            values = read_target_file(targets_config["file"], targets_config.get("id_column", "structure_id"))
+        return add_target_columns(
+            table, targets_config["properties"], values, targets_config.get("id_column", "structure_id")
+        )
+    except (OSError, ValueError) as exc:
+        # The run's other results are worth more than its targets: the table is written without
+        # them (the start-up check, targets.check_targets_file, catches most such problems first).
+        print(f"dftscreen: WARNING: no target columns in the results table: {exc}", file=sys.stderr)
+        return table
 
 
 def table_from_results(

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,31 @@ def add_target_columns(
         # No computed value or no target: not a miss, unknown.
         table[hit_col] = hit.where(table[error_col].notna(), None)
     return table
+
+
+def check_targets_file(targets_config: dict[str, Any], ids: Iterable[str]) -> None:
+    """Before any job runs: the targets file gives some input a target, and its target columns are numbers.
+
+    ``ids`` are the inputs' values of ``targets.id_column`` (structure ids or source
+    files). Problems found only in the finished table (a table-input column) are reported
+    there; a run is never stopped at its end for a target.
+
+    Raises:
+        ValueError: the file has no id column, no input has a row in it, or a configured
+            target column of the file holds values that are not numbers.
+    """
+    path = targets_config.get("file")
+    if not path:
+        return
+    id_column = targets_config.get("id_column", "structure_id")
+    targets = read_target_file(path, id_column)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some inputs without a row: said again, per row, in the table
+        check_target_rows(pd.DataFrame({id_column: [str(i) for i in ids]}), targets, id_column)
+    for name, spec in (targets_config.get("properties") or {}).items():
+        source = (spec or {}).get("source_column", name)
+        column, index = source, None
+        if source not in targets.columns and (element := SOURCE_ELEMENT.match(source)):
+            column, index = element["column"], int(element["index"])
+        if column in targets.columns:
+            target_numbers(targets[column], name, column, index)

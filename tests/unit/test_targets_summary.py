@@ -109,3 +109,28 @@ def test_a_target_column_that_is_not_numbers_is_an_error_naming_it():
     with pytest.warns(UserWarning, match="no column 'gap'"):
         out = add_target_columns(results(), {"band_gap": {"source_column": "gap"}})
     assert "target_band_gap_eV" not in out.columns
+
+
+def test_a_targets_file_is_checked_before_any_job_and_never_costs_the_table(tmp_path, capsys):
+    """At start-up: no input with a row, or a target column of text, stops the run with the reason.
+    At the end: the same problem leaves the table without target columns, every row kept."""
+    from dftscreen.aggregate import add_targets
+    from dftscreen.targets import check_targets_file
+
+    path = tmp_path / "targets.csv"
+    path.write_text("structure_id,band_gap\nother,1.5\n")
+    config = {"file": str(path), "id_column": "structure_id", "properties": {"band_gap": {}}}
+    with pytest.raises(ValueError, match="none of the 2 structures has a row in the targets file"):
+        check_targets_file(config, ["a", "b"])
+    path.write_text("structure_id,band_gap\na,wide\nb,1.5\n")
+    with pytest.raises(ValueError, match="band_gap"):
+        check_targets_file(config, ["a", "b"])
+    path.write_text("structure_id,band_gap\na,1.0\n")
+    check_targets_file(config, ["a", "b"])  # one input without a row: reported per row later, not fatal
+    check_targets_file({"file": None, "properties": {}}, [])
+
+    path.write_text("structure_id,band_gap\nother,1.5\n")
+    table = pd.DataFrame({"structure_id": ["a", "b"], "band_gap_eV": [1.0, 2.0]})
+    out = add_targets(table, config)
+    assert list(out["structure_id"]) == ["a", "b"] and "target_band_gap_eV" not in out.columns
+    assert "no target columns in the results table" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from dftscreen.reflib import element_reference_key, phases_to_relax, settings_ke
 from dftscreen.resources import ResourcePolicy
 from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
-from dftscreen.targets import TARGET_KINDS
+from dftscreen.targets import TARGET_KINDS, check_targets_file
 from dftscreen import slurm_pack
 
 try:
@@ -56,6 +56,11 @@ if not INPUTS:
     )
 check_structure_overrides(DFT["structure_overrides"], INPUTS)
 check_target_names(config["targets"]["properties"], TARGET_KINDS)
+# A targets file that gives no input a target stops the run now, not at its end.
+check_targets_file(
+    config["targets"],
+    INPUTS if config["targets"]["id_column"] == "structure_id" else [i.relative_path for i in INPUTS.values()],
+)
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 DFT_SETTINGS_JSON = json.dumps(DFT_SETTINGS, sort_keys=True)
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])

@@ -175,7 +175,7 @@ def table_row(
         relax_wall_time_all_starts_s=relax.get("wall_time_all_starts_s"),
     )
     _add_cost(row, relax, properties)
-    v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
+    v0, v1 = generated_volume_A3(check, relax), relax.get("final_volume_A3")
     if v0 and v1:
         row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
         if check.get("density_generated_g_cm3"):
@@ -216,6 +216,23 @@ def table_row(
     else:
         row.update(status=status_codes.OK, reason="")
     return row
+
+
+def generated_volume_A3(check: dict[str, Any], relax: dict[str, Any]) -> float | None:
+    """Volume (Å³) of the generated cell the relaxation's volume change is measured from.
+
+    The check record's ``volume_generated_A3``. The relaxation record's
+    ``initial_volume_A3`` is the volume the DFT relaxation started from: with ML
+    pre-relaxation (the record names a ``start_cif``) that is the ML-relaxed cell,
+    not the generated one, so it stands in only for a check record without a volume
+    whose relaxation started from the generated structure itself.
+    """
+    volume = check.get("volume_generated_A3")
+    if volume:
+        return float(volume)
+    if relax.get("start_cif"):
+        return None
+    return relax.get("initial_volume_A3")
 
 
 def _add_cost(row: dict[str, Any], relax: dict[str, Any], properties: dict[str, Any] | None) -> None:

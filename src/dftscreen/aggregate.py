@@ -12,7 +12,8 @@ says how far the structure got:
 ``not_finished``   a DFT job has not produced its result (still to run, killed, or
                    crashed): rerun the same command
 ``duplicate``      the same crystal as ``duplicate_of``; DFT ran once, on that one, and
-                   its DFT values are shown in this row too
+                   its DFT values (per-cell ones of its cell) are shown in this row too,
+                   beside the duplicate's own check columns (see :func:`duplicate_row`)
 
 Every column with a unit carries it in its name.
 """
@@ -218,6 +219,40 @@ def table_row(
     return row
 
 
+def duplicate_row(
+    check: dict[str, Any],
+    representative_check: dict[str, Any] | None,
+    relax: dict[str, Any] | None,
+    properties: dict[str, Any] | None,
+    relax_cif_path: str | None = None,
+) -> dict[str, Any]:
+    """The row of a duplicate: its own check columns, its representative's DFT columns.
+
+    DFT ran once, on the representative (``check['duplicate_of']``), whose cell may
+    differ from the duplicate's (a primitive and a conventional cell, or another
+    volume). Every column the DFT records give (per-cell ones such as ``energy_eV`` and
+    ``magnetic_moment_muB`` included) and the columns derived from the
+    representative's generated cell (``volume_change_pct``, ``density_relaxed_g_cm3``)
+    are the representative's row's, so they describe one crystal; the check columns
+    (``n_sites``, ``volume_generated_A3``, ...) are the duplicate's own. ``relax`` and
+    ``properties`` are the representative's records.
+    """
+    representative = check["duplicate_of"]
+    if representative_check is None:
+        # Without its check record, the relaxation's start stands in for its generated cell.
+        representative_check = {
+            k: v for k, v in check.items() if k not in ("volume_generated_A3", "density_generated_g_cm3")
+        }
+    dft = table_row({**representative_check, "valid": True}, relax, properties, relax_cif_path)
+    row: dict[str, Any] = {k: v for k, v in check.items() if k not in CHECK_FIELDS_NOT_IN_TABLE}
+    row.update({k: v for k, v in dft.items() if k not in representative_check and k not in ("status", "reason")})
+    row.update(
+        status=status_codes.DUPLICATE,
+        reason=one_line(f"{check['reason']} (DFT status of {representative}: {dft['status']})"),
+    )
+    return row
+
+
 def generated_volume_A3(check: dict[str, Any], relax: dict[str, Any]) -> float | None:
     """Volume (Å³) of the generated cell the relaxation's volume change is measured from.
 
@@ -291,6 +326,8 @@ def build_table(
     """
     layout = ResultsLayout.of(Path(dft_dir).parent)
     provenance = run_provenance(run_settings)
+    checks = list(checks)
+    checks_by_id = {check["structure_id"]: check for check in checks}
     rows = []
     for check in checks:
         representative = check.get("duplicate_of")
@@ -303,11 +340,7 @@ def build_table(
         if relax and relax.get("relaxed_cif"):
             cif = str(Path(layout.structure_dir(dft_id)) / relax["relaxed_cif"])
         if representative:
-            row = table_row({**check, "valid": True}, relax, properties, cif)
-            row.update(
-                status=status_codes.DUPLICATE,
-                reason=one_line(f"{check['reason']} (DFT status of {representative}: {row['status']})"),
-            )
+            row = duplicate_row(check, checks_by_id.get(representative), relax, properties, cif)
         else:
             row = table_row(check, relax, properties, cif)
         if representative:

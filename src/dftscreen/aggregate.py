@@ -246,11 +246,14 @@ def duplicate_row(
     dft = table_row({**representative_check, "valid": True}, relax, properties, relax_cif_path)
     row: dict[str, Any] = {k: v for k, v in check.items() if k not in CHECK_FIELDS_NOT_IN_TABLE}
     row.update({k: v for k, v in dft.items() if k not in representative_check and k not in ("status", "reason")})
-    row.update(
-        status=status_codes.DUPLICATE,
-        reason=one_line(f"{check['reason']} (DFT status of {representative}: {dft['status']})"),
-    )
+    reason = one_line(check["reason"]) + dft_status_note(representative, dft["status"])
+    row.update(status=status_codes.DUPLICATE, reason=reason)
     return row
+
+
+def dft_status_note(representative: str, status: str) -> str:
+    """What a duplicate's reason adds to its check's: its representative's DFT status."""
+    return f" (DFT status of {representative}: {status})"
 
 
 def generated_volume_A3(check: dict[str, Any], relax: dict[str, Any]) -> float | None:

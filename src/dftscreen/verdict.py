@@ -129,6 +129,8 @@ def _duplicate_words(row: dict[str, Any] | pd.Series, representative: dict[str, 
         return f"{words}, whose DFT failed: {_failure_words(representative)}"
     if rep_status == status_codes.NOT_FINISHED:
         return f"{words}, whose DFT has not finished: rerun the workflow"
+    if rep_status == status_codes.SCREENED_OUT:
+        return f"{words}, which was screened out by ML before DFT{_ml_screen_words(representative)}"
     return words
 
 
@@ -140,7 +142,7 @@ def verdict(
     """What became of one structure, in words (see the module docstring for examples).
 
     ``representative`` is the row of a duplicate's representative (``duplicate_of``):
-    its DFT status (not converged, failed, not finished) is said in
+    its DFT status (not converged, failed, not finished, screened out by ML) is said in
     the duplicate's verdict, whose DFT values are the representative's.
     """
     status = row.get("status")
@@ -167,7 +169,7 @@ def verdict(
     if status == status_codes.DUPLICATE:
         parts.insert(0, _duplicate_words(row, representative))
         rep_status = representative.get("status") if representative is not None else None
-        if rep_status in (status_codes.FAILED, status_codes.NOT_FINISHED):
+        if rep_status in (status_codes.FAILED, status_codes.NOT_FINISHED, status_codes.SCREENED_OUT):
             return ", ".join(parts)  # no DFT values to judge
     if status == status_codes.SCREENED_OUT:
         parts.append(f"screened out by ML{_ml_screen_words(row)}")

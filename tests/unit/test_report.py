@@ -291,3 +291,19 @@ def test_verdict_of_a_duplicate_says_what_became_of_its_representatives_dft():
     assert by_id["dup_fail"] == "duplicate of rep_fail, whose DFT failed: SCF did not converge"
     assert by_id["dup_odd"] == "duplicate of rep_odd, whose DFT failed: properties: disk full"
     assert by_id["dup_ok"] == "duplicate of rep_ok, band gap on target"
+
+
+def test_links_name_the_rows_relaxed_cif_not_a_stale_file(tmp_path: Path):
+    from dftscreen.layout import ResultsLayout
+    from dftscreen.report import _links
+
+    layout = ResultsLayout.of(tmp_path)
+    atomic_write_text(layout.relaxed_cif("x"), "data_left_by_an_earlier_run\n")
+    # A failed relaxation: the table's relaxed_cif is empty; the file on disk is an earlier run's.
+    failed = {"structure_id": "x", "status": "failed", "relaxed_cif": None, "duplicate_of": None}
+    assert "CIF" not in _links(failed, tmp_path, tmp_path / "report")
+    ok = dict(failed, status="ok", relaxed_cif=str(layout.relaxed_cif("x")))
+    assert _links(ok, tmp_path, tmp_path / "report") == '<a href="../dft/x/relaxed.cif">CIF</a>'
+    # A report made in another folder than the workflow's finds the CIF by its name in the DFT folder.
+    elsewhere = dict(ok, relaxed_cif="some/other/cwd/dft/x/relaxed.cif")
+    assert _links(elsewhere, tmp_path, tmp_path / "report") == '<a href="../dft/x/relaxed.cif">CIF</a>'

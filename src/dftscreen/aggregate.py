@@ -10,7 +10,8 @@ says how far the structure got:
                    (``dft.resources.max_mem_mb_per_task`` / ``max_runtime_min``)
 ``failed``         a DFT step failed; ``reason`` says which and why
 ``not_finished``   a DFT job has not produced its result (still to run, killed, or
-                   crashed): rerun the same command
+                   crashed; or its properties.json is left from an earlier relaxation,
+                   see :func:`stale_properties`): rerun the same command
 ``duplicate``      the same crystal as ``duplicate_of``; DFT ran once, on that one, and
                    its DFT values (per-cell ones of its cell) are shown in this row too,
                    beside the duplicate's own check columns (see :func:`duplicate_row`)
@@ -302,6 +303,40 @@ def killed_job_kind(log_path: Path, tail_bytes: int = 8192) -> str | None:
     return kind if kind in (TIME_LIMIT, MEMORY) else None
 
 
+#: How much older (s) than relax.json a properties.json may be and still belong to it: the new
+#: relaxation job alone lasts longer; files copied without their times may be this far apart.
+STALE_PROPERTIES_TOLERANCE_S = 1.0
+
+
+def stale_properties(
+    relax: dict[str, Any], properties: dict[str, Any], relax_path: Path, properties_path: Path
+) -> str | None:
+    """Why ``properties`` (read from ``properties_path``) is not of the relaxation in ``relax``, else ``None``.
+
+    The properties job runs on the relaxation record and writes its record after it, with
+    the preset it ran with. A record of another preset, or one written more than
+    :data:`STALE_PROPERTIES_TOLERANCE_S` before relax.json (Snakemake's own test of an
+    out-of-date output), is left from an earlier relaxation: a rerun with new settings
+    stopped before the properties job. The message asks for a rerun.
+    """
+    relax_preset, properties_preset = relax.get("preset"), properties.get("preset")
+    if relax_preset and properties_preset and relax_preset != properties_preset:
+        return (
+            f"properties.json is from an earlier relaxation (preset {properties_preset}, relaxation preset "
+            f"{relax_preset}): its property calculation has not finished: rerun the workflow"
+        )
+    try:
+        age_s = relax_path.stat().st_mtime - properties_path.stat().st_mtime
+    except OSError:
+        return None
+    if age_s > STALE_PROPERTIES_TOLERANCE_S:
+        return (
+            f"properties.json is from an earlier relaxation (written {age_s:.0f} s before relax.json): "
+            "its property calculation has not finished: rerun the workflow"
+        )
+    return None
+
+
 def _read_if_exists(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
@@ -339,6 +374,12 @@ def build_table(
         has_dft = bool(check["valid"] or representative)
         relax = _read_if_exists(Path(layout.relax_record(dft_id))) if has_dft else None
         properties = _read_if_exists(Path(layout.properties_record(dft_id))) if relax else None
+        stale = None
+        if relax and properties:
+            stale = stale_properties(
+                relax, properties, Path(layout.relax_record(dft_id)), Path(layout.properties_record(dft_id))
+            )
+            properties = None if stale else properties
         cif = None
         if relax and relax.get("relaxed_cif"):
             cif = str(Path(layout.structure_dir(dft_id)) / relax["relaxed_cif"])
@@ -346,6 +387,8 @@ def build_table(
             row = duplicate_row(check, checks_by_id.get(representative), relax, properties, cif)
         else:
             row = table_row(check, relax, properties, cif)
+            if stale and row["status"] == status_codes.NOT_FINISHED:
+                row["reason"] = stale
         if representative:
             row.update({column: None for column in COST_COLUMNS})
         elif row["status"] == status_codes.NOT_FINISHED:

@@ -164,3 +164,25 @@ def test_volume_change_and_relaxed_density_are_against_the_generated_cell_after_
     # Without the generated volume, the ML start's volume does not stand in for it.
     no_volume = table_row(VALID, relax, PROPS)
     assert no_volume.get("volume_change_pct") is None and no_volume.get("density_relaxed_g_cm3") is None
+
+
+def test_properties_left_from_an_earlier_relaxation_make_the_row_not_finished(tmp_path: Path):
+    import os
+
+    dft = tmp_path / "dft"
+    # A rerun with another preset relaxed again and stopped before the properties job.
+    atomic_write_json(dft / "a" / "properties.json", dict(PROPS, preset="test"))
+    atomic_write_json(dft / "a" / "relax.json", dict(RELAXED, preset="standard"))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "not_finished" and pd.isna(row["band_gap_eV"])
+    assert "preset test" in row["reason"] and "rerun the workflow" in row["reason"]
+    # Same preset (e.g. changed settings), but properties.json older than relax.json, as Snakemake sees it.
+    atomic_write_json(dft / "a" / "properties.json", dict(PROPS, preset="standard"))
+    relax_time = os.stat(dft / "a" / "relax.json").st_mtime
+    os.utime(dft / "a" / "properties.json", (relax_time - 3600, relax_time - 3600))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "not_finished" and "3600 s before relax.json" in row["reason"]
+    # Written after its relaxation: the row is whole.
+    os.utime(dft / "a" / "properties.json", (relax_time + 60, relax_time + 60))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "ok" and row["band_gap_eV"] == 4.0

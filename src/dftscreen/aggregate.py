@@ -10,9 +10,11 @@ says how far the structure got:
                    (``dft.resources.max_mem_mb_per_task`` / ``max_runtime_min``)
 ``failed``         a DFT step failed; ``reason`` says which and why
 ``not_finished``   a DFT job has not produced its result (still to run, killed, or
-                   crashed): rerun the same command
+                   crashed; or its properties.json is left from an earlier relaxation,
+                   see :func:`stale_properties`): rerun the same command
 ``duplicate``      the same crystal as ``duplicate_of``; DFT ran once, on that one, and
-                   its DFT values are shown in this row too
+                   its DFT values (per-cell ones of its cell) are shown in this row too,
+                   beside the duplicate's own check columns (see :func:`duplicate_row`)
 
 Every column with a unit carries it in its name.
 """
@@ -176,7 +178,7 @@ def table_row(
         relax_wall_time_all_starts_s=relax.get("wall_time_all_starts_s"),
     )
     _add_cost(row, relax, properties)
-    v0, v1 = relax.get("initial_volume_A3"), relax.get("final_volume_A3")
+    v0, v1 = generated_volume_A3(check, relax), relax.get("final_volume_A3")
     if v0 and v1:
         row["volume_change_pct"] = 100.0 * (v1 - v0) / v0
         if check.get("density_generated_g_cm3"):
@@ -219,6 +221,60 @@ def table_row(
     return row
 
 
+def duplicate_row(
+    check: dict[str, Any],
+    representative_check: dict[str, Any] | None,
+    relax: dict[str, Any] | None,
+    properties: dict[str, Any] | None,
+    relax_cif_path: str | None = None,
+) -> dict[str, Any]:
+    """The row of a duplicate: its own check columns, its representative's DFT columns.
+
+    DFT ran once, on the representative (``check['duplicate_of']``), whose cell may
+    differ from the duplicate's (a primitive and a conventional cell, or another
+    volume). Every column the DFT records give (per-cell ones such as ``energy_eV`` and
+    ``magnetic_moment_muB`` included) and the columns derived from the
+    representative's generated cell (``volume_change_pct``, ``density_relaxed_g_cm3``)
+    are the representative's row's, so they describe one crystal; the check columns
+    (``n_sites``, ``volume_generated_A3``, ...) are the duplicate's own. ``relax`` and
+    ``properties`` are the representative's records.
+    """
+    representative = check["duplicate_of"]
+    if representative_check is None:
+        # Without its check record, the relaxation's start stands in for its generated cell.
+        representative_check = {
+            k: v for k, v in check.items() if k not in ("volume_generated_A3", "density_generated_g_cm3")
+        }
+    dft = table_row({**representative_check, "valid": True}, relax, properties, relax_cif_path)
+    row: dict[str, Any] = {k: v for k, v in check.items() if k not in CHECK_FIELDS_NOT_IN_TABLE}
+    row.update({k: v for k, v in dft.items() if k not in representative_check and k not in ("status", "reason")})
+    reason = one_line(check["reason"]) + dft_status_note(representative, dft["status"])
+    row.update(status=status_codes.DUPLICATE, reason=reason)
+    return row
+
+
+def dft_status_note(representative: str, status: str) -> str:
+    """What a duplicate's reason adds to its check's: its representative's DFT status."""
+    return f" (DFT status of {representative}: {status})"
+
+
+def generated_volume_A3(check: dict[str, Any], relax: dict[str, Any]) -> float | None:
+    """Volume (Å³) of the generated cell the relaxation's volume change is measured from.
+
+    The check record's ``volume_generated_A3``. The relaxation record's
+    ``initial_volume_A3`` is the volume the DFT relaxation started from: with ML
+    pre-relaxation (the record names a ``start_cif``) that is the ML-relaxed cell,
+    not the generated one, so it stands in only for a check record without a volume
+    whose relaxation started from the generated structure itself.
+    """
+    volume = check.get("volume_generated_A3")
+    if volume:
+        return float(volume)
+    if relax.get("start_cif"):
+        return None
+    return relax.get("initial_volume_A3")
+
+
 def _add_cost(row: dict[str, Any], relax: dict[str, Any], properties: dict[str, Any] | None) -> None:
     """Core-hours (wall time × MPI ranks / 3600) of the relaxation (all starts), the properties job and both."""
     relax_cost = relax_core_hours(relax)
@@ -248,6 +304,40 @@ def killed_job_kind(log_path: Path, tail_bytes: int = 8192) -> str | None:
     return kind if kind in (TIME_LIMIT, MEMORY) else None
 
 
+#: How much older (s) than relax.json a properties.json may be and still belong to it: the new
+#: relaxation job alone lasts longer; files copied without their times may be this far apart.
+STALE_PROPERTIES_TOLERANCE_S = 1.0
+
+
+def stale_properties(
+    relax: dict[str, Any], properties: dict[str, Any], relax_path: Path, properties_path: Path
+) -> str | None:
+    """Why ``properties`` (read from ``properties_path``) is not of the relaxation in ``relax``, else ``None``.
+
+    The properties job runs on the relaxation record and writes its record after it, with
+    the preset it ran with. A record of another preset, or one written more than
+    :data:`STALE_PROPERTIES_TOLERANCE_S` before relax.json (Snakemake's own test of an
+    out-of-date output), is left from an earlier relaxation: a rerun with new settings
+    stopped before the properties job. The message asks for a rerun.
+    """
+    relax_preset, properties_preset = relax.get("preset"), properties.get("preset")
+    if relax_preset and properties_preset and relax_preset != properties_preset:
+        return (
+            f"properties.json is from an earlier relaxation (preset {properties_preset}, relaxation preset "
+            f"{relax_preset}): its property calculation has not finished: rerun the workflow"
+        )
+    try:
+        age_s = relax_path.stat().st_mtime - properties_path.stat().st_mtime
+    except OSError:
+        return None
+    if age_s > STALE_PROPERTIES_TOLERANCE_S:
+        return (
+            f"properties.json is from an earlier relaxation (written {age_s:.0f} s before relax.json): "
+            "its property calculation has not finished: rerun the workflow"
+        )
+    return None
+
+
 def _read_if_exists(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
@@ -275,6 +365,8 @@ def build_table(
     """
     layout = ResultsLayout.of(Path(dft_dir).parent)
     provenance = run_provenance(run_settings)
+    checks = list(checks)
+    checks_by_id = {check["structure_id"]: check for check in checks}
     rows = []
     for check in checks:
         representative = check.get("duplicate_of")
@@ -283,17 +375,21 @@ def build_table(
         has_dft = bool(check["valid"] or representative)
         relax = _read_if_exists(Path(layout.relax_record(dft_id))) if has_dft else None
         properties = _read_if_exists(Path(layout.properties_record(dft_id))) if relax else None
+        stale = None
+        if relax and properties:
+            stale = stale_properties(
+                relax, properties, Path(layout.relax_record(dft_id)), Path(layout.properties_record(dft_id))
+            )
+            properties = None if stale else properties
         cif = None
         if relax and relax.get("relaxed_cif"):
             cif = str(Path(layout.structure_dir(dft_id)) / relax["relaxed_cif"])
         if representative:
-            row = table_row({**check, "valid": True}, relax, properties, cif)
-            row.update(
-                status=status_codes.DUPLICATE,
-                reason=one_line(f"{check['reason']} (DFT status of {representative}: {row['status']})"),
-            )
+            row = duplicate_row(check, checks_by_id.get(representative), relax, properties, cif)
         else:
             row = table_row(check, relax, properties, cif)
+            if stale and row["status"] == status_codes.NOT_FINISHED:
+                row["reason"] = stale
         if representative:
             row.update({column: None for column in COST_COLUMNS})
         elif row["status"] == status_codes.NOT_FINISHED:

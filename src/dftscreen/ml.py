@@ -699,6 +699,8 @@ def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerela
     screen (ML stage off or not run yet) the table is returned unchanged.
     Duplicates show their representative's ML values, as they do its DFT values.
     """
+    from dftscreen.aggregate import dft_status_note
+
     layout = ResultsLayout.of(out_dir)
     if not Path(layout.ml_screen).is_file():
         return table
@@ -717,7 +719,11 @@ def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerela
         if verdict.get("screened_out") and row["status"] == status_codes.NOT_FINISHED:
             values.update(status=status_codes.SCREENED_OUT, reason=verdict["note"])
         elif verdict.get("screened_out") and row["status"] == status_codes.DUPLICATE:
-            values["reason"] = f"{row['reason']} (screened out by ML: {verdict['note']})"
+            # Its representative's DFT never ran (it was screened out), which is no "not_finished".
+            unfinished = dft_status_note(ml_id, status_codes.NOT_FINISHED)
+            if str(row["reason"]).endswith(unfinished):
+                check_reason = str(row["reason"])[: -len(unfinished)]
+                values["reason"] = f"{check_reason} ({ml_id} was screened out by ML: {verdict['note']})"
         rows.append(values)
     ml_frame = pd.DataFrame(rows, index=table.index)
     for column in ml_frame.columns:

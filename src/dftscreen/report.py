@@ -305,20 +305,32 @@ def _img(name: str, alt: str) -> str:
     return f'<figure><img src="{quote(name)}" alt="{_e(alt)}"><figcaption>{_e(alt)}</figcaption></figure>'
 
 
+def _relaxed_cif_path(relaxed_cif: Any, structure_dir: Path) -> Path | None:
+    """The file a row's ``relaxed_cif`` names: as written (relative to where the workflow ran),
+    else by its name in the structure's DFT folder (a report made from another folder); ``None`` without one."""
+    if _missing(relaxed_cif) or not str(relaxed_cif):
+        return None
+    path = Path(str(relaxed_cif))
+    return path if path.is_file() else structure_dir / path.name
+
+
 def _links(row: dict[str, Any], out_dir: Path, report_dir: Path) -> str:
     """Links to the relaxed CIF and the job logs of a row's DFT (its representative's for a duplicate).
 
-    Only files that exist are linked.
+    Only files that exist are linked. The CIF is the row's ``relaxed_cif``: a row without
+    one (a failed relaxation) links none, even when an earlier run left a ``relaxed.cif``.
     """
     dft_id = row.get("duplicate_of") if not _missing(row.get("duplicate_of")) else row["structure_id"]
     layout = ResultsLayout.of(out_dir)
     candidates = [
-        ("CIF", Path(layout.relaxed_cif(str(dft_id)))),
+        ("CIF", _relaxed_cif_path(row.get("relaxed_cif"), Path(layout.structure_dir(str(dft_id))))),
         ("relax log", Path(layout.log("relax", str(dft_id)))),
         ("properties log", Path(layout.log("properties", str(dft_id)))),
     ]
     return " ".join(
-        f'<a href="{_href(path, report_dir)}">{_e(label)}</a>' for label, path in candidates if path.is_file()
+        f'<a href="{_href(path, report_dir)}">{_e(label)}</a>'
+        for label, path in candidates
+        if path is not None and path.is_file()
     )
 
 

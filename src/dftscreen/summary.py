@@ -22,9 +22,13 @@ import pandas as pd
 from dftscreen.cost import FAILURE_KINDS, failure_kind, projection
 from dftscreen.provenance import unconverged_warning
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
-from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT
+from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT, TOO_LARGE
 from dftscreen.targets import TARGET_KINDS, target_columns
 from dftscreen.verdict import ML_STATUS_COLUMN, NOVEL_COLUMN
+
+#: Statuses of a sound structure, one that passed the checks (the funnel's ``dft_ready``): it went
+#: to DFT, duplicates one that did, was kept from DFT by the ML screen or is too large for DFT.
+VALID_STATUSES = [OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT, TOO_LARGE]
 
 #: Cost columns of the results table per stage.
 STAGE_COST_COLUMNS = {"relax": "relax_core_hours", "properties": "properties_core_hours"}
@@ -62,7 +66,7 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     ready = (
         _flag(table, "dft_ready")
         if "dft_ready" in table.columns
-        else status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE])
+        else status.isin(VALID_STATUSES)
     )
     survivors = survivors & ready
     steps.append(("dft_ready", survivors))
@@ -167,7 +171,7 @@ def summarize(
     """
     total = len(table)
     status = table["status"]
-    valid = status.isin([OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT])
+    valid = status.isin(VALID_STATUSES)
     unique = valid & (status != DUPLICATE)
     relaxed_ok = status == OK
     e_hull_column = hull_column(table)

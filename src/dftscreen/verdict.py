@@ -104,8 +104,47 @@ def _target_words(row: dict[str, Any] | pd.Series) -> list[str]:
     return words
 
 
-def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float = 0.1) -> str:
-    """What became of one structure, in words (see the module docstring for examples)."""
+def _failure_words(row: dict[str, Any] | pd.Series) -> str:
+    """Why a failed row's DFT failed, in a few words."""
+    reason = row.get("reason")
+    kind = row.get("failure_category") if _present(row.get("failure_category")) else failure_kind(reason)
+    if kind == OTHER:
+        return _short(reason)
+    return "SCF did not converge" if "SCF" in kind else str(kind)
+
+
+def _ml_screen_words(row: dict[str, Any] | pd.Series) -> str:
+    e_ml = _number(row.get(ML_E_HULL_COLUMN))
+    e_ml = e_ml if e_ml is not None else _number(row.get(ML_E_HULL_COLUMN_NO_PHASES))
+    return f" ({e_ml:.2f} eV/atom above the ML hull)" if e_ml is not None else ""
+
+
+def _duplicate_words(row: dict[str, Any] | pd.Series, representative: dict[str, Any] | pd.Series | None) -> str:
+    """``duplicate of X``, with what became of X's DFT when its row says it did not end well."""
+    words = f"duplicate of {row.get('duplicate_of')}"
+    rep_status = representative.get("status") if representative is not None else None
+    if rep_status == status_codes.NOT_CONVERGED:
+        return f"{words}, whose relaxation did not converge (values from its last step)"
+    if rep_status == status_codes.FAILED:
+        return f"{words}, whose DFT failed: {_failure_words(representative)}"
+    if rep_status == status_codes.NOT_FINISHED:
+        return f"{words}, whose DFT has not finished: rerun the workflow"
+    if rep_status == status_codes.SCREENED_OUT:
+        return f"{words}, which was screened out by ML before DFT{_ml_screen_words(representative)}"
+    return words
+
+
+def verdict(
+    row: dict[str, Any] | pd.Series,
+    stable_threshold_eV_per_atom: float = 0.1,
+    representative: dict[str, Any] | pd.Series | None = None,
+) -> str:
+    """What became of one structure, in words (see the module docstring for examples).
+
+    ``representative`` is the row of a duplicate's representative (``duplicate_of``):
+    its DFT status (not converged, failed, not finished, screened out by ML) is said in
+    the duplicate's verdict, whose DFT values are the representative's.
+    """
     status = row.get("status")
     reason = row.get("reason")
     if status == status_codes.INVALID:
@@ -118,10 +157,7 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
             return f"not finished: its job was killed ({kind}); rerun the workflow"
         return "not finished: rerun the workflow"
     if status == status_codes.FAILED:
-        kind = row.get("failure_category") if _present(row.get("failure_category")) else failure_kind(reason)
-        if kind == OTHER:
-            return f"failed: {_short(reason)}"
-        return "failed: SCF did not converge" if "SCF" in kind else f"failed: {kind}"
+        return f"failed: {_failure_words(row)}"
     known = row.get(KNOWN_MATCH_COLUMN)
     if _present(known):
         prefix = f"known: matches {known}"
@@ -131,12 +167,12 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
         prefix = None
     parts = [prefix] if prefix else []
     if status == status_codes.DUPLICATE:
-        parts.insert(0, f"duplicate of {row.get('duplicate_of')}")
+        parts.insert(0, _duplicate_words(row, representative))
+        rep_status = representative.get("status") if representative is not None else None
+        if rep_status in (status_codes.FAILED, status_codes.NOT_FINISHED, status_codes.SCREENED_OUT):
+            return ", ".join(parts)  # no DFT values to judge
     if status == status_codes.SCREENED_OUT:
-        e_ml = _number(row.get(ML_E_HULL_COLUMN))
-        e_ml = e_ml if e_ml is not None else _number(row.get(ML_E_HULL_COLUMN_NO_PHASES))
-        detail = f" ({e_ml:.2f} eV/atom above the ML hull)" if e_ml is not None else ""
-        parts.append(f"screened out by ML{detail}")
+        parts.append(f"screened out by ML{_ml_screen_words(row)}")
         return ", ".join(parts)
     if status == status_codes.NOT_CONVERGED:
         parts.append("relaxation not converged (values from its last step)")
@@ -153,5 +189,8 @@ def verdict(row: dict[str, Any] | pd.Series, stable_threshold_eV_per_atom: float
 
 
 def verdicts(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> list[str]:
-    """The verdict of every row of the results table, in row order."""
-    return [verdict(row, stable_threshold_eV_per_atom) for row in table.to_dict("records")]
+    """The verdict of every row of the results table, in row order (a duplicate's with its representative's row)."""
+    rows = table.to_dict("records")
+    by_id = {row.get("structure_id"): row for row in rows}
+    representatives = [by_id.get(r.get("duplicate_of")) if _present(r.get("duplicate_of")) else None for r in rows]
+    return [verdict(row, stable_threshold_eV_per_atom, rep) for row, rep in zip(rows, representatives)]

@@ -149,3 +149,40 @@ def test_an_elemental_phase_gives_the_hull_its_element_and_names_no_compound_hul
     assert "e_above_hull_eV_per_atom" not in row
     assert row["decomposition_products"] == "FeS2 (1.00)"
     assert "S: phase S-abc [mp-96]" in row["elemental_references"]
+
+
+def test_volume_change_and_relaxed_density_are_against_the_generated_cell_after_ml_prerelaxation():
+    # With ML pre-relaxation relax.json's initial volume is the ML-relaxed cell's (110 Å³),
+    # not the generated one's (100 Å³, in the check record).
+    check = dict(VALID, volume_generated_A3=100.0, density_generated_g_cm3=2.0)
+    relax = dict(RELAXED, initial_volume_A3=110.0, final_volume_A3=95.0,
+                 start_cif="results/ml/structures/a/relaxed.cif",
+                 compared_with_cif="results/ml/structures/a/generated.cif")
+    row = table_row(check, relax, PROPS)
+    assert row["volume_change_pct"] == pytest.approx(-5.0)
+    assert row["density_relaxed_g_cm3"] == pytest.approx(2.0 * 100.0 / 95.0)
+    # Without the generated volume, the ML start's volume does not stand in for it.
+    no_volume = table_row(VALID, relax, PROPS)
+    assert no_volume.get("volume_change_pct") is None and no_volume.get("density_relaxed_g_cm3") is None
+
+
+def test_properties_left_from_an_earlier_relaxation_make_the_row_not_finished(tmp_path: Path):
+    import os
+
+    dft = tmp_path / "dft"
+    # A rerun with another preset relaxed again and stopped before the properties job.
+    atomic_write_json(dft / "a" / "properties.json", dict(PROPS, preset="test"))
+    atomic_write_json(dft / "a" / "relax.json", dict(RELAXED, preset="standard"))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "not_finished" and pd.isna(row["band_gap_eV"])
+    assert "preset test" in row["reason"] and "rerun the workflow" in row["reason"]
+    # Same preset (e.g. changed settings), but properties.json older than relax.json, as Snakemake sees it.
+    atomic_write_json(dft / "a" / "properties.json", dict(PROPS, preset="standard"))
+    relax_time = os.stat(dft / "a" / "relax.json").st_mtime
+    os.utime(dft / "a" / "properties.json", (relax_time - 3600, relax_time - 3600))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "not_finished" and "3600 s before relax.json" in row["reason"]
+    # Written after its relaxation: the row is whole.
+    os.utime(dft / "a" / "properties.json", (relax_time + 60, relax_time + 60))
+    row = build_table([VALID], dft).iloc[0]
+    assert row["status"] == "ok" and row["band_gap_eV"] == 4.0

@@ -75,3 +75,30 @@ def test_duplicate_shares_representative_formation_energy(tmp_path: Path):
     # Ti2O4 cell: (E - 2 E(Ti) - 4 E(O)) / 6 atoms, with E per atom of the elemental records.
     expected = (-52.8 - 2 * (-15.5 / 2) - 4 * (-9.8 / 2)) / 6
     assert formation["TiO2__rank01"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_duplicate_with_another_cell_shows_one_crystal_its_representatives(tmp_path: Path):
+    # The representative is a 2-atom primitive cell; the duplicate the 8-atom conventional cell,
+    # 15 % larger. Its DFT columns, per-cell ones included, and the volume change and relaxed
+    # density derived from them are the representative's; its own cell's check columns stay its own.
+    dft = tmp_path / "dft"
+    representative = dict(REPRESENTATIVE, structure_id="NaCl_prim", reduced_formula="NaCl", n_sites=2,
+                          volume_generated_A3=44.85, density_generated_g_cm3=2.164)
+    duplicate = dict(DUPLICATE, structure_id="NaCl_conv", reduced_formula="NaCl", n_sites=8,
+                     volume_generated_A3=206.32, density_generated_g_cm3=1.882, duplicate_of="NaCl_prim",
+                     reason="same crystal as NaCl_prim")
+    atomic_write_json(dft / "NaCl_prim" / "relax.json", dict(
+        RELAX, formula="ClNa", energy_eV=-6.8, initial_volume_A3=44.85, final_volume_A3=1.02 * 44.85))
+    atomic_write_json(dft / "NaCl_prim" / "properties.json", dict(
+        PROPERTIES, energy_eV=-6.8, energy_per_atom_eV=-3.4, magnetic_moment_muB=0.0))
+    table = build_table([representative, duplicate], dft).set_index("structure_id")
+    rep, dup = table.loc["NaCl_prim"], table.loc["NaCl_conv"]
+    assert rep["volume_change_pct"] == pytest.approx(2.0)
+    assert rep["density_relaxed_g_cm3"] == pytest.approx(2.164 / 1.02)
+    for column in [*DFT_COLUMNS, "volume_change_pct", "density_relaxed_g_cm3", "magnetic_moment_muB",
+                   "max_force_eV_per_A", "relax_converged"]:
+        assert dup[column] == rep[column], column
+    # Per atom, the energy is the same crystal's whichever cell the row's own columns describe.
+    assert dup["energy_per_atom_eV"] == pytest.approx(rep["energy_eV"] / rep["n_sites"])
+    assert (dup["n_sites"], dup["volume_generated_A3"], dup["density_generated_g_cm3"]) == (8, 206.32, 1.882)
+    assert dup["status"] == "duplicate" and "DFT status of NaCl_prim: ok" in dup["reason"]

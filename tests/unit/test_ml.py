@@ -184,6 +184,32 @@ def test_screened_out_row_has_ml_values_and_no_dft(tmp_path: Path):
     assert out.loc["low", "ml_model"] == "7net-0"
 
 
+def test_duplicate_of_a_screened_out_structure_says_its_representative_was_screened_out(tmp_path: Path):
+    from dftscreen.aggregate import add_verdicts, build_table
+    from dftscreen.check import CheckResult
+    from dftscreen.io import atomic_write_json
+
+    layout = ResultsLayout.of(tmp_path)
+    checks = [CheckResult(structure_id="rep", source_file="rep.cif", valid=True, n_sites=2).to_dict(),
+              CheckResult(structure_id="dup", source_file="dup.cif", valid=False, status="duplicate",
+                          duplicate_of="rep", reason="same structure as rep", n_sites=2).to_dict()]
+    note = "ML energy above hull 0.450 eV/atom exceeds the screening threshold 0.2 eV/atom; no DFT"
+    atomic_write_json(layout.ml_screen, {
+        "threshold_eV_per_atom": 0.2, "hull_column": "ml_e_above_hull_eV_per_atom", "dft_ids": [],
+        "structures": {"rep": {"screened_out": True, "note": note, "ml_e_above_hull_eV_per_atom": 0.45}},
+        "screened_out_ids": ["rep"]})
+    atomic_write_json(layout.ml_record("rep"), {"status": "relaxed", "energy_per_atom_eV": -3.0})
+    table = add_verdicts(ml.add_ml_columns(build_table(checks, layout.dft_dir), tmp_path)).set_index("structure_id")
+    assert table.loc["rep", "status"] == status_codes.SCREENED_OUT
+    duplicate = table.loc["dup"]
+    assert duplicate["status"] == status_codes.DUPLICATE
+    # Not "DFT status of rep: not_finished" (which asks for a rerun): rep's DFT never ran.
+    assert duplicate["reason"] == f"same structure as rep (rep was screened out by ML: {note})"
+    assert duplicate["verdict"] == (
+        "duplicate of rep, which was screened out by ML before DFT (0.45 eV/atom above the ML hull)"
+    )
+
+
 # --- with the model (CPU, offline) ------------------------------------------------------------
 
 

@@ -269,3 +269,41 @@ def test_verdict_of_a_structure_dft_cannot_afford():
 
     row = {"status": "too_large", "reason": "needs about 366 GB per rank, more than the 12000 MB allowed"}
     assert verdict(row) == "too large for DFT: needs about 366 GB per rank, more than the 12000 MB allowed"
+
+
+def test_verdict_of_a_duplicate_says_what_became_of_its_representatives_dft():
+    from dftscreen.verdict import verdicts
+
+    table = pd.DataFrame([
+        {"structure_id": "rep_nc", "status": "not_converged", "reason": "relaxation: step limit", "band_gap_hit": True},
+        {"structure_id": "dup_nc", "status": "duplicate", "duplicate_of": "rep_nc", "band_gap_hit": True},
+        {"structure_id": "rep_fail", "status": "failed", "reason": "relaxation: SCF did not converge (3 strategies)"},
+        {"structure_id": "dup_fail", "status": "duplicate", "duplicate_of": "rep_fail"},
+        {"structure_id": "rep_odd", "status": "failed", "reason": "properties: disk full"},
+        {"structure_id": "dup_odd", "status": "duplicate", "duplicate_of": "rep_odd"},
+        {"structure_id": "rep_ok", "status": "ok", "reason": "", "band_gap_hit": True},
+        {"structure_id": "dup_ok", "status": "duplicate", "duplicate_of": "rep_ok", "band_gap_hit": True},
+    ])
+    by_id = dict(zip(table["structure_id"], verdicts(table)))
+    assert by_id["dup_nc"] == (
+        "duplicate of rep_nc, whose relaxation did not converge (values from its last step), band gap on target"
+    )
+    assert by_id["dup_fail"] == "duplicate of rep_fail, whose DFT failed: SCF did not converge"
+    assert by_id["dup_odd"] == "duplicate of rep_odd, whose DFT failed: properties: disk full"
+    assert by_id["dup_ok"] == "duplicate of rep_ok, band gap on target"
+
+
+def test_links_name_the_rows_relaxed_cif_not_a_stale_file(tmp_path: Path):
+    from dftscreen.layout import ResultsLayout
+    from dftscreen.report import _links
+
+    layout = ResultsLayout.of(tmp_path)
+    atomic_write_text(layout.relaxed_cif("x"), "data_left_by_an_earlier_run\n")
+    # A failed relaxation: the table's relaxed_cif is empty; the file on disk is an earlier run's.
+    failed = {"structure_id": "x", "status": "failed", "relaxed_cif": None, "duplicate_of": None}
+    assert "CIF" not in _links(failed, tmp_path, tmp_path / "report")
+    ok = dict(failed, status="ok", relaxed_cif=str(layout.relaxed_cif("x")))
+    assert _links(ok, tmp_path, tmp_path / "report") == '<a href="../dft/x/relaxed.cif">CIF</a>'
+    # A report made in another folder than the workflow's finds the CIF by its name in the DFT folder.
+    elsewhere = dict(ok, relaxed_cif="some/other/cwd/dft/x/relaxed.cif")
+    assert _links(elsewhere, tmp_path, tmp_path / "report") == '<a href="../dft/x/relaxed.cif">CIF</a>'

@@ -134,3 +134,17 @@ def test_a_targets_file_is_checked_before_any_job_and_never_costs_the_table(tmp_
     out = add_targets(table, config)
     assert list(out["structure_id"]) == ["a", "b"] and "target_band_gap_eV" not in out.columns
     assert "no target columns in the results table" in capsys.readouterr().err
+
+
+def test_too_large_structures_count_as_valid_and_unique_like_the_funnel():
+    # Sound structures too large for DFT passed the checks (dft_ready): valid, and unique when not duplicates.
+    table = pd.DataFrame({"structure_id": ["a", "b", "c", "d"], "status": ["ok", "too_large", "too_large", "invalid"],
+                          "n_sites": [2, 400, 500, 2], "dft_ready": [True, True, True, False]})
+    summary = summarize(table)
+    assert summary["valid"] == {"count": 3, "rate": 0.75}
+    assert summary["unique"] == {"count": 3, "rate": 0.75}
+    funnel = {stage["stage"]: stage["count"] for stage in summary["funnel"]}
+    assert funnel["dft_ready"] == summary["valid"]["count"] and funnel["unique"] == summary["unique"]["count"]
+    # Without a dft_ready column the funnel counts the same statuses as valid.
+    funnel = {stage["stage"]: stage["count"] for stage in summarize(table.drop(columns="dft_ready"))["funnel"]}
+    assert funnel["dft_ready"] == 3

@@ -19,7 +19,7 @@ Run under MPI from the project root (rank 0 writes the record, atomically)::
         mpiexec --bind-to none -n 2 .venv/bin/python -m gpaw python -m volume_from_energies \\
         --element Ba [--ecut-eV 1200] [--kpt-density 8] [--no-dedecut] [--factors 1.0,1.03,1.06,1.09,1.12]
 
-Records: ``bench/records/volume_from_energies/<preset>[_ecutN][_kN][_nodedecut]/<El>.json``.
+Records: ``bench/records/volume_from_energies/<preset>[_ecutN][_kN][_nbandsN][_nodedecut]/<El>.json``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def main() -> int:
     parser.add_argument("--ecut-eV", type=float, default=None, help="cutoff instead of the preset's")
     parser.add_argument("--no-dedecut", action="store_true", help="no Pulay-stress correction")
     parser.add_argument("--kpt-density", type=float, default=None, help="k-points per Å⁻¹ instead of the preset's")
+    parser.add_argument("--nbands", default=None,
+                        help="GPAW nbands (e.g. -5: 5 empty bands; '150%%') instead of GPAW's default")
     parser.add_argument("--factors", default=None, help="volumes as comma-separated fractions of V0 "
                         f"(default {','.join(map(str, VOLUME_FACTORS))}; at least 5 for the fit)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dftscreen_volume_from_energies"))
@@ -110,6 +112,9 @@ def main() -> int:
     if args.kpt_density is not None:
         gpaw_settings["kpt_density_per_A"] = args.kpt_density
         variant += f"_k{args.kpt_density:g}"
+    if args.nbands is not None:
+        gpaw_settings["nbands"] = int(args.nbands) if args.nbands.lstrip("-").isdigit() else args.nbands
+        variant += f"_nbands{args.nbands}"
     if args.no_dedecut:
         gpaw_settings.pop("dedecut", None)
         variant += "_nodedecut"

@@ -7,7 +7,9 @@ at a barrier so no rank exits before the result exists.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -98,16 +100,53 @@ def gpaw_calculator_kwargs(
     return {**translated, **raw}
 
 
+@functools.lru_cache(maxsize=None)
+def _setup_band_counts(symbol: str, xc: str) -> tuple[float, int]:
+    """Valence electrons of ``symbol``'s default GPAW setup for ``xc`` and its bound partial waves (bands)."""
+    from gpaw.setup import create_setup
+
+    setup = create_setup(symbol, xc)
+    return float(setup.Nv), int(setup.get_default_nbands())
+
+
+def bands_beyond_gpaw_default(atoms: Atoms, xc: str = "PBE") -> int | None:
+    """A band count for ``atoms`` when GPAW's default leaves almost no empty band, else ``None``.
+
+    GPAW's default is 1.2 x the occupied bands + 4, capped at the setups' bound partial
+    waves (gpaw.new.builder.calculate_number_of_bands). Ca, Sr and Ba have 5 of those
+    and 10 valence electrons per atom: every band is full, the metal has no Fermi
+    surface, and bcc Ba relaxed to a volume 5 % too large (bench/README.md, "Elemental
+    reference volumes"); K, Rb, Cs and the noble gases keep half a band or none. When
+    fewer than max(1, 10 % of the occupied) bands are empty, the uncapped default is
+    returned; every other system keeps GPAW's own choice (``None``).
+    """
+    try:
+        counts = [_setup_band_counts(symbol, xc) for symbol in atoms.get_chemical_symbols()]
+    except Exception:  # noqa: BLE001 - no such setup: GPAW itself fails, with its own message
+        return None
+    occupied = (sum(n for n, _ in counts) + abs(float(atoms.get_initial_magnetic_moments().sum()))) / 2
+    uncapped = math.ceil(1.2 * occupied) + 4
+    empty = min(uncapped, sum(bands for _, bands in counts)) - occupied
+    return uncapped if empty < max(1.0, 0.1 * occupied) else None
+
+
 def attach_gpaw(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path) -> Any:
     """Attach a GPAW calculator configured from a preset's ``gpaw`` settings.
 
-    The default calculator factory of :func:`dftscreen.relax.relax_atoms`.
+    Without ``nbands`` (or ``setups``) in the settings, a system GPAW's default would
+    leave almost no empty band gets more (:func:`bands_beyond_gpaw_default`); every other
+    system keeps GPAW's default. The default calculator factory of
+    :func:`dftscreen.relax.relax_atoms`.
     """
     from gpaw import GPAW
 
     kwargs = gpaw_calculator_kwargs(gpaw_settings, txt=txt)
     if atoms.get_initial_magnetic_moments().any():
         kwargs.setdefault("spinpol", True)
+    if "nbands" not in kwargs and "setups" not in kwargs:  # else the user's choice, or setups we do not count
+        nbands = bands_beyond_gpaw_default(atoms, str(kwargs.get("xc", "PBE")))
+        if nbands is not None:
+            kwargs["nbands"] = nbands
     atoms.calc = GPAW(**kwargs)
     return atoms.calc
 

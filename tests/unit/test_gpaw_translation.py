@@ -50,3 +50,41 @@ def test_molecule_references_use_the_gamma_point_not_the_kpoint_density():
     assert kwargs["kpts"] == {"size": [1, 1, 1], "gamma": True}
     assert kwargs["mode"].ecut == pytest.approx(400.0 / 27.211386245988)
 
+
+
+def test_systems_gpaw_would_leave_without_empty_bands_get_them(tmp_path):
+    """GPAW caps its default band count at the setups' bound partial waves: bcc Ba (5 bands,
+    10 electrons) would have no empty band and no Fermi surface. Those get GPAW's uncapped
+    default; everything else keeps GPAW's own choice, and a user's nbands or setups win."""
+    from ase.build import bulk
+
+    from dftscreen.dft import attach_gpaw, bands_beyond_gpaw_default
+
+    barium = bulk("Ba", "bcc", a=5.02)
+    assert bands_beyond_gpaw_default(barium) == 10  # ceil(1.2 x 5 occupied) + 4
+    assert bands_beyond_gpaw_default(bulk("Ca", "fcc", a=5.5)) == 10
+    assert bands_beyond_gpaw_default(bulk("NaCl", "rocksalt", a=5.6)) is None
+    assert bands_beyond_gpaw_default(bulk("Cu", "fcc", a=3.6)) is None
+    assert bands_beyond_gpaw_default(bulk("Al", "fcc", a=4.05)) is None
+    gpaw = resolve_settings("test")["gpaw"]
+    assert attach_gpaw(barium, gpaw, tmp_path / "ba.txt").parameters["nbands"] == 10
+    assert attach_gpaw(barium, dict(gpaw, nbands=7), tmp_path / "ba7.txt").parameters["nbands"] == 7
+    assert attach_gpaw(bulk("Cu", "fcc", a=3.6), gpaw, tmp_path / "cu.txt").parameters.get("nbands") is None
+
+
+def test_the_elements_given_more_bands_are_those_gpaws_setups_say():
+    """references.MORE_BANDS_ELEMENTS (it changes their library keys) equals what GPAW's setups give."""
+    from ase.data import chemical_symbols
+
+    from dftscreen.dft import bands_beyond_gpaw_default
+    from dftscreen.references import MORE_BANDS_ELEMENTS, NoElementalReference, delta_test_candidate, elemental_reference
+
+    found = set()
+    for element in chemical_symbols[1:87]:
+        try:
+            candidates = [elemental_reference(element), delta_test_candidate(element)]
+        except NoElementalReference:
+            continue
+        if any(c is not None and bands_beyond_gpaw_default(c.atoms) is not None for c in candidates):
+            found.add(element)
+    assert found == MORE_BANDS_ELEMENTS

@@ -77,7 +77,12 @@ def test_the_elements_given_more_bands_are_those_gpaws_setups_say():
     from ase.data import chemical_symbols
 
     from dftscreen.dft import bands_beyond_gpaw_default
-    from dftscreen.references import MORE_BANDS_ELEMENTS, NoElementalReference, delta_test_candidate, elemental_reference
+    from dftscreen.references import (
+        MORE_BANDS_ELEMENTS,
+        NoElementalReference,
+        delta_test_candidate,
+        elemental_reference,
+    )
 
     found = set()
     for element in chemical_symbols[1:87]:

@@ -269,6 +269,9 @@ def generated_volume_A3(check: dict[str, Any], relax: dict[str, Any]) -> float |
     """
     volume = check.get("volume_generated_A3")
     if volume:
+        n_generated, n_relaxed = check.get("n_sites"), relax.get("n_atoms")
+        if n_generated and n_relaxed and n_generated != n_relaxed:  # another cell of the crystal: per atom
+            return float(volume) * n_relaxed / n_generated
         return float(volume)
     if relax.get("start_cif"):
         return None

@@ -124,9 +124,13 @@ def test_input_columns_named_like_results_columns_get_the_prefix_and_stay_target
     assert out["target_band_gap_eV"].tolist() == [1.8, 1.8]
     assert out.loc["good", "band_gap_error_eV"] == pytest.approx(3.1) and out.loc["good", "band_gap_hit"] == False  # noqa: E712
     assert pd.isna(out.loc["bad", "band_gap_hit"])  # invalid: no computed gap, not a hit
-    # Without such an input column the computed column is no target: an error, not error 0 and a hit.
+    # Without such an input column the computed column is no target: an error, not error 0 and a hit
+    # (the table itself is still written, without target columns: the error goes to stderr).
+    from dftscreen.targets import add_target_columns
+
     with pytest.raises(ValueError, match="computed column"):
-        add_targets(table.drop(columns=["input_band_gap_eV"]), config)
+        add_target_columns(table.drop(columns=["input_band_gap_eV"]), config["properties"])
+    assert "target_band_gap_eV" not in add_targets(table.drop(columns=["input_band_gap_eV"]), config).columns
 
 
 def test_crystallm_pi_condition_vector_element_is_the_target(tmp_path: Path):

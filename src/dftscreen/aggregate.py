@@ -441,9 +441,6 @@ def add_stability(
     element_pairs = [(record, rec) for record, rec in element_pairs if record is not None]
     elements = [record for record, _ in element_pairs]
     phases = [r for r in (_energy_record(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
-    # Named for the compounds among the phases: an elemental phase alone (the known set's α-S)
-    # stands for its element, and the hull is still one of the elements and generated structures.
-    column = E_HULL_COLUMN if any(len(p.composition.elements) > 1 for p in phases) else E_HULL_COLUMN_NO_PHASES
     by_dft_id: dict[str, EnergyRecord] = {}
     for row in rows:
         dft_id = row.get("duplicate_of") or row["structure_id"]
@@ -452,6 +449,9 @@ def add_stability(
             by_dft_id[dft_id] = record
     elemental_phases = [p for p in phases if len(p.composition.elements) == 1]
     compound_phases = [p for p in phases if len(p.composition.elements) > 1]
+    # Named for the compound phases: an elemental phase alone (the known set's α-S) stands for
+    # its element, and the hull is still one of the elements and generated structures.
+    column = E_HULL_COLUMN if compound_phases else E_HULL_COLUMN_NO_PHASES
     hull = hull_analysis(list(by_dft_id.values()), elements, phases)
     lowest = lowest_elemental_records([*elements, *elemental_phases])
     element_names = {

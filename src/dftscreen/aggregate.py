@@ -36,6 +36,7 @@ from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, rel
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import PROVENANCE_COLUMNS, row_provenance, run_provenance
+from dftscreen.recovery import energy_settings
 from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.stability import (
     E_HULL_COLUMN,
@@ -462,6 +463,9 @@ def add_stability(
     missing_elements = {
         rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != status_codes.RELAXED
     }
+    # What each hull member's energy was computed with (an SCF-ladder rung or an override can differ).
+    member_settings = {id(record): energy_settings(rec) for record, rec in element_pairs}
+    phase_settings = {rec.get("structure_id", ""): energy_settings(rec) for rec in phase_records}
     for row in rows:
         row[column] = None
         dft_id = row.get("duplicate_of") or row["structure_id"]
@@ -485,8 +489,36 @@ def add_stability(
         result = hull[dft_id]
         row[column] = result.get("e_above_hull_eV_per_atom")
         row["decomposition_products"] = result.get("decomposition")
-        if result.get("reason"):
-            row["stability_note"] = one_line(result["reason"])
+        members = [(f"{el} reference", member_settings.get(id(lowest[el]), phase_settings.get(lowest[el].name, {})))
+                   for el in sorted(system) if el in lowest]
+        members += [(phase_names.get(p.name, p.name), phase_settings.get(p.name, {})) for p in in_system]
+        notes = [result.get("reason"), mixed_settings_note(energy_settings(row["_relax"] or {}), members)]
+        if any(notes):
+            row["stability_note"] = one_line("; ".join(n for n in notes if n))
+
+
+def mixed_settings_note(own: dict[str, Any], members: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """Why a formation energy or hull distance mixes energies of different DFT settings, or ``None``.
+
+    ``own``: the structure's energy settings (:func:`dftscreen.recovery.energy_settings`);
+    ``members``: (name, settings) of the references and phases its hull used. Records
+    without settings (unknown) are not compared.
+    """
+    if not own:
+        return None
+    differing = [(name, settings) for name, settings in members if settings and settings != own]
+    if not differing:
+        return None
+
+    def differences(settings: dict[str, Any], other: dict[str, Any]) -> str:
+        keys = sorted(k for k in {*settings, *other} if settings.get(k) != other.get(k))
+        return ", ".join(f"{k} {settings.get(k)}" for k in keys)
+
+    theirs = "; ".join(f"{name}: {differences(settings, own)}" for name, settings in differing[:3])
+    more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+    return (f"energies of different DFT settings in one hull (this structure: {differences(own, differing[0][1])}; "
+            f"{theirs}{more}), e.g. the SCF ladder's wide_smearing rung or dft.structure_overrides: "
+            "formation energy and hull distance are not strictly comparable")
 
 
 def _hull_label(phases: list[EnergyRecord], names: dict[str, str], any_phases: bool) -> str:
@@ -494,7 +526,8 @@ def _hull_label(phases: list[EnergyRecord], names: dict[str, str], any_phases: b
     if not any_phases:
         return "elements + generated structures only (no reference phases given)"
     listed = ", ".join(sorted(names.get(p.name, p.name) for p in phases))
-    return f"elements + {len(phases)} reference phases" + (f" ({listed})" if listed else "") + " + generated structures"
+    # The generated structures are judged against this hull, not part of it (stability.hull_analysis).
+    return f"elements + {len(phases)} reference phases" + (f" ({listed})" if listed else "")
 
 
 def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:

@@ -545,7 +545,10 @@ def screen(
     """ML formation energies, energies above the ML hull, and the screening verdict of every structure.
 
     The hull holds ML energies only: the ML-relaxed elemental references and
-    reference phases and all ML-relaxed generated structures. A structure is
+    reference phases (with compound phases, each structure is judged against
+    those alone, so its verdict does not depend on the rest of the batch;
+    without, the ML-relaxed generated structures join the hull, as in
+    :func:`dftscreen.stability.hull_analysis`). A structure is
     screened out when its ML energy above the hull exceeds the threshold; one
     without an ML verdict (ML failure, an element without reference) is never
     screened out.
@@ -571,7 +574,7 @@ def screen(
     mu = chemical_potentials([*elements, *phases])
     compounds = [p for p in phases if len(p.composition.elements) > 1]
     column = ML_E_HULL_COLUMN if compounds else ML_E_HULL_COLUMN_NO_PHASES
-    label = (f"ML: elements + {len(compounds)} reference phases + generated structures" if compounds
+    label = (f"ML: elements + {len(compounds)} reference phases" if compounds
              else "ML: elements + generated structures only (no reference phases given)")
     verdicts: dict[str, dict[str, Any]] = {}
     for sid in sorted(set(structure_ids)):

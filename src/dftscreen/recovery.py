@@ -132,3 +132,26 @@ def write_checkpoint(workdir: Path, atoms: Atoms, state: dict[str, Any]) -> None
         positions_A=atoms.positions.tolist(),
     )
     atomic_write_json(workdir / CHECKPOINT_NAME, record)
+
+
+#: GPAW settings (our keys and raw GPAW keywords) whose value changes a converged total energy,
+#: as opposed to how the SCF gets there (mixer, eigensolver, band count, iterations).
+ENERGY_SETTING_KEYS: tuple[str, ...] = ("xc", "ecut_eV", "smearing_eV", "setups", "mode", "kpts", "kpt_density_per_A")
+
+
+def energy_settings(relax_record: dict[str, Any]) -> dict[str, Any]:
+    """The energy-relevant GPAW settings a relaxation's final energy was computed with.
+
+    The record's own settings (preset plus any ``dft.structure_overrides``) with the
+    SCF-ladder rung it finished on merged over them: the ``wide_smearing`` rung
+    gives 0.2 eV Fermi-Dirac smearing where the ``standard`` preset has 0.05 eV.
+    Only :data:`ENERGY_SETTING_KEYS` are returned, so two records with equal
+    results can share one hull.
+    """
+    settings = relax_record.get("settings") or {}
+    gpaw = dict(settings.get("gpaw") or {})
+    rung_name = relax_record.get("scf_strategy")
+    rung = next((r for r in strategies(settings) if r["name"] == rung_name), None)
+    if rung:
+        gpaw.update(rung.get("gpaw") or {})
+    return {key: gpaw[key] for key in ENERGY_SETTING_KEYS if key in gpaw}

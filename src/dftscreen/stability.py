@@ -19,8 +19,9 @@ from pymatgen.core import Composition
 if TYPE_CHECKING:  # pymatgen's phase diagrams import matplotlib and scipy (seconds): load them when a hull is built
     from pymatgen.analysis.phase_diagram import PDEntry
 
-#: Column names. Without reference phases the hull is built from the elements
-#: and the generated structures alone, and the column name says so.
+#: Column names. With compound reference phases the hull is the known one (elements and
+#: reference phases; the value may be negative); without them it is built from the
+#: elements and the generated structures alone, and the column name says so.
 E_HULL_COLUMN = "e_above_hull_eV_per_atom"
 E_HULL_COLUMN_NO_PHASES = "e_above_hull_vs_generated_only_eV_per_atom"
 
@@ -85,10 +86,17 @@ def hull_analysis(
 ) -> dict[str, dict[str, Any]]:
     """Energy above hull (eV/atom) and decomposition products of every generated structure.
 
-    The hull of each chemical system is built from the elemental references, the
-    reference phases and all generated structures in that system. An elemental
-    phase among ``phases`` (a known set's α-S) stands for its element like a
-    reference does; structures with an element that has neither get a ``reason`` instead.
+    With compound reference phases (known materials, relaxed with the same preset),
+    each generated structure is judged against the hull of the elemental references
+    and those phases only, as Matbench Discovery and MatterGen judge against the
+    known hull: a negative value means below the known hull (a candidate new stable
+    phase), and a structure's value does not depend on what else the batch holds
+    (adding inputs changes no finished row, and an ML screen verdict stays put).
+    Without compound phases the hull is that of the elements and all generated
+    structures in the system (the only competitors there are), so values are >= 0.
+    An elemental phase among ``phases`` (a known set's α-S) stands for its element
+    like a reference does; structures with an element that has neither get a
+    ``reason`` instead.
     """
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
@@ -97,7 +105,8 @@ def hull_analysis(
     pool = [PDEntry(r.composition, r.energy_eV, name=f"element:{r.name}") for r in elements]
     pool += [PDEntry(r.composition, r.energy_eV, name=f"phase:{r.name}") for r in phases]
     generated_entries = {r.name: PDEntry(r.composition, r.energy_eV, name=r.name) for r in generated}
-    pool += list(generated_entries.values())
+    if not any(len(p.composition.elements) > 1 for p in phases):
+        pool += list(generated_entries.values())
 
     diagrams: dict[frozenset[str], PhaseDiagram] = {}
     results: dict[str, dict[str, Any]] = {}

@@ -74,9 +74,12 @@ def _stability_words(row: dict[str, Any] | pd.Series, threshold: float) -> str |
     e_hull = _number(row.get(column)) if column else None
     if e_hull is None:
         return None
-    where = "above hull" if column == E_HULL_COLUMN else "above the hull of the generated structures"
     word = "stable" if e_hull <= threshold else "unstable"
-    return f"{word} ({e_hull:.2f} eV/atom {where})"
+    if column != E_HULL_COLUMN:
+        return f"{word} ({e_hull:.2f} eV/atom above the hull of the generated structures)"
+    if e_hull < 0:
+        return f"{word} ({-e_hull:.2f} eV/atom below the known hull: a candidate new stable phase)"
+    return f"{word} ({e_hull:.2f} eV/atom above hull)"
 
 
 def _structure_change_words(row: dict[str, Any] | pd.Series) -> str | None:

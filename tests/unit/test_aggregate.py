@@ -151,6 +151,27 @@ def test_an_elemental_phase_gives_the_hull_its_element_and_names_no_compound_hul
     assert "S: phase S-abc [mp-96]" in row["elemental_references"]
 
 
+def test_a_hull_mixing_energies_of_different_smearing_says_so():
+    """A structure relaxed on the SCF ladder's wide_smearing rung (0.2 eV) shares a hull with references at 0.05 eV."""
+    from dftscreen.aggregate import add_stability
+    from dftscreen.settings import PRESETS
+
+    preset = {"preset": "standard", **PRESETS["standard"]}
+    relaxed = {"status": "relaxed", "settings": preset, "scf_strategy": "preset"}
+    elements = [dict(relaxed, element="Na", formula="Na2", energy_eV=-2.6),
+                dict(relaxed, element="Cl", formula="Cl2", energy_eV=-3.6)]
+    rows = [{"structure_id": "plain", "_relax": dict(relaxed, formula="NaCl", energy_eV=-7.0)},
+            {"structure_id": "smeared", "_relax": dict(relaxed, formula="NaCl", energy_eV=-6.9,
+                                                       scf_strategy="wide_smearing")}]
+    add_stability(rows, elements, [])
+    plain, smeared = rows
+    assert "stability_note" not in plain
+    assert smeared["stability_note"].startswith("energies of different DFT settings in one hull "
+                                                "(this structure: smearing_eV 0.2; Cl reference: smearing_eV 0.05")
+    # The values are still given: the note qualifies them.
+    assert smeared["formation_energy_eV_per_atom"] == pytest.approx((-6.9 + 1.3 + 1.8) / 2)
+
+
 def test_volume_change_and_relaxed_density_are_against_the_generated_cell_after_ml_prerelaxation():
     # With ML pre-relaxation relax.json's initial volume is the ML-relaxed cell's (110 Å³),
     # not the generated one's (100 Å³, in the check record).

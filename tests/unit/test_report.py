@@ -262,6 +262,8 @@ def test_verdict_of_a_structure_the_ml_screen_kept_from_dft():
     assert verdict(row) == "novel, screened out by ML (0.45 eV/atom above the ML hull)"
     row = {"status": "ok", "matches_known_id": "mp-149", "e_above_hull_eV_per_atom": 0.0}
     assert verdict(row).startswith("known: matches mp-149, stable (0.00 eV/atom above hull)")
+    row = {"status": "ok", "novel": True, "e_above_hull_eV_per_atom": -0.031}
+    assert verdict(row).startswith("novel, stable (0.03 eV/atom below the known hull: a candidate new stable phase)")
 
 
 def test_verdict_of_a_structure_dft_cannot_afford():

@@ -41,6 +41,25 @@ def test_reference_phase_lowers_the_hull():
     assert hull_analysis(generated, [NA, CL2], [phase])["gen"]["e_above_hull_eV_per_atom"] == pytest.approx(0.1)
 
 
+def test_with_reference_phases_a_structure_is_judged_against_the_known_hull_alone():
+    """Below the known hull is negative, and one generated structure does not lift another."""
+    phase = EnergyRecord("rocksalt", Composition("NaCl"), -7.2)
+    generated = [
+        EnergyRecord("better", Composition("NaCl"), -7.4),  # 0.1 eV/atom below the known NaCl
+        EnergyRecord("sibling", Composition("NaCl"), -7.3),
+    ]
+    result = hull_analysis(generated, [NA, CL2], [phase])
+    assert result["better"]["e_above_hull_eV_per_atom"] == pytest.approx(-0.1)
+    # Judged against the known hull, not against "better": -0.05, not +0.05.
+    assert result["sibling"]["e_above_hull_eV_per_atom"] == pytest.approx(-0.05)
+    alone = hull_analysis(generated[1:], [NA, CL2], [phase])
+    assert alone["sibling"] == result["sibling"]
+    # Without compound phases the generated structures are the only competitors.
+    without = hull_analysis(generated, [NA, CL2])
+    assert without["better"]["e_above_hull_eV_per_atom"] == pytest.approx(0.0)
+    assert without["sibling"]["e_above_hull_eV_per_atom"] == pytest.approx(0.05)
+
+
 def test_an_elemental_phase_stands_for_an_element_without_reference():
     """S has no automatic reference; a known set's α-S phase gives it a chemical potential on the hull."""
     sulfur = EnergyRecord("S-abc", Composition("S32"), -32 * 4.1)

@@ -27,13 +27,13 @@ def results_columns() -> frozenset[str]:
     """
     from dftscreen.aggregate import COLUMNS, STABILITY_COLUMNS
     from dftscreen.check import CheckResult
-    from dftscreen.compare_known import NOVELTY_COLUMNS
+    from dftscreen.compare_known import NOVELTY_COLUMNS, RELAXED_NOVELTY_COLUMNS
     from dftscreen.ml import ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES
     from dftscreen.targets import TARGET_KINDS, target_columns
 
     check = {f.name for f in dataclasses.fields(CheckResult) if f.name != "input_columns"}
     ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
-    known = {"smact_valid", *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
+    known = {"smact_valid", *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
     target = {c for name in TARGET_KINDS for c in target_columns(name)}
     return frozenset({*COLUMNS, *STABILITY_COLUMNS, *check, *ml, *known, *target})
 

@@ -26,6 +26,7 @@ from dftscreen.known import KnownSet, read_known_set
 from dftscreen.novelty import match_against_known
 from dftscreen.reflib import write_if_changed, write_settings_note
 from dftscreen.smact_check import smact_valid
+from dftscreen.verdict import RELAXED_KNOWN_MATCH_COLUMN, RELAXED_NOVEL_COLUMN
 
 #: Column names of the two known sets' novelty results.
 NOVELTY_COLUMNS = {
@@ -120,16 +121,71 @@ def compare_with_known(
     return novelty, phases
 
 
+#: Columns of the novelty of the DFT-relaxed structure against the database.
+RELAXED_NOVELTY_COLUMNS = (RELAXED_NOVEL_COLUMN, RELAXED_KNOWN_MATCH_COLUMN)
+
+
+def relaxed_novelty(
+    relax_records: dict[str, str],
+    known_config: dict[str, Any],
+    match: MatchSettings,
+    workers: int = 1,
+    known_index_dir: str | None = None,
+    log: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Novelty of every DFT-relaxed structure against the known database (``known/novelty_relaxed.json``).
+
+    A generated structure may relax into a known crystal (a distorted rocksalt into
+    rocksalt): novelty of the generated structure measures memorisation, novelty of the
+    relaxed one is what S.U.N. rates count (MatterGen judges relaxed structures).
+    Only relaxations with a relaxed CIF (``relaxed`` or ``not_converged``) are compared;
+    the others are absent.
+
+    Args:
+        relax_records: structure id -> path of its relax.json (the relaxed CIF is beside it).
+        known_config: the config section ``known_materials`` (its ``database`` is used).
+    """
+    from dftscreen.cif_reader import read_structure
+    from dftscreen.io import read_json
+
+    log = log or logging.getLogger(__name__)
+    known = read_known_set(known_config["database"], index_dir=known_index_dir)
+    structures: dict[str, dict[str, Any]] = {}
+    if known is None:
+        return {"known_set": None, "structures": structures}
+    relaxed = []
+    for structure_id, record_path in sorted(relax_records.items()):
+        try:
+            record = read_json(record_path)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable relax record %s (%s)", structure_id, record_path, exc)
+            continue
+        if not record.get("relaxed_cif"):
+            continue
+        try:
+            structure, _ = read_structure(Path(record_path).parent / record["relaxed_cif"])
+        except Exception as exc:  # one unreadable file must not cost the other rows their novelty
+            log.warning("%s: relaxed CIF not readable (%s)", structure_id, exc)
+            continue
+        relaxed.append((structure_id, structure))
+    novel_column, id_column = RELAXED_NOVELTY_COLUMNS
+    for structure_id, result in match_against_known(relaxed, known, match, workers).items():
+        structures[structure_id] = {novel_column: result.novel, id_column: result.match_id}
+    log.info("relaxed novelty: %d structures against %s", len(structures), known.label)
+    return {"known_set": known.label, "structures": structures}
+
+
 def chosen_phase_names(chosen: dict[str, Any]) -> dict[str, str]:
     """Name of each chosen phase in the table, by its key: ``<key> [<known entry id>]``."""
     return {p["phase_key"]: f"{p['phase_key']} [{p['entry_id']}]" for p in chosen.get("phases", [])}
 
 
-def add_known_columns(table: Any, novelty: dict[str, Any]) -> Any:
+def add_known_columns(table: Any, novelty: dict[str, Any], relaxed: dict[str, Any] | None = None) -> Any:
     """Add ``smact_valid`` and the novelty columns of :data:`NOVELTY_COLUMNS` to the results table.
 
     A duplicate shows its representative's novelty (the same crystal); rows that never
     reached DFT have none. Novelty columns appear only for a known set the run had.
+    ``relaxed`` (:func:`relaxed_novelty`) adds :data:`RELAXED_NOVELTY_COLUMNS`.
     """
     records = novelty.get("structures", {})
     table = table.copy()
@@ -143,4 +199,8 @@ def add_known_columns(table: Any, novelty: dict[str, Any]) -> Any:
             continue
         for column in columns:
             table[column] = [records.get(dft_id, {}).get(column) for dft_id in dft_ids]
+    if relaxed and relaxed.get("known_set"):
+        relaxed_records = relaxed.get("structures", {})
+        for column in RELAXED_NOVELTY_COLUMNS:
+            table[column] = [relaxed_records.get(dft_id, {}).get(column) for dft_id in dft_ids]
     return table

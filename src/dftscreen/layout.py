@@ -28,6 +28,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
         known/novelty.json                          novelty and SMACT validity per structure
+        known/novelty_relaxed.json                  novelty of each DFT-relaxed structure
         known/competing_phases.json                 phases chosen from the known set for the hull
         logs/<stage>/<id>.log                       one log per job
         results.csv, results.parquet, summary.json  the table and its summary
@@ -195,6 +196,11 @@ class ResultsLayout:
     def novelty_table(self) -> str:
         """Novelty against the known sets and SMACT validity, per structure id (JSON)."""
         return self._join("known", "novelty.json")
+
+    @property
+    def relaxed_novelty_table(self) -> str:
+        """Novelty of the DFT-relaxed structures against the known database, per structure id (JSON)."""
+        return self._join("known", "novelty_relaxed.json")
 
     @property
     def competing_phases(self) -> str:

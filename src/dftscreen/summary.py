@@ -24,7 +24,7 @@ from dftscreen.provenance import unconverged_warning
 from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
 from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT, TOO_LARGE
 from dftscreen.targets import TARGET_KINDS, target_columns
-from dftscreen.verdict import ML_STATUS_COLUMN, NOVEL_COLUMN
+from dftscreen.verdict import ML_STATUS_COLUMN, NOVEL_COLUMN, RELAXED_NOVEL_COLUMN
 
 #: Statuses of a sound structure, one that passed the checks (the funnel's ``dft_ready``): it went
 #: to DFT, duplicates one that did, was kept from DFT by the ML screen or is too large for DFT.
@@ -209,9 +209,17 @@ def summarize(
     if known_set and "novel" in table.columns:
         novel = unique & (table["novel"] == True)  # noqa: E712
         summary["novel"] = {**_count_rate(novel, total), "known_set": known_set}
+        # S.U.N. counts the relaxed structure's novelty (a generated crystal can relax into
+        # a known one), as MatterGen does; the generated one's when no relaxed novelty exists.
+        novelty_of = "generated structure"
+        if RELAXED_NOVEL_COLUMN in table.columns:
+            novel_relaxed = unique & (table[RELAXED_NOVEL_COLUMN] == True)  # noqa: E712
+            summary["novel_after_relaxation"] = {**_count_rate(novel_relaxed, total), "known_set": known_set}
+            novel, novelty_of = novel_relaxed, "DFT-relaxed structure"
         summary["stable_unique_novel"] = {
             **_count_rate(stable & novel, total),
             "known_set": known_set,
+            "novelty_of": novelty_of,
             "hull_column": e_hull_column,
             "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
         }

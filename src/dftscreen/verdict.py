@@ -27,6 +27,9 @@ from dftscreen.targets import TARGET_KINDS, target_columns
 #: status (dftscreen.ml: its presence means the ML stage ran), and the ML energies.
 KNOWN_MATCH_COLUMN = "matches_known_id"
 NOVEL_COLUMN = "novel"
+#: The same for the DFT-relaxed structure (a generated crystal may relax into a known one).
+RELAXED_KNOWN_MATCH_COLUMN = "relaxed_matches_known_id"
+RELAXED_NOVEL_COLUMN = "relaxed_novel"
 ML_STATUS_COLUMN = "ml_status"
 ML_E_HULL_COLUMN = f"ml_{E_HULL_COLUMN}"
 ML_E_HULL_COLUMN_NO_PHASES = f"ml_{E_HULL_COLUMN_NO_PHASES}"
@@ -162,8 +165,13 @@ def verdict(
     if status == status_codes.FAILED:
         return f"failed: {_failure_words(row)}"
     known = row.get(KNOWN_MATCH_COLUMN)
+    known_relaxed = row.get(RELAXED_KNOWN_MATCH_COLUMN)
     if _present(known):
         prefix = f"known: matches {known}"
+        if _present(known_relaxed) and known_relaxed != known:
+            prefix += f" (relaxed: {known_relaxed})"
+    elif _is(row.get(NOVEL_COLUMN), True) and _present(known_relaxed):
+        prefix = f"novel as generated, but relaxes into known {known_relaxed}"
     elif _is(row.get(NOVEL_COLUMN), True):
         prefix = "novel"
     else:

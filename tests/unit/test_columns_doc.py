@@ -18,10 +18,10 @@ def static_columns() -> set[str]:
     """Every column name the code can write, except target and table-input columns."""
     from dftscreen.ml import ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES
 
-    from dftscreen.compare_known import NOVELTY_COLUMNS
+    from dftscreen.compare_known import NOVELTY_COLUMNS, RELAXED_NOVELTY_COLUMNS
 
     ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
-    known = {"smact_valid", *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
+    known = {"smact_valid", *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
     return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known
 
 

@@ -285,3 +285,52 @@ def test_repeated_entry_ids_are_renamed_so_no_entry_takes_another_ones_place(cap
     assert "2 entries repeat an earlier entry's id" in caplog.text
     result = match_against_known([("generated", rocksalt)], known, MatchSettings())
     assert result["generated"].match_id == "mp-1#2"
+
+
+def test_relaxed_structures_are_judged_against_the_database_and_drive_the_sun_rate(tmp_path: Path):
+    """A generated P4/nmm-like NaCl that relaxed into rocksalt is novel as generated, known once relaxed."""
+    from dftscreen.compare_known import add_known_columns, relaxed_novelty
+    from dftscreen.io import atomic_write_json
+    from dftscreen.summary import summarize
+    from dftscreen.verdict import verdict
+
+    records = {}
+    for sid, cif in (("to_rocksalt", structure("NaCl", "rocksalt", a=5.6)),
+                     ("cscl", structure("NaCl", "cesiumchloride", a=3.4)), ("no_cif", None), ("broken", "x")):
+        folder = tmp_path / "dft" / sid
+        folder.mkdir(parents=True)
+        record = {"status": "relaxed" if cif is not None else "failed"}
+        if cif is not None:
+            record["relaxed_cif"] = "relaxed.cif"
+            if isinstance(cif, str):
+                (folder / "relaxed.cif").write_text("data_broken\n_cell_length_a 1\n")
+            else:
+                CifWriter(cif).write_file(folder / "relaxed.cif")
+        atomic_write_json(folder / "relax.json", record)
+        records[sid] = str(folder / "relax.json")
+    config = {"database": {"path": str(FIXTURE)}}
+    relaxed = relaxed_novelty(records, config, MatchSettings())
+    assert relaxed["known_set"] == read_known_set(config["database"]).label
+    # A structure without a (readable) relaxed CIF has no relaxed novelty; the others keep theirs.
+    assert relaxed["structures"] == {
+        "to_rocksalt": {"relaxed_novel": False, "relaxed_matches_known_id": "known-NaCl-rocksalt"},
+        "cscl": {"relaxed_novel": True, "relaxed_matches_known_id": None},
+    }
+    assert relaxed_novelty(records, {"database": {"path": None}}, MatchSettings()) == {
+        "known_set": None, "structures": {}}
+
+    novelty = {"known_set": "db", "training_set": None, "structures": {
+        sid: {"smact_valid": True, "novel": True, "matches_known_id": None} for sid in ("to_rocksalt", "cscl")}}
+    table = pd.DataFrame({"structure_id": ["to_rocksalt", "cscl", "copy"], "status": ["ok", "ok", "duplicate"],
+                          "duplicate_of": [None, None, "to_rocksalt"],
+                          "e_above_hull_eV_per_atom": [0.0, 0.05, 0.0]})
+    table = add_known_columns(table, novelty, relaxed)
+    assert table["relaxed_matches_known_id"].tolist() == ["known-NaCl-rocksalt", None, "known-NaCl-rocksalt"]
+    summary = summarize(table, 0.1, known_set="db")
+    assert summary["novel"]["count"] == 2
+    assert summary["novel_after_relaxation"]["count"] == 1
+    # S.U.N. counts the relaxed structure: only the CsCl-type one.
+    assert summary["stable_unique_novel"]["count"] == 1
+    assert summary["stable_unique_novel"]["novelty_of"] == "DFT-relaxed structure"
+    row = table.set_index("structure_id").loc["to_rocksalt"].to_dict()
+    assert verdict(row).startswith("novel as generated, but relaxes into known known-NaCl-rocksalt, stable")

@@ -80,6 +80,12 @@ def test_novelty_competing_phases_and_reused_library(tmp_path: Path):
     assert "Na: " in polymorph["elemental_references"] and "Cl: Cl2 molecule" in polymorph["elemental_references"]
     summary = yaml.safe_load((tmp_path / "out1" / "summary.json").read_text())
     assert summary["novel"]["count"] == 1 and "known_NaCl_TiO_LiFePO" in summary["novel"]["known_set"]
+    # The relaxed structures are judged too (compare_known_relaxed): rocksalt stays rocksalt,
+    # CsCl-type (kept by the symmetry-constrained relaxation) stays novel; S.U.N. counts those.
+    assert known["relaxed_matches_known_id"] == "known-NaCl-rocksalt" and not known["relaxed_novel"]
+    assert polymorph["relaxed_novel"] and pd.isna(polymorph["relaxed_matches_known_id"])
+    assert counts.get("compare_known_relaxed") == 1, counts
+    assert summary["stable_unique_novel"]["novelty_of"] == "DFT-relaxed structure"
     expected_sun = int(polymorph["e_above_hull_eV_per_atom"] <= summary["stable_threshold_eV_per_atom"])
     assert summary["stable_unique_novel"]["count"] == expected_sun
     assert summary["stable_unique_novel"]["hull_column"] == "e_above_hull_eV_per_atom"

@@ -11,6 +11,7 @@ rule aggregate:
         phases=all_phase_records,
         ml=ml_screen_output,
         novelty=LAYOUT.novelty_table,
+        relaxed_novelty=relaxed_novelty_input,
         chosen_phases=LAYOUT.competing_phases,
         known_phases=all_competing_phase_records,
     output:

@@ -317,16 +317,27 @@ def dft_input_cifs(wildcards):
     return [input_cif(SimpleNamespace(sid=sid)) for sid in valid_structure_ids()]
 
 
+def _known_set_files(source):
+    """A known set's file, or a folder's CIFs (none when the set is not given)."""
+    path = source["path"]
+    if path and Path(path).is_dir():
+        return sorted(str(item.path) for item in discover_cifs(path))
+    return [path] if path else []
+
+
+def known_database_files(wildcards):
+    """The known database's files, so that editing them reruns the relaxed structures' comparison."""
+    return _known_set_files(KNOWN["database"])
+
+
+def relaxed_novelty_input(wildcards):
+    """Novelty of the relaxed structures, when the run has a known database."""
+    return [LAYOUT.relaxed_novelty_table] if KNOWN["database"]["path"] else []
+
+
 def known_source_files(wildcards):
     """The known sets' files (a folder's CIFs), so that editing them reruns the comparison."""
-    files = []
-    for source in (KNOWN["database"], KNOWN["training"]):
-        path = source["path"]
-        if path and Path(path).is_dir():
-            files += sorted(str(item.path) for item in discover_cifs(path))
-        elif path:
-            files.append(path)
-    return files
+    return _known_set_files(KNOWN["database"]) + _known_set_files(KNOWN["training"])
 
 
 def ml_known_phase_energies(wildcards):

@@ -30,6 +30,30 @@ checkpoint compare_known:
         "../scripts/compare_known.py"
 
 
+# Stage 3b: is the DFT-relaxed structure a known one? A generated crystal may relax into a
+# known phase; S.U.N. rates count the relaxed structure (as MatterGen does), while the
+# generated structure's novelty (compare_known) measures memorisation. Only with a database.
+rule compare_known_relaxed:
+    input:
+        relax=all_relax_records,
+        known=known_database_files,
+    output:
+        novelty=LAYOUT.relaxed_novelty_table,
+    log:
+        LAYOUT.log("compare_known_relaxed"),
+    threads: config["check"]["workers"]
+    resources:
+        runtime=60,
+    params:
+        known=KNOWN,
+        match=config["check"]["dedupe"],
+        known_index_dir=LIBRARY.known_index_dir,
+        # The same order as all_relax_records (both read the ids after the checkpoints).
+        structure_ids=lambda wildcards: dft_structure_ids(),
+    script:
+        "../scripts/compare_known_relaxed.py"
+
+
 # A chosen known phase, relaxed like any structure with the run's global settings; its
 # result lives in the reference library, so no later run with these settings redoes it.
 use rule relax as relax_competing_phase with:

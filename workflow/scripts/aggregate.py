@@ -28,7 +28,8 @@ table = build_table(
     run_settings=run_settings,
 )
 novelty = read_json(snakemake.input.novelty)  # noqa: F821
-table = add_known_columns(table, novelty)
+relaxed_novelty = read_json(snakemake.input.relaxed_novelty[0]) if snakemake.input.relaxed_novelty else None  # noqa: F821
+table = add_known_columns(table, novelty, relaxed_novelty)
 if snakemake.input.ml:  # noqa: F821
     table = add_ml_columns(table, snakemake.params.out_dir, snakemake.params.ml_prerelax)  # noqa: F821
 # Verdicts last: they read the known-materials, ML and target columns.

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -555,13 +555,17 @@ def table_from_results(
     run_settings: dict[str, Any] | None = None,
     stable_threshold_eV_per_atom: float = 0.1,
     reference_library: str | os.PathLike[str] | None = None,
+    element_keys: Callable[[str], list[str]] | None = None,
 ) -> pd.DataFrame:
     """The results table as far as a run in ``out_dir`` got, read from its folders.
 
     For a partial table after failed jobs, or a report while a run goes on:
     records that do not exist yet make their rows ``not_finished``. Elemental
     references and known phases are read from ``reference_library`` (the run's
-    ``<library>/<settings key>`` folder), when given.
+    ``<library>/<settings key>`` folder), when given. ``element_keys`` (element ->
+    this run's candidate keys) keeps out what a shared library holds for other
+    runs: another run's CIF reference, or a candidate whose key changed since
+    (e.g. Ba before its band count was fixed); ``None`` reads every record.
     """
     from dftscreen.compare_known import add_known_columns, chosen_phase_names
 
@@ -571,7 +575,11 @@ def table_from_results(
     names: dict[str, str] = {}
     if reference_library is not None:
         library = Path(reference_library)
-        elements += [read_json(p) for p in sorted(library.glob("elements/*/*/relax.json"))]
+        records = sorted(library.glob("elements/*/*/relax.json"))
+        if element_keys is not None:
+            # <library>/elements/<El>/<key>/relax.json
+            records = [p for p in records if p.parent.name in element_keys(p.parent.parent.name)]
+        elements += [read_json(p) for p in records]
         chosen = Path(layout.competing_phases)
         names = chosen_phase_names(read_json(chosen)) if chosen.is_file() else {}
         phases += [read_json(library / "phases" / key / "relax.json") for key in sorted(names)

@@ -115,3 +115,28 @@ def test_partial_table_reads_references_from_the_library(tmp_path: Path):
     assert row["matches_known_id"] == "mp-2657" and not row["novel"]
     assert row["e_above_hull_eV_per_atom"] == pytest.approx(0.2 / 6)
     assert "TiO2-aaaa [mp-2657]" in row["hull_reference"]
+
+
+def test_partial_table_takes_only_this_runs_element_candidates_from_a_shared_library(tmp_path: Path):
+    """Another run's CIF reference for O (lower in energy) sits in the shared library: not ours, not used."""
+    from dftscreen.aggregate import table_from_results
+
+    out, library = tmp_path / "out", tmp_path / "library" / "0123456789abcdef"
+    atomic_write_json(out / "check" / "checks.json", [CHECK])
+    atomic_write_json(out / "dft" / "gen" / "relax.json", RELAX)
+    atomic_write_json(out / "dft" / "gen" / "properties.json", PROPERTIES)
+    for record in ELEMENTS:
+        atomic_write_json(library / "elements" / record["element"] / "auto-1" / "relax.json", record)
+    other_run = {"element": "O", "status": "relaxed", "formula": "O2", "energy_eV": -10.8,
+                 "reference_description": "O from the supplied CIF O_other.cif"}
+    atomic_write_json(library / "elements" / "O" / "cif-2" / "relax.json", other_run)
+
+    def ours(element: str) -> list[str]:
+        return ["auto-1"]
+
+    row = table_from_results(out, reference_library=library, element_keys=ours).iloc[0]
+    assert row["formation_energy_eV_per_atom"] == pytest.approx((-52.8 - 2 * -7.7 - 4 * -4.9) / 6)
+    assert "O_other" not in row["elemental_references"]
+    # Without the run's keys every record counts (the behaviour before): the other run's O wins.
+    row = table_from_results(out, reference_library=library).iloc[0]
+    assert "O_other" in row["elemental_references"]

@@ -429,6 +429,7 @@ def write_partial_table():
         run_settings=DFT_SETTINGS,
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
         reference_library=LIBRARY.folder,
+        element_keys=element_keys,
     )
     if config["ml"]["enabled"]:
         from dftscreen.ml import add_ml_columns

@@ -35,6 +35,8 @@ from dftscreen.known import KnownEntry, KnownSet, KnownSetError
 #: Energy (eV/atom) above the highest entry of a system given to an element the known set lacks
 #: altogether, so the hull can still be built; it only ever makes the selection take more phases.
 MISSING_ELEMENT_OFFSET_EV_PER_ATOM = 1.0
+#: A known entry this close to its known hull (eV/atom) is on it, and never dropped by ``max_per_system``.
+ON_HULL_EV_PER_ATOM = 1e-6
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def choose_competing_phases(
     Args:
         systems: chemical systems of the DFT candidates (each an iterable of element symbols).
         max_above_hull_eV_per_atom: keep entries at most this far above the known hull.
-        max_per_system: at most this many per exact chemical system.
+        max_per_system: at most this many per exact chemical system, apart from phases on the
+            known hull, which are always kept (they define it; a note says when they exceed it).
         max_sites: skip larger cells (their DFT would dominate the run); ``None``: no limit.
         include_elements: also choose elemental phases (extra candidates for the elemental references).
         energies_per_atom: energies (eV/atom) by entry id replacing the known set's own, e.g. from
@@ -172,10 +175,17 @@ def choose_competing_phases(
             per_system.setdefault(entry.elements, []).append((distance or 0.0, n_sites, entry))
         for elements, candidates in per_system.items():
             candidates.sort(key=lambda item: (item[0], item[1], item[2].entry_id))
-            if len(candidates) > max_per_system:
-                dropped = ", ".join(c[2].entry_id for c in candidates[max_per_system:])
-                notes.append(f"{system_name(elements)}: kept {max_per_system} phases (max_per_system), not {dropped}")
-            for distance, n_sites, entry in candidates[:max_per_system]:
+            # Phases on the known hull define it: the cap never drops them (dropping V2O3 from V-O
+            # would lower the hull and call structures stable that are not); it limits the rest.
+            n_on_hull = sum(1 for c in candidates if ranked and c[0] <= ON_HULL_EV_PER_ATOM)
+            n_keep = max(max_per_system, n_on_hull)
+            if n_on_hull > max_per_system:
+                notes.append(f"{system_name(elements)}: all {n_on_hull} phases on the known hull kept although "
+                             f"max_per_system is {max_per_system} (they define the hull)")
+            if len(candidates) > n_keep:
+                dropped = ", ".join(c[2].entry_id for c in candidates[n_keep:])
+                notes.append(f"{system_name(elements)}: kept {n_keep} phases (max_per_system), not {dropped}")
+            for distance, n_sites, entry in candidates[:n_keep]:
                 try:
                     key = phase_key(entry)
                 except KnownSetError as exc:

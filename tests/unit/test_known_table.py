@@ -79,7 +79,10 @@ def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
 
     assert "Δ-test" in delta_test_candidate("Sn").description and len(delta_test_candidate("Sn").atoms) == 2
     assert delta_test_candidate("Fe") is None  # the Δ-test's bcc Fe is ASE's reference state
-    assert delta_test_candidate("O") is None and delta_test_candidate("C") is None
+    assert delta_test_candidate("O") is None
+    # Carbon: graphite (PBE ground state, 0.117 eV/atom below diamond at the test preset) beside diamond.
+    graphite = delta_test_candidate("C")
+    assert len(graphite.atoms) == 4 and graphite.atoms.cell.cellpar()[2] > 8.0
     check = {**CHECK, "reduced_formula": "SnO2"}
     atomic_write_json(tmp_path / "dft" / "gen" / "relax.json", {**RELAX, "formula": "Sn2O4", "energy_eV": -40.0})
     atomic_write_json(tmp_path / "dft" / "gen" / "properties.json", PROPERTIES)

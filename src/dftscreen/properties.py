@@ -40,6 +40,48 @@ from dftscreen.io import read_json
 
 #: A total moment below this (µB per cell) counts as non-magnetic.
 NONMAGNETIC_THRESHOLD_MUB = 0.05
+#: A site's moment (µB, integrated in its PAW sphere) below this counts as none when the
+#: magnetic ordering is classified: PAW spheres of non-magnetic atoms pick up a few 0.01 µB.
+SITE_MOMENT_THRESHOLD_MUB = 0.1
+
+
+def start_from_relaxed_moments(atoms: Atoms, site_moments_muB: list[float] | None) -> bool:
+    """Start the single point from the relaxed state's site moments (µB), signs included.
+
+    The relaxation may end in another magnetic state than the default start (every
+    magnetic atom up): the Cr reference relaxes as an antiferromagnet, from which a
+    ferromagnetic start collapses to a non-magnet, so its properties were those of
+    another state. Only when some site keeps at least :data:`SITE_MOMENT_THRESHOLD_MUB`
+    and the moments are one per atom; otherwise the default start stays. Returns
+    whether the relaxed moments were used.
+    """
+    if not site_moments_muB or len(site_moments_muB) != len(atoms):
+        return False
+    if max(abs(float(m)) for m in site_moments_muB) < SITE_MOMENT_THRESHOLD_MUB:
+        return False
+    atoms.set_initial_magnetic_moments([float(m) for m in site_moments_muB])
+    return True
+
+
+def magnetic_ordering(atoms: Atoms, site_moments_muB: list[float]) -> str:
+    """Collinear magnetic ordering from the site moments (µB): ``NM``, ``FM``, ``FiM`` or ``AFM``.
+
+    pymatgen's :class:`CollinearMagneticStructureAnalyzer` (as the Materials Project
+    classifies it), site moments below :data:`SITE_MOMENT_THRESHOLD_MUB` counted as zero, a
+    total below :data:`NONMAGNETIC_THRESHOLD_MUB` (per cell) as compensated.
+    An antiferromagnet has a total moment near zero, so the total alone calls it non-magnetic.
+    """
+    from pymatgen.analysis.magnetism import CollinearMagneticStructureAnalyzer
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    structure.add_site_property("magmom", [float(m) for m in site_moments_muB])
+    # A total (sum of site moments) below the non-magnetic threshold is compensated: AFM, not FiM
+    # (pymatgen's default, 1e-8 µB, calls a converged antiferromagnet's 1e-5 µB imbalance FiM).
+    analyzer = CollinearMagneticStructureAnalyzer(
+        structure, threshold=SITE_MOMENT_THRESHOLD_MUB, threshold_ordering=NONMAGNETIC_THRESHOLD_MUB
+    )
+    return str(analyzer.ordering.value)
 
 
 def eigenvalues_eV(calc: Any) -> np.ndarray:
@@ -128,7 +170,10 @@ def single_point(atoms: Atoms, settings: dict[str, Any], workdir: Path) -> dict[
     calc = attach_gpaw(atoms, gpaw_settings, txt=workdir / "properties_gpaw.txt")
     start = time.perf_counter()
     energy = float(atoms.get_potential_energy())
-    magmom = float(calc.get_magnetic_moment()) if calc.get_number_of_spins() == 2 else 0.0
+    spin_polarized = calc.get_number_of_spins() == 2
+    magmom = float(calc.get_magnetic_moment()) if spin_polarized else 0.0
+    site_moments = [float(m) for m in calc.get_magnetic_moments()] if spin_polarized else [0.0] * len(atoms)
+    ordering = magnetic_ordering(atoms, site_moments)
     fermi = float(calc.get_fermi_level())
     eigenvalues = eigenvalues_eV(calc)
     kpoints = np.asarray(calc.get_ibz_k_points())
@@ -148,7 +193,10 @@ def single_point(atoms: Atoms, settings: dict[str, Any], workdir: Path) -> dict[
         energy_per_atom_eV=energy / len(atoms),
         fermi_level_eV=fermi,
         magnetic_moment_muB=magmom,
-        is_magnetic=abs(magmom) >= NONMAGNETIC_THRESHOLD_MUB,
+        local_magnetic_moments_muB=site_moments,
+        magnetic_ordering=ordering,
+        # An antiferromagnet is magnetic although its total moment is zero.
+        is_magnetic=abs(magmom) >= NONMAGNETIC_THRESHOLD_MUB or ordering != "NM",
         n_kpoints_irreducible=int(len(calc.get_ibz_k_points())),
         mpi_ranks=int(world.size),
     )
@@ -189,6 +237,9 @@ def run(
     try:
         structure, _ = read_structure(relax_json.parent / relaxed["relaxed_cif"])
         atoms = structure_to_atoms(structure)
+        # relaxed.cif is written in P1 in the relaxation's atom order, so the moments line up.
+        record["started_from_relaxed_moments"] = start_from_relaxed_moments(
+            atoms, relaxed.get("local_magnetic_moments_muB"))
         record.update(single_point(atoms, settings, workdir))
         record.update(status=status_codes.DONE, reason="")
     except Exception as exc:

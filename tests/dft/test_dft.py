@@ -107,7 +107,7 @@ def test_bcc_iron_is_ferromagnetic_with_the_pbe_moment(tmp_path: Path):
     record = relax(tmp_path, cif)
     assert record["status"] == "relaxed", record.get("reason")
     props = properties(tmp_path)
-    assert props["is_magnetic"] is True
+    assert props["is_magnetic"] is True and props["magnetic_ordering"] == "FM"
     assert props["magnetic_moment_muB"] == pytest.approx(2.2, abs=0.15)
     assert props["band_gap_eV"] == 0.0
 
@@ -151,6 +151,11 @@ def test_chromium_reference_stays_antiferromagnetic(tmp_path: Path):
     first, second = record["local_magnetic_moments_muB"]
     assert first > 0.3 and second < -0.3
     assert record["magnetic_moment_muB"] == pytest.approx(0.0, abs=0.05)
+    # Its properties single point: no total moment, yet magnetic (before, is_magnetic was False).
+    (tmp_path / "relax.json").write_text(out.read_text())
+    props = properties(tmp_path)
+    assert props["magnetic_ordering"] == "AFM" and props["is_magnetic"] is True, props["local_magnetic_moments_muB"]
+    assert props["magnetic_moment_muB"] == pytest.approx(0.0, abs=0.05)
 
 
 PEROVSKITES = [

@@ -91,6 +91,7 @@ def test_every_column_with_a_unit_says_so():
         "n_ionic_steps",
         "gap_is_direct",
         "is_magnetic",
+        "magnetic_ordering",
         "mpi_ranks",
         "relaxed_cif",
         "vbm_kpoint_frac",

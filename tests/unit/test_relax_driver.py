@@ -338,3 +338,38 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path):
     (tmp_path / "run" / "relax.json").unlink()
     record = run_relax(tmp_path / "run", EMTFactory(), {**RESUME, "gpaw": {"ecut_eV": 450.0}})
     assert record["n_starts"] == 1 and record["resumed_from_step"] == 0
+
+
+@pytest.mark.parametrize(
+    ("moments", "ordering"),
+    [
+        ([2.2, 2.2], "FM"),
+        ([1.1, -1.1], "AFM"),  # total zero: the total moment alone called this non-magnetic
+        ([1.36868, -1.36867], "AFM"),  # a converged antiferromagnet's 1e-5 µB imbalance (GPAW, Cr)
+        ([2.0, -1.0], "FiM"),
+        ([0.04, -0.03], "NM"),  # PAW-sphere noise of a non-magnet
+    ],
+)
+def test_magnetic_ordering_from_site_moments(moments, ordering):
+    from ase.build import bulk
+
+    from dftscreen.properties import magnetic_ordering
+
+    atoms = bulk("Cr", "bcc", a=2.88, cubic=True)  # two sites
+    assert magnetic_ordering(atoms, moments) == ordering
+
+
+def test_the_single_point_starts_from_the_relaxed_moments_with_their_signs():
+    from ase.build import bulk
+
+    from dftscreen.properties import start_from_relaxed_moments
+
+    atoms = bulk("Cr", "bcc", a=2.88, cubic=True)
+    atoms.set_initial_magnetic_moments([3.0, 3.0])  # the default start: every magnetic atom up
+    assert start_from_relaxed_moments(atoms, [1.1, -1.1])
+    assert atoms.get_initial_magnetic_moments().tolist() == [1.1, -1.1]
+    # A collapsed moment, a record without moments or with another atom count: the default start stays.
+    for moments in ([0.01, -0.02], None, [1.0]):
+        atoms.set_initial_magnetic_moments([3.0, 3.0])
+        assert not start_from_relaxed_moments(atoms, moments)
+        assert atoms.get_initial_magnetic_moments().tolist() == [3.0, 3.0]

@@ -44,6 +44,15 @@ def _flag(table: pd.DataFrame, column: str) -> pd.Series:
     return table[column].map(lambda v: bool(v) if v is not None and v is not pd.NA and v == v else False).astype(bool)
 
 
+def relaxation_finished(table: pd.DataFrame) -> pd.Series:
+    """Rows whose own DFT relaxation converged: status ``ok``, and those whose properties job then
+    failed or has not finished (their energy, formation energy and hull distance are final)."""
+    finished = table["status"] == OK
+    if "relax_converged" in table.columns:
+        finished |= _flag(table, "relax_converged") & table["status"].isin([FAILED, NOT_FINISHED])
+    return finished
+
+
 def hull_column(table: pd.DataFrame) -> str | None:
     """The table's energy-above-hull column, if any."""
     return next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
@@ -78,7 +87,7 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     if ML_STATUS_COLUMN in table.columns:
         survivors = survivors & (status != SCREENED_OUT)
         steps.append(("passed ML screen", survivors))
-    survivors = survivors & (status == OK)
+    survivors = survivors & relaxation_finished(table)
     steps.append(("relaxed", survivors))
     column = hull_column(table)
     if column:
@@ -177,7 +186,9 @@ def summarize(
     e_hull_column = hull_column(table)
     stable = pd.Series(False, index=table.index)
     if e_hull_column:
-        stable = relaxed_ok & (pd.to_numeric(table[e_hull_column], errors="coerce") <= stable_threshold_eV_per_atom)
+        # Stability needs the relaxation only: a failed band structure does not make a crystal unstable.
+        e_hull = pd.to_numeric(table[e_hull_column], errors="coerce")
+        stable = relaxation_finished(table) & (e_hull <= stable_threshold_eV_per_atom)
     provenance = provenance or {}
     warning = unconverged_warning(provenance.get("dft_preset"))
     summary: dict[str, Any] = {

@@ -148,3 +148,19 @@ def test_too_large_structures_count_as_valid_and_unique_like_the_funnel():
     # Without a dft_ready column the funnel counts the same statuses as valid.
     funnel = {stage["stage"]: stage["count"] for stage in summarize(table.drop(columns="dft_ready"))["funnel"]}
     assert funnel["dft_ready"] == 3
+
+
+def test_a_relaxed_structure_whose_properties_failed_still_counts_as_stable():
+    """Stability needs the relaxation only; a relaxation that did not converge does not count."""
+    table = pd.DataFrame({
+        "structure_id": ["ok", "props_failed", "relax_unconverged"],
+        "source_file": ["ok.cif", "p.cif", "r.cif"],
+        "status": ["ok", "failed", "not_converged"],
+        "relax_converged": [True, True, False],
+        "e_above_hull_eV_per_atom": [0.02, 0.01, None],
+    })
+    summary = summarize(table, 0.1)
+    assert summary["stable"]["count"] == 2
+    assert summary["relaxed_ok"]["count"] == 1  # fully finished rows only
+    funnel = {step["stage"]: step["count"] for step in summary["funnel"]}
+    assert funnel["relaxed"] == 2 and funnel["stable"] == 2

@@ -16,14 +16,14 @@ checkpoint compare_known:
         phases=LAYOUT.competing_phases,
     log:
         LAYOUT.log("compare_known"),
-    threads: config["check"]["workers"]
-    resources:
-        runtime=60,
     # Submitted before any DFT pack (their priority is 10, a group's is its members' highest):
     # when this checkpoint finished while a pack was failing, Snakemake re-formed the failed
     # pack's jobs into one group of every structure that asked for 2 nodes and stayed pending
     # for ever (seen in test_slurm_pack; the SLURM plugin's groups-with-checkpoints issue #253).
     priority: 30
+    threads: config["check"]["workers"]
+    resources:
+        runtime=60,
     params:
         known=KNOWN,
         match=config["check"]["dedupe"],

@@ -25,6 +25,8 @@ groups at its tolerance, so either would split real duplicates.
 
 from __future__ import annotations
 
+from typing import Any
+
 import warnings
 from dataclasses import dataclass
 
@@ -39,6 +41,11 @@ class MatchSettings:
     ltol: float = 0.2
     stol: float = 0.3
     angle_tol: float = 5.0
+
+    @classmethod
+    def from_config(cls, dedupe_config: dict[str, Any]) -> MatchSettings:
+        """The tolerances of the config section ``check.dedupe`` (its other keys are not the matcher's)."""
+        return cls(**{k: v for k, v in dict(dedupe_config).items() if k in ("ltol", "stol", "angle_tol")})
 
     def matcher(self) -> StructureMatcher:
         """A StructureMatcher with these tolerances, comparing elements (other options at pymatgen's defaults).

@@ -32,7 +32,7 @@ if not items:
     logging.warning("no input: the input folder and table hold no CIF; the results table will be empty")
 elements = paw_elements(snakemake.params.xc)  # noqa: F821
 if dedupe_config.get("enabled", True):
-    match = MatchSettings(**{k: v for k, v in dedupe_config.items() if k in ("ltol", "stol", "angle_tol")})
+    match = MatchSettings.from_config(dedupe_config)
     results = check_and_deduplicate(items, settings, match, elements, workers=workers, isolate=True)
 else:
     results = check_all(items, available_elements=elements, settings=settings, workers=workers, isolate=True)

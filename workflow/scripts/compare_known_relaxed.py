@@ -8,7 +8,7 @@ from dftscreen.io import atomic_write_json
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 params = snakemake.params  # noqa: F821
-match = MatchSettings(**{k: v for k, v in dict(params.match).items() if k in ("ltol", "stol", "angle_tol")})
+match = MatchSettings.from_config(params.match)
 records = dict(zip(params.structure_ids, snakemake.input.relax))  # noqa: F821
 novelty = relaxed_novelty(
     records,

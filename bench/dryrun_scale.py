@@ -15,11 +15,14 @@ Cases (N input CIFs each, tiny files written to --root):
   relax+properties as one   the same, on a copy of the workflow where one job per
                             structure writes both records (the alternative to
                             two jobs per structure weighed in bench/README.md)
-  with packs of 8          the same with --groups/--group-components as the SLURM
-                            profile documents (Snakemake forms the group jobs)
+  with packs of 8          the same with --groups/--group-components (Snakemake's
+                            group jobs, dftscreen.slurm_pack)
+  one job per pack of 8     the same with dft.structures_per_pack: 8 (the workflow
+                            plans one dft_pack job per 8 structures, dftscreen.dft_pack)
   dftscreen, DFT finished   every relax and properties record and the table exist
                             (2 x the DFT structures outputs to check; no Snakemake
-                            metadata: see bench/README.md for its cost)
+                            metadata: see bench/README.md for its cost); and with
+                            one job per pack of 8, where the pack records are the outputs
   naive chain               three rules per input
 
 Seconds are wall time; "CPU s" is user + system time of the Snakemake process,
@@ -170,6 +173,28 @@ def merged_workflow(root: Path) -> Path:
     return snakefile
 
 
+def one_job_per_pack(folder: Path, structures_per_pack: int = 8) -> list[str]:
+    """Snakemake options that switch on dft.structures_per_pack (a config file merged over the run's)."""
+    packs = folder / "packs.yaml"
+    packs.write_text(yaml.safe_dump({"dft": {"structures_per_pack": structures_per_pack}}))
+    return ["--configfile", str(folder / "config" / "config.yaml"), str(packs)]
+
+
+def write_pack_records(folder: Path, structures_per_pack: int = 8) -> int:
+    """The pack records of a finished run with one job per pack (newer than the check, older than the table)."""
+    from dftscreen.dft_pack import split_into_packs
+
+    ids = (folder / "out" / "check" / "valid_ids.txt").read_text().split()
+    later = time.time() + 8
+    packs = split_into_packs(ids, structures_per_pack)
+    for n in packs:
+        path = folder / "out" / "packs" / f"pack_{n}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (later, later))
+    return len(packs)
+
+
 def write_finished_outputs(folder: Path) -> int:
     """Every DFT record and table file, newer than the check outputs; returns how many."""
     ids = (folder / "out" / "check" / "valid_ids.txt").read_text().split()
@@ -253,9 +278,13 @@ def main() -> None:
         report(f"dftscreen, after checks ({n_dft} to DFT)", n, timed_dry_run(folder, snakefile, []))
         report("  relax+properties as one job per structure", n, timed_dry_run(folder, one_job_snakefile, []))
         if n <= args.packs_max:
-            report("  with packs of 8 (SLURM profile's groups)", n, timed_dry_run(folder, snakefile, PACKS))
+            report("  with packs of 8 (Snakemake's group jobs)", n, timed_dry_run(folder, snakefile, PACKS))
+        pack_options = one_job_per_pack(folder)
+        report("  one job per pack of 8 (structures_per_pack)", n, timed_dry_run(folder, snakefile, pack_options))
+        n_packs = write_pack_records(folder)
         n_outputs = write_finished_outputs(folder)
         report(f"dftscreen, DFT finished ({n_outputs} outputs)", n, timed_dry_run(folder, snakefile, []))
+        report(f"  one job per pack of 8 ({n_packs} pack records)", n, timed_dry_run(folder, snakefile, pack_options))
         if n <= args.naive_max:
             naive = args.root / f"naive_{n}"
             write_inputs(naive, n)

@@ -25,6 +25,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
+        packs/pack_<n>.json                         a pack job's record (with dft.structures_per_pack)
         references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
         known/novelty.json                          novelty and SMACT validity per structure
@@ -113,6 +114,10 @@ class ResultsLayout:
 
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
+
+    def pack_record(self, pack: int | str) -> str:
+        """Record of one pack job (``dft.structures_per_pack``): which structures it ran, in which SLURM job."""
+        return self._join("packs", f"pack_{pack}.json")
 
     # --- the machine-learned stage (dftscreen.ml) -------------------------------
     @property

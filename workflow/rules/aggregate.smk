@@ -7,6 +7,7 @@ rule aggregate:
         targets=target_file,
         relax=all_relax_records,
         properties=all_properties_records,
+        packs=all_pack_records,
         elements=all_element_records,
         phases=all_phase_records,
         ml=ml_screen_output,

@@ -1,4 +1,5 @@
 # Everything non-declarative: config validation, input discovery, input functions.
+import dataclasses
 import json
 import shlex
 import sys
@@ -9,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dftscreen.dag_speed import cache_function_signatures
+from dftscreen.dft_pack import PackMember, pack_size, split_into_packs
 from dftscreen.guards import (
     check_output_dir,
     check_structure_overrides,
@@ -234,12 +236,74 @@ def valid_structure_ids():
 
 
 def all_relax_records(wildcards):
+    """Every relax.json as a job output: none with packs (rules/pack.smk writes them, not as outputs)."""
+    if PACK_SIZE:
+        return []
     # dft_structure_ids (rules/ml.smk): the valid ids less those the ML pre-screen screened out.
     return expand(LAYOUT.relax_record("{sid}"), sid=dft_structure_ids())
 
 
 def all_properties_records(wildcards):
+    if PACK_SIZE:
+        return []
     return expand(LAYOUT.properties_record("{sid}"), sid=dft_structure_ids())
+
+
+def dft_relax_record_paths(wildcards):
+    """Every DFT structure's relax.json path (with or without packs), in dft_structure_ids order."""
+    return [LAYOUT.relax_record(sid) for sid in dft_structure_ids()]
+
+
+# --- packs (dft.structures_per_pack, rules/pack.smk, dftscreen.dft_pack) ----------------
+PACK_SIZE = DFT["structures_per_pack"]
+
+
+def dft_packs():
+    """Pack index -> structure ids (the same split in every Snakemake process)."""
+    return split_into_packs(dft_structure_ids(), PACK_SIZE)
+
+
+def all_pack_records(wildcards):
+    if not PACK_SIZE:
+        return []
+    return expand(LAYOUT.pack_record("{pack}"), pack=sorted(dft_packs()))
+
+
+def _pack_members(wildcards):
+    return [
+        PackMember(
+            structure_id=sid,
+            start_cif=dft_start_cif(SimpleNamespace(sid=sid)),
+            n_sites=n_sites(SimpleNamespace(sid=sid)),
+            runtime_estimate_min=_estimate(SimpleNamespace(sid=sid), "dft_estimate_runtime_min"),
+            mem_estimate_mb=_estimate(SimpleNamespace(sid=sid), "dft_estimate_mem_MB_per_rank"),
+            settings_json=(dft_settings_json(SimpleNamespace(sid=sid)) if sid in DFT["structure_overrides"] else None),
+        )
+        for sid in dft_packs()[int(wildcards.pack)]
+    ]
+
+
+def pack_start_cifs(wildcards):
+    return [member.start_cif for member in _pack_members(wildcards)]
+
+
+def pack_plan_json(wildcards):
+    """The pack's members and dft.resources, as dftscreen.dft_pack reads them (--plan)."""
+    members = [dataclasses.asdict(member) for member in _pack_members(wildcards)]
+    return json.dumps({"members": members, "resources": DFT["resources"]}, sort_keys=True)
+
+
+def pack_tasks(wildcards):
+    # At least 2: the SLURM plugin refuses an `mpi` job of one task (a last pack of one 1-rank structure).
+    return max(2, pack_size(_pack_members(wildcards), RESOURCES).tasks)
+
+
+def pack_runtime_min(wildcards, attempt):
+    return pack_size(_pack_members(wildcards), RESOURCES, attempt).runtime_min
+
+
+def pack_mem_mb_per_task(wildcards, attempt):
+    return pack_size(_pack_members(wildcards), RESOURCES, attempt).mem_mb_per_task
 
 
 def elements_needed():
@@ -407,6 +471,7 @@ def get_final_output(wildcards):
         LAYOUT.report_file("index.html"),
         *all_relax_records(wildcards),
         *all_properties_records(wildcards),
+        *all_pack_records(wildcards),
         *all_element_records(wildcards),
         *all_phase_records(wildcards),
         *all_competing_phase_records(wildcards),

@@ -41,6 +41,7 @@ checkpoint compare_known:
 rule compare_known_relaxed:
     input:
         relax=all_relax_records,
+        packs=all_pack_records,
         known=known_database_files,
     output:
         novelty=LAYOUT.relaxed_novelty_table,
@@ -53,8 +54,9 @@ rule compare_known_relaxed:
         known=KNOWN,
         match=config["check"]["dedupe"],
         known_index_dir=LIBRARY.known_index_dir,
-        # The same order as all_relax_records (both read the ids after the checkpoints).
+        # The same order as dft_relax_record_paths (both read the ids after the checkpoints).
         structure_ids=lambda wildcards: dft_structure_ids(),
+        relax_records=dft_relax_record_paths,
     script:
         "../scripts/compare_known_relaxed.py"
 

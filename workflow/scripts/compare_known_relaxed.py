@@ -9,7 +9,7 @@ from dftscreen.io import atomic_write_json
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 params = snakemake.params  # noqa: F821
 match = MatchSettings.from_config(params.match)
-records = dict(zip(params.structure_ids, snakemake.input.relax))  # noqa: F821
+records = dict(zip(params.structure_ids, params.relax_records))
 novelty = relaxed_novelty(
     records,
     known_config=dict(params.known),

@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from dftscreen.layout import ReferenceLibrary, ResultsLayout
+from dftscreen.layout import DFT_STAGES, ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import element_reference_key, phases_to_relax
 from dftscreen.status_codes import FINISHED_OK
 
@@ -381,6 +381,26 @@ def count_jobs(
     return status
 
 
+def pack_member_outputs(marked: set[str], ids: list[str], structures_per_pack: int, out_prefix: str) -> set[str]:
+    """The relax and properties outputs of the structures in the packs ``marked`` names.
+
+    With ``dft.structures_per_pack`` a local run marks only the pack's record as in progress
+    (:mod:`dftscreen.dft_pack`); its structures are what runs. ``ids`` are the DFT ids.
+    """
+    from dftscreen.dft_pack import split_into_packs
+
+    if structures_per_pack < 1:
+        return set()
+    prefix = ResultsLayout(out_prefix)
+    return {
+        prefix.stage_record(sid, stage)
+        for n, members in split_into_packs(ids, structures_per_pack).items()
+        if prefix.pack_record(n) in marked
+        for sid in members
+        for stage in DFT_STAGES
+    }
+
+
 def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -> list[Job]:
     """The jobs of one DFT stage (``relax``, ``properties``) over the structure ids sent to DFT."""
     layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
@@ -677,6 +697,9 @@ def run_status(
     )
     to_dft, screened = dft_structures(results, checks)
     ids = list(to_dft)
+    structures_per_pack = (run_config(work).get("dft") or {}).get("structures_per_pack") or 0
+    local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix)
+    interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix)
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     if screened:
         check_counts["screened_out (ML)"] = screened

@@ -159,6 +159,31 @@ def test_local_run_in_progress_counts_as_running(tmp_path: Path, monkeypatch):
     assert relax["running"] == 1 and relax["pending"] == 1
 
 
+def test_a_running_local_pack_counts_its_unfinished_structures_as_running(tmp_path: Path, monkeypatch):
+    """With dft.structures_per_pack Snakemake marks only the pack's record; its structures are what runs."""
+    import base64
+
+    import yaml
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = make_run(tmp_path)
+    pending = run_status(out).to_dict()["stages"]["relax"]["pending"]
+    assert pending >= 2
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"dft": {"structures_per_pack": 100}}))
+    meta = tmp_path / ".snakemake"
+    (meta / "locks").mkdir(parents=True)
+    (meta / "locks" / "0.input.lock").write_text("")
+    (meta / "incomplete").mkdir()
+    (meta / "incomplete" / base64.b64encode(b"out/packs/pack_0.json").decode()).write_text("")
+    relax = run_status(out).to_dict()["stages"]["relax"]
+    assert (relax["running"], relax["pending"]) == (pending, 0)
+    # Another pack in progress says nothing about these structures.
+    (meta / "incomplete" / base64.b64encode(b"out/packs/pack_0.json").decode()).unlink()
+    (meta / "incomplete" / base64.b64encode(b"out/packs/pack_1.json").decode()).write_text("")
+    assert run_status(out).to_dict()["stages"]["relax"]["pending"] == pending
+
+
 def test_reason_kinds_and_plugin_comments():
     assert reason_kind("atoms 1 and 4 are 0.31 Å apart") == "atoms # and # are # Å apart"
     assert reason_kind("built NaCl2 from 'x 1.cif'") == "built NaCl2 from '…'"

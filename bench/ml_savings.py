@@ -519,6 +519,7 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
             row[f"{prefix}_energy_per_atom_eV"] = record.get("energy_per_atom_eV")
             row[f"{prefix}_volume_A3"] = record.get("final_volume_A3")
             row[f"{prefix}_load_average_1min"] = record.get("load_average_1min_at_end")
+            row[f"{prefix}_cpu_count"] = record.get("cpu_count")
         if sid in dft["ml"]:
             # False when the ML-started DFT ran in another session than the stored ML record and the ML
             # stage gave another geometry (the report's ML values are then not those of its start).
@@ -550,6 +551,15 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
         )
         result["n_pairs_ml_start_not_the_stored_ml_geometry"] = int(
             (~pairs["dft_started_from_stored_ml_geometry"].astype(bool)).sum())
+        # Wall times are only comparable when nothing else ran: the bench's own ranks make a load of
+        # about cpu_count; a pair counts as quiet when both halves ended below cpu_count + 0.5.
+        quiet = pairs[pairs.apply(quiet_pair, axis=1)]
+        result["n_quiet_pairs"] = int(len(quiet))
+        if len(quiet):
+            result["wall_time_ratio_with_over_without_quiet_pairs"] = float(
+                quiet["dft_from_ml_wall_time_s"].sum() / quiet["dft_from_generated_wall_time_s"].sum())
+            result["ionic_steps_ratio_with_over_without_quiet_pairs"] = float(
+                quiet["dft_from_ml_ionic_steps"].sum() / quiet["dft_from_generated_ionic_steps"].sum())
     result["pairs"] = pairs.to_dict(orient="records")
 
     # Agreement: DFT (started from the ML geometry) and ML hulls over the same structures and elements.
@@ -582,20 +592,33 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
     return result
 
 
+def quiet_pair(pair: Any) -> bool:
+    """True when both DFT relaxations of a pair ended with a 1-minute load below cores + 0.5
+    (nothing but the bench's own ranks ran then; the load is sampled at the end only)."""
+    for mode in ("generated", "ml"):
+        load, cores = pair.get(f"dft_from_{mode}_load_average_1min"), pair.get(f"dft_from_{mode}_cpu_count")
+        if load is None or cores is None or load != load or cores != cores or load >= cores + 0.5:
+            return False
+    return True
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The per-structure table of finished pairs, for bench/README.md."""
     def number(value: Any, spec: str) -> str:
         return "–" if value is None or value != value else format(value, spec)
 
     lines = ["| structure | formula | ML steps | ML s | ML ΔV % | DFT steps without / with | DFT s without / with "
-             "| ΔE with - without (meV/atom) |", "|---|---|---|---|---|---|---|---|"]
+             "| ΔE with - without (meV/atom) | load at end without / with |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in result["pairs"]:
         lines.append(
             f"| {p['structure_id']} | {p['formula']} | {number(p.get('ml_optimizer_steps'), '.0f')} "
             f"| {number(p.get('ml_wall_time_s'), '.1f')} | {number(p.get('ml_volume_change_pct'), '+.1f')} "
             f"| {p['dft_from_generated_ionic_steps']:.0f} / {p['dft_from_ml_ionic_steps']:.0f} "
             f"| {p['dft_from_generated_wall_time_s']:.0f} / {p['dft_from_ml_wall_time_s']:.0f} "
-            f"| {number(p.get('final_energy_ml_start_minus_generated_start_meV_per_atom'), '+.2f')} |")
+            f"| {number(p.get('final_energy_ml_start_minus_generated_start_meV_per_atom'), '+.2f')} "
+            f"| {number(p.get('dft_from_generated_load_average_1min'), '.1f')} / "
+            f"{number(p.get('dft_from_ml_load_average_1min'), '.1f')} |")
     return "\n".join(lines)
 
 

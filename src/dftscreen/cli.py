@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--partition", help="SLURM partition (sbatch -p)")
     install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")
     install.add_argument("--pack", type=int, default=None, metavar="N",
-                         help="put the DFT work of N structures into one SLURM job (README: packs)")
+                         help="put the DFT work of N structures into one SLURM job as Snakemake group jobs; "
+                         "dft.structures_per_pack: N in the run's config does it with a faster dry run (README: packs)")
     install.set_defaults(func=_install_profile)
 
     known = commands.add_parser("known-phases", help="known materials for novelty and the hull")

@@ -37,10 +37,7 @@ from typing import Any
 
 from dftscreen.layout import DFT_STAGES, ResultsLayout
 from dftscreen.resources import ResourcePolicy
-from dftscreen.slurm_pack import step_name
-
-#: Outside SLURM each GPAW run is started by this launcher (as the per-structure rules do).
-DEFAULT_LAUNCHER = "mpiexec --bind-to none"
+from dftscreen.slurm_pack import MPIEXEC, step_name
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,7 @@ def pack_size(members: Sequence[PackMember], policy: ResourcePolicy, attempt: in
 
 
 def launcher(stage: str, member: PackMember, policy: ResourcePolicy, attempt: int,
-             environ: Mapping[str, str] | None = None, default: str = DEFAULT_LAUNCHER) -> list[str]:
+             environ: Mapping[str, str] | None = None, default: str = MPIEXEC) -> list[str]:
     """The MPI launch of one GPAW run of ``member``.
 
     Inside a SLURM allocation: ``srun --exact`` (the step takes only its own ranks, so the

@@ -44,6 +44,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+#: How a GPAW job's ranks are started outside SLURM (OpenMPI would pin every job's first rank
+#: to core 0, so jobs running side by side would share one core).
+MPIEXEC = "mpiexec --bind-to none"
 #: The plugin version this fix was written and tested against (pyproject pins it).
 PLUGIN_VERSION = "2.8.0"
 #: Set inside a pack's allocation (to the group id): GPAW steps then get --exact, a name and --time.

@@ -697,7 +697,8 @@ def run_status(
     )
     to_dft, screened = dft_structures(results, checks)
     ids = list(to_dft)
-    structures_per_pack = (run_config(work).get("dft") or {}).get("structures_per_pack") or 0
+    config = run_config(work)
+    structures_per_pack = (config.get("dft") or {}).get("structures_per_pack") or 0
     local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix)
     interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix)
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
@@ -710,7 +711,7 @@ def run_status(
     references = {
         name: count_jobs(name, group, last_jobs, local_running, interrupted)
         for name, group in reference_jobs(
-            results, work, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids], run_config(work)
+            results, work, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids], config
         ).items()
     }
     return RunStatus(

@@ -86,7 +86,7 @@ class FakeGPAW:
         self.lock = threading.Lock()
 
     def __call__(self, command: list[str], log: Path) -> int:
-        stage = command[command.index("-m", command.index("gpaw") if "gpaw" in command else 0) + 1].split(".")[-1]
+        stage = next(word for word in command if word.startswith("dftscreen.")).split(".")[-1]
         sid = command[command.index("--structure-id") + 1]
         with self.lock:
             self.calls.append((stage, sid))

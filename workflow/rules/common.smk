@@ -1,6 +1,7 @@
 # Everything non-declarative: config validation, input discovery, input functions.
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -66,6 +67,8 @@ check_targets_file(
 DFT_SETTINGS = resolve_settings(DFT["preset"], DFT["overrides"], DFT["presets"], DFT["scf_ladder"])
 DFT_SETTINGS_JSON = json.dumps(DFT_SETTINGS, sort_keys=True)
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
+# Structures per pack job (rules/pack.smk); 0: a relax and a properties job per structure.
+PACK_SIZE = DFT["structures_per_pack"]
 STABILITY = config["stability"]
 check_reference_cifs(STABILITY["elemental_reference_cifs"])
 # The check job depends on one manifest of the inputs (size, mtime, path), rewritten
@@ -98,7 +101,7 @@ REPORT_CAPTIONS = {
 # Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
 # each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
 # by side on one machine both got core 0 and ran at half speed; the kernel places them.
-MPIEXEC = "mpiexec --bind-to none"
+MPIEXEC = slurm_pack.MPIEXEC
 # Group jobs (packs of structures, see profiles/slurm) with the pinned SLURM plugin run
 # their members one after another and lose finished members on a failure: fixed here.
 slurm_pack.install()
@@ -229,10 +232,29 @@ def phase_n_atoms(wildcards):
     return _phase_structure(REFERENCE_PHASES[wildcards.sid].path)[1]
 
 
+_ID_FILES = {}
+
+
+def read_ids(path):
+    """The ids in a one-id-per-line file, read once per version of the file.
+
+    The same list object until the file changes: callers must not modify it. With
+    packs, the input functions of 1,250 packs ask for the DFT ids about 9,000 times in a
+    100,000-input dry run; reading 10,000 lines each time took 17 s.
+    """
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _ID_FILES:
+        for old in [k for k in _ID_FILES if k[0] == key[0]]:
+            del _ID_FILES[old]
+        with open(path) as handle:
+            _ID_FILES[key] = [line.strip() for line in handle if line.strip()]
+    return _ID_FILES[key]
+
+
 def valid_structure_ids():
     """Ids the check checkpoint passed on to DFT (re-evaluated after it ran)."""
-    with open(checkpoints.check.get().output.valid_ids) as handle:
-        return [line.strip() for line in handle if line.strip()]
+    return read_ids(checkpoints.check.get().output.valid_ids)
 
 
 def all_relax_records(wildcards):
@@ -255,9 +277,6 @@ def dft_relax_record_paths(wildcards):
 
 
 # --- packs (dft.structures_per_pack, rules/pack.smk, dftscreen.dft_pack) ----------------
-PACK_SIZE = DFT["structures_per_pack"]
-
-
 _PACKS = {}
 
 
@@ -529,9 +548,6 @@ def write_partial_table():
 
 
 # --- the ML stage (rules/ml.smk) -------------------------------------------------------
-import os
-from types import SimpleNamespace
-
 from dftscreen.ml import batch_index, dft_start_cif as _dft_start_cif, n_batches, screen_threshold
 
 ML = config["ml"]
@@ -550,8 +566,7 @@ def checked_valid_ids():
     """
     if not os.path.exists(LAYOUT.valid_ids):
         checkpoints.check.get()  # raises until the check has run
-    with open(LAYOUT.valid_ids) as handle:
-        return [line.strip() for line in handle if line.strip()]
+    return read_ids(LAYOUT.valid_ids)
 
 
 def checked_records():
@@ -602,24 +617,12 @@ def ml_reference_elements():
     return sorted(elements)
 
 
-_DFT_IDS = {}
-
-
 def dft_structure_ids():
-    """Ids that go to DFT: the check's valid ids, less those the ML pre-screen screened out.
-
-    Read once per version of the file (the same list object until it changes: callers must
-    not modify it). With packs, the input functions of 1,250 packs ask for it about 9,000
-    times in a 100,000-input dry run; reading 10,000 lines each time took 17 s.
-    """
-    path = checkpoints.ml_screen.get().output.dft_ids if ML["enabled"] else checkpoints.check.get().output.valid_ids
-    stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    if key not in _DFT_IDS:
-        _DFT_IDS.clear()
-        with open(path) as handle:
-            _DFT_IDS[key] = [line.strip() for line in handle if line.strip()]
-    return _DFT_IDS[key]
+    """Ids that go to DFT: the check's valid ids, less those the ML pre-screen screened out
+    (the same list object until its file changes, see read_ids)."""
+    if not ML["enabled"]:
+        return valid_structure_ids()
+    return read_ids(checkpoints.ml_screen.get().output.dft_ids)
 
 
 def dft_start_cif(wildcards):

@@ -16,7 +16,7 @@ Cases (N input CIFs each, tiny files written to --root):
                             structure writes both records (the alternative to
                             two jobs per structure weighed in bench/README.md)
   with packs of 8          the same with --groups/--group-components (Snakemake's
-                            group jobs, dftscreen.slurm_pack)
+                            group jobs: the alternative the workflow does not use)
   one job per pack of 8     the same with dft.structures_per_pack: 8 (the workflow
                             plans one dft_pack job per 8 structures, dftscreen.dft_pack)
   dftscreen, DFT finished   every relax and properties record and the table exist
@@ -48,7 +48,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# The pack settings the SLURM profile documents (dftscreen.slurm_pack).
+# Snakemake's own packing, group jobs (weighed against dft.structures_per_pack in bench/README.md).
 PACKS = ["--groups", "relax=dft", "properties=dft", "--group-components", "dft=8",
          # as under the SLURM executor: a pack of 8 needs more than the 2 local cores
          "--cores", "1000"]

@@ -11,7 +11,7 @@ Modules, grouped by the workflow stage that uses them (README, "Architecture"):
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`
 - table, summary and report: :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
   :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`report`, :mod:`columns`
-- running and looking: :mod:`layout`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`slurm_pack`,
+- running and looking: :mod:`layout`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
   :mod:`dag_speed`, :mod:`io`, :mod:`status_codes`
 """
 

@@ -38,12 +38,8 @@ def user_profile_dir() -> Path:
     return Path(get_appdirs().user_config_dir)
 
 
-def installed_profile_text(account: str | None, partition: str | None, qos: str | None,
-                           pack: int | None = None) -> str:
-    """The repository's SLURM profile with the site settings given on the command line added.
-
-    ``pack``: structures per SLURM job (dftscreen.slurm_pack); None keeps one job per rule.
-    """
+def installed_profile_text(account: str | None, partition: str | None, qos: str | None) -> str:
+    """The repository's SLURM profile with the site settings given on the command line added."""
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     defaults = dict(profile.get("default-resources") or {})
     if account:
@@ -53,10 +49,6 @@ def installed_profile_text(account: str | None, partition: str | None, qos: str 
     profile["default-resources"] = defaults
     if qos:
         profile["slurm-qos"] = qos
-    if pack:
-        from dftscreen.slurm_pack import pack_profile_settings
-
-        profile.update(pack_profile_settings(pack))
     header = (
         f"# Written by `dftscreen install-profile` from {SLURM_PROFILE}.\n"
         "# Rerun that command after updating the checkout; edit site settings here.\n"
@@ -65,10 +57,10 @@ def installed_profile_text(account: str | None, partition: str | None, qos: str 
 
 
 def install_profile(name: str, account: str | None, partition: str | None, qos: str | None,
-                    target_root: Path | None = None, pack: int | None = None) -> Path:
+                    target_root: Path | None = None) -> Path:
     """Write the SLURM profile as ``<user profile folder>/<name>/config.yaml``; returns its path."""
     target = (target_root or user_profile_dir()) / name / "config.yaml"
-    atomic_write_text(target, installed_profile_text(account, partition, qos, pack))
+    atomic_write_text(target, installed_profile_text(account, partition, qos))
     return target
 
 
@@ -91,7 +83,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _install_profile(args: argparse.Namespace) -> int:
-    path = install_profile(args.name, args.account, args.partition, args.qos, pack=args.pack)
+    path = install_profile(args.name, args.account, args.partition, args.qos)
     print(f"installed {path}: run `snakemake --profile {args.name}` from the repository root")
     return 0
 
@@ -139,9 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--account", help="SLURM account (sbatch -A)")
     install.add_argument("--partition", help="SLURM partition (sbatch -p)")
     install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")
-    install.add_argument("--pack", type=int, default=None, metavar="N",
-                         help="put the DFT work of N structures into one SLURM job as Snakemake group jobs; "
-                         "dft.structures_per_pack: N in the run's config does it with a faster dry run (README: packs)")
     install.set_defaults(func=_install_profile)
 
     known = commands.add_parser("known-phases", help="known materials for novelty and the hull")

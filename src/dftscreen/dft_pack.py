@@ -9,9 +9,10 @@ which ``sacct`` and ``dftscreen status`` show; outside SLURM ``mpiexec``). The c
 are the ones the per-structure rules run (``python -m dftscreen.relax`` / ``.properties``),
 so the records, logs and checkpoints are the same files in the same places.
 
-Why a job per pack and not Snakemake's group jobs (:mod:`dftscreen.slurm_pack`): the
-dry run plans one job per pack instead of two per structure, which is what brings a
-``snakemake -n`` over 100,000 inputs under 30 s (bench/README.md, "Dry-run scale").
+Why a job per pack and not Snakemake's group jobs: the dry run plans one job per pack
+instead of two per structure, which is what brings a ``snakemake -n`` over 100,000
+inputs under 30 s (bench/README.md, "Dry-run scale"); and the pinned SLURM plugin runs a
+group's members one after another, not side by side (its issue #469).
 
 Failure isolation: a structure whose GPAW run crashes or overruns its own time limit
 leaves no record; the others go on. The pack then fails (no pack record, exit status 1),
@@ -37,7 +38,7 @@ from typing import Any
 
 from dftscreen.layout import DFT_STAGES, ResultsLayout
 from dftscreen.resources import ResourcePolicy
-from dftscreen.slurm_pack import MPIEXEC, step_name
+from dftscreen.mpi_launch import MPIEXEC, step_name
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def launcher(stage: str, member: PackMember, policy: ResourcePolicy, attempt: in
     if "SLURM_JOB_ID" not in environ:
         return [*shlex.split(default), "-n", str(tasks)]
     return ["srun", "--exact", f"--ntasks={tasks}", "--cpus-per-task=1",
-            f"--job-name={step_name(stage, [member.structure_id])}",
+            f"--job-name={step_name(stage, member.structure_id)}",
             f"--time={member.runtime_min(policy, attempt)}"]
 
 

@@ -29,8 +29,8 @@ run), "corrupt record" (``check/checks.json`` unreadable) and "not finished"
 
 Scheduler jobs are matched by the comment the Snakemake SLURM plugin gives each
 job (``rule_<rule>_wildcards_<wildcards>``) and by their working directory. A pack
-(one SLURM job running many structures, :mod:`dftscreen.slurm_pack`) is a group
-job whose comment names the group, not the structures; its structures are found
+(one SLURM job running many structures, :mod:`dftscreen.dft_pack`) is a job
+whose comment names the pack, not the structures; its structures are found
 from its srun steps, which are named ``<rule>:<structure id>``, and each step's
 state counts for its structure. ``slurm_jobs`` in the JSON lists every DFT job of
 the run with the structures it ran.
@@ -555,7 +555,7 @@ def job_structures(jobs: list[SchedulerJob], steps: list[SchedulerStep]) -> list
     """Every DFT job of the run (one per structure, or a pack) with the structures it ran.
 
     Returns dicts ``{"job_id", "state", "pack", "structures", "failed_steps"}``;
-    ``pack`` is True for a group job; ``failed_steps`` maps a pack's step name
+    ``pack`` is True for a pack job (:mod:`dftscreen.dft_pack`); ``failed_steps`` maps a pack's step name
     (``relax:<id>``) to its state when that is not COMPLETED (or still running).
     """
     by_job: dict[str, list[SchedulerStep]] = {}

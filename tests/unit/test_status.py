@@ -217,7 +217,7 @@ def test_install_profile_makes_bare_profile_name_resolve(tmp_path: Path, monkeyp
     assert profile["default-resources"]["slurm_partition"] == "compute"
     assert profile["slurm-qos"] == "normal"
     assert profile["set-resources"]["relax"]["cpus_per_task"] == 1
-    assert profile["keep-incomplete"] is True  # packs keep finished members after a failure
+    assert profile["keep-incomplete"] is True  # a failed job keeps what it finished (atomic writes)
     # Snakemake's own lookup of a bare name searches the user folder.
     monkeypatch.setattr(
         "snakemake.cli.get_appdirs",

@@ -1,16 +1,15 @@
-"""Packs on a real one-node SLURM: many structures' DFT jobs in few allocations, side by side.
+"""Packs on a real one-node SLURM: many structures' DFT work in few allocations, side by side.
 
-Six tiny rock-salt structures (2 atoms, one MPI rank each, `test` preset), packed
-3 per allocation (``--groups relax=dft properties=dft --group-components dft=3``,
-the settings the SLURM profile documents):
+Six tiny rock-salt structures (2 atoms, one MPI rank each, `test` preset) with
+``dft.structures_per_pack: 3`` (dftscreen.dft_pack):
 
 1. First run: the DFT work is exactly 2 sbatch jobs; inside each, every structure's
-   relax and properties run as srun steps named ``<rule>:<id>``, and the relax steps
-   of one pack overlap in time. One structure cannot converge and gets a 1-minute
-   time limit: its srun step is killed at that limit (its own, not the pack's), the
-   other five finish; `dftscreen status` names which structures ran in which job.
-2. The same command with a normal time limit: one sbatch job, for that structure
-   alone; its relaxation resumes from its checkpoint; the table is complete.
+   relax and properties run as srun steps named ``<stage>:<id>``, and the relax steps
+   of one pack overlap in time. One structure never converges and its srun step is
+   cancelled mid-relaxation: the other five finish; `dftscreen status` names which
+   structures ran in which job and which step failed.
+2. The same command: one sbatch job, for that structure alone; its relaxation resumes
+   from its checkpoint; the table is complete.
 
 The cluster announces 4 CPUs (``SLURM_CLUSTER_CPUS=4``) on this 2-core machine: a
 pack of three 1-rank structures needs 3 slots. The tiny test-preset jobs share the
@@ -38,7 +37,6 @@ from test_slurm import (
     jobs_settled,
     last_job_id,
     one_cluster_user,
-    profile_set_resources,
 )
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +44,6 @@ pytestmark = pytest.mark.e2e
 # Rock salt, 2 atoms in the primitive cell; lattice constants near experiment (Å).
 ROCK_SALTS = {"NaCl": 5.64, "MgO": 4.21, "LiF": 4.03, "KCl": 6.29, "NaF": 4.63, "LiCl": 5.13}
 OVERRUN = "pack_NaCl"
-PACK_ARGS = ["--groups", "relax=dft", "properties=dft", "--group-components", "dft=3"]
 CLUSTER_CPUS = "4"
 
 
@@ -82,18 +79,6 @@ def slurm_cluster_4cpus():
             subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True, timeout=300)
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_snakemake(
-        workdir,
-        "--slurm-init-seconds-before-status-checks", "5",
-        "--seconds-between-status-checks", "5",
-        "--retries", "0",
-        *PACK_ARGS,
-        *args,
-        profile="slurm", timeout=1500,
-    )
-
-
 def sacct_steps(job_id: str) -> list[dict[str, str]]:
     """srun steps of one job (not the batch step), with their names, states and times."""
     fields = ["JobID", "JobName", "NTasks", "State", "Start", "End"]
@@ -106,7 +91,7 @@ def sacct_steps(job_id: str) -> list[dict[str, str]]:
 
 
 def pack_jobs(jobs: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The group (pack) jobs among a run's allocations (their comment names the group)."""
+    """The pack jobs among a run's allocations (their comment names the rule, ``rule_dft_pack...``)."""
     return [job for job in jobs if job["Comment"].startswith("rule_dft_")]
 
 
@@ -115,97 +100,6 @@ def overlap(steps: list[dict[str, str]]) -> bool:
     starts = [datetime.fromisoformat(step["Start"]) for step in steps]
     ends = [datetime.fromisoformat(step["End"]) for step in steps]
     return max(starts) < min(ends)
-
-
-def test_six_structures_in_two_packs_run_side_by_side_and_a_failure_reruns_alone(slurm_cluster_4cpus, tmp_path):
-    started = time.monotonic()
-    workdir = tmp_path
-    ids = write_rock_salts(workdir / "cifs")
-    config = {
-        "input": {"cif_dir": "cifs"},
-        "output_dir": "out",
-        "stability": {"elemental_references": False},
-        # A scheduling test: the ML stage's own jobs would only add submissions to count.
-        "ml": {"enabled": False},
-        "dft": {
-            "preset": "test",
-            "overrides": {"relax": {"max_steps": 2}, "properties": {"band_path_npoints": 0}},
-            # Never converges (no force is below zero) and has steps enough to outlast
-            # its 1-minute limit: killed by SLURM mid-relaxation, inside its pack.
-            "structure_overrides": {OVERRUN: {"relax": {"fmax_eV_per_A": 0.0, "max_steps": 1000}}},
-        },
-    }
-    write_run_config(workdir, config)
-
-    # --- 1. two packs; one structure overruns its own time limit ------------------
-    before = last_job_id()
-    short = f"relax:runtime=1 if wildcards.sid == '{OVERRUN}' else 30"
-    first = snakemake(workdir, *profile_set_resources(short))
-    log = first.stdout + first.stderr
-    assert first.returncode != 0, log[-5000:]
-    jobs = jobs_settled(workdir, before)
-    packs = pack_jobs(jobs)
-    assert sorted(job["Comment"] for job in jobs if job not in packs) == ["rule_check", "rule_compare_known"], jobs
-    assert len(packs) == 2, jobs
-
-    steps_by_pack = {job["JobIDRaw"]: sacct_steps(job["JobIDRaw"]) for job in packs}
-    named = {step["JobName"]: (job_id, step) for job_id, steps in steps_by_pack.items() for step in steps}
-    # Each structure's relax ran once, as its own 1-rank step, in one of the two packs.
-    assert sorted(name for name in named if name.startswith("relax:")) == sorted(f"relax:{sid}" for sid in ids), named
-    assert all(step["NTasks"] == "1" for _, step in named.values()), named
-    for steps in steps_by_pack.values():
-        relax_steps = [step for step in steps if step["JobName"].startswith("relax:")]
-        assert len(relax_steps) == 3, steps
-        assert overlap(relax_steps), relax_steps
-    pack_of_overrun, overrun_step = named[f"relax:{OVERRUN}"]
-    assert overrun_step["State"] == "TIMEOUT", overrun_step
-    states = {job["JobIDRaw"]: job["State"] for job in packs}
-    assert states[pack_of_overrun] == "FAILED", packs
-    assert {state for job_id, state in states.items() if job_id != pack_of_overrun} == {"COMPLETED"}, packs
-    # Nothing of the overrun's two pack-mates was lost.
-    partial = pd.read_csv(workdir / "out" / "results_partial.csv").set_index("structure_id")
-    for sid in ids:
-        if sid == OVERRUN:
-            assert partial.loc[sid, "status"] == "not_finished"
-        else:
-            assert partial.loc[sid, "status"] in ("ok", "not_converged"), partial.loc[sid, "reason"]
-            assert math.isfinite(partial.loc[sid, "energy_per_atom_eV"])
-    checkpoint = json.loads((workdir / "out" / "dft" / OVERRUN / "checkpoint.json").read_text())
-    steps_before_kill = int(checkpoint["n_ionic_steps"])
-
-    # Which structures ran in which SLURM job, as a user sees it.
-    status = subprocess.run(
-        [sys.executable, "-m", "dftscreen.cli", "status", "--json", str(workdir / "out")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert status.returncode == 0, status.stderr
-    report = json.loads(status.stdout)
-    by_job = {job["job_id"]: job for job in report["slurm_jobs"]}
-    assert set(by_job) >= set(states), report["slurm_jobs"]
-    assert sorted(sid for job_id in states for sid in by_job[job_id]["structures"]) == sorted(ids)
-    assert OVERRUN in by_job[pack_of_overrun]["structures"]
-    assert by_job[pack_of_overrun]["failed_steps"] == {f"relax:{OVERRUN}": "TIMEOUT"}
-    relax = report["stages"]["relax"]
-    assert (relax["done"], relax["failed_ids"]) == (5, [OVERRUN]), relax
-
-    # --- 2. the same command: the overrun structure alone, one submission ------------
-    config["dft"]["structure_overrides"][OVERRUN]["relax"]["max_steps"] = steps_before_kill + 1
-    write_run_config(workdir, config)
-    before = last_job_id()
-    second = snakemake(workdir)
-    assert second.returncode == 0, (second.stdout + second.stderr)[-5000:]
-    jobs = jobs_settled(workdir, before)
-    assert len(jobs) == 1 and jobs[0]["State"] == "COMPLETED", jobs
-    steps = {step["JobName"] for step in sacct_steps(jobs[0]["JobIDRaw"])}
-    assert steps == {f"relax:{OVERRUN}", f"properties:{OVERRUN}"}, steps
-    record = json.loads((workdir / "out" / "dft" / OVERRUN / "relax.json").read_text())
-    assert record["n_starts"] == 2 and record["resumed_from_step"] == steps_before_kill, record
-    table = pd.read_csv(workdir / "out" / "results.csv").set_index("structure_id")
-    assert sorted(table.index) == sorted(ids)
-    for sid in ids:
-        assert table.loc[sid, "status"] in ("ok", "not_converged"), table.loc[sid, "reason"]
-        assert math.isfinite(table.loc[sid, "energy_per_atom_eV"])
-    print(f"SLURM pack test: {time.monotonic() - started:.0f} s after the cluster was up")
 
 
 def wait_for(condition, timeout: float, what: str, poll: float = 2.0):

@@ -34,7 +34,7 @@ from dftscreen.resources import ResourcePolicy
 from dftscreen.report import figure_names
 from dftscreen.settings import deep_merge, resolve_settings
 from dftscreen.targets import TARGET_KINDS, check_targets_file
-from dftscreen import slurm_pack
+from dftscreen import mpi_launch
 
 try:
     validate(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -98,13 +98,8 @@ REPORT_FIGURES = figure_names(config["targets"]["properties"])
 REPORT_CAPTIONS = {
     name: "parity.rst" if name.startswith("parity_") else name.replace(".png", ".rst") for name in REPORT_FIGURES
 }
-# Default MPI launcher (profiles may replace it, e.g. with srun). OpenMPI's mpiexec binds
-# each rank to a core counted from core 0 in every job, so two 1-rank jobs running side
-# by side on one machine both got core 0 and ran at half speed; the kernel places them.
-MPIEXEC = slurm_pack.MPIEXEC
-# Group jobs (packs of structures, see profiles/slurm) with the pinned SLURM plugin run
-# their members one after another and lose finished members on a failure: fixed here.
-slurm_pack.install()
+# Default MPI launcher outside SLURM (why --bind-to none: dftscreen.mpi_launch).
+MPIEXEC = mpi_launch.MPIEXEC
 
 
 def input_cif(wildcards):
@@ -200,10 +195,9 @@ def size_gate_params():
     }
 
 
-def launcher_for(rule_name):
-    """The ``mpi`` resource of a GPAW rule: mpiexec here, srun inside SLURM, and inside a
-    pack a named srun step with the job's own time limit (dftscreen.slurm_pack)."""
-    return lambda wildcards: slurm_pack.mpi_launcher(MPIEXEC, slurm_pack.step_name(rule_name, list(wildcards)))
+def gpaw_launcher(wildcards):
+    """The ``mpi`` resource of a GPAW rule: mpiexec here, srun inside a SLURM job (dftscreen.mpi_launch)."""
+    return mpi_launch.mpi_launcher(MPIEXEC)
 
 
 mpi_tasks = tasks_for(n_sites)

@@ -16,10 +16,8 @@ checkpoint compare_known:
         phases=LAYOUT.competing_phases,
     log:
         LAYOUT.log("compare_known"),
-    # Submitted before any DFT pack (their priority is 10, a group's is its members' highest):
-    # when this checkpoint finished while a pack was failing, Snakemake re-formed the failed
-    # pack's jobs into one group of every structure that asked for 2 nodes and stayed pending
-    # for ever (seen in test_slurm_pack; the SLURM plugin's groups-with-checkpoints issue #253).
+    # Ahead of the DFT jobs (properties and packs have 10): a short job whose table the
+    # hull and the novelty columns of every row need.
     priority: 30
     threads: config["check"]["workers"]
     resources:
@@ -75,7 +73,7 @@ use rule relax as relax_competing_phase with:
     threads: tasks_for(competing_phase_n_atoms)
     resources:
         tasks=tasks_for(competing_phase_n_atoms),
-        mpi=launcher_for("relax_competing_phase"),
+        mpi=gpaw_launcher,
         runtime=runtime_for(competing_phase_n_atoms),
         mem_mb_per_cpu=mem_for(competing_phase_n_atoms),
     params:

@@ -14,7 +14,7 @@ rule properties:
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,
-        mpi=launcher_for("properties"),
+        mpi=gpaw_launcher,
         runtime=runtime_min,
         mem_mb_per_cpu=mem_mb_per_task,
     params:

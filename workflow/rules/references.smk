@@ -16,7 +16,7 @@ rule element_reference:
     threads: tasks_for(element_n_atoms)
     resources:
         tasks=tasks_for(element_n_atoms),
-        mpi=launcher_for("element_reference"),
+        mpi=gpaw_launcher,
         runtime=runtime_for(element_n_atoms),
         mem_mb_per_cpu=mem_for(element_n_atoms),
     params:
@@ -47,7 +47,7 @@ use rule relax as relax_reference_phase with:
     threads: tasks_for(phase_n_atoms)
     resources:
         tasks=tasks_for(phase_n_atoms),
-        mpi=launcher_for("relax_reference_phase"),
+        mpi=gpaw_launcher,
         runtime=runtime_for(phase_n_atoms),
         mem_mb_per_cpu=mem_for(phase_n_atoms),
     params:

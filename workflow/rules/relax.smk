@@ -12,7 +12,7 @@ rule relax:
     threads: mpi_tasks
     resources:
         tasks=mpi_tasks,
-        mpi=launcher_for("relax"),
+        mpi=gpaw_launcher,
         runtime=runtime_min,
         mem_mb_per_cpu=mem_mb_per_task,
     params:

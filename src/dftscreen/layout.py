@@ -119,6 +119,11 @@ class ResultsLayout:
         """Record of one pack job (``dft.structures_per_pack``): which structures it ran, in which SLURM job."""
         return self._join("packs", f"pack_{pack}.json")
 
+    @property
+    def packs_dir(self) -> str:
+        """Where the pack records are (:meth:`pack_record`)."""
+        return self._join("packs")
+
     # --- the machine-learned stage (dftscreen.ml) -------------------------------
     @property
     def ml_dir(self) -> str:

@@ -208,3 +208,20 @@ def test_properties_left_from_an_earlier_relaxation_make_the_row_not_finished(tm
     os.utime(dft / "a" / "properties.json", (relax_time + 60, relax_time + 60))
     row = build_table([VALID], dft).iloc[0]
     assert row["status"] == "ok" and row["band_gap_eV"] == 4.0
+
+
+def test_a_structure_whose_records_were_deleted_after_its_pack_finished_says_how_to_recompute_it(tmp_path: Path):
+    dft = tmp_path / "dft"
+    other = dict(VALID, structure_id="d", source_file="d.cif")
+    unpacked = dict(VALID, structure_id="e", source_file="e.cif")
+    # Pack 0 ran a and d; e was in no pack that finished (still to run).
+    atomic_write_json(tmp_path / "packs" / "pack_0.json", {
+        "pack": 0, "members": [{"structure_id": "a", "finished": True}, {"structure_id": "d", "finished": True}]})
+    atomic_write_json(dft / "d" / "relax.json", RELAXED)
+    atomic_write_json(dft / "d" / "properties.json", PROPS)
+    table = build_table([VALID, other, unpacked], dft).set_index("structure_id")
+    assert table.loc["d", "status"] == "ok"
+    assert table.loc["a", "status"] == "not_finished"
+    pack_record = str(tmp_path / "packs" / "pack_0.json")
+    assert f"delete {pack_record} and rerun" in table.loc["a", "reason"], table.loc["a", "reason"]
+    assert table.loc["e", "reason"] == "relaxation has not finished: rerun the workflow"

@@ -181,17 +181,20 @@ def one_job_per_pack(folder: Path, structures_per_pack: int = 8) -> list[str]:
 
 
 def write_pack_records(folder: Path, structures_per_pack: int = 8) -> int:
-    """The pack records of a finished run with one job per pack (newer than the check, older than the table)."""
-    from dftscreen.dft_pack import split_into_packs
+    """The pack records and member lists of a finished run with one job per pack (newer than the check)."""
+    from dftscreen.dft_pack import plan_packs
+    from dftscreen.layout import ResultsLayout
 
     ids = (folder / "out" / "check" / "valid_ids.txt").read_text().split()
+    layout = ResultsLayout.of(folder / "out")
     later = time.time() + 8
-    packs = split_into_packs(ids, structures_per_pack)
-    for n in packs:
-        path = folder / "out" / "packs" / f"pack_{n}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("{}")
-        os.utime(path, (later, later))
+    packs = plan_packs(ids, structures_per_pack)
+    for name, members in packs.items():
+        for path, text in ((Path(layout.pack_members(name)), "\n".join(members) + "\n"),
+                           (Path(layout.pack_record(name)), "{}")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            os.utime(path, (later, later))
     return len(packs)
 
 

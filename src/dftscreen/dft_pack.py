@@ -24,6 +24,7 @@ resumes the unfinished one from its checkpoint. Nothing finished is computed twi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -74,17 +75,64 @@ class PackMember:
         return policy.mem_mb_per_task(self.n_sites, attempt, self.mem_estimate_mb)
 
 
-def split_into_packs(structure_ids: Sequence[str], structures_per_pack: int) -> dict[int, list[str]]:
-    """Pack index -> ids: consecutive runs of ``structures_per_pack`` ids in sorted order.
+def pack_name(structure_ids: Sequence[str]) -> str:
+    """A new pack's name: the first 12 hex digits of the SHA-256 of its sorted member ids.
 
-    Every pack but the last is full. Adding or removing a structure re-forms the packs
-    after it; a re-formed pack reruns, and its finished structures are skipped in seconds.
+    Named by what it holds, not by its position among the packs, so a pack keeps its name
+    while other packs start or finish and when structures are added to the run.
+    """
+    digest = hashlib.sha256("\n".join(sorted(structure_ids)).encode())
+    return digest.hexdigest()[:12]
+
+
+def plan_packs(structure_ids: Sequence[str], structures_per_pack: int,
+               started: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """Pack name -> member ids, covering every id in ``structure_ids`` once.
+
+    Args:
+        structure_ids: the structures going to DFT.
+        structures_per_pack: N, the size of a new pack.
+        started: the members of packs that have started before (name -> ids, as
+            :func:`read_started_packs` gives them).
+
+    A pack that has started keeps its members that are still in ``structure_ids`` (so a
+    failed pack reruns with the same structures, and a finished one stays finished). The
+    other ids, in sorted order, form new packs of N consecutive ids, every one full but the
+    last, named by :func:`pack_name`. Adding structures therefore forms new packs of only
+    the new ones, and packs that start or finish take whole runs of N out of the ids still
+    to pack, which leaves the names of the other new packs as they were: a SLURM job plans
+    its own pack again inside its allocation and must find it by that name.
     """
     if structures_per_pack < 1:
         raise ValueError(f"structures per pack must be at least 1, not {structures_per_pack}")
     ids = sorted(set(structure_ids))
-    starts = range(0, len(ids), structures_per_pack)
-    return {n: ids[start:start + structures_per_pack] for n, start in enumerate(starts)}
+    wanted = set(ids)
+    packs: dict[str, list[str]] = {}
+    packed: set[str] = set()
+    for name in sorted(started or {}):
+        members = [sid for sid in dict.fromkeys(started[name]) if sid in wanted and sid not in packed]
+        if members:
+            packs[name] = members
+            packed.update(members)
+    rest = [sid for sid in ids if sid not in packed]
+    for start in range(0, len(rest), structures_per_pack):
+        members = rest[start:start + structures_per_pack]
+        packs[pack_name(members)] = members
+    return packs
+
+
+def read_started_packs(layout: ResultsLayout) -> dict[str, list[str]]:
+    """Pack name -> member ids of every pack that has started (:meth:`ResultsLayout.pack_members`).
+
+    Unreadable files are left out: their structures are packed anew.
+    """
+    started = {}
+    for path in sorted(Path(layout.pack_members_dir).glob("pack_*.txt")):
+        try:
+            started[path.stem.removeprefix("pack_")] = path.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            continue
+    return started
 
 
 @dataclass(frozen=True)
@@ -263,10 +311,10 @@ def pack_record(pack: str, outcomes: Sequence[MemberOutcome],
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dftscreen.io import atomic_write_json
+    from dftscreen.io import atomic_write_json, atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pack", required=True, help="the pack's index (its name in logs and records)")
+    parser.add_argument("--pack", required=True, help="the pack's name (in logs and records)")
     parser.add_argument("--plan", required=True,
                         help="JSON: {'members': [PackMember fields], 'resources': dft.resources}")
     parser.add_argument("--settings", required=True,
@@ -282,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     members = [PackMember(**member) for member in plan["members"]]
     policy = ResourcePolicy.from_config(plan["resources"])
     layout = ResultsLayout.of(args.out_dir)
+    # Before any GPAW run: from now on the workflow keeps these structures in this pack
+    # (plan_packs), so a rerun, here or in the SLURM allocation, finds the same pack.
+    atomic_write_text(Path(layout.pack_members(args.pack)),
+                      "".join(f"{member.structure_id}\n" for member in members))
     outcomes = run_pack(members, layout, args.settings, policy, budget=args.budget, attempt=args.attempt)
     record = pack_record(args.pack, outcomes)
     for outcome in outcomes:

@@ -25,7 +25,8 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
-        packs/pack_<n>.json                         a pack job's record (with dft.structures_per_pack)
+        packs/pack_<name>.json                      a pack job's record (with dft.structures_per_pack)
+        packs/members/pack_<name>.txt               the structures of a pack that has started
         references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
         known/novelty.json                          novelty and SMACT validity per structure
@@ -123,6 +124,18 @@ class ResultsLayout:
     def packs_dir(self) -> str:
         """Where the pack records are (:meth:`pack_record`)."""
         return self._join("packs")
+
+    def pack_members(self, pack: str) -> str:
+        """The structures of a pack that has started (one id per line), written before it runs them.
+
+        Not a job output, so Snakemake never deletes it: a pack keeps its structures when it
+        fails or reruns (:func:`dftscreen.dft_pack.plan_packs`).
+        """
+        return self._join("packs", "members", f"pack_{pack}.txt")
+
+    @property
+    def pack_members_dir(self) -> str:
+        return self._join("packs", "members")
 
     # --- the machine-learned stage (dftscreen.ml) -------------------------------
     @property

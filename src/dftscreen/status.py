@@ -381,21 +381,23 @@ def count_jobs(
     return status
 
 
-def pack_member_outputs(marked: set[str], ids: list[str], structures_per_pack: int, out_prefix: str) -> set[str]:
+def pack_member_outputs(marked: set[str], ids: list[str], structures_per_pack: int, out_prefix: str,
+                        started: dict[str, list[str]] | None = None) -> set[str]:
     """The relax and properties outputs of the structures in the packs ``marked`` names.
 
     With ``dft.structures_per_pack`` a local run marks only the pack's record as in progress
-    (:mod:`dftscreen.dft_pack`); its structures are what runs. ``ids`` are the DFT ids.
+    (:mod:`dftscreen.dft_pack`); its structures are what runs. ``ids`` are the DFT ids,
+    ``started`` the members of packs that have started (:func:`dftscreen.dft_pack.read_started_packs`).
     """
-    from dftscreen.dft_pack import split_into_packs
+    from dftscreen.dft_pack import plan_packs
 
     if structures_per_pack < 1:
         return set()
     prefix = ResultsLayout(out_prefix)
     return {
         prefix.stage_record(sid, stage)
-        for n, members in split_into_packs(ids, structures_per_pack).items()
-        if prefix.pack_record(n) in marked
+        for name, members in plan_packs(ids, structures_per_pack, started).items()
+        if prefix.pack_record(name) in marked
         for sid in members
         for stage in DFT_STAGES
     }
@@ -699,8 +701,12 @@ def run_status(
     ids = list(to_dft)
     config = run_config(work)
     structures_per_pack = (config.get("dft") or {}).get("structures_per_pack") or 0
-    local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix)
-    interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix)
+    if structures_per_pack:
+        from dftscreen.dft_pack import read_started_packs
+
+        started = read_started_packs(ResultsLayout.of(results))
+        local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix, started)
+        interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix, started)
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     if screened:
         check_counts["screened_out (ML)"] = screened

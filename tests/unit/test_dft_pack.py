@@ -9,6 +9,7 @@ one-node SLURM in tests/workflow/test_slurm_pack.py.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dftscreen import dft_pack
-from dftscreen.dft_pack import PackMember, pack_size, run_pack, split_into_packs
+from dftscreen.dft_pack import PackMember, pack_name, pack_size, plan_packs, read_started_packs, run_pack
 from dftscreen.layout import ResultsLayout
 from dftscreen.resources import ResourcePolicy
 
@@ -28,12 +29,48 @@ def members(*n_sites: int) -> list[PackMember]:
     return [PackMember(f"s{i}", f"cifs/s{i}.cif", n) for i, n in enumerate(n_sites)]
 
 
-def test_packs_are_runs_of_sorted_ids_all_full_but_the_last():
-    packs = split_into_packs(["e", "a", "d", "b", "c", "a"], 2)
-    assert packs == {0: ["a", "b"], 1: ["c", "d"], 2: ["e"]}
-    assert split_into_packs([], 3) == {}
+def test_packs_are_runs_of_sorted_ids_all_full_but_the_last_named_by_their_members():
+    packs = plan_packs(["e", "a", "d", "b", "c", "a"], 2)
+    assert list(packs.values()) == [["a", "b"], ["c", "d"], ["e"]]
+    assert list(packs) == [pack_name(["a", "b"]), pack_name(["d", "c"]), pack_name(["e"])]
+    assert all(re.fullmatch(r"[0-9a-f]{12}", name) for name in packs)
+    assert plan_packs([], 3) == {}
     with pytest.raises(ValueError, match="at least 1"):
-        split_into_packs(["a"], 0)
+        plan_packs(["a"], 0)
+
+
+def test_added_structures_form_new_packs_and_started_packs_keep_theirs():
+    first = plan_packs(["b", "d", "f", "h"], 2)
+    started = {name: members for name, members in first.items()}
+    # "a", "c", "e" sort among the old ids: without the started packs every pack would re-form.
+    later = plan_packs(["a", "b", "c", "d", "e", "f", "h"], 2, started)
+    assert {name: later[name] for name in first} == first
+    assert sorted(members for name, members in later.items() if name not in first) == [["a", "c"], ["e"]]
+    # A structure that left the run leaves its pack; a pack left with none is not planned.
+    fewer = plan_packs(["b", "d", "h"], 2, started)
+    assert sorted(fewer.values()) == [["b", "d"], ["h"]]
+
+
+def test_a_new_pack_keeps_its_name_while_other_new_packs_start_or_finish():
+    """Inside its SLURM allocation a pack is planned again and must find itself by name."""
+    ids = [f"s{i:02d}" for i in range(10)]
+    at_submission = plan_packs(ids, 3)
+    names = list(at_submission)
+    for one in names:
+        later = plan_packs(ids, 3, {one: at_submission[one]})
+        assert later == at_submission, one
+    later = plan_packs(ids, 3, {names[0]: at_submission[names[0]], names[2]: at_submission[names[2]]})
+    assert later == at_submission
+
+
+def test_read_started_packs_reads_what_main_writes_and_skips_unreadable(tmp_path):
+    layout = ResultsLayout.of(tmp_path / "out")
+    assert read_started_packs(layout) == {}
+    members_dir = Path(layout.pack_members_dir)
+    members_dir.mkdir(parents=True)
+    (members_dir / "pack_0123456789ab.txt").write_text("s1\ns2\n")
+    (members_dir / "pack_ba9876543210.txt").write_bytes(b"\xff\xfe")
+    assert read_started_packs(layout) == {"0123456789ab": ["s1", "s2"]}
 
 
 def test_a_pack_asks_for_the_sum_of_ranks_the_longest_relax_plus_properties_and_grows_with_the_attempt():
@@ -157,11 +194,14 @@ def test_main_writes_the_pack_record_only_when_every_member_finished(tmp_path, m
     monkeypatch.setattr(dft_pack, "run_logged", gpaw)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     plan = json.dumps({"members": [vars(m) for m in members(2, 2)], "resources": {"max_tasks": 2}})
-    record = tmp_path / "out" / "packs" / "pack_0.json"
-    args = ["--pack", "0", "--plan", plan, "--settings", "{}", "--out-dir", str(out), "--out-json", str(record),
+    name = pack_name(["s0", "s1"])
+    record = Path(layout.pack_record(name))
+    args = ["--pack", name, "--plan", plan, "--settings", "{}", "--out-dir", str(out), "--out-json", str(record),
             "--budget", "2"]
     assert dft_pack.main(args) == 1
     assert not record.exists()
+    # Its structures stay in this pack for the rerun, although it failed.
+    assert read_started_packs(layout) == {name: ["s0", "s1"]}
     assert "1 of 2 structures did not finish (s1" in capsys.readouterr().err
     gpaw.failing.clear()
     assert dft_pack.main(args) == 0

@@ -1,5 +1,10 @@
-"""A pack runs exactly the GPAW programs the per-structure rules run (Snakemake dry runs: no DFT).
+"""Packs as Snakemake plans them (dry runs after a real check: no DFT).
 
+1. A pack runs exactly the GPAW programs the per-structure rules run.
+2. Structures added to a run whose packs have started form a pack of their own; the
+   started packs are not re-formed or rerun.
+
+On 1:
 dftscreen.dft_pack builds each member's relax and properties command itself
 (:func:`dftscreen.dft_pack.stage_command`). If a rule's shell command gained an
 argument and the pack's did not, packed structures would silently be computed
@@ -18,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, run_snakemake, write_run_config
-from dftscreen.dft_pack import PackMember, stage_command
+from dftscreen.dft_pack import PackMember, pack_name, stage_command
 from dftscreen.layout import DFT_STAGES, ResultsLayout
 
 STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif"]
@@ -92,3 +97,43 @@ def test_pack_members_run_the_commands_of_the_per_structure_rules(tmp_path: Path
     # The override reached the pack (and differs from the run's settings), so the test can tell them apart.
     overridden = rule_commands[("dftscreen.relax", OVERRIDDEN)]["--settings"]
     assert json.loads(overridden)["relax"]["max_steps"] == 3 != json.loads(pack["--settings"])["relax"]["max_steps"]
+
+
+def planned_packs(workdir: Path) -> dict[str, list[str]]:
+    """Pack name -> member ids of every dft_pack job a dry run plans."""
+    proc = run_snakemake(workdir, "--cores", "2", "-n", "-p")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    packs = {}
+    for words in printed_commands(proc):
+        module, options = program_arguments(words)
+        if module == "dftscreen.dft_pack":
+            packs[options["--pack"]] = [m["structure_id"] for m in json.loads(options["--plan"])["members"]]
+    return packs
+
+
+def test_added_structures_form_their_own_pack_and_started_packs_stay(tmp_path: Path):
+    (tmp_path / "cifs").mkdir()
+    for name in STRUCTURES:
+        shutil.copy(REPO / "examples" / "cifs" / name, tmp_path / "cifs" / name)
+    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "ml": {"enabled": False},
+              "stability": {"elemental_references": False}, "dft": {"preset": "test", "structures_per_pack": 3}}
+    write_run_config(tmp_path, config)
+    check = run_snakemake(tmp_path, "--cores", "2", "out/check/checks.json")
+    assert check.returncode == 0, check.stderr[-3000:]
+    first = planned_packs(tmp_path)
+    ids = sorted(Path(name).stem for name in STRUCTURES)
+    assert first == {pack_name(ids): ids}
+
+    # The pack ran: dftscreen.dft_pack wrote its members before the GPAW runs, its record after.
+    layout = ResultsLayout.of(tmp_path / "out")
+    (name,) = first
+    Path(layout.pack_members(name)).parent.mkdir(parents=True)
+    Path(layout.pack_members(name)).write_text("".join(f"{sid}\n" for sid in ids))
+    Path(layout.pack_record(name)).write_text(json.dumps({"pack": name, "members": []}))
+
+    # A third structure: with packs of 3 it would have joined the first pack and rerun it.
+    shutil.copy(REPO / "examples" / "cifs" / "ScBN2O_perov5_6130.cif", tmp_path / "cifs")
+    check = run_snakemake(tmp_path, "--cores", "2", "out/check/checks.json")
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert "ScBN2O_perov5_6130" in (tmp_path / "out" / "check" / "valid_ids.txt").read_text().split()
+    assert planned_packs(tmp_path) == {pack_name(["ScBN2O_perov5_6130"]): ["ScBN2O_perov5_6130"]}

@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dftscreen.dag_speed import cache_function_signatures
-from dftscreen.dft_pack import PackMember, pack_size, split_into_packs
+from dftscreen.dft_pack import PackMember, pack_size, plan_packs, read_started_packs
 from dftscreen.guards import (
     check_output_dir,
     check_structure_overrides,
@@ -274,12 +274,31 @@ def dft_relax_record_paths(wildcards):
 _PACKS = {}
 
 
+def started_packs():
+    """Members of the packs that have started (dftscreen.dft_pack.read_started_packs), read
+    again only when their folder changed: every pack's functions ask, 9,000 times in a
+    100,000-input dry run. Each file is written by rename, which changes the folder's mtime."""
+    try:
+        version = os.stat(LAYOUT.pack_members_dir).st_mtime_ns
+    except FileNotFoundError:
+        version = None
+    if _STARTED_PACKS.get("version", -1) != version:
+        _STARTED_PACKS.update(version=version, packs=read_started_packs(LAYOUT) if version is not None else {})
+    return _STARTED_PACKS["version"], _STARTED_PACKS["packs"]
+
+
+_STARTED_PACKS = {}
+
+
 def dft_packs():
-    """Pack index -> structure ids (the same split in every Snakemake process); made once per id list."""
+    """Pack name -> structure ids (dftscreen.dft_pack.plan_packs): packs that started keep
+    their structures, the others form new packs. Planned once per id list and version of the
+    started packs (the input, resource and param functions of every pack ask)."""
     ids = dft_structure_ids()
-    if _PACKS.get("ids") is not ids:
+    version, started = started_packs()
+    if _PACKS.get("ids") is not ids or _PACKS.get("version") != version:
         _PACKS.clear()
-        _PACKS.update(ids=ids, packs=split_into_packs(ids, PACK_SIZE), members={})
+        _PACKS.update(ids=ids, version=version, packs=plan_packs(ids, PACK_SIZE, started), members={})
     return _PACKS["packs"]
 
 
@@ -293,7 +312,7 @@ def _pack_members(wildcards):
     """The members of a pack (made once per pack: its input, resource and param functions all ask)."""
     packs = dft_packs()
     members = _PACKS["members"]
-    pack = int(wildcards.pack)
+    pack = wildcards.pack
     if pack not in members:
         members[pack] = _new_pack_members(packs[pack])
     return members[pack]

@@ -12,7 +12,8 @@ rule dft_pack:
     log:
         LAYOUT.log("packs", "pack_{pack}"),
     wildcard_constraints:
-        pack=r"\d+",
+        # dftscreen.dft_pack.pack_name
+        pack=r"[0-9a-f]{12}",
     # Like properties: a pack's structures finish whole rows before new packs start.
     priority: 10
     threads: pack_tasks

@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -73,6 +74,10 @@ class PackMember:
 
     def mem_mb_per_task(self, policy: ResourcePolicy, attempt: int = 1) -> int:
         return policy.mem_mb_per_task(self.n_sites, attempt, self.mem_estimate_mb)
+
+
+#: What :func:`pack_name` gives (the ``pack`` wildcard of rules/pack.smk).
+PACK_NAME_PATTERN = r"[0-9a-f]{12}"
 
 
 def pack_name(structure_ids: Sequence[str]) -> str:
@@ -124,10 +129,13 @@ def plan_packs(structure_ids: Sequence[str], structures_per_pack: int,
 def read_started_packs(layout: ResultsLayout) -> dict[str, list[str]]:
     """Pack name -> member ids of every pack that has started (:meth:`ResultsLayout.pack_members`).
 
-    Unreadable files are left out: their structures are packed anew.
+    Unreadable files, and files not named as :func:`pack_name` names packs, are left out:
+    their structures are packed anew.
     """
     started = {}
     for path in sorted(Path(layout.pack_members_dir).glob("pack_*.txt")):
+        if not re.fullmatch(PACK_NAME_PATTERN, path.stem.removeprefix("pack_")):
+            continue
         try:
             started[path.stem.removeprefix("pack_")] = path.read_text().split()
         except (OSError, UnicodeDecodeError):

@@ -70,6 +70,7 @@ def test_read_started_packs_reads_what_main_writes_and_skips_unreadable(tmp_path
     members_dir.mkdir(parents=True)
     (members_dir / "pack_0123456789ab.txt").write_text("s1\ns2\n")
     (members_dir / "pack_ba9876543210.txt").write_bytes(b"\xff\xfe")
+    (members_dir / "pack_0.txt").write_text("s3\n")  # not a name the workflow gives
     assert read_started_packs(layout) == {"0123456789ab": ["s1", "s2"]}
 
 

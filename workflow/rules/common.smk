@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dftscreen.dag_speed import cache_function_signatures
-from dftscreen.dft_pack import PackMember, pack_size, plan_packs, read_started_packs
+from dftscreen.dft_pack import PACK_NAME_PATTERN, PackMember, pack_size, plan_packs, read_started_packs
 from dftscreen.guards import (
     check_output_dir,
     check_structure_overrides,

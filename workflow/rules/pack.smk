@@ -12,8 +12,7 @@ rule dft_pack:
     log:
         LAYOUT.log("packs", "pack_{pack}"),
     wildcard_constraints:
-        # dftscreen.dft_pack.pack_name
-        pack=r"[0-9a-f]{12}",
+        pack=PACK_NAME_PATTERN,
     # Like properties: a pack's structures finish whole rows before new packs start.
     priority: 10
     threads: pack_tasks

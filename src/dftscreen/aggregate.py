@@ -33,6 +33,7 @@ from pymatgen.core import Composition
 
 from dftscreen import status_codes
 from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
+from dftscreen.dft_pack import finished_pack_records, lost_records_reason
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import PROVENANCE_COLUMNS, row_provenance, run_provenance
@@ -348,26 +349,6 @@ def _read_if_exists(path: Path) -> dict[str, Any] | None:
     return read_json(path) if path.is_file() else None
 
 
-def packs_that_finished(layout: ResultsLayout) -> dict[str, str]:
-    """Structure id -> the record of the pack job that finished it (``dft.structures_per_pack``).
-
-    A pack writes its record only when every member has its records, so a member
-    listed here whose records are missing lost them after the pack ran (its
-    ``dft/<id>/`` folder was deleted): Snakemake sees the pack record and runs nothing.
-    Unreadable pack records are left out (they are the pack's own business).
-    """
-    finished = {}
-    for path in sorted(Path(layout.packs_dir).glob("pack_*.json")):
-        try:
-            members = read_json(path)["members"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        for member in members:
-            if isinstance(member, dict) and member.get("finished") and member.get("structure_id"):
-                finished[member["structure_id"]] = str(path)
-    return finished
-
-
 def explain_lost_pack_records(rows: list[dict[str, Any]], layout: ResultsLayout) -> None:
     """Give ``not_finished`` rows whose pack already finished them the way to recompute them.
 
@@ -376,16 +357,11 @@ def explain_lost_pack_records(rows: list[dict[str, Any]], layout: ResultsLayout)
     waiting = [row for row in rows if row.get("status") == status_codes.NOT_FINISHED]
     if not waiting or not Path(layout.packs_dir).is_dir():
         return
-    finished = packs_that_finished(layout)
+    finished = finished_pack_records(layout)
     for row in waiting:
         dft_id = row.get("duplicate_of") or row["structure_id"]
-        record = finished.get(dft_id)
-        if record:
-            row["reason"] = (
-                f"its DFT records under {layout.structure_dir(dft_id)}/ are gone, but the pack job that ran it"
-                f" finished ({record}); delete {record} and rerun the workflow to recompute it"
-                " (the pack's other structures are skipped, not recomputed)"
-            )
+        if dft_id in finished:
+            row["reason"] = lost_records_reason(layout, dft_id, finished[dft_id])
 
 
 def build_table(

@@ -143,6 +143,35 @@ def read_started_packs(layout: ResultsLayout) -> dict[str, list[str]]:
     return started
 
 
+def finished_pack_records(layout: ResultsLayout) -> dict[str, str]:
+    """Structure id -> the record of the pack job that finished it.
+
+    A pack writes its record only when every member has its records, so a member
+    listed here whose records are missing lost them after the pack ran (its
+    ``dft/<id>/`` folder was deleted): Snakemake sees the pack record and runs nothing.
+    Unreadable pack records are left out.
+    """
+    finished = {}
+    for path in sorted(Path(layout.packs_dir).glob("pack_*.json")):
+        try:
+            members = json.loads(path.read_text())["members"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for member in members if isinstance(members, list) else []:
+            if isinstance(member, dict) and member.get("finished") and member.get("structure_id"):
+                finished[member["structure_id"]] = str(path)
+    return finished
+
+
+def lost_records_reason(layout: ResultsLayout, structure_id: str, pack_record: str) -> str:
+    """What to do about a structure whose records are gone although its pack finished."""
+    return (
+        f"its DFT records under {layout.structure_dir(structure_id)}/ are gone, but the pack job that ran it"
+        f" finished ({pack_record}); delete {pack_record} and rerun the workflow to recompute it"
+        " (the pack's other structures are skipped, not recomputed)"
+    )
+
+
 @dataclass(frozen=True)
 class PackSize:
     """What a pack asks the scheduler for, all members running at the same time."""

@@ -45,6 +45,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,8 +344,13 @@ def count_jobs(
     last_jobs: dict[tuple[str, str], SchedulerJob],
     local_running: set[str],
     interrupted: set[str] = frozenset(),  # type: ignore[assignment]
+    lost: Mapping[str, str] | None = None,
 ) -> StageStatus:
-    """Counts of one group of jobs (a DFT stage, the references, ...): done, failed, running, pending."""
+    """Counts of one group of jobs (a DFT stage, the references, ...): done, failed, running, pending.
+
+    ``lost``: job name -> why its missing record will not come back by a rerun alone
+    (a structure whose records were deleted after its pack finished).
+    """
     status = StageStatus(title)
     for job in jobs:
         record = _read_record(job.record)
@@ -357,6 +363,9 @@ def count_jobs(
                 status.done += 1
             else:
                 status.add_failure(job.name, reason)
+            continue
+        if lost and job.name in lost:
+            status.add_failure(job.name, lost[job.name])
             continue
         scheduled = last_jobs.get((job.rule, job.wildcards))
         # The scheduler's word first: Snakemake marks a submitted job's output
@@ -701,17 +710,21 @@ def run_status(
     ids = list(to_dft)
     config = run_config(work)
     structures_per_pack = (config.get("dft") or {}).get("structures_per_pack") or 0
+    lost: dict[str, str] = {}
     if structures_per_pack:
-        from dftscreen.dft_pack import read_started_packs
+        from dftscreen.dft_pack import finished_pack_records, lost_records_reason, read_started_packs
 
-        started = read_started_packs(ResultsLayout.of(results))
+        layout = ResultsLayout.of(results)
+        started = read_started_packs(layout)
         local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix, started)
         interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix, started)
+        lost = {sid: lost_records_reason(layout, sid, record) for sid, record in finished_pack_records(layout).items()}
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     if screened:
         check_counts["screened_out (ML)"] = screened
     stages = {
-        name: count_jobs(name, structure_jobs(name, ids, results, out_prefix), last_jobs, local_running, interrupted)
+        name: count_jobs(name, structure_jobs(name, ids, results, out_prefix), last_jobs, local_running, interrupted,
+                         lost)
         for name in STAGES
     }
     references = {

@@ -250,3 +250,20 @@ def test_status_finds_the_output_dir_of_the_run_config(tmp_path):
     assert default_results_dir(tmp_path) == tmp_path / "out"
     (tmp_path / "config" / "config.yaml").write_text("- not a mapping\n")
     assert default_results_dir(tmp_path) == tmp_path / "results"
+
+
+def test_a_structure_whose_records_were_deleted_after_its_pack_finished_says_which_record_to_delete(tmp_path: Path,
+                                                                                                      monkeypatch):
+    """Snakemake reruns nothing for it (the pack record exists): 'rerun' alone would not help."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = make_run(tmp_path)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"dft": {"structures_per_pack": 8}}))
+    pending = run_status(out).to_dict()["stages"]["relax"]["pending"]
+    record = out / "packs" / "pack_0123456789ab.json"
+    write_json(record, {"members": [{"structure_id": "queued", "finished": True}]})
+    relax = run_status(out).to_dict()["stages"]["relax"]
+    assert relax["pending"] == pending - 1
+    (reason,) = [reason for reason in relax["failure_reasons"] if "pack" in reason]
+    # (Numbers in the tmp path are folded for grouping reasons: compare the record's own name.)
+    assert "; delete " in reason and f"{record.name} and rerun the workflow" in reason, relax

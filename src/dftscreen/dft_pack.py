@@ -19,6 +19,10 @@ leaves no record; the others go on. The pack then fails (no pack record, exit st
 so the rerun of the same command runs the pack again, and that run skips every
 structure whose records exist (written atomically: a record is whole or absent) and
 resumes the unfinished one from its checkpoint. Nothing finished is computed twice.
+
+Which structures share a pack (:func:`plan_packs`): a pack writes its members to
+``packs/members/pack_<name>.txt`` before its first GPAW run and keeps them from then on;
+the structures of no started pack form new packs of N, named by a hash of their ids.
 """
 
 from __future__ import annotations

@@ -355,9 +355,7 @@ def explain_lost_pack_records(rows: list[dict[str, Any]], layout: ResultsLayout)
     Without this their reason says "rerun the workflow", and a rerun does nothing.
     """
     waiting = [row for row in rows if row.get("status") == status_codes.NOT_FINISHED]
-    if not waiting or not Path(layout.packs_dir).is_dir():
-        return
-    finished = finished_pack_records(layout)
+    finished = finished_pack_records(layout) if waiting else {}
     for row in waiting:
         dft_id = row.get("duplicate_of") or row["structure_id"]
         if dft_id in finished:

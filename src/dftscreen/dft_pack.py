@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dftscreen.io import atomic_write_json, atomic_write_text, read_json
 from dftscreen.layout import DFT_STAGES, ResultsLayout
 from dftscreen.resources import ResourcePolicy
 from dftscreen.mpi_launch import MPIEXEC, step_name
@@ -137,11 +138,11 @@ def read_started_packs(layout: ResultsLayout) -> dict[str, list[str]]:
     their structures are packed anew.
     """
     started = {}
-    for path in sorted(Path(layout.pack_members_dir).glob("pack_*.txt")):
-        if not re.fullmatch(PACK_NAME_PATTERN, path.stem.removeprefix("pack_")):
+    for name, path in layout.pack_member_files().items():
+        if not re.fullmatch(PACK_NAME_PATTERN, name):
             continue
         try:
-            started[path.stem.removeprefix("pack_")] = path.read_text().split()
+            started[name] = path.read_text().split()
         except (OSError, UnicodeDecodeError):
             continue
     return started
@@ -156,9 +157,9 @@ def finished_pack_records(layout: ResultsLayout) -> dict[str, str]:
     Unreadable pack records are left out.
     """
     finished = {}
-    for path in sorted(Path(layout.packs_dir).glob("pack_*.json")):
+    for path in layout.pack_records().values():
         try:
-            members = json.loads(path.read_text())["members"]
+            members = read_json(path)["members"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
         for member in members if isinstance(members, list) else []:
@@ -352,8 +353,6 @@ def pack_record(pack: str, outcomes: Sequence[MemberOutcome],
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dftscreen.io import atomic_write_json, atomic_write_text
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack", required=True, help="the pack's name (in logs and records)")
     parser.add_argument("--plan", required=True,

@@ -49,6 +49,7 @@ shared by every run whose config names the same folder::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,14 +117,13 @@ class ResultsLayout:
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
 
-    def pack_record(self, pack: int | str) -> str:
+    def pack_record(self, pack: str) -> str:
         """Record of one pack job (``dft.structures_per_pack``): which structures it ran, in which SLURM job."""
         return self._join("packs", f"pack_{pack}.json")
 
-    @property
-    def packs_dir(self) -> str:
-        """Where the pack records are (:meth:`pack_record`)."""
-        return self._join("packs")
+    def pack_records(self) -> dict[str, Path]:
+        """Pack name -> record (:meth:`pack_record`) of every pack that finished, sorted by name."""
+        return _by_pack_name(Path(self.root).glob("packs/pack_*.json"))
 
     def pack_members(self, pack: str) -> str:
         """The structures of a pack that has started (one id per line), written before it runs them.
@@ -135,7 +135,12 @@ class ResultsLayout:
 
     @property
     def pack_members_dir(self) -> str:
+        """The folder of the :meth:`pack_members` files (its mtime changes with each one written)."""
         return self._join("packs", "members")
+
+    def pack_member_files(self) -> dict[str, Path]:
+        """Pack name -> :meth:`pack_members` file of every pack that has started, sorted by name."""
+        return _by_pack_name(Path(self.root).glob("packs/members/pack_*.txt"))
 
     # --- the machine-learned stage (dftscreen.ml) -------------------------------
     @property
@@ -316,3 +321,8 @@ class ReferenceLibrary:
 
     def phase_record(self, phase_key: str) -> str:
         return self._join("phases", phase_key, "relax.json")
+
+
+def _by_pack_name(paths: Iterable[Path]) -> dict[str, Path]:
+    """``pack_<name>.<ext>`` files by ``<name>``, sorted."""
+    return {path.stem.removeprefix("pack_"): path for path in sorted(paths)}

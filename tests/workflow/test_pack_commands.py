@@ -53,21 +53,24 @@ def program_arguments(words: list[str]) -> tuple[str | None, dict[str, str]]:
     return module, dict(zip(rest[::2], rest[1::2]))
 
 
-def test_pack_members_run_the_commands_of_the_per_structure_rules(tmp_path: Path):
-    (tmp_path / "cifs").mkdir()
+def checked_run(workdir: Path, dft: dict) -> None:
+    """A run folder with the bundled STRUCTURES whose check has run (ML stage and references off)."""
+    (workdir / "cifs").mkdir()
     for name in STRUCTURES:
-        shutil.copy(REPO / "examples" / "cifs" / name, tmp_path / "cifs" / name)
-    config = {
-        "input": {"cif_dir": "cifs"},
-        "output_dir": "out",
-        "ml": {"enabled": False},
-        "stability": {"elemental_references": False},
-        # One structure with settings of its own: the pack must pass those, not the run's.
-        "dft": {"preset": "test", "structure_overrides": {OVERRIDDEN: {"relax": {"max_steps": 3}}}},
-    }
-    write_run_config(tmp_path, config)
-    check = run_snakemake(tmp_path, "--cores", "2", "out/check/checks.json")
+        shutil.copy(REPO / "examples" / "cifs" / name, workdir / "cifs" / name)
+    write_run_config(workdir, {"input": {"cif_dir": "cifs"}, "output_dir": "out", "ml": {"enabled": False},
+                               "stability": {"elemental_references": False}, "dft": dft})
+    run_check(workdir)
+
+
+def run_check(workdir: Path) -> None:
+    check = run_snakemake(workdir, "--cores", "2", "out/check/checks.json")
     assert check.returncode == 0, check.stderr[-3000:]
+
+
+def test_pack_members_run_the_commands_of_the_per_structure_rules(tmp_path: Path):
+    # One structure with settings of its own: the pack must pass those, not the run's.
+    checked_run(tmp_path, {"preset": "test", "structure_overrides": {OVERRIDDEN: {"relax": {"max_steps": 3}}}})
 
     per_structure = run_snakemake(tmp_path, "--cores", "2", "-n", "-p")
     assert per_structure.returncode == 0, per_structure.stderr[-3000:]
@@ -112,14 +115,7 @@ def planned_packs(workdir: Path) -> dict[str, list[str]]:
 
 
 def test_added_structures_form_their_own_pack_and_started_packs_stay(tmp_path: Path):
-    (tmp_path / "cifs").mkdir()
-    for name in STRUCTURES:
-        shutil.copy(REPO / "examples" / "cifs" / name, tmp_path / "cifs" / name)
-    config = {"input": {"cif_dir": "cifs"}, "output_dir": "out", "ml": {"enabled": False},
-              "stability": {"elemental_references": False}, "dft": {"preset": "test", "structures_per_pack": 3}}
-    write_run_config(tmp_path, config)
-    check = run_snakemake(tmp_path, "--cores", "2", "out/check/checks.json")
-    assert check.returncode == 0, check.stderr[-3000:]
+    checked_run(tmp_path, {"preset": "test", "structures_per_pack": 3})
     first = planned_packs(tmp_path)
     ids = sorted(Path(name).stem for name in STRUCTURES)
     assert first == {pack_name(ids): ids}
@@ -133,7 +129,6 @@ def test_added_structures_form_their_own_pack_and_started_packs_stay(tmp_path: P
 
     # A third structure: with packs of 3 it would have joined the first pack and rerun it.
     shutil.copy(REPO / "examples" / "cifs" / "ScBN2O_perov5_6130.cif", tmp_path / "cifs")
-    check = run_snakemake(tmp_path, "--cores", "2", "out/check/checks.json")
-    assert check.returncode == 0, check.stderr[-3000:]
+    run_check(tmp_path)
     assert "ScBN2O_perov5_6130" in (tmp_path / "out" / "check" / "valid_ids.txt").read_text().split()
     assert planned_packs(tmp_path) == {pack_name(["ScBN2O_perov5_6130"]): ["ScBN2O_perov5_6130"]}

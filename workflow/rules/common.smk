@@ -274,6 +274,9 @@ def dft_relax_record_paths(wildcards):
 _PACKS = {}
 
 
+_STARTED_PACKS = {}
+
+
 def started_packs():
     """Members of the packs that have started (dftscreen.dft_pack.read_started_packs), read
     again only when their folder changed: every pack's functions ask, 9,000 times in a
@@ -283,11 +286,8 @@ def started_packs():
     except FileNotFoundError:
         version = None
     if _STARTED_PACKS.get("version", -1) != version:
-        _STARTED_PACKS.update(version=version, packs=read_started_packs(LAYOUT) if version is not None else {})
+        _STARTED_PACKS.update(version=version, packs=read_started_packs(LAYOUT))
     return _STARTED_PACKS["version"], _STARTED_PACKS["packs"]
-
-
-_STARTED_PACKS = {}
 
 
 def dft_packs():

@@ -308,7 +308,7 @@ def store_ml_values(store: Store, workdir: Path, ids: list[str]) -> dict[str, An
     """Store the ML values of ``ids`` and of their elements from this run's ML stage, unless a record of
     the same input, ML settings and model is stored (it is kept). Returns how the fresh ML values compare
     with the stored ones (whether the ML stage is deterministic across sessions)."""
-    from dftscreen import ml
+    from dftscreen.columns import ML_E_HULL_COLUMN_NO_PHASES, ML_FORMATION_COLUMN
     from dftscreen.io import read_json
     from dftscreen.layout import ResultsLayout
 
@@ -348,7 +348,7 @@ def store_ml_values(store: Store, workdir: Path, ids: list[str]) -> dict[str, An
         fresh["source_cif_sha256"] = sha256_bytes(source_cif(workdir, sid).read_bytes())
         verdict = verdicts.get(sid, {})
         # The workflow's values: hull over the elements and every unique structure of this run.
-        for column in (ml.ML_FORMATION_COLUMN, ml.ML_E_HULL_COLUMN_NO_PHASES):
+        for column in (ML_FORMATION_COLUMN, ML_E_HULL_COLUMN_NO_PHASES):
             fresh[column] = verdict.get(column)
         fresh["dftscreen_version"] = _version()
         keep_or_store(store.ml_path(sid), fresh, sid, "structures")
@@ -489,7 +489,8 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
     import pandas as pd
     from pymatgen.core import Composition
 
-    from dftscreen import ml, status_codes
+    from dftscreen import ml_hull, status_codes
+    from dftscreen.columns import ML_E_HULL_COLUMN_NO_PHASES, ML_FORMATION_COLUMN
     from dftscreen.stability import EnergyRecord, chemical_potentials, formation_energy_per_atom, hull_analysis
     from dftscreen.summary import ml_agreement
 
@@ -573,7 +574,7 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
     hull = hull_analysis(energies, [e for e in dft_elements if e.name in covered])
     mu = chemical_potentials([e for e in dft_elements if e.name in covered])
     ml_refs = {"elements": [ml_elements[el] for el in sorted(covered)], "phases": []}
-    ml_screen = ml.screen(list(compared), {sid: ml_records[sid] for sid in compared}, ml_refs, None)
+    ml_screen = ml_hull.screen(list(compared), {sid: ml_records[sid] for sid in compared}, ml_refs, None)
     agreement_rows = []
     for energy in energies:
         verdict = ml_screen["structures"][energy.name]
@@ -582,11 +583,13 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
             "ml_model": ml_records[energy.name].get("ml_model"),
             "formation_energy_eV_per_atom": formation_energy_per_atom(energy, mu),
             "e_above_hull_vs_generated_only_eV_per_atom": hull[energy.name].get("e_above_hull_eV_per_atom"),
-            ml.ML_FORMATION_COLUMN: verdict.get(ml.ML_FORMATION_COLUMN),
-            ml.ML_E_HULL_COLUMN_NO_PHASES: verdict.get(ml.ML_E_HULL_COLUMN_NO_PHASES),
+            ML_FORMATION_COLUMN: verdict.get(ML_FORMATION_COLUMN),
+            ML_E_HULL_COLUMN_NO_PHASES: verdict.get(ML_E_HULL_COLUMN_NO_PHASES),
         })
     result["agreement_rows"] = agreement_rows
-    result["agreement"] = ml_agreement(pd.DataFrame(agreement_rows), 0.1) if agreement_rows else None
+    result["agreement"] = (
+        ml_agreement(pd.DataFrame(agreement_rows), stable_threshold_eV_per_atom=0.1) if agreement_rows else None
+    )
     result["elements_needed"] = elements
     result["elements_done"] = sorted(covered)
     return result

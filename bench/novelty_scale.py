@@ -41,7 +41,8 @@ from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from dftscreen.dedupe import MatchSettings
-from dftscreen.known import read_known_set, write_entries_json
+from dftscreen.known import write_entries_json
+from dftscreen.known_index import read_known_set
 from dftscreen.novelty import match_against_known
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from pymatgen.core import Composition
 
-from dftscreen.aggregate import table_from_results
 from dftscreen.io import read_json
 from dftscreen.recovery import load_checkpoint
 from dftscreen.references import NoElementalReference, elemental_reference
-from pymatgen.core import Composition
+from dftscreen.table import table_from_results
 
 REPO = Path(__file__).resolve().parents[1]
 PEROV5 = REPO.parent / "shared" / "data" / "reference" / "perov5_sample50"
@@ -110,7 +110,7 @@ def main() -> None:
     if not args.report_only:
         subprocess.run(command, env=env, check=False)
 
-    ours = table_from_results(workdir / "out")
+    ours = table_from_results(workdir / "out", stable_threshold_eV_per_atom=0.1)
     ours["file"] = ours["source_file"]
     merged = usable.merge(ours, on="file")
     merged["steps"] = [ionic_steps(workdir / "out" / "dft" / sid) for sid in merged["structure_id"]]

@@ -281,6 +281,20 @@ def documented_columns() -> list[str]:
     return names
 
 
+def documented_rows() -> list[list[str]]:
+    """The cells of every column row of docs/columns.md (column, unit, how computed, computed by), stripped.
+
+    Cells are split at ``|`` but not at an escaped ``\\|`` (as in ``\\|error\\|``).
+    """
+    import re
+
+    rows = []
+    for line in COLUMNS_DOC.read_text().splitlines():
+        if line.startswith("| `"):
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))])
+    return rows
+
+
 def undocumented(columns, input_columns=()) -> list[str]:
     """Columns not described in docs/columns.md, by name or by a pattern (<name>, <unit> stand for words).
 

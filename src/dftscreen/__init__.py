@@ -1,18 +1,23 @@
 """dftscreen: screen generated crystal structures with checks and GPAW DFT.
 
-Modules, grouped by the workflow stage that uses them (README, "Architecture"):
+Modules, grouped by the workflow stage that uses them, in the order data flows
+(README, "Architecture", holds the same groups; a test keeps the two equal). A module
+imports at function level only from its own group or an earlier one, and no two
+modules import each other, even through function-level imports (tests/unit/test_package_map.py).
 
+- foundations: :mod:`io`, :mod:`layout`, :mod:`columns`, :mod:`config`, :mod:`status_codes`
 - inputs and checks: :mod:`inputs`, :mod:`cif_reader`, :mod:`check`, :mod:`check_batch`,
   :mod:`bonds`, :mod:`dedupe`, :mod:`size_gate`, :mod:`guards`
-- ML pre-relaxation: :mod:`ml`
+- ML pre-relaxation: :mod:`ml`, :mod:`ml_hull`
 - known materials: :mod:`known`, :mod:`known_index`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
   :mod:`smact_check`, :mod:`fetch_known`
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`
-- table, summary and report: :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
-  :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`report`, :mod:`columns`
-- running and looking: :mod:`layout`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
-  :mod:`dag_speed`, :mod:`io`, :mod:`status_codes`
+- table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
+  :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`
+- report: :mod:`report`
+- running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
+  :mod:`dag_speed`
 """
 
 import os as _os

@@ -22,26 +22,30 @@ Every column with a unit carries it in its name.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from pymatgen.core import Composition
 
 from dftscreen import status_codes
-from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
-from dftscreen.dft_pack import finished_pack_records, lost_records_reason
-from dftscreen.io import atomic_write_with, read_json
-from dftscreen.layout import ResultsLayout
-from dftscreen.provenance import PROVENANCE_COLUMNS, row_provenance, run_provenance
-from dftscreen.recovery import energy_settings
-from dftscreen.targets import add_target_columns, read_target_file
-from dftscreen.stability import (
+from dftscreen.columns import (
+    CHANGE_COLUMNS,
+    CHECK_COLUMNS,
+    CHECK_FIELDS_NOT_IN_TABLE,
+    COLUMNS,
+    COST_COLUMNS,
     E_HULL_COLUMN,
     E_HULL_COLUMN_NO_PHASES,
+)
+from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
+from dftscreen.dft_pack import finished_pack_records, lost_records_reason
+from dftscreen.io import read_json
+from dftscreen.layout import ResultsLayout
+from dftscreen.provenance import row_provenance, run_provenance
+from dftscreen.recovery import energy_settings
+from dftscreen.stability import (
     EnergyRecord,
     chemical_potentials,
     formation_energy_per_atom,
@@ -50,87 +54,9 @@ from dftscreen.stability import (
 )
 
 
-#: Columns copied from the relaxation record's comparison of generated and relaxed structure.
-CHANGE_COLUMNS = [
-    "relaxed_matches_generated",
-    "structure_matcher_rms_norm",
-    "rms_displacement_A",
-    "spacegroup_number_relaxed",
-    "spacegroup_symbol_relaxed",
-    "spacegroup_changed",
-]
-
-#: Fields of a check record that are not table columns.
-CHECK_FIELDS_NOT_IN_TABLE = {"valid", "parse_warnings"}
-
-#: Column order of the results table (columns absent from every record are still written).
-COLUMNS = [
-    "structure_id",
-    "source_file",
-    "status",
-    "verdict",
-    "reason",
-    "failure_category",
-    "id_note",
-    "reduced_formula",
-    "n_sites",
-    "spacegroup_symbol",
-    "spacegroup_number",
-    "min_distance_A",
-    "volume_generated_A3",
-    "density_generated_g_cm3",
-    "dft_preset",
-    "relax_converged",
-    "n_ionic_steps",
-    "energy_eV",
-    "energy_per_atom_eV",
-    "max_force_eV_per_A",
-    "max_stress_GPa",
-    "volume_relaxed_A3",
-    "volume_change_pct",
-    "density_relaxed_g_cm3",
-    *CHANGE_COLUMNS,
-    "formation_energy_eV_per_atom",
-    "hull_reference",
-    "elemental_references",
-    "decomposition_products",
-    "band_gap_eV",
-    "direct_band_gap_eV",
-    "gap_is_direct",
-    "band_gap_gllbsc_eV",
-    "gllbsc_note",
-    "vbm_kpoint_frac",
-    "cbm_kpoint_frac",
-    "magnetic_moment_muB",
-    "is_magnetic",
-    "magnetic_ordering",
-    "scf_strategy",
-    "relax_n_starts",
-    "relax_resumed_from_step",
-    "relax_wall_time_s",
-    "relax_wall_time_all_starts_s",
-    "properties_wall_time_s",
-    "mpi_ranks",
-    "relax_core_hours",
-    "properties_core_hours",
-    "total_core_hours",
-    "relaxed_cif",
-    *PROVENANCE_COLUMNS,
-]
-
-#: Columns only a run with elemental references writes (see :func:`add_stability`).
-STABILITY_COLUMNS = [E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES, "stability_note"]
-
-#: Cost columns: empty in a duplicate's row (its DFT ran, and was paid for, once: in its representative's row).
-COST_COLUMNS = ["relax_core_hours", "properties_core_hours", "total_core_hours"]
-
-
 def check_columns() -> list[str]:
     """Columns every check record contributes (its fields but the bookkeeping ones), table-input columns aside."""
-    from dftscreen.check import CheckResult
-
-    fields = CheckResult(structure_id="", source_file="", valid=False).to_dict()
-    return [name for name in fields if name not in CHECK_FIELDS_NOT_IN_TABLE]
+    return list(CHECK_COLUMNS)
 
 
 def one_line(text: str | None) -> str:
@@ -545,94 +471,3 @@ def _hull_label(phases: list[EnergyRecord], names: dict[str, str], any_phases: b
     listed = ", ".join(sorted(names.get(p.name, p.name) for p in phases))
     # The generated structures are judged against this hull, not part of it (stability.hull_analysis).
     return f"elements + {len(phases)} reference phases" + (f" ({listed})" if listed else "")
-
-
-def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:
-    """Target, error and hit columns as configured under ``targets`` (see :mod:`dftscreen.targets`)."""
-    if not targets_config or not targets_config.get("properties"):
-        return table
-    try:
-        values = None
-        if targets_config.get("file"):
-            values = read_target_file(targets_config["file"], targets_config.get("id_column", "structure_id"))
-        return add_target_columns(
-            table, targets_config["properties"], values, targets_config.get("id_column", "structure_id")
-        )
-    except (OSError, ValueError) as exc:
-        # The run's other results are worth more than its targets: the table is written without
-        # them (the start-up check, targets.check_targets_file, catches most such problems first).
-        print(f"dftscreen: WARNING: no target columns in the results table: {exc}", file=sys.stderr)
-        return table
-
-
-def table_from_results(
-    out_dir: str | os.PathLike[str],
-    with_formation_energies: bool = True,
-    targets_config: dict[str, Any] | None = None,
-    run_settings: dict[str, Any] | None = None,
-    stable_threshold_eV_per_atom: float = 0.1,
-    reference_library: str | os.PathLike[str] | None = None,
-    element_keys: Callable[[str], list[str]] | None = None,
-) -> pd.DataFrame:
-    """The results table as far as a run in ``out_dir`` got, read from its folders.
-
-    For a partial table after failed jobs, or a report while a run goes on:
-    records that do not exist yet make their rows ``not_finished``. Elemental
-    references and known phases are read from ``reference_library`` (the run's
-    ``<library>/<settings key>`` folder), when given. ``element_keys`` (element ->
-    this run's candidate keys) keeps out what a shared library holds for other
-    runs: another run's CIF reference, or a candidate whose key changed since
-    (e.g. Ba before its band count was fixed); ``None`` reads every record.
-    """
-    from dftscreen.compare_known import add_known_columns, chosen_phase_names
-
-    layout = ResultsLayout.of(out_dir)
-    elements = [read_json(p) for p in layout.element_records()]
-    phases = [read_json(p) for p in layout.phase_records()]
-    names: dict[str, str] = {}
-    if reference_library is not None:
-        library = Path(reference_library)
-        records = sorted(library.glob("elements/*/*/relax.json"))
-        if element_keys is not None:
-            # <library>/elements/<El>/<key>/relax.json
-            records = [p for p in records if p.parent.name in element_keys(p.parent.parent.name)]
-        elements += [read_json(p) for p in records]
-        chosen = Path(layout.competing_phases)
-        names = chosen_phase_names(read_json(chosen)) if chosen.is_file() else {}
-        phases += [read_json(library / "phases" / key / "relax.json") for key in sorted(names)
-                   if (library / "phases" / key / "relax.json").is_file()]
-    table = build_table(
-        read_json(layout.checks_table),
-        layout.dft_dir,
-        element_records=elements if with_formation_energies else None,
-        phase_records=phases,
-        run_settings=run_settings,
-        phase_names=names,
-    )
-    novelty = Path(layout.novelty_table)
-    if novelty.is_file():
-        table = add_known_columns(table, read_json(novelty))
-    return add_verdicts(add_targets(table, targets_config), stable_threshold_eV_per_atom)
-
-
-def add_verdicts(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> pd.DataFrame:
-    """Fill the ``verdict`` column: what became of each structure, in words (see :mod:`dftscreen.verdict`)."""
-    from dftscreen.verdict import verdicts
-
-    table = table.copy()
-    table["verdict"] = verdicts(table, stable_threshold_eV_per_atom)
-    return table
-
-
-def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:
-    """Write the results table as CSV and Parquet, each atomically."""
-    # Nullable dtypes: an integer column with missing rows stays integer
-    # (5, not 5.0) and Parquet gets one type per column.
-    typed = table.convert_dtypes()
-    atomic_write_with(csv_path, lambda tmp: typed.to_csv(tmp, index=False))
-    atomic_write_with(parquet_path, lambda tmp: typed.to_parquet(tmp, index=False, engine="pyarrow"))
-
-
-def status_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Number of rows per status."""
-    return {str(k): int(v) for k, v in table["status"].value_counts().items()}

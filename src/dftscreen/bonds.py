@@ -34,10 +34,10 @@ from functools import lru_cache
 
 import numpy as np
 from pymatgen.analysis.local_env import CrystalNN
-from pymatgen.core.molecule_structure_comparator import CovalentRadius
 from pymatgen.core import Element, Structure
-from scipy.spatial import Voronoi
+from pymatgen.core.molecule_structure_comparator import CovalentRadius
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer, SymmetryUndeterminedError
+from scipy.spatial import Voronoi
 from spglib import SpglibError
 
 #: Relative deviation from the expected length still counted as reasonable.

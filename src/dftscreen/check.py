@@ -46,14 +46,14 @@ from dftscreen.bonds import DEFAULT_H_FACTOR, DEFAULT_TOLERANCE, bond_length_sco
 from dftscreen.cif_reader import (
     DEFAULT_MAX_ATOMS,
     DEFAULT_MAX_FILE_BYTES,
-    TooManyAtomsError,
-    read_bounded,
     CifTags,
     ReadResult,
     StructureReadError,
+    TooManyAtomsError,
     cif_number,
     declared_space_group,
     decode_cif_bytes,
+    read_bounded,
     read_cif_text,
 )
 from dftscreen.columns import INPUT_PREFIX, results_columns

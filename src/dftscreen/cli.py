@@ -89,14 +89,14 @@ def _install_profile(args: argparse.Namespace) -> int:
 
 
 def _fetch_known_phases(args: argparse.Namespace) -> int:
+    from dftscreen.config import ConfigError, read_run_config
     from dftscreen.fetch_known import FetchError, fetch_known_phases
 
     config_path = Path(args.config)
     try:
-        config = yaml.safe_load(config_path.read_text()) or {}
-    except OSError as exc:
-        print(f"dftscreen known-phases fetch: cannot read the run config {config_path}: {exc.strerror}",
-              file=sys.stderr)
+        config = read_run_config(config_path)
+    except ConfigError as exc:
+        print(f"dftscreen known-phases fetch: {exc}", file=sys.stderr)
         return 2
     try:
         systems, count = fetch_known_phases(config, Path(args.out), api_key=args.api_key,

@@ -20,19 +20,15 @@ from typing import Any
 from pymatgen.core import Composition
 from pymatgen.io.cif import CifWriter
 
+from dftscreen.columns import NOVELTY_COLUMNS, RELAXED_NOVELTY_COLUMNS
 from dftscreen.competing import choose_competing_phases
 from dftscreen.dedupe import MatchSettings
-from dftscreen.known import KnownSet, read_known_set
+from dftscreen.known import KnownSet
+from dftscreen.known_index import read_known_set
+from dftscreen.layout import ReferenceLibrary
 from dftscreen.novelty import match_against_known
 from dftscreen.reflib import write_if_changed, write_settings_note
 from dftscreen.smact_check import smact_valid
-from dftscreen.verdict import RELAXED_KNOWN_MATCH_COLUMN, RELAXED_NOVEL_COLUMN
-
-#: Column names of the two known sets' novelty results.
-NOVELTY_COLUMNS = {
-    "database": ("novel", "matches_known_id"),
-    "training": ("novel_vs_training", "matches_training_id"),
-}
 
 
 def _read_structures(dft_cifs: dict[str, str]) -> list[tuple[str, Any]]:
@@ -100,16 +96,16 @@ def compare_with_known(
             systems, database,
             max_above_hull_eV_per_atom=phase_config["max_above_hull_eV_per_atom"],
             max_per_system=phase_config["max_per_system"],
-            max_sites=phase_config.get("max_sites"),
-            include_elements=phase_config.get("include_elements", True),
+            max_sites=phase_config["max_sites"],
+            include_elements=phase_config["include_elements"],
             energies_per_atom=ml_energies_per_atom,
         )
-        library = Path(library_folder)
-        write_settings_note(library, settings)
+        library = ReferenceLibrary.of_folder(library_folder)
+        write_settings_note(Path(library_folder), settings)
         entries = {e.entry_id: e for e in database.entries}
         for phase in chosen:
             cif_text = str(CifWriter(entries[phase.entry_id].structure()))
-            write_if_changed(library / "phases" / phase.phase_key / "start.cif", cif_text)
+            write_if_changed(Path(library.phase_start_cif(phase.phase_key)), cif_text)
         for note in notes:
             log.info("competing phases: %s", note)
     phases = {
@@ -119,10 +115,6 @@ def compare_with_known(
         "notes": notes,
     }
     return novelty, phases
-
-
-#: Columns of the novelty of the DFT-relaxed structure against the database.
-RELAXED_NOVELTY_COLUMNS = (RELAXED_NOVEL_COLUMN, RELAXED_KNOWN_MATCH_COLUMN)
 
 
 def relaxed_novelty(
@@ -173,34 +165,3 @@ def relaxed_novelty(
         structures[structure_id] = {novel_column: result.novel, id_column: result.match_id}
     log.info("relaxed novelty: %d structures against %s", len(structures), known.label)
     return {"known_set": known.label, "structures": structures}
-
-
-def chosen_phase_names(chosen: dict[str, Any]) -> dict[str, str]:
-    """Name of each chosen phase in the table, by its key: ``<key> [<known entry id>]``."""
-    return {p["phase_key"]: f"{p['phase_key']} [{p['entry_id']}]" for p in chosen.get("phases", [])}
-
-
-def add_known_columns(table: Any, novelty: dict[str, Any], relaxed: dict[str, Any] | None = None) -> Any:
-    """Add ``smact_valid`` and the novelty columns of :data:`NOVELTY_COLUMNS` to the results table.
-
-    A duplicate shows its representative's novelty (the same crystal); rows that never
-    reached DFT have none. Novelty columns appear only for a known set the run had.
-    ``relaxed`` (:func:`relaxed_novelty`) adds :data:`RELAXED_NOVELTY_COLUMNS`.
-    """
-    records = novelty.get("structures", {})
-    table = table.copy()
-    table["smact_valid"] = [records.get(sid, {}).get("smact_valid") for sid in table["structure_id"]]
-    dft_ids = [
-        (dup if isinstance(dup, str) and dup else sid)
-        for sid, dup in zip(table["structure_id"], table.get("duplicate_of", [None] * len(table)))
-    ]
-    for name, columns in NOVELTY_COLUMNS.items():
-        if not novelty.get("known_set" if name == "database" else "training_set"):
-            continue
-        for column in columns:
-            table[column] = [records.get(dft_id, {}).get(column) for dft_id in dft_ids]
-    if relaxed and relaxed.get("known_set"):
-        relaxed_records = relaxed.get("structures", {})
-        for column in RELAXED_NOVELTY_COLUMNS:
-            table[column] = [relaxed_records.get(dft_id, {}).get(column) for dft_id in dft_ids]
-    return table

@@ -113,10 +113,11 @@ def known_hull_distances(
 def choose_competing_phases(
     systems: Iterable[Iterable[str]],
     known: KnownSet,
-    max_above_hull_eV_per_atom: float = 0.025,
-    max_per_system: int = 3,
-    max_sites: int | None = None,
-    include_elements: bool = True,
+    *,
+    max_above_hull_eV_per_atom: float,
+    max_per_system: int,
+    max_sites: int | None,
+    include_elements: bool,
     energies_per_atom: dict[str, float] | None = None,
     energy_source: str | None = None,
 ) -> tuple[list[ChosenPhase], list[str]]:

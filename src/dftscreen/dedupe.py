@@ -25,10 +25,9 @@ groups at its tolerance, so either would split real duplicates.
 
 from __future__ import annotations
 
-from typing import Any
-
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
 from pymatgen.core import Structure

@@ -44,8 +44,8 @@ from typing import Any
 
 from dftscreen.io import atomic_write_json, atomic_write_text, read_json
 from dftscreen.layout import DFT_STAGES, ResultsLayout
-from dftscreen.resources import ResourcePolicy
 from dftscreen.mpi_launch import MPIEXEC, step_name
+from dftscreen.resources import ResourcePolicy
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dftscreen.known import write_entries_json
+from dftscreen.layout import ResultsLayout
 
 API_KEY_VARIABLE = "MP_API_KEY"
 
@@ -61,16 +62,19 @@ def systems_from_inputs(input_config: dict[str, Any]) -> list[frozenset[str]]:
 
 
 def run_systems(config: dict[str, Any], run_folder: Path = Path(".")) -> list[tuple[str, ...]]:
-    """The maximal chemical systems of a run (see the module docstring for where they come from)."""
+    """The maximal chemical systems of a run (see the module docstring for where they come from).
+
+    ``config`` is the run's config with the schema defaults filled in (:func:`dftscreen.config.read_run_config`).
+    """
     from dftscreen.io import read_json
 
-    checks = run_folder / config.get("output_dir", "results") / "check" / "checks.json"
+    checks = Path(ResultsLayout(str(run_folder / config["output_dir"])).checks_table)
     if checks.is_file():
         systems = systems_from_checks(read_json(checks))
     else:
-        input_config = dict(config.get("input") or {})
+        input_config = dict(config["input"])
         for key in ("cif_dir", "table"):
-            if input_config.get(key):
+            if input_config[key]:
                 input_config[key] = str(run_folder / input_config[key])
         systems = systems_from_inputs(input_config)
     return maximal_systems(systems)

@@ -17,6 +17,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
     <output_dir>/
         check/checks.json, check/valid_ids.txt      the check checkpoint
         check/inputs.tsv                            the inputs the check read (size, mtime, path)
+        check/inputs_changed.flag                   made by the job writing inputs.tsv on its first run
         inputs/<id>.cif                             CIF text of table rows going to DFT
         ml/batches/batch_<n>.json                   one ML batch job's summary (its ids, reused or new)
         ml/structures/<id>/record.json, relaxed.cif ML relaxation of one structure (+ generated.cif)
@@ -49,6 +50,7 @@ shared by every run whose config names the same folder::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,16 @@ class ResultsLayout:
     def input_manifest(self) -> str:
         """Size, mtime and path of every input file: the check's input (rewritten only on change)."""
         return self._join("check", "inputs.tsv")
+
+    @property
+    def input_manifest_log(self) -> str:
+        """Log of the job writing :attr:`input_manifest` (its existence: the job has run in this folder)."""
+        return self.log("input_manifest")
+
+    @property
+    def input_manifest_flag(self) -> str:
+        """A flag the job writing :attr:`input_manifest` declares in a results folder it has not run in yet."""
+        return self._join("check", "inputs_changed.flag")
 
     @property
     def inputs_dir(self) -> str:
@@ -161,6 +173,10 @@ class ResultsLayout:
     def ml_relaxed_cif(self, structure_id: str) -> str:
         """The ML-relaxed geometry: DFT starts from it when ``ml.prerelax`` is on."""
         return self._join("ml", "structures", structure_id, "relaxed.cif")
+
+    def ml_rejected_cif(self, structure_id: str) -> str:
+        """An ML-relaxed geometry that must not start DFT (collapsed, or too large a volume change), kept to look at."""
+        return self._join("ml", "structures", structure_id, "rejected.cif")
 
     def ml_generated_cif(self, structure_id: str) -> str:
         """Copy of the generated CIF beside the ML-relaxed one, so a DFT job started from the
@@ -239,6 +255,22 @@ class ResultsLayout:
     def log(self, stage: str, name: str | None = None) -> str:
         """A job's log: ``logs/<stage>.log`` for a run-wide job, ``logs/<stage>/<name>.log`` per item."""
         return self._join("logs", f"{stage}.log") if name is None else self._join("logs", stage, f"{name}.log")
+
+    def element_reference_log(self, element: str, reference_key: str) -> str:
+        """Log of an elemental reference job (the record is in the :class:`ReferenceLibrary`)."""
+        return self.log("references/elements", f"{element}-{reference_key}")
+
+    def reference_phase_log(self, phase_id: str) -> str:
+        """Log of the relaxation of a user's reference phase (``stability.reference_cif_dir``)."""
+        return self.log("references/phases", phase_id)
+
+    def known_phase_log(self, phase_key: str) -> str:
+        """Log of the relaxation of a known phase compare_known chose."""
+        return self.log("references/known_phases", phase_key)
+
+    def pack_log(self, pack: str) -> str:
+        """Log of a pack job (its members' GPAW runs log to :meth:`log` of their stage, as alone)."""
+        return self.log("packs", f"pack_{pack}")
 
     # --- the report ---------------------------------------------------------------
     @property
@@ -322,7 +354,33 @@ class ReferenceLibrary:
     def phase_record(self, phase_key: str) -> str:
         return self._join("phases", phase_key, "relax.json")
 
+    @classmethod
+    def of_folder(cls, folder: str | os.PathLike[str]) -> ReferenceLibrary:
+        """The library whose :attr:`folder` (``<root>/<settings_key>``) is ``folder``."""
+        path = Path(folder)
+        return cls(str(path.parent), path.name)
+
+    def element_records_on_disk(self) -> list[tuple[str, str, Path]]:
+        """(element, reference key, record path) of every elemental reference record in the library, sorted."""
+        records = sorted(Path(self._join("elements")).glob("*/*/relax.json"))
+        return [(p.parent.parent.name, p.parent.name, p) for p in records]
+
 
 def _by_pack_name(paths: Iterable[Path]) -> dict[str, Path]:
     """``pack_<name>.<ext>`` files by ``<name>``, sorted."""
     return {path.stem.removeprefix("pack_"): path for path in sorted(paths)}
+
+
+def generated_cif_beside(start_cif: str | os.PathLike[str]) -> Path | None:
+    """The generated CIF a DFT relaxation compares with, when it started from an ML-relaxed CIF.
+
+    The ML stage writes ``relaxed.cif`` and a copy of the generated CIF,
+    ``generated.cif``, in one folder (:meth:`ResultsLayout.ml_relaxed_cif`,
+    :meth:`ResultsLayout.ml_generated_cif`); for any other start, ``None``
+    (compare with the start itself).
+    """
+    start = Path(start_cif)
+    beside = start.parent / "generated.cif"
+    if start.name == "relaxed.cif" and start.parent.parent.name == "structures" and beside.is_file():
+        return beside
+    return None

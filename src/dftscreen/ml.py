@@ -1,4 +1,4 @@
-"""The machine-learned stage: pre-relax every candidate, estimate its stability, screen before DFT.
+"""The machine-learned stage: the model, and the batched ML relaxation of candidates and references.
 
 A universal machine-learned interatomic potential (MLIP) trained on PBE data
 relaxes cell and positions of every unique ``dft_ready`` structure in about a
@@ -6,22 +6,24 @@ second, where GPAW spends the first half of its ionic steps on the same large
 moves. The stage does three things with it:
 
 1. **pre-relaxation** (``ml.prerelax``): the DFT relaxation starts from the
-   ML-relaxed geometry (:func:`dft_start_cif`);
+   ML-relaxed geometry (:func:`dftscreen.ml_hull.dft_start_cif`);
 2. **ML energies**: formation energy and energy above the hull from the ML
    model alone, against elemental references and reference phases relaxed
    with the same model (one model per hull: never mixed with DFT energies),
-   in ``ml_*`` columns (:func:`screen`, :func:`add_ml_columns`);
+   in ``ml_*`` columns (:func:`dftscreen.ml_hull.screen`,
+   :func:`dftscreen.table.add_ml_columns`);
 3. **pre-screen** (``ml.screen_e_above_hull_eV_per_atom``): a structure
    further above the ML hull than the threshold gets status ``screened_out``
-   with its ML values and no DFT.
+   with its ML values and no DFT (:mod:`dftscreen.ml_hull`).
 
+This module does the relaxations (:func:`run_batch`, :func:`relax_references`).
 The default model is SevenNet-0 (``7net-0``, package ``sevenn``), whose
 weights ship inside its PyPI wheel, so nothing is downloaded at run time; a
 path to a local SevenNet checkpoint file may be named instead. Every record
 carries the model name, the package version and the checkpoint file's SHA-256.
 
 Batches: the structures are split into ``ceil(n / ml.batch_size)`` batches by
-hashing their ids (:func:`batch_index`), so one job loads the model once and
+hashing their ids (:func:`dftscreen.plan.batch_index`), so one job loads the model once and
 relaxes many structures, and adding a structure moves no other one unless the
 number of batches grows. Each structure's record is written atomically as soon
 as it finishes and reused by a rerun when its input, settings and model are
@@ -46,61 +48,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from ase import Atoms
 
 from dftscreen import __version__, status_codes
-from dftscreen.io import atomic_write_json, atomic_write_text, atomic_write_with, read_json
+
+# The job's own tools, from the checks and the DFT stage (the same structures, conversions and
+# comparisons as DFT). Only the ML jobs import this module: the workflow plans them with
+# dftscreen.plan and dftscreen.ml_hull, which do not import it.
+from dftscreen.changes import relaxation_change
+from dftscreen.check import min_interatomic_distance
+from dftscreen.cif_reader import read_structure
+from dftscreen.dft import EV_PER_A3_TO_GPA, atoms_to_structure, structure_to_atoms
+from dftscreen.io import atomic_write_json, atomic_write_with, read_json
 from dftscreen.layout import ResultsLayout
-from dftscreen.stability import (
-    E_HULL_COLUMN,
-    E_HULL_COLUMN_NO_PHASES,
-    EnergyRecord,
-    chemical_potentials,
-    formation_energy_per_atom,
-    hull_analysis,
-)
+from dftscreen.references import elemental_reference
 
 #: The model package; its pretrained models ship inside its wheel.
 ML_PACKAGE = "sevenn"
 #: Default model: SevenNet-0 (11 July 2024), Matbench Discovery F1 0.724 on unique prototypes.
 DEFAULT_MODEL = "7net-0"
-
-#: Column names of the ML energies (the DFT names with an ``ml_`` prefix).
-ML_FORMATION_COLUMN = "ml_formation_energy_eV_per_atom"
-ML_E_HULL_COLUMN = f"ml_{E_HULL_COLUMN}"
-ML_E_HULL_COLUMN_NO_PHASES = f"ml_{E_HULL_COLUMN_NO_PHASES}"
-
-#: Columns copied from the ML record's comparison of generated and ML-relaxed structure.
-ML_CHANGE_COLUMNS = (
-    "relaxed_matches_generated",
-    "structure_matcher_rms_norm",
-    "rms_displacement_A",
-    "spacegroup_number_relaxed",
-    "spacegroup_changed",
-)
-
-#: ML table columns, in order (the ML hull column is one of the two names above).
-ML_COLUMNS = (
-    "ml_status",
-    "ml_reason",
-    "ml_model",
-    "ml_package_version",
-    "ml_checkpoint_sha256",
-    "ml_energy_per_atom_eV",
-    ML_FORMATION_COLUMN,
-    "ml_hull_reference",
-    "ml_decomposition_products",
-    "ml_n_steps",
-    "ml_max_force_eV_per_A",
-    "ml_volume_relaxed_A3",
-    "ml_volume_change_pct",
-    *(f"ml_{c}" for c in ML_CHANGE_COLUMNS),
-    "ml_wall_time_s",
-    "ml_relaxed_cif",
-    "dft_start_geometry",
-)
-
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -122,29 +88,11 @@ class MLSettings:
 
     @classmethod
     def from_config(cls, ml_config: dict[str, Any]) -> MLSettings:
-        relax = ml_config.get("relax", {})
-        return cls(
-            model=str(ml_config.get("model", DEFAULT_MODEL)),
-            **{k: relax[k] for k in ("optimizer", "fmax_eV_per_A", "max_steps", "fix_symmetry", "symprec",
-                                     "max_volume_change_pct", "min_distance_A") if k in relax},
-        )
+        """The settings of config section ``ml`` as validated (every key present: the schema fills defaults)."""
+        return cls(model=str(ml_config["model"]), **ml_config["relax"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def screen_threshold(ml_config: dict[str, Any], dft_preset: str) -> float | None:
-    """The pre-screen threshold (eV/atom) in force, or ``None`` when screening is off.
-
-    ``ml.screen_e_above_hull_eV_per_atom`` is a number, ``null`` (off), or
-    ``by_preset``: then ``ml.screen_by_preset[<dft preset>]`` (off for a preset not listed).
-    """
-    if not ml_config.get("enabled", True):
-        return None
-    value = ml_config.get("screen_e_above_hull_eV_per_atom", "by_preset")
-    if value == "by_preset":
-        value = (ml_config.get("screen_by_preset") or {}).get(dft_preset)
-    return None if value is None else float(value)
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -236,7 +184,6 @@ def relax_atoms(
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
 
-    from dftscreen.dft import EV_PER_A3_TO_GPA
 
     start = time.perf_counter()
     atoms = Atoms(atoms.get_chemical_symbols(), cell=atoms.cell, positions=atoms.positions, pbc=atoms.pbc)
@@ -311,13 +258,7 @@ def relax_structure(
     """
     from pymatgen.io.cif import CifWriter
 
-    from dftscreen.changes import relaxation_change
-    # Issue 14 moves read_structure to dftscreen.cif_reader; import it from there once it exists.
-    from dftscreen.check import min_interatomic_distance
-    from dftscreen.cif_reader import read_structure
-    from dftscreen.dft import atoms_to_structure, structure_to_atoms
 
-    folder = Path(layout.ml_structure_dir(structure_id))
     record: dict[str, Any] = {
         "structure_id": structure_id,
         **provenance,
@@ -345,15 +286,15 @@ def relax_structure(
         record["usable_as_dft_start"] = problem is None
         record["geometry_note"] = problem or ""
         # Only a usable geometry is written as relaxed.cif: its existence is what the DFT rule looks for.
-        name = "relaxed.cif" if problem is None else "rejected.cif"
-        atomic_write_with(folder / name, lambda tmp: CifWriter(relaxed).write_file(tmp))
-        record["relaxed_cif"] = name
+        path = Path(layout.ml_relaxed_cif(structure_id) if problem is None else layout.ml_rejected_cif(structure_id))
+        atomic_write_with(path, lambda tmp: CifWriter(relaxed).write_file(tmp))
+        record["relaxed_cif"] = path.name
     except Exception as exc:
         record.update(status=status_codes.FAILED, reason=f"ML relaxation: {type(exc).__name__}: {exc}",
                       usable_as_dft_start=False)
     if not record.get("usable_as_dft_start"):
         # A geometry from an earlier run with other settings must not start DFT now.
-        (folder / "relaxed.cif").unlink(missing_ok=True)
+        Path(layout.ml_relaxed_cif(structure_id)).unlink(missing_ok=True)
     atomic_write_json(layout.ml_record(structure_id), record)
     return record
 
@@ -371,26 +312,6 @@ def reusable_record(path: str | os.PathLike[str], fingerprint: str) -> dict[str,
 
 
 # --- batches ------------------------------------------------------------------------------
-
-
-def n_batches(n_structures: int, batch_size: int) -> int:
-    """How many ML jobs share ``n_structures`` (at least one)."""
-    return max(1, math.ceil(n_structures / max(1, batch_size)))
-
-
-def batch_index(structure_id: str, batches: int) -> int:
-    """The batch of ``structure_id``: a stable hash of the id, so others keep theirs when one is added."""
-    return int(hashlib.sha256(structure_id.encode()).hexdigest()[:12], 16) % batches
-
-
-def split_into_batches(structure_ids: Iterable[str], batch_size: int) -> dict[int, list[str]]:
-    """Batch index -> sorted ids in it, for every batch (an empty batch is possible and harmless)."""
-    ids = sorted(set(structure_ids))
-    count = n_batches(len(ids), batch_size)
-    batches: dict[int, list[str]] = {n: [] for n in range(count)}
-    for sid in ids:
-        batches[batch_index(sid, count)].append(sid)
-    return batches
 
 
 def run_batch(
@@ -454,9 +375,6 @@ def relax_references(
     Records are reused like a batch's; the returned (and written) dict has
     ``elements`` and ``phases`` lists of records.
     """
-    from dftscreen.cif_reader import read_structure
-    from dftscreen.dft import structure_to_atoms
-    from dftscreen.references import elemental_reference
 
     provenance = model_provenance(settings.model)
     calculator = None
@@ -523,219 +441,9 @@ def _key(source: bytes, settings: MLSettings, provenance: dict[str, Any]) -> str
     return digest.hexdigest()
 
 
-# --- hull and screen -------------------------------------------------------------------------
 
 
-def _energy(name: str, record: dict[str, Any] | None) -> EnergyRecord | None:
-    """Energy of a converged ML relaxation, else ``None`` (as for DFT: only minima join the hull)."""
-    from pymatgen.core import Composition
-
-    if not record or record.get("status") != status_codes.RELAXED or record.get("energy_eV") is None:
-        return None
-    return EnergyRecord(name, Composition(record["formula"]), float(record["energy_eV"]))
-
-
-def screen(
-    structure_ids: Iterable[str],
-    records: dict[str, dict[str, Any]],
-    references: dict[str, list[dict[str, Any]]],
-    threshold_eV_per_atom: float | None,
-    checkpoint_sha256: str | None = None,
-) -> dict[str, Any]:
-    """ML formation energies, energies above the ML hull, and the screening verdict of every structure.
-
-    The hull holds ML energies only: the ML-relaxed elemental references and
-    reference phases (with compound phases, each structure is judged against
-    those alone, so its verdict does not depend on the rest of the batch;
-    without, the ML-relaxed generated structures join the hull, as in
-    :func:`dftscreen.stability.hull_analysis`). A structure is
-    screened out when its ML energy above the hull exceeds the threshold; one
-    without an ML verdict (ML failure, an element without reference) is never
-    screened out.
-
-    Args:
-        structure_ids: every id that may go to DFT (the check's valid ids).
-        records: ML record per structure id (an id without one is not screened out).
-        references: ``{"elements": [...], "phases": [...]}`` ML reference records.
-        threshold_eV_per_atom: screening threshold, ``None`` for no screening.
-        checkpoint_sha256: the model of this run; records of any other model stay out of the hull.
-    """
-    if checkpoint_sha256 is not None:
-        def same_model(record: dict[str, Any]) -> bool:
-            return record.get("ml_checkpoint_sha256") == checkpoint_sha256
-
-        records = {sid: r for sid, r in records.items() if same_model(r)}
-        references = {kind: [r for r in rs if same_model(r)] for kind, rs in references.items()}
-    elements = [r for r in (_energy(rec.get("element", ""), rec) for rec in references.get("elements", [])) if r]
-    phases = [r for r in (_energy(rec.get("structure_id", ""), rec) for rec in references.get("phases", [])) if r]
-    energies = {sid: e for sid, e in ((sid, _energy(sid, rec)) for sid, rec in sorted(records.items())) if e}
-    hull = hull_analysis(list(energies.values()), elements, phases)
-    # An elemental phase stands for its element (as in hull_analysis); the compounds name the hull.
-    mu = chemical_potentials([*elements, *phases])
-    compounds = [p for p in phases if len(p.composition.elements) > 1]
-    column = ML_E_HULL_COLUMN if compounds else ML_E_HULL_COLUMN_NO_PHASES
-    label = (f"ML: elements + {len(compounds)} reference phases" if compounds
-             else "ML: elements + generated structures only (no reference phases given)")
-    verdicts: dict[str, dict[str, Any]] = {}
-    for sid in sorted(set(structure_ids)):
-        record = records.get(sid)
-        verdict: dict[str, Any] = {"screened_out": False, "note": ""}
-        energy = energies.get(sid)
-        if record is None:
-            verdict["note"] = "no ML record"
-        elif energy is None:
-            verdict["note"] = f"no ML energy ({record.get('status')}: {record.get('reason') or 'not converged'})"
-        else:
-            try:
-                verdict[ML_FORMATION_COLUMN] = formation_energy_per_atom(energy, mu)
-                verdict[column] = hull[sid]["e_above_hull_eV_per_atom"]
-                verdict["ml_decomposition_products"] = hull[sid].get("decomposition")
-                verdict["ml_hull_reference"] = label
-            except KeyError as exc:
-                verdict["note"] = f"no ML formation energy: {exc.args[0]}"
-        e_hull = verdict.get(column)
-        if threshold_eV_per_atom is not None and e_hull is not None and e_hull > threshold_eV_per_atom:
-            verdict["screened_out"] = True
-            verdict["note"] = (f"ML energy above hull {e_hull:.3f} eV/atom exceeds the screening threshold "
-                               f"{threshold_eV_per_atom:g} eV/atom (ml.screen_e_above_hull_eV_per_atom); no DFT")
-        verdicts[sid] = verdict
-    return {
-        "threshold_eV_per_atom": threshold_eV_per_atom,
-        "hull_column": column,
-        "structures": verdicts,
-        "dft_ids": [sid for sid, v in verdicts.items() if not v["screened_out"]],
-        "screened_out_ids": [sid for sid, v in verdicts.items() if v["screened_out"]],
-    }
-
-
-def write_screen(screen_result: dict[str, Any], out_json: str | os.PathLike[str],
-                 dft_ids_txt: str | os.PathLike[str]) -> None:
-    """Write the screen (JSON) and the ids going to DFT (one per line), each atomically."""
-    atomic_write_json(out_json, screen_result)
-    atomic_write_text(dft_ids_txt, "".join(f"{sid}\n" for sid in screen_result["dft_ids"]))
-
-
-def read_records(layout: ResultsLayout, structure_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The ML record of every id that has one."""
-    records = {}
-    for sid in structure_ids:
-        path = Path(layout.ml_record(sid))
-        if path.is_file():
-            records[sid] = read_json(path)
-    return records
-
-
-# --- the DFT start ------------------------------------------------------------------------
-
-
-def dft_start_cif(layout: ResultsLayout, structure_id: str, generated_cif: str, prerelax: bool) -> str:
-    """The CIF the DFT relaxation of ``structure_id`` starts from.
-
-    With ``prerelax`` the ML-relaxed geometry, unless its record says it is not
-    usable (ML failure, collapse): then the generated structure. Before the ML
-    record exists the ML path is returned, so a DFT job asked for too early
-    fails with a missing input instead of silently starting from the generated CIF.
-    """
-    if not prerelax:
-        return generated_cif
-    record_path = Path(layout.ml_record(structure_id))
-    if record_path.is_file() and not read_json(record_path).get("usable_as_dft_start"):
-        return generated_cif
-    return layout.ml_relaxed_cif(structure_id)
-
-
-def generated_cif_beside(start_cif: str | os.PathLike[str]) -> Path | None:
-    """The generated CIF a DFT relaxation compares with, when it started from an ML-relaxed CIF.
-
-    The ML stage writes ``relaxed.cif`` and a copy of the generated CIF,
-    ``generated.cif``, in one folder (:class:`dftscreen.layout.ResultsLayout`);
-    for any other start, ``None`` (compare with the start itself).
-    """
-    start = Path(start_cif)
-    beside = start.parent / "generated.cif"
-    if start.name == "relaxed.cif" and start.parent.parent.name == "structures" and beside.is_file():
-        return beside
-    return None
-
-
-# --- the results table -----------------------------------------------------------------------
-
-
-def ml_row(record: dict[str, Any] | None, verdict: dict[str, Any] | None, layout: ResultsLayout,
-           structure_id: str, prerelax: bool) -> dict[str, Any]:
-    """The ``ml_*`` columns of one structure from its ML record and screening verdict."""
-    if record is None:
-        return {}
-    row: dict[str, Any] = {
-        "ml_status": record.get("status"),
-        "ml_reason": " ".join(((record.get("reason") or "") + " " + (record.get("geometry_note") or "")).split()),
-        "ml_model": record.get("ml_model"),
-        "ml_package_version": record.get("ml_package_version"),
-        "ml_checkpoint_sha256": record.get("ml_checkpoint_sha256"),
-        "ml_energy_per_atom_eV": record.get("energy_per_atom_eV"),
-        "ml_n_steps": record.get("n_steps"),
-        "ml_max_force_eV_per_A": record.get("max_force_eV_per_A"),
-        "ml_volume_relaxed_A3": record.get("final_volume_A3"),
-        "ml_wall_time_s": record.get("wall_time_s"),
-    }
-    v0, v1 = record.get("initial_volume_A3"), record.get("final_volume_A3")
-    if v0 and v1:
-        row["ml_volume_change_pct"] = 100.0 * (v1 - v0) / v0
-    change = record.get("change") or {}
-    for key in ML_CHANGE_COLUMNS:
-        if key in change:
-            row[f"ml_{key}"] = change[key]
-    if record.get("relaxed_cif"):
-        row["ml_relaxed_cif"] = str(Path(layout.ml_structure_dir(structure_id)) / record["relaxed_cif"])
-    row["dft_start_geometry"] = "ml_relaxed" if prerelax and record.get("usable_as_dft_start") else "generated"
-    if verdict:
-        row.update({k: v for k, v in verdict.items() if k.startswith("ml_")})
-        if verdict.get("note") and not verdict.get("screened_out"):
-            row["ml_reason"] = " ".join(f"{row['ml_reason']} {verdict['note']}".split())
-    return row
-
-
-def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerelax: bool = True) -> pd.DataFrame:
-    """Add the ``ml_*`` columns and the ``screened_out`` status to the results table.
-
-    Reads ``ml/screen.json`` and the ML records under ``out_dir``; without a
-    screen (ML stage off or not run yet) the table is returned unchanged.
-    Duplicates show their representative's ML values, as they do its DFT values.
-    """
-    from dftscreen.aggregate import dft_status_note
-
-    layout = ResultsLayout.of(out_dir)
-    if not Path(layout.ml_screen).is_file():
-        return table
-    screen_result = read_json(layout.ml_screen)
-    verdicts = screen_result["structures"]
-    table = table.copy()
-    rows = []
-    for _, row in table.iterrows():
-        sid = row["structure_id"]
-        representative = row.get("duplicate_of") if "duplicate_of" in table.columns else None
-        ml_id = representative if isinstance(representative, str) and representative else sid
-        record_path = Path(layout.ml_record(ml_id))
-        record = read_json(record_path) if ml_id in verdicts and record_path.is_file() else None
-        values = ml_row(record, verdicts.get(ml_id), layout, ml_id, prerelax)
-        verdict = verdicts.get(ml_id) or {}
-        if verdict.get("screened_out") and row["status"] == status_codes.NOT_FINISHED:
-            values.update(status=status_codes.SCREENED_OUT, reason=verdict["note"])
-        elif verdict.get("screened_out") and row["status"] == status_codes.DUPLICATE:
-            # Its representative's DFT never ran (it was screened out), which is no "not_finished".
-            unfinished = dft_status_note(ml_id, status_codes.NOT_FINISHED)
-            if str(row["reason"]).endswith(unfinished):
-                check_reason = str(row["reason"])[: -len(unfinished)]
-                values["reason"] = f"{check_reason} ({ml_id} was screened out by ML: {verdict['note']})"
-        rows.append(values)
-    ml_frame = pd.DataFrame(rows, index=table.index)
-    for column in ml_frame.columns:
-        if column in ("status", "reason"):
-            mask = ml_frame[column].notna()
-            table.loc[mask, column] = ml_frame.loc[mask, column]
-        else:
-            table[column] = ml_frame[column]
-    for column in (*ML_COLUMNS, screen_result["hull_column"]):
-        if column not in table.columns:
-            table[column] = None
-    return table
+# workflow/scripts/ml_screen.py imports the screen from here. Snakemake reruns a script rule
+# whose script file is newer than its outputs, so that script keeps its import (no finished
+# run reruns its screen) and this line says where the screen lives now.
+from dftscreen.ml_hull import read_records, screen, write_screen  # noqa: E402, F401

@@ -23,8 +23,7 @@ from ase import Atoms
 from ase.dft.bandgap import bandgap
 from ase.parallel import world
 
-from dftscreen import status_codes
-from dftscreen import __version__
+from dftscreen import __version__, status_codes
 from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
     attach_gpaw,

@@ -18,23 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dftscreen import __version__
-
-#: Installed packages whose versions are recorded: column name -> distribution name.
-PACKAGE_COLUMNS: dict[str, str] = {
-    "gpaw_version": "gpaw",
-    # The PAW datasets (setups) GPAW reads: a new dataset release changes energies.
-    "gpaw_data_version": "gpaw-data",
-    "pymatgen_version": "pymatgen",
-    "ase_version": "ase",
-}
-
-#: Provenance columns of the results table, in order.
-PROVENANCE_COLUMNS = [
-    "dftscreen_version",
-    *PACKAGE_COLUMNS,
-    "xc_functional",
-    "settings_sha256",
-]
+from dftscreen.columns import PACKAGE_COLUMNS, PROVENANCE_COLUMNS
 
 #: Presets whose numbers are not converged (CI and trying things out).
 UNCONVERGED_PRESETS = ("test",)

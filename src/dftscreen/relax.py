@@ -40,22 +40,23 @@ from ase.parallel import world
 from pymatgen.io.cif import CifWriter
 
 from dftscreen import __version__, status_codes
+from dftscreen.changes import relaxation_change
 from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
     EV_PER_A3_TO_GPA,
+    apply_magmom_overrides,
     atoms_to_structure,
     attach_gpaw,
     common_arguments,
     failure_reason,
     one_blas_thread_per_rank,
-    apply_magmom_overrides,
     parse_settings,
     report_traceback,
     structure_to_atoms,
     write_on_master,
 )
-from dftscreen.changes import relaxation_change
 from dftscreen.io import atomic_write_with
+from dftscreen.layout import generated_cif_beside
 from dftscreen.recovery import (
     OPTIMIZER_STATE_NAME,
     atoms_from_checkpoint,
@@ -66,7 +67,6 @@ from dftscreen.recovery import (
     write_checkpoint,
 )
 from dftscreen.settings import deep_merge
-
 
 #: Attaches a calculator to ``atoms`` (as ``atoms.calc``) and returns it, given
 #: the GPAW settings of one attempt (the preset's ``gpaw`` dictionary with the
@@ -165,6 +165,191 @@ def print_progress(atoms: Atoms, step: int, step_time_s: float) -> None:
         )
 
 
+def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
+    """The state of a relaxation starting afresh from ``atoms`` (what the checkpoint stores)."""
+    return {
+        "gpaw_settings": settings["gpaw"],
+        "start_fingerprint": starting_structure_fingerprint(atoms),
+        "n_ionic_steps": 0,
+        "strategy_index": 0,
+        "attempts": [],
+        "n_starts": 1,
+        "resumed_from_step": 0,
+        "initial_volume_A3": float(atoms.get_volume()),
+        "point_group_symmetry": True,
+        # Summed over every start of this relaxation (up to its last checkpoint), so a
+        # resumed job's cost counts all its starts; see dftscreen.cost.
+        "wall_time_all_starts_s": 0.0,
+        "core_seconds_all_starts": 0.0,
+    }
+
+
+def _resume(atoms: Atoms, settings: dict[str, Any], workdir: Path, state: dict[str, Any]) -> Atoms:
+    """The atoms to start from: the checkpoint's (updating ``state`` from it) when it is resumable.
+
+    Otherwise ``atoms`` as given, and any saved optimizer state is removed (it belongs to another start).
+    """
+    checkpoint = load_checkpoint(workdir)
+    if resumable(checkpoint, settings["gpaw"], state["start_fingerprint"]):
+        atoms = atoms_from_checkpoint(checkpoint, atoms)
+        state.update({k: checkpoint[k] for k in state if k in checkpoint})
+        state["n_starts"] = int(checkpoint.get("n_starts", 1)) + 1
+        state["resumed_from_step"] = int(checkpoint["n_ionic_steps"])
+    else:
+        _remove_optimizer_state(workdir)
+    return atoms
+
+
+class _Clock:
+    """Wall time of this start, added to the totals of the earlier starts kept in ``state``."""
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+        self.start = time.perf_counter()
+        self.earlier_wall_s = state["wall_time_all_starts_s"]
+        self.earlier_core_s = state["core_seconds_all_starts"]
+        self.last_step = self.start
+
+    def account(self) -> None:
+        """Add this start's wall time so far to the totals of the earlier starts."""
+        elapsed = time.perf_counter() - self.start
+        self.state["wall_time_all_starts_s"] = self.earlier_wall_s + elapsed
+        self.state["core_seconds_all_starts"] = self.earlier_core_s + elapsed * world.size
+
+    def step_time(self) -> float:
+        """Seconds since the previous ionic step (or the start)."""
+        now = time.perf_counter()
+        step_time, self.last_step = now - self.last_step, now
+        return step_time
+
+
+def _attempt_gpaw_settings(settings: dict[str, Any], rung: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """GPAW settings of the next attempt: the preset's with the ladder rung merged in (and no point-group
+    symmetry once it broke)."""
+    gpaw_settings = deep_merge(settings["gpaw"], rung["gpaw"])
+    if not state["point_group_symmetry"]:
+        gpaw_settings["symmetry"] = {"point_group": False}
+    return gpaw_settings
+
+
+def _step_callback(
+    state: dict[str, Any], atoms: Atoms, steps_before: int, clock: _Clock, workdir: Path
+) -> Callable[[int], None]:
+    """What the optimizer calls after each ionic step of one attempt: count, print progress, checkpoint."""
+
+    def on_step(steps_this_run: int) -> None:
+        state["n_ionic_steps"] = steps_before + steps_this_run
+        state["energy_eV"] = float(atoms.get_potential_energy())
+        clock.account()
+        print_progress(atoms, state["n_ionic_steps"], clock.step_time())
+        if world.rank == 0:
+            write_checkpoint(workdir, atoms, state)
+
+    return on_step
+
+
+def _failure_of_attempt(exc: Exception, state: dict[str, Any]) -> str | None:
+    """The sentence for a failed attempt, after moving ``state`` on to the next try (without point-group
+    symmetry, or the next rung of the ladder); ``None`` for an error the ladder does not handle."""
+    if _is_symmetry_failure(exc) and state["point_group_symmetry"]:
+        state["point_group_symmetry"] = False
+        return "symmetry broke during relaxation; retrying without point-group symmetry"
+    if _is_scf_failure(exc):
+        state["strategy_index"] += 1
+        return failure_reason(exc)
+    return None
+
+
+def _after_failed_attempt(
+    exc: Exception,
+    failure: str,
+    rung: dict[str, Any],
+    ladder: list[dict[str, Any]],
+    state: dict[str, Any],
+    atoms: Atoms,
+    workdir: Path,
+    clock: _Clock,
+) -> Atoms:
+    """Record a failed attempt and return the atoms of the last completed ionic step to retry from.
+
+    Raises:
+        RelaxationFailed: the ladder has no rung left.
+    """
+    state["attempts"].append(
+        {
+            "strategy": rung["name"],
+            "description": rung["description"],
+            "error": failure,
+            "at_ionic_step": int(state["n_ionic_steps"]),
+        }
+    )
+    print(f"attempt with {rung['name']} failed: {failure}", file=sys.stderr, flush=True)
+    # Go on from the last completed ionic step, not from where the SCF blew up.
+    checkpoint = load_checkpoint(workdir)
+    if checkpoint is not None:
+        atoms = atoms_from_checkpoint(checkpoint, atoms)
+    if state["strategy_index"] >= len(ladder):
+        clock.account()
+        scf_attempts = [a for a in state["attempts"] if "SCF" in a["error"]]
+        raise RelaxationFailed(_ladder_summary(scf_attempts), state) from exc
+    clock.account()
+    if world.rank == 0:
+        write_checkpoint(workdir, atoms, state)
+    world.barrier()
+    return atoms
+
+
+def _magnetic_moments(atoms: Atoms) -> tuple[float, list[float]]:
+    """Total magnetic moment and the moment of each atom (µB); zeros when the calculator has none."""
+    try:
+        magmom = float(atoms.calc.get_magnetic_moment())
+        # Per atom, integrated in its PAW sphere: what tells an antiferromagnet from a non-magnet.
+        local_magmoms = [float(m) for m in atoms.calc.get_magnetic_moments()]
+    except Exception:
+        magmom, local_magmoms = 0.0, [0.0] * len(atoms)
+    return magmom, local_magmoms
+
+
+def _relaxation_record(
+    atoms: Atoms,
+    state: dict[str, Any],
+    scf_strategy: str,
+    converged: bool,
+    resumed_with_optimizer_state: bool,
+    wall_time: float,
+) -> dict[str, Any]:
+    """The record of a finished relaxation: energies in eV, forces in eV/Å, stress in GPa, volumes in Å³."""
+    forces = atoms.get_forces()
+    stress = atoms.get_stress(voigt=True) * EV_PER_A3_TO_GPA
+    energy = atoms.get_potential_energy()
+    magmom, local_magmoms = _magnetic_moments(atoms)
+    return {
+        "converged": converged,
+        "n_ionic_steps": int(state["n_ionic_steps"]),
+        "resumed_from_step": int(state["resumed_from_step"]),
+        "resumed_with_optimizer_state": resumed_with_optimizer_state,
+        "n_starts": int(state["n_starts"]),
+        "scf_strategy": scf_strategy,
+        "scf_attempts": state["attempts"],
+        "point_group_symmetry": state["point_group_symmetry"],
+        "energy_eV": float(energy),
+        "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
+        "energy_per_atom_eV": float(energy) / len(atoms),
+        "max_force_eV_per_A": float(np.linalg.norm(forces, axis=1).max()),
+        "forces_eV_per_A": forces.tolist(),
+        "stress_GPa": stress.tolist(),
+        "max_stress_GPa": float(np.abs(stress).max()),
+        "magnetic_moment_muB": magmom,
+        "local_magnetic_moments_muB": local_magmoms,
+        "initial_volume_A3": float(state["initial_volume_A3"]),
+        "final_volume_A3": float(atoms.get_volume()),
+        "wall_time_s": wall_time,
+        "wall_time_all_starts_s": float(state["wall_time_all_starts_s"]),
+        "core_seconds_all_starts": float(state["core_seconds_all_starts"]),
+        "mpi_ranks": int(world.size),
+    }
+
+
 def relax_atoms(
     atoms: Atoms,
     settings: dict[str, Any],
@@ -193,136 +378,119 @@ def relax_atoms(
     relax = settings["relax"]
     workdir.mkdir(parents=True, exist_ok=True)
     ladder = strategies(settings)
-    state: dict[str, Any] = {
-        "gpaw_settings": settings["gpaw"],
-        "start_fingerprint": starting_structure_fingerprint(atoms),
-        "n_ionic_steps": 0,
-        "strategy_index": 0,
-        "attempts": [],
-        "n_starts": 1,
-        "resumed_from_step": 0,
-        "initial_volume_A3": float(atoms.get_volume()),
-        "point_group_symmetry": True,
-        # Summed over every start of this relaxation (up to its last checkpoint), so a
-        # resumed job's cost counts all its starts; see dftscreen.cost.
-        "wall_time_all_starts_s": 0.0,
-        "core_seconds_all_starts": 0.0,
-    }
-    checkpoint = load_checkpoint(workdir)
-    if resumable(checkpoint, settings["gpaw"], state["start_fingerprint"]):
-        atoms = atoms_from_checkpoint(checkpoint, atoms)
-        state.update({k: checkpoint[k] for k in state if k in checkpoint})
-        state["n_starts"] = int(checkpoint.get("n_starts", 1)) + 1
-        state["resumed_from_step"] = int(checkpoint["n_ionic_steps"])
-    else:
-        _remove_optimizer_state(workdir)
+    state = _initial_state(atoms, settings)
+    atoms = _resume(atoms, settings, workdir, state)
     resumed_with_optimizer_state = False
-
-    start = time.perf_counter()
-    earlier_wall_s, earlier_core_s = state["wall_time_all_starts_s"], state["core_seconds_all_starts"]
-
-    def account_time() -> None:
-        """Add this start's wall time so far to the totals of the earlier starts."""
-        elapsed = time.perf_counter() - start
-        state["wall_time_all_starts_s"] = earlier_wall_s + elapsed
-        state["core_seconds_all_starts"] = earlier_core_s + elapsed * world.size
-
-    last_step_time = [start]
+    clock = _Clock(state)
     while True:
         rung = ladder[state["strategy_index"]]
-        gpaw_settings = deep_merge(settings["gpaw"], rung["gpaw"])
-        if not state["point_group_symmetry"]:
-            gpaw_settings["symmetry"] = {"point_group": False}
         steps_before = state["n_ionic_steps"]
         attempt_number = len(state["attempts"]) + state["n_starts"]
-
-        # Bound now (defaults): the optimizer calls it within this iteration only.
-        def on_step(steps_this_run: int, steps_before: int = steps_before, atoms: Atoms = atoms) -> None:
-            state["n_ionic_steps"] = steps_before + steps_this_run
-            state["energy_eV"] = float(atoms.get_potential_energy())
-            account_time()
-            now = time.perf_counter()
-            print_progress(atoms, state["n_ionic_steps"], now - last_step_time[0])
-            last_step_time[0] = now
-            if world.rank == 0:
-                write_checkpoint(workdir, atoms, state)
-
+        # Bound now: the optimizer calls it within this attempt only.
+        on_step = _step_callback(state, atoms, steps_before, clock, workdir)
         remaining = max(relax["max_steps"] - steps_before, 0)
         try:
             converged, taken, restored = _run_optimizer(
-                atoms, gpaw_settings, relax, workdir, remaining, attempt_number, on_step, attach_calculator
+                atoms,
+                _attempt_gpaw_settings(settings, rung, state),
+                relax,
+                workdir,
+                remaining,
+                attempt_number,
+                on_step,
+                attach_calculator,
             )
             resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
             break
         except Exception as exc:
-            if _is_symmetry_failure(exc) and state["point_group_symmetry"]:
-                failure = "symmetry broke during relaxation; retrying without point-group symmetry"
-                state["point_group_symmetry"] = False
-            elif _is_scf_failure(exc):
-                failure = failure_reason(exc)
-                state["strategy_index"] += 1
-            else:
+            failure = _failure_of_attempt(exc, state)
+            if failure is None:
                 raise
-            state["attempts"].append(
-                {
-                    "strategy": rung["name"],
-                    "description": rung["description"],
-                    "error": failure,
-                    "at_ionic_step": int(state["n_ionic_steps"]),
-                }
-            )
-            print(f"attempt with {rung['name']} failed: {failure}", file=sys.stderr, flush=True)
-            # Go on from the last completed ionic step, not from where the SCF blew up.
-            checkpoint = load_checkpoint(workdir)
-            if checkpoint is not None:
-                atoms = atoms_from_checkpoint(checkpoint, atoms)
-            if state["strategy_index"] >= len(ladder):
-                account_time()
-                scf_attempts = [a for a in state["attempts"] if "SCF" in a["error"]]
-                raise RelaxationFailed(_ladder_summary(scf_attempts), state) from exc
-            account_time()
-            if world.rank == 0:
-                write_checkpoint(workdir, atoms, state)
-            world.barrier()
-    wall_time = time.perf_counter() - start
-    account_time()
-
-    forces = atoms.get_forces()
-    stress = atoms.get_stress(voigt=True) * EV_PER_A3_TO_GPA
-    energy = atoms.get_potential_energy()
-    try:
-        magmom = float(atoms.calc.get_magnetic_moment())
-        # Per atom, integrated in its PAW sphere: what tells an antiferromagnet from a non-magnet.
-        local_magmoms = [float(m) for m in atoms.calc.get_magnetic_moments()]
-    except Exception:
-        magmom, local_magmoms = 0.0, [0.0] * len(atoms)
-    record = {
-        "converged": converged,
-        "n_ionic_steps": int(state["n_ionic_steps"]),
-        "resumed_from_step": int(state["resumed_from_step"]),
-        "resumed_with_optimizer_state": resumed_with_optimizer_state,
-        "n_starts": int(state["n_starts"]),
-        "scf_strategy": ladder[state["strategy_index"]]["name"],
-        "scf_attempts": state["attempts"],
-        "point_group_symmetry": state["point_group_symmetry"],
-        "energy_eV": float(energy),
-        "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
-        "energy_per_atom_eV": float(energy) / len(atoms),
-        "max_force_eV_per_A": float(np.linalg.norm(forces, axis=1).max()),
-        "forces_eV_per_A": forces.tolist(),
-        "stress_GPa": stress.tolist(),
-        "max_stress_GPa": float(np.abs(stress).max()),
-        "magnetic_moment_muB": magmom,
-        "local_magnetic_moments_muB": local_magmoms,
-        "initial_volume_A3": float(state["initial_volume_A3"]),
-        "final_volume_A3": float(atoms.get_volume()),
-        "wall_time_s": wall_time,
-        "wall_time_all_starts_s": float(state["wall_time_all_starts_s"]),
-        "core_seconds_all_starts": float(state["core_seconds_all_starts"]),
-        "mpi_ranks": int(world.size),
-    }
+            atoms = _after_failed_attempt(exc, failure, rung, ladder, state, atoms, workdir, clock)
+    wall_time = time.perf_counter() - clock.start
+    clock.account()
+    scf_strategy = ladder[state["strategy_index"]]["name"]
+    record = _relaxation_record(atoms, state, scf_strategy, converged, resumed_with_optimizer_state, wall_time)
     return atoms, record
+
+
+def _starting_atoms(
+    cif: Path | None, load_atoms: Callable[[], Atoms] | None, settings: dict[str, Any]
+) -> tuple[Atoms, Any]:
+    """The atoms to relax (from ``load_atoms`` or the CIF, with the preset's initial magnetic moments)
+    and the structure read from the CIF (``None`` with ``load_atoms``)."""
+    if load_atoms is not None:
+        atoms = load_atoms()
+        generated = None
+    else:
+        generated, _ = read_structure(cif)
+        atoms = structure_to_atoms(generated)
+    apply_magmom_overrides(atoms, settings.get("initial_magmoms_muB"))
+    return atoms, generated
+
+
+def _ladder_failure(exc: RelaxationFailed) -> dict[str, Any]:
+    """The fields of a relaxation whose SCF error ladder was exhausted."""
+    return dict(
+        status=status_codes.FAILED,
+        reason=exc.reason,
+        converged=False,
+        scf_attempts=exc.state["attempts"],
+        n_ionic_steps=exc.state["n_ionic_steps"],
+        wall_time_all_starts_s=exc.state.get("wall_time_all_starts_s"),
+        core_seconds_all_starts=exc.state.get("core_seconds_all_starts"),
+    )
+
+
+def _read_compared_structure(cif: Path, generated_cif: Path, record: dict[str, Any]) -> Any:
+    """The generated structure a relaxation from ``cif`` (an ML-relaxed start) is compared with.
+
+    Notes both files in ``record``; ``None`` (and the error in ``record["change"]``) when unreadable.
+    """
+    record["start_cif"] = str(cif)
+    record["compared_with_cif"] = str(generated_cif)
+    try:
+        generated, _ = read_structure(generated_cif)
+    except Exception as exc:
+        generated = None
+        record["change"] = {"error": f"could not read the generated structure {generated_cif}: {exc}"}
+    return generated
+
+
+def _convergence_status(record: dict[str, Any], relax: dict[str, Any]) -> dict[str, Any]:
+    """Status and reason of a finished relaxation: relaxed, or not converged (stress gate or step limit)."""
+    stress_limit = relax.get("stress_threshold_GPa")
+    stress_ok = not relax.get("relax_cell", True) or stress_limit is None or record["max_stress_GPa"] <= stress_limit
+    if record["converged"] and not stress_ok:
+        # FrechetCellFilter folds the stress into fmax scaled by the volume; large
+        # cells can meet fmax with a stress still too high for a trustworthy volume.
+        return dict(
+            converged=False,
+            status=status_codes.NOT_CONVERGED,
+            reason=(
+                f"forces converged but the largest stress component is {record['max_stress_GPa']:.2f} GPa "
+                f"(threshold {stress_limit} GPa): tighten fmax_eV_per_A and rerun"
+            ),
+        )
+    if record["converged"]:
+        return dict(status=status_codes.RELAXED, reason="")
+    return dict(
+        status=status_codes.NOT_CONVERGED,
+        reason=(
+            f"relaxation stopped at the step limit ({relax['max_steps']} steps) "
+            f"with max force {record['max_force_eV_per_A']:.3f} eV/Å "
+            f"(threshold {relax['fmax_eV_per_A']} eV/Å)"
+        ),
+    )
+
+
+def _structure_change(generated: Any, relaxed: Any) -> dict[str, Any]:
+    """How the relaxed structure differs from the generated one (an error note if the comparison fails)."""
+    try:
+        return relaxation_change(generated, relaxed)
+    except Exception as exc:  # analysis must never lose a finished relaxation
+        return {"error": f"could not compare structures: {exc}"}
 
 
 def run(
@@ -361,79 +529,26 @@ def run(
         import gpaw
 
         record["gpaw_version"] = gpaw.__version__
-        if load_atoms is not None:
-            atoms = load_atoms()
-            generated = None
-        else:
-            generated, _ = read_structure(cif)
-            atoms = structure_to_atoms(generated)
-        apply_magmom_overrides(atoms, settings.get("initial_magmoms_muB"))
+        atoms, generated = _starting_atoms(cif, load_atoms, settings)
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
         atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator)
         record.update(result)
-    except RelaxationFailed as exc:
-        report_traceback()
-        record.update(
-            status=status_codes.FAILED,
-            reason=exc.reason,
-            converged=False,
-            scf_attempts=exc.state["attempts"],
-            n_ionic_steps=exc.state["n_ionic_steps"],
-            wall_time_all_starts_s=exc.state.get("wall_time_all_starts_s"),
-            core_seconds_all_starts=exc.state.get("core_seconds_all_starts"),
-        )
-        write_on_master(out_json, record)
-        return record
     except Exception as exc:
         report_traceback()
-        record.update(status=status_codes.FAILED, reason=failure_reason(exc), converged=False)
+        if isinstance(exc, RelaxationFailed):
+            record.update(_ladder_failure(exc))
+        else:
+            record.update(status=status_codes.FAILED, reason=failure_reason(exc), converged=False)
         write_on_master(out_json, record)
         return record
     if generated is not None and generated_cif is not None and Path(generated_cif) != Path(cif):
-        record["start_cif"] = str(cif)
-        record["compared_with_cif"] = str(generated_cif)
-        try:
-            generated, _ = read_structure(generated_cif)
-        except Exception as exc:
-            generated = None
-            record["change"] = {"error": f"could not read the generated structure {generated_cif}: {exc}"}
-
-    stress_limit = settings["relax"].get("stress_threshold_GPa")
-    stress_ok = (
-        not settings["relax"].get("relax_cell", True)
-        or stress_limit is None
-        or record["max_stress_GPa"] <= stress_limit
-    )
-    if record["converged"] and not stress_ok:
-        # FrechetCellFilter folds the stress into fmax scaled by the volume; large
-        # cells can meet fmax with a stress still too high for a trustworthy volume.
-        record.update(
-            converged=False,
-            status=status_codes.NOT_CONVERGED,
-            reason=(
-                f"forces converged but the largest stress component is {record['max_stress_GPa']:.2f} GPa "
-                f"(threshold {stress_limit} GPa): tighten fmax_eV_per_A and rerun"
-            ),
-        )
-    elif record["converged"]:
-        record.update(status=status_codes.RELAXED, reason="")
-    else:
-        record.update(
-            status=status_codes.NOT_CONVERGED,
-            reason=(
-                f"relaxation stopped at the step limit ({settings['relax']['max_steps']} steps) "
-                f"with max force {record['max_force_eV_per_A']:.3f} eV/Å "
-                f"(threshold {settings['relax']['fmax_eV_per_A']} eV/Å)"
-            ),
-        )
+        generated = _read_compared_structure(cif, generated_cif, record)
+    record.update(_convergence_status(record, settings["relax"]))
     relaxed = atoms_to_structure(atoms)
     record["relaxed_cif"] = out_cif.name
     if generated is not None:
-        try:
-            record["change"] = relaxation_change(generated, relaxed)
-        except Exception as exc:  # analysis must never lose a finished relaxation
-            record["change"] = {"error": f"could not compare structures: {exc}"}
+        record["change"] = _structure_change(generated, relaxed)
     if world.rank == 0:
         atomic_write_with(out_cif, lambda tmp: CifWriter(relaxed).write_file(tmp))
     write_on_master(out_json, record)
@@ -448,11 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--generated-cif", type=Path, default=None,
         help="structure the relaxed one is compared with (default: the generated CIF beside an "
-        "ML-relaxed --cif, see dftscreen.ml.generated_cif_beside, else --cif itself)",
+        "ML-relaxed --cif, see dftscreen.layout.generated_cif_beside, else --cif itself)",
     )
     args = parser.parse_args(argv)
-    from dftscreen.ml import generated_cif_beside
-
     run(
         cif=args.cif,
         structure_id=args.structure_id,

@@ -27,14 +27,13 @@ import numpy as np
 import pandas as pd
 
 from dftscreen import status_codes
+from dftscreen.columns import ML_FORMATION_COLUMN, PROVENANCE_COLUMNS, target_columns
 from dftscreen.cost import FAILURE_KINDS
 from dftscreen.io import atomic_write_text, atomic_write_with
 from dftscreen.layout import ResultsLayout
-from dftscreen.provenance import PROVENANCE_COLUMNS
 from dftscreen.status import reason_kind
 from dftscreen.summary import hull_column
-from dftscreen.targets import TARGET_KINDS, target_columns
-from dftscreen.verdict import ML_FORMATION_ENERGY_COLUMN
+from dftscreen.targets import TARGET_KINDS
 
 #: Figures every report has (a figure without data says so in the image).
 FIXED_FIGURES = (
@@ -429,40 +428,12 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-# --------------------------------------------------------------------------- the report
+# --------------------------------------------------------------------------- the sections
 
 
-def build_report(
-    out_dir: str | os.PathLike[str],
-    table: pd.DataFrame,
-    summary: dict[str, Any],
-    report_dir: str | os.PathLike[str] | None = None,
-    run_settings: dict[str, Any] | None = None,
-    targets_config: dict[str, Any] | None = None,
-    stable_threshold_eV_per_atom: float = 0.1,
-) -> Path:
-    """Write ``index.html`` and its PNG figures into ``report_dir`` (default ``<out_dir>/report``).
-
-    Args:
-        out_dir: the run's output folder (links point to its ``dft/`` and ``logs/``).
-        table: the results table (``results.parquet``).
-        summary: ``summary.json`` of the same table.
-        run_settings: the run's resolved DFT settings, shown for reproduction.
-        targets_config: the config's ``targets`` section (tolerances of the hit bands).
-        stable_threshold_eV_per_atom: the run's stability threshold (eV/atom).
-
-    Returns:
-        The path of ``index.html``.
-    """
-    out = Path(out_dir)
-    report = Path(report_dir) if report_dir is not None else Path(ResultsLayout.of(out).report_dir)
-    report.mkdir(parents=True, exist_ok=True)
+def _header(title: str, table: pd.DataFrame, summary: dict[str, Any], target_specs: dict[str, Any]) -> str:
+    """Title, the run in one line, the not-converged warning (if any) and the section links."""
     provenance = summary.get("provenance") or {}
-    cost = summary.get("cost") or {}
-    stages = summary.get("funnel") or []
-    target_specs = (targets_config or {}).get("properties") or {}
-    e_hull = hull_column(table)
-    title = f"dftscreen report: {out.resolve().name}"
     parts = [f"<h1>{_e(title)}</h1>"]
     preset = provenance.get("dft_preset")
     parts.append(
@@ -473,11 +444,16 @@ def build_report(
         parts.append(f'<div class="warning" id="warning">{_e(summary["warning"])}</div>')
     nav_sections = [s for s in SECTIONS if s != "parity" or target_specs]
     parts.append("<nav>" + "".join(f'<a href="#{s}">{s}</a>' for s in nav_sections) + "</nav>")
+    return "\n".join(parts)
 
-    # Funnel.
+
+def _funnel_section(
+    stages: list[dict[str, Any]], e_hull: str | None, stable_threshold_eV_per_atom: float, report: Path
+) -> str:
+    """How many structures survived each stage: a table, its figure and what the stage names mean."""
     plot_funnel(stages, report / "funnel.png")
     rows = [[s["stage"], str(s["count"]), _pct(s["rate_of_inputs"]), _pct(s["rate_of_previous"])] for s in stages]
-    parts.append(
+    return (
         '<section id="funnel"><h2>Funnel: how many structures survived each stage</h2>'
         + _table(["stage", "structures", "of inputs", "of the stage before"], rows)
         + _img("funnel.png", "Structures left after each stage")
@@ -487,64 +463,81 @@ def build_report(
         "on target: within the tolerance of every configured target.</p></section>"
     )
 
-    # Parity plots (targets; ML vs DFT when both exist).
+
+def _has_ml_parity(table: pd.DataFrame) -> bool:
+    """Whether the table has both ML and DFT formation energies (the ML parity figure)."""
+    return ML_FORMATION_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns
+
+
+def _plot_ml_parity(table: pd.DataFrame, report: Path) -> None:
+    """The ML vs DFT formation-energy parity figure (no hit band)."""
+    plot_parity(
+        table[ML_FORMATION_COLUMN],
+        table["formation_energy_eV_per_atom"],
+        None,
+        report / ML_PARITY_FIGURE,
+        "formation energy",
+        "eV/atom",
+        xlabel="ML",
+        ylabel="DFT",
+    )
+
+
+def _target_parity(table: pd.DataFrame, name: str, spec: dict[str, Any] | None, report: Path) -> tuple[str, list[str]]:
+    """Plot one configured target against its computed column; its figure and its row of the hits table."""
+    kind = TARGET_KINDS[name]
+    target_col, _, _ = target_columns(name)
+    computed_col = next((c for c in kind.computed_columns if c in table.columns), None)
+    tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
+    unit = kind.unit.replace("_per_", "/").replace("_", " ")
+    counts = plot_parity(
+        table.get(target_col, pd.Series(dtype=float)),
+        table[computed_col] if computed_col else pd.Series(dtype=float),
+        tolerance,
+        report / parity_figure_name(name),
+        name.replace("_", " "),
+        unit,
+    )
+    figure = _img(parity_figure_name(name), f"Target vs computed {name.replace('_', ' ')}")
+    return figure, [name, str(counts["n"]), str(counts["hits"]), f"±{tolerance:g} {unit}"]
+
+
+def _parity_section(table: pd.DataFrame, target_specs: dict[str, Any], report: Path) -> str | None:
+    """Targets: computed vs asked for (with ML vs DFT when both exist); ML vs DFT alone without targets.
+
+    ``None`` when there is neither.
+    """
     if target_specs:
         figures, rows = [], []
         for name, spec in target_specs.items():
             if name not in TARGET_KINDS:
                 continue
-            kind = TARGET_KINDS[name]
-            target_col, _, _ = target_columns(name)
-            computed_col = next((c for c in kind.computed_columns if c in table.columns), None)
-            tolerance = float((spec or {}).get("tolerance", kind.default_tolerance))
-            unit = kind.unit.replace("_per_", "/").replace("_", " ")
-            counts = plot_parity(
-                table.get(target_col, pd.Series(dtype=float)),
-                table[computed_col] if computed_col else pd.Series(dtype=float),
-                tolerance,
-                report / parity_figure_name(name),
-                name.replace("_", " "),
-                unit,
-            )
-            figures.append(_img(parity_figure_name(name), f"Target vs computed {name.replace('_', ' ')}"))
-            rows.append([name, str(counts["n"]), str(counts["hits"]), f"±{tolerance:g} {unit}"])
-        if ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
-            plot_parity(
-                table[ML_FORMATION_ENERGY_COLUMN],
-                table["formation_energy_eV_per_atom"],
-                None,
-                report / ML_PARITY_FIGURE,
-                "formation energy",
-                "eV/atom",
-                xlabel="ML",
-                ylabel="DFT",
-            )
+            figure, row = _target_parity(table, name, spec, report)
+            figures.append(figure)
+            rows.append(row)
+        if _has_ml_parity(table):
+            _plot_ml_parity(table, report)
             figures.append(_img(ML_PARITY_FIGURE, "ML vs DFT formation energy"))
-        parts.append(
+        return (
             '<section id="parity"><h2>Targets: computed vs asked for</h2>'
             + _table(["target", "compared", "hits", "hit band"], rows)
             + "".join(figures)
             + "</section>"
         )
-    elif ML_FORMATION_ENERGY_COLUMN in table.columns and "formation_energy_eV_per_atom" in table.columns:
-        plot_parity(
-            table[ML_FORMATION_ENERGY_COLUMN],
-            table["formation_energy_eV_per_atom"],
-            None,
-            report / ML_PARITY_FIGURE,
-            "formation energy",
-            "eV/atom",
-            xlabel="ML",
-            ylabel="DFT",
-        )
-        parts.append(
+    if _has_ml_parity(table):
+        _plot_ml_parity(table, report)
+        return (
             '<section id="parity"><h2>ML vs DFT</h2>'
             + _img(ML_PARITY_FIGURE, "ML vs DFT formation energy")
             + "</section>"
         )
+    return None
 
-    # Distributions (each DFT calculation once: a duplicate repeats its representative's values).
-    own = table[table["status"] != status_codes.DUPLICATE]
+
+def _distributions_section(
+    own: pd.DataFrame, e_hull: str | None, stable_threshold_eV_per_atom: float, report: Path
+) -> str:
+    """Histograms of formation energy, energy above hull and volume change (``own``: duplicates left out)."""
     plot_histogram(
         own.get("formation_energy_eV_per_atom", pd.Series(dtype=float)),
         report / "formation_energy.png",
@@ -570,7 +563,7 @@ def build_report(
         marker=0.0,
         marker_label="no change",
     )
-    parts.append(
+    return (
         '<section id="distributions"><h2>Distributions</h2>'
         + '<p class="note">Each DFT calculation counted once (duplicates left out).</p>'
         + _img("formation_energy.png", "Formation energy per atom")
@@ -579,11 +572,13 @@ def build_report(
         + "</section>"
     )
 
-    # Space groups.
+
+def _spacegroups_section(own: pd.DataFrame, report: Path) -> str:
+    """Relaxed structures that kept or changed their space group, and each change (duplicates left out)."""
     outcomes, changes = spacegroup_outcomes(own)
     plot_spacegroups(outcomes, report / "spacegroup_change.png")
     change_rows = [[change, str(count)] for change, count in changes.most_common()]
-    parts.append(
+    return (
         '<section id="spacegroups"><h2>Space group: kept or changed on relaxation</h2>'
         + _img("spacegroup_change.png", "Space group kept vs changed")
         + (
@@ -594,22 +589,26 @@ def build_report(
         + "</section>"
     )
 
-    # Structures.
-    parts.append(
+
+def _structures_section(table: pd.DataFrame, out: Path, report: Path) -> str:
+    """The sortable table of every structure (:func:`structures_table`)."""
+    return (
         '<section id="structures"><h2>Structures</h2><p class="note">Click a column header to sort. '
         "A duplicate shows (and links) the DFT of the structure it duplicates.</p>"
         + structures_table(table, out, report)
         + "</section>"
     )
 
-    # Failures.
+
+def _failures_section(table: pd.DataFrame, cost: dict[str, Any]) -> str:
+    """What did not make it, grouped by status and reason, and the DFT failures by kind."""
     groups = failure_groups(table)
     rows = [
         [status, reason, str(count), ", ".join(ids) + (" …" if count > len(ids) else "")]
         for status, reason, count, ids in groups
     ]
     taxonomy = cost.get("failure_taxonomy") or {}
-    parts.append(
+    return (
         '<section id="failures"><h2>What did not make it, and why</h2>'
         + (
             _table(["status", "reason (numbers as #)", "structures", "e.g."], rows)
@@ -621,8 +620,9 @@ def build_report(
         + "</section>"
     )
 
-    # Cost.
-    plot_cost(cost, report / "cost_per_stage.png")
+
+def _cost_stage_rows(cost: dict[str, Any]) -> list[list[str]]:
+    """One row per stage: jobs, core-hours spent, core-hours per atom, pending jobs and their projected cost."""
     projection = cost.get("projection") or {}
     stage_rows = []
     for name, stage in (cost.get("stages") or {}).items():
@@ -639,26 +639,42 @@ def build_report(
                 "unknown" if pending is None and projected.get("pending_jobs") else f"{pending or 0:.4g}",
             ]
         )
+    return stage_rows
+
+
+def _cost_section(cost: dict[str, Any], report: Path) -> str:
+    """Core-hours spent and projected, per stage, with the cost of 1,000 inputs like these."""
+    plot_cost(cost, report / "cost_per_stage.png")
     per_1000 = cost.get("core_hours_per_1000_inputs")
-    parts.append(
+    return (
         '<section id="cost"><h2>Cost</h2>'
         + f"<p>{_e(cost.get('unit', 'core-hours'))}. Total <b>{cost.get('total_core_hours', 0):.4g} core-hours</b>"
         + (f"; at this rate 1,000 inputs like these would cost about {per_1000:.3g} core-hours" if per_1000 else "")
         + ".</p>"
         + _table(
-            ["stage", "jobs", "core-hours", "core-hours per atom", "pending jobs", "projected core-hours"], stage_rows
+            ["stage", "jobs", "core-hours", "core-hours per atom", "pending jobs", "projected core-hours"],
+            _cost_stage_rows(cost),
         )
         + _img("cost_per_stage.png", "Core-hours per stage")
         + "</section>"
     )
 
-    # Provenance.
+
+def _provenance_section(
+    table: pd.DataFrame,
+    provenance: dict[str, Any],
+    run_settings: dict[str, Any] | None,
+    targets_config: dict[str, Any] | None,
+    stable_threshold_eV_per_atom: float,
+) -> str:
+    """Versions and settings of the run, a warning when rows were computed with different ones, the targets."""
     rows = [[key, str(provenance.get(key))] for key in [*PROVENANCE_COLUMNS, "dft_preset"] if key in provenance]
     versions_in_rows = {
         c: sorted({str(v) for v in table[c].dropna()}) for c in PROVENANCE_COLUMNS if c in table.columns
     }
     mixed = {c: v for c, v in versions_in_rows.items() if len(v) > 1}
-    parts.append(
+    target_specs = (targets_config or {}).get("properties") or {}
+    return (
         '<section id="provenance"><h2>Settings and versions</h2>'
         + _table(["what", "value"], rows)
         + (
@@ -674,13 +690,66 @@ def build_report(
         + "</section>"
     )
 
-    page = (
+
+def _page(title: str, parts: list[str]) -> str:
+    """The whole HTML document: head with the inline CSS, the parts one per line, the sorting script."""
+    return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(parts)
         + f"\n<script>{_SORT_JS}</script>\n</body></html>\n"
     )
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def build_report(
+    out_dir: str | os.PathLike[str],
+    table: pd.DataFrame,
+    summary: dict[str, Any],
+    report_dir: str | os.PathLike[str] | None = None,
+    run_settings: dict[str, Any] | None = None,
+    targets_config: dict[str, Any] | None = None,
+    *,
+    stable_threshold_eV_per_atom: float,
+) -> Path:
+    """Write ``index.html`` and its PNG figures into ``report_dir`` (default ``<out_dir>/report``).
+
+    Args:
+        out_dir: the run's output folder (links point to its ``dft/`` and ``logs/``).
+        table: the results table (``results.parquet``).
+        summary: ``summary.json`` of the same table.
+        run_settings: the run's resolved DFT settings, shown for reproduction.
+        targets_config: the config's ``targets`` section (tolerances of the hit bands).
+        stable_threshold_eV_per_atom: the run's stability threshold (eV/atom).
+
+    Returns:
+        The path of ``index.html``.
+    """
+    out = Path(out_dir)
+    report = Path(report_dir) if report_dir is not None else Path(ResultsLayout.of(out).report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    cost = summary.get("cost") or {}
+    target_specs = (targets_config or {}).get("properties") or {}
+    e_hull = hull_column(table)
+    # Distributions and space groups count each DFT calculation once: a duplicate repeats its representative's.
+    own = table[table["status"] != status_codes.DUPLICATE]
+    title = f"dftscreen report: {out.resolve().name}"
+    sections = [
+        _header(title, table, summary, target_specs),
+        _funnel_section(summary.get("funnel") or [], e_hull, stable_threshold_eV_per_atom, report),
+        _parity_section(table, target_specs, report),
+        _distributions_section(own, e_hull, stable_threshold_eV_per_atom, report),
+        _spacegroups_section(own, report),
+        _structures_section(table, out, report),
+        _failures_section(table, cost),
+        _cost_section(cost, report),
+        _provenance_section(
+            table, summary.get("provenance") or {}, run_settings, targets_config, stable_threshold_eV_per_atom
+        ),
+    ]
     index = report / "index.html"
-    atomic_write_text(index, page)
+    atomic_write_text(index, _page(title, [s for s in sections if s is not None]))
     return index

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
 from pymatgen.core import Composition
 
 if TYPE_CHECKING:  # pymatgen's phase diagrams import matplotlib and scipy (seconds): load them when a hull is built
     from pymatgen.analysis.phase_diagram import PDEntry
 
-#: Column names. With compound reference phases the hull is the known one (elements and
-#: reference phases; the value may be negative); without them it is built from the
-#: elements and the generated structures alone, and the column name says so.
-E_HULL_COLUMN = "e_above_hull_eV_per_atom"
-E_HULL_COLUMN_NO_PHASES = "e_above_hull_vs_generated_only_eV_per_atom"
+# Column names (dftscreen.columns). With compound reference phases the hull is the known one
+# (elements and reference phases; the value may be negative); without them it is built from
+# the elements and the generated structures alone, and the column name says so.
 
 
 @dataclass(frozen=True)

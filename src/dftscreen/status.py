@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from dftscreen.config import ConfigError, read_run_config, with_defaults
+from dftscreen.dft_pack import finished_pack_records, lost_records_reason
 from dftscreen.layout import DFT_STAGES, ReferenceLibrary, ResultsLayout
-from dftscreen.reflib import element_reference_key, phases_to_relax
+from dftscreen.plan import RunPlan
 from dftscreen.status_codes import FINISHED_OK
 
 #: SLURM states of a job that is still to finish.
@@ -239,35 +239,28 @@ def running_local_outputs(workdir: Path) -> set[str]:
     (file name: base64 of the output path) and removes the mark when the job
     ends; a mark without a lock is left over from a killed run.
     """
-    meta = workdir / ".snakemake"
-    locks = meta / "locks"
-    if not (locks.is_dir() and any(locks.iterdir())):
-        return set()
-    outputs = set()
-    incomplete = meta / "incomplete"
-    if incomplete.is_dir():
-        for marker in incomplete.iterdir():
-            try:
-                outputs.add(base64.b64decode(marker.name).decode())
-            except (ValueError, UnicodeDecodeError):
-                continue
-    return outputs
+    return _incomplete_marks(workdir) if _locked(workdir) else set()
 
 
 def interrupted_local_outputs(workdir: Path) -> set[str]:
     """Outputs a killed local Snakemake run left marked as in progress (marks without a lock)."""
-    meta = workdir / ".snakemake"
-    locks = meta / "locks"
-    if locks.is_dir() and any(locks.iterdir()):
-        return set()
+    return set() if _locked(workdir) else _incomplete_marks(workdir)
+
+
+def _locked(workdir: Path) -> bool:
+    locks = workdir / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir())
+
+
+def _incomplete_marks(workdir: Path) -> set[str]:
+    """The outputs Snakemake's marks in .snakemake/incomplete/ name."""
+    incomplete = workdir / ".snakemake" / "incomplete"
     outputs = set()
-    incomplete = meta / "incomplete"
-    if incomplete.is_dir():
-        for marker in incomplete.iterdir():
-            try:
-                outputs.add(base64.b64decode(marker.name).decode())
-            except (ValueError, UnicodeDecodeError):
-                continue
+    for marker in incomplete.iterdir() if incomplete.is_dir() else ():
+        try:
+            outputs.add(base64.b64decode(marker.name).decode())
+        except (ValueError, UnicodeDecodeError):
+            continue
     return outputs
 
 
@@ -287,12 +280,13 @@ def _read_record(path: Path) -> Any:
 
 
 def run_config(run_folder: Path) -> dict[str, Any]:
-    """The run's ``config/config.yaml`` in ``run_folder`` as written (not merged with defaults); ``{}`` if none."""
+    """The run's ``config/config.yaml`` in ``run_folder`` with the schema's defaults filled in, as the
+    workflow reads it (:func:`dftscreen.config.read_run_config`); the defaults alone when it is missing
+    or not readable (the workflow itself then says why)."""
     try:
-        config = yaml.safe_load((Path(run_folder) / "config" / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return config if isinstance(config, dict) else {}
+        return read_run_config(Path(run_folder) / "config" / "config.yaml")
+    except ConfigError:
+        return with_defaults({})
 
 
 def dft_structures(results: Path, checks: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int]:
@@ -390,22 +384,17 @@ def count_jobs(
     return status
 
 
-def pack_member_outputs(marked: set[str], ids: list[str], structures_per_pack: int, out_prefix: str,
-                        started: dict[str, list[str]] | None = None) -> set[str]:
+def pack_member_outputs(marked: set[str], packs: Mapping[str, list[str]], out_prefix: str) -> set[str]:
     """The relax and properties outputs of the structures in the packs ``marked`` names.
 
     With ``dft.structures_per_pack`` a local run marks only the pack's record as in progress
-    (:mod:`dftscreen.dft_pack`); its structures are what runs. ``ids`` are the DFT ids,
-    ``started`` the members of packs that have started (:func:`dftscreen.dft_pack.read_started_packs`).
+    (:mod:`dftscreen.dft_pack`); its structures are what runs. ``packs``: pack name -> ids,
+    as the workflow plans them (:meth:`dftscreen.plan.RunPlan.packs`).
     """
-    from dftscreen.dft_pack import plan_packs
-
-    if structures_per_pack < 1:
-        return set()
     prefix = ResultsLayout(out_prefix)
     return {
         prefix.stage_record(sid, stage)
-        for name, members in plan_packs(ids, structures_per_pack, started).items()
+        for name, members in packs.items()
         if prefix.pack_record(name) in marked
         for sid in members
         for stage in DFT_STAGES
@@ -422,21 +411,16 @@ def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -
     ]
 
 
-def reference_jobs(
-    results: Path, work: Path, out_prefix: str, formulas: list[str], config: dict[str, Any]
-) -> dict[str, list[Job]]:
+def reference_jobs(plan: RunPlan, out_prefix: str, formulas: list[str | None]) -> dict[str, list[Job]]:
     """The reference jobs: ``compare_known``, the ``elements``' references, the chosen ``known_phases``,
-    the ``user_phases`` (:func:`user_phase_jobs`).
+    the ``user_phases`` (:func:`user_phase_jobs`), as the workflow plans them (:class:`dftscreen.plan.RunPlan`).
 
     The reference library is the folder compare_known names in ``known/competing_phases.json``;
     until it has run, the elements and known phases are not listed. ``formulas`` are those of
-    the structures sent to DFT; ``config`` is the run's config file (for
-    ``stability.elemental_references``, ``stability.elemental_reference_cifs`` and
-    ``stability.reference_cif_dir``; defaults when empty).
+    the structures sent to DFT.
     """
-    layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
-    stability = config.get("stability") or {}
-    user_phases, user_phase_elements = user_phase_jobs(layout, prefix, work, stability.get("reference_cif_dir"))
+    layout, prefix = plan.layout, ResultsLayout(out_prefix)
+    user_phases, phases = user_phase_jobs(plan, prefix)
     groups: dict[str, list[Job]] = {
         "compare_known": [
             Job("compare_known", Path(layout.competing_phases), prefix.competing_phases, "compare_known", "",
@@ -449,69 +433,39 @@ def reference_jobs(
     chosen = _read_record(Path(layout.competing_phases))
     if not isinstance(chosen, dict) or chosen is CORRUPT or not chosen.get("library"):
         return groups
-    with_elements = stability.get("elemental_references", True)
-    user_cifs = stability.get("elemental_reference_cifs") or {}
+    # Split as written (not normalised): Snakemake names the outputs by their text.
     library = ReferenceLibrary(*chosen["library"].rstrip("/").rsplit("/", 1))
-    on_disk = (lambda text: Path(text)) if os.path.isabs(library.root) else (lambda text: work / text)
-
-    def keys(element: str) -> list[str]:
-        if user_cifs.get(element):
-            try:
-                return [element_reference_key(work / user_cifs[element])]
-            except OSError:
-                pass
-        from dftscreen.references import automatic_candidate_keys
-
-        return automatic_candidate_keys(element)
-
-    elements = sorted(
-        {el for formula in formulas for el in re.findall(r"[A-Z][a-z]?", formula or "")} | user_phase_elements
-    )
-    if with_elements:
-        groups["elements"] = [
-            Job(f"{el}/{key}", on_disk(library.element_record(el, key)), library.element_record(el, key),
-                "element_reference", f"{el}_{key}", Path(layout.log("references/elements", f"{el}-{key}")))
-            for el in elements
-            for key in keys(el)
-        ]
+    on_disk = (lambda text: Path(text)) if os.path.isabs(library.root) else (lambda text: plan.folder / text)
+    groups["elements"] = [
+        Job(f"{el}/{key}", on_disk(library.element_record(el, key)), library.element_record(el, key),
+            "element_reference", f"{el}_{key}", Path(layout.element_reference_log(el, key)))
+        for el, key in plan.element_jobs(plan.elements_needed(formulas, phases))
+    ]
     groups["known_phases"] = [
         Job(key, on_disk(library.phase_record(key)), library.phase_record(key), "relax_competing_phase", key,
-            Path(layout.log("references/known_phases", key)))
-        for key in phases_to_relax(chosen, keys, with_elements)
+            Path(layout.known_phase_log(key)))
+        for key in plan.competing_phase_keys(chosen)
     ]
     return groups
 
 
-def user_phase_jobs(
-    layout: ResultsLayout, prefix: ResultsLayout, work: Path, cif_dir: str | None
-) -> tuple[list[Job], set[str]]:
-    """The relaxations of the user's reference phases (``stability.reference_cif_dir``) and their elements.
+def user_phase_jobs(plan: RunPlan, prefix: ResultsLayout) -> tuple[list[Job], dict[str, Any]]:
+    """The relaxations of the user's reference phases (``stability.reference_cif_dir``), and the phases.
 
     The phases are the folder's CIFs, with the structure ids the workflow gives them
-    (:func:`dftscreen.inputs.discover_cifs`); a phase whose CIF cannot be read adds no
-    element (its own relaxation fails with the reason). No folder: no jobs.
+    (:attr:`dftscreen.plan.RunPlan.reference_phases`). No folder: no jobs.
     """
-    if not cif_dir:
-        return [], set()
-    from dftscreen.cif_reader import read_structure
-    from dftscreen.inputs import discover_cifs
-
-    folder = Path(cif_dir) if os.path.isabs(cif_dir) else work / cif_dir
     try:
-        phases = discover_cifs(folder)
+        phases = plan.reference_phases
     except (OSError, ValueError):  # the workflow itself stops on a missing folder, with the reason
-        return [], set()
-    jobs, elements = [], set()
-    for item in phases:
-        sid = item.structure_id
-        jobs.append(Job(sid, Path(layout.phase_record(sid)), prefix.phase_record(sid), "relax_reference_phase", sid,
-                        Path(layout.log("references/phases", sid)), "relax"))
-        try:
-            structure, _ = read_structure(item.path)
-        except Exception:  # noqa: BLE001 - any unreadable CIF: reported by its relaxation
-            continue
-        elements |= {el.symbol for el in structure.composition.elements}
-    return jobs, elements
+        return [], {}
+    layout = plan.layout
+    jobs = [
+        Job(sid, Path(layout.phase_record(sid)), prefix.phase_record(sid), "relax_reference_phase", sid,
+            Path(layout.reference_phase_log(sid)), "relax")
+        for sid in phases
+    ]
+    return jobs, phases
 
 
 def _wildcard_value(wildcards: str) -> str:
@@ -691,7 +645,7 @@ def run_status(
             Counter(),
             stages,
             source,
-            "not finished: the check has not written check/checks.json yet",
+            f"not finished: the check has not written {checks_path} yet",
             allocations=allocations,
         )
         if check_job is not None and check_job.state not in SLURM_RUNNING_STATES | SLURM_PENDING_STATES | {"COMPLETED"}:
@@ -708,17 +662,15 @@ def run_status(
     )
     to_dft, screened = dft_structures(results, checks)
     ids = list(to_dft)
-    config = run_config(work)
-    structures_per_pack = (config.get("dft") or {}).get("structures_per_pack") or 0
+    # The jobs Snakemake plans for this run (dftscreen.plan), over the results folder read here.
+    plan = RunPlan(run_config(work), folder=work, layout=ResultsLayout.of(results))
     lost: dict[str, str] = {}
-    if structures_per_pack:
-        from dftscreen.dft_pack import finished_pack_records, lost_records_reason, read_started_packs
-
-        layout = ResultsLayout.of(results)
-        started = read_started_packs(layout)
-        local_running |= pack_member_outputs(local_running, ids, structures_per_pack, out_prefix, started)
-        interrupted |= pack_member_outputs(interrupted, ids, structures_per_pack, out_prefix, started)
-        lost = {sid: lost_records_reason(layout, sid, record) for sid, record in finished_pack_records(layout).items()}
+    if plan.config["dft"]["structures_per_pack"]:
+        packs = plan.packs(ids)
+        local_running |= pack_member_outputs(local_running, packs, out_prefix)
+        interrupted |= pack_member_outputs(interrupted, packs, out_prefix)
+        lost = {sid: lost_records_reason(plan.layout, sid, record)
+                for sid, record in finished_pack_records(plan.layout).items()}
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     if screened:
         check_counts["screened_out (ML)"] = screened
@@ -729,9 +681,7 @@ def run_status(
     }
     references = {
         name: count_jobs(name, group, last_jobs, local_running, interrupted)
-        for name, group in reference_jobs(
-            results, work, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids], config
-        ).items()
+        for name, group in reference_jobs(plan, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids]).items()
     }
     return RunStatus(
         results,
@@ -753,7 +703,7 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
         lines.append(status.problem)
         return "\n".join(lines)
     if status.n_inputs is None:
-        lines.append("check       not finished yet (no check/checks.json)")
+        lines.append(f"check       not finished yet (no {ResultsLayout.of(status.results_dir).checks_table})")
         for reason, count in status.invalid_reasons.most_common(top):
             lines.append(f"    {count:>7}  {reason}")
         return "\n".join(lines)

@@ -19,12 +19,21 @@ from typing import Any
 
 import pandas as pd
 
+from dftscreen.columns import (
+    E_HULL_COLUMN,
+    E_HULL_COLUMN_NO_PHASES,
+    ML_E_HULL_COLUMN,
+    ML_E_HULL_COLUMN_NO_PHASES,
+    ML_FORMATION_COLUMN,
+    ML_STATUS_COLUMN,
+    NOVEL_COLUMN,
+    RELAXED_NOVEL_COLUMN,
+    TARGET_UNITS,
+    target_columns,
+)
 from dftscreen.cost import FAILURE_KINDS, failure_kind, projection
 from dftscreen.provenance import unconverged_warning
-from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
 from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT, TOO_LARGE
-from dftscreen.targets import TARGET_KINDS, target_columns
-from dftscreen.verdict import ML_STATUS_COLUMN, NOVEL_COLUMN, RELAXED_NOVEL_COLUMN
 
 #: Statuses of a sound structure, one that passed the checks (the funnel's ``dft_ready``): it went
 #: to DFT, duplicates one that did, was kept from DFT by the ML screen or is too large for DFT.
@@ -58,7 +67,7 @@ def hull_column(table: pd.DataFrame) -> str | None:
     return next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
 
 
-def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> list[dict[str, Any]]:
+def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[dict[str, Any]]:
     """How many inputs survive each stage, each stage a subset of the one before.
 
     inputs -> parsed -> dft_ready -> unique -> (novel) -> (passed ML screen) ->
@@ -93,7 +102,7 @@ def funnel(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> li
     if column:
         survivors = survivors & (pd.to_numeric(table[column], errors="coerce") <= stable_threshold_eV_per_atom)
         steps.append(("stable", survivors))
-    hit_columns = [target_columns(name)[2] for name in TARGET_KINDS if target_columns(name)[2] in table.columns]
+    hit_columns = [target_columns(name)[2] for name in TARGET_UNITS if target_columns(name)[2] in table.columns]
     if hit_columns:
         on_target = pd.Series(True, index=table.index)
         for hit in hit_columns:
@@ -168,7 +177,8 @@ def cost_summary(table: pd.DataFrame) -> dict[str, Any]:
 
 def summarize(
     table: pd.DataFrame,
-    stable_threshold_eV_per_atom: float = 0.1,
+    *,
+    stable_threshold_eV_per_atom: float,
     provenance: dict[str, Any] | None = None,
     known_set: str | None = None,
     training_set: str | None = None,
@@ -208,11 +218,11 @@ def summarize(
             total,
         ),
         "targets": {},
-        "funnel": funnel(table, stable_threshold_eV_per_atom),
+        "funnel": funnel(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom),
         "cost": cost_summary(table),
         "provenance": provenance,
     }
-    agreement = ml_agreement(table, stable_threshold_eV_per_atom)
+    agreement = ml_agreement(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
     if agreement is not None:
         summary["ml_vs_dft"] = agreement
     hull_phases = sorted({str(h) for h in table.get("hull_reference", pd.Series(dtype=object)).dropna()})
@@ -243,7 +253,7 @@ def summarize(
         summary["smact_valid"] = _count_rate(table["smact_valid"] == True, total)  # noqa: E712
     if "crystallm_valid" in table.columns:
         summary["crystallm_valid"] = _count_rate(table["crystallm_valid"] == True, total)  # noqa: E712
-    for name in TARGET_KINDS:
+    for name in TARGET_UNITS:
         _, error_col, hit_col = target_columns(name)
         if error_col not in table.columns:
             continue
@@ -253,7 +263,7 @@ def summarize(
             "n_compared": int(len(errors)),
             "hit_rate": float(hits.mean()) if len(hits) else None,
             "mean_absolute_error": float(errors.abs().mean()) if len(errors) else None,
-            "unit": TARGET_KINDS[name].unit,
+            "unit": TARGET_UNITS[name],
         }
     return summary
 
@@ -286,7 +296,7 @@ def _confusion(ml_stable: pd.Series, dft_stable: pd.Series) -> dict[str, Any]:
     }
 
 
-def ml_agreement(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> dict[str, Any] | None:
+def ml_agreement(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> dict[str, Any] | None:
     """How well the ML verdicts agree with DFT, over unique structures that have both (``None`` without ML).
 
     - ``confusion``: stable (energy above hull at most t) by ML vs by DFT, for t = 0, 0.05 and 0.1 eV/atom;
@@ -298,8 +308,6 @@ def ml_agreement(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1)
 
     Screened-out structures have no DFT and so cannot enter these numbers; their count is reported.
     """
-    from dftscreen.ml import ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES, ML_FORMATION_COLUMN
-
     ml_hull = next((c for c in (ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
     if ml_hull is None:
         return None

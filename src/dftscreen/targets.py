@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
+from dftscreen.columns import (
+    E_HULL_COLUMN,
+    E_HULL_COLUMN_NO_PHASES,
+    INPUT_PREFIX,
+    TARGET_UNITS,
+    results_columns,
+    target_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -41,18 +48,12 @@ class TargetKind:
 
 #: Target names understood in config, with the table columns they are checked against.
 TARGET_KINDS: dict[str, TargetKind] = {
-    "band_gap": TargetKind(("band_gap_eV",), "eV", 0.3),
-    "e_above_hull": TargetKind((E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES), "eV_per_atom", 0.05),
-    "formation_energy": TargetKind(("formation_energy_eV_per_atom",), "eV_per_atom", 0.1),
-    "density": TargetKind(("density_relaxed_g_cm3",), "g_cm3", 0.2),
-    "magnetic_moment": TargetKind(("magnetic_moment_muB",), "muB", 0.5),
+    "band_gap": TargetKind(("band_gap_eV",), TARGET_UNITS["band_gap"], 0.3),
+    "e_above_hull": TargetKind((E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES), TARGET_UNITS["e_above_hull"], 0.05),
+    "formation_energy": TargetKind(("formation_energy_eV_per_atom",), TARGET_UNITS["formation_energy"], 0.1),
+    "density": TargetKind(("density_relaxed_g_cm3",), TARGET_UNITS["density"], 0.2),
+    "magnetic_moment": TargetKind(("magnetic_moment_muB",), TARGET_UNITS["magnetic_moment"], 0.5),
 }
-
-
-def target_columns(name: str) -> tuple[str, str, str]:
-    """Names of the (target, error, hit) columns for target ``name``."""
-    unit = TARGET_KINDS[name].unit
-    return f"target_{name}_{unit}", f"{name}_error_{unit}", f"{name}_hit"
 
 
 def read_target_file(path: str | Path, id_column: str) -> pd.DataFrame:
@@ -183,8 +184,6 @@ def table_source_column(table: pd.DataFrame, name: str, source: str) -> str | No
         ValueError: ``source`` is the computed column the target is checked against
             and no table-input column of that name exists (every error would be 0).
     """
-    from dftscreen.columns import INPUT_PREFIX, results_columns
-
     if source in results_columns():
         if f"{INPUT_PREFIX}{source}" in table.columns:
             return f"{INPUT_PREFIX}{source}"

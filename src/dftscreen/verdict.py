@@ -18,22 +18,18 @@ from typing import Any
 import pandas as pd
 
 from dftscreen import status_codes
+from dftscreen.columns import (
+    E_HULL_COLUMN,
+    E_HULL_COLUMN_NO_PHASES,
+    KNOWN_MATCH_COLUMN,
+    ML_E_HULL_COLUMN,
+    ML_E_HULL_COLUMN_NO_PHASES,
+    NOVEL_COLUMN,
+    RELAXED_KNOWN_MATCH_COLUMN,
+    TARGET_UNITS,
+    target_columns,
+)
 from dftscreen.cost import OTHER, failure_kind
-from dftscreen.stability import E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES
-from dftscreen.targets import TARGET_KINDS, target_columns
-
-#: Columns of the optional stages (present when the stage ran): id of the known material a
-#: structure matches and whether it is novel (dftscreen.compare_known), the ML stage's own
-#: status (dftscreen.ml: its presence means the ML stage ran), and the ML energies.
-KNOWN_MATCH_COLUMN = "matches_known_id"
-NOVEL_COLUMN = "novel"
-#: The same for the DFT-relaxed structure (a generated crystal may relax into a known one).
-RELAXED_KNOWN_MATCH_COLUMN = "relaxed_matches_known_id"
-RELAXED_NOVEL_COLUMN = "relaxed_novel"
-ML_STATUS_COLUMN = "ml_status"
-ML_E_HULL_COLUMN = f"ml_{E_HULL_COLUMN}"
-ML_E_HULL_COLUMN_NO_PHASES = f"ml_{E_HULL_COLUMN_NO_PHASES}"
-ML_FORMATION_ENERGY_COLUMN = "ml_formation_energy_eV_per_atom"
 
 _REASON_CHARS = 120
 
@@ -95,7 +91,7 @@ def _structure_change_words(row: dict[str, Any] | pd.Series) -> str | None:
 
 def _target_words(row: dict[str, Any] | pd.Series) -> list[str]:
     words = []
-    for name, kind in TARGET_KINDS.items():
+    for name, unit in TARGET_UNITS.items():
         _, error_col, hit_col = target_columns(name)
         hit = row.get(hit_col)
         if not _present(hit):
@@ -105,8 +101,8 @@ def _target_words(row: dict[str, Any] | pd.Series) -> list[str]:
             words.append(f"{label} on target")
         else:
             error = _number(row.get(error_col))
-            unit = kind.unit.replace("_per_", "/")
-            words.append(f"{label} off target ({error:+.2f} {unit})" if error is not None else f"{label} off target")
+            shown_unit = unit.replace("_per_", "/")
+            words.append(f"{label} off target" + (f" ({error:+.2f} {shown_unit})" if error is not None else ""))
     return words
 
 
@@ -142,7 +138,8 @@ def _duplicate_words(row: dict[str, Any] | pd.Series, representative: dict[str, 
 
 def verdict(
     row: dict[str, Any] | pd.Series,
-    stable_threshold_eV_per_atom: float = 0.1,
+    *,
+    stable_threshold_eV_per_atom: float,
     representative: dict[str, Any] | pd.Series | None = None,
 ) -> str:
     """What became of one structure, in words (see the module docstring for examples).
@@ -199,9 +196,12 @@ def verdict(
     return ", ".join(parts) if parts else str(status or "unknown")
 
 
-def verdicts(table: pd.DataFrame, stable_threshold_eV_per_atom: float = 0.1) -> list[str]:
+def verdicts(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[str]:
     """The verdict of every row of the results table, in row order (a duplicate's with its representative's row)."""
     rows = table.to_dict("records")
     by_id = {row.get("structure_id"): row for row in rows}
     representatives = [by_id.get(r.get("duplicate_of")) if _present(r.get("duplicate_of")) else None for r in rows]
-    return [verdict(row, stable_threshold_eV_per_atom, rep) for row, rep in zip(rows, representatives)]
+    return [
+        verdict(row, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom, representative=rep)
+        for row, rep in zip(rows, representatives)
+    ]

@@ -5,9 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dftscreen.aggregate import COLUMNS, build_table, table_row, write_table
+from dftscreen.aggregate import build_table, table_row
+from dftscreen.columns import COLUMNS, PROVENANCE_COLUMNS
 from dftscreen.io import atomic_write_json
-from dftscreen.provenance import PROVENANCE_COLUMNS
+from dftscreen.table import write_table
 
 VALID = {
     "structure_id": "a",

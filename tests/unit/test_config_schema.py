@@ -17,12 +17,15 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from conftest import REPO
-from dftscreen import changes, inputs, summary, targets
+from dftscreen import changes, competing, config, inputs, report, summary, targets, verdict
+from dftscreen import table as table_module
 from dftscreen.check import CheckSettings
 from dftscreen.dedupe import MatchSettings
+from dftscreen.ml import MLSettings
 from dftscreen.resources import ResourcePolicy
 from dftscreen.settings import OPTIMIZERS, PRESETS, PROPERTIES_KEYS, RELAX_KEYS, SECTION_KEYS
+
+from conftest import REPO
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -96,10 +99,57 @@ def test_resource_policy_defaults_are_the_schema_defaults():
 
 def test_other_library_defaults_are_the_schema_defaults():
     assert inputs.DEFAULT_TABLE_CIF_COLUMN == DEFAULTS["input"]["table_cif_column"]
-    assert (parameter_default(summary.summarize, "stable_threshold_eV_per_atom")
-            == DEFAULTS["stability"]["stable_threshold_eV_per_atom"])
     assert parameter_default(targets.add_target_columns, "id_column") == DEFAULTS["targets"]["id_column"]
     assert DEFAULTS["dft"]["preset"] in PRESETS
+
+
+def test_ml_settings_defaults_are_the_schema_defaults():
+    ml = DEFAULTS["ml"]
+    assert field_defaults(MLSettings) == {"model": ml["model"], **ml["relax"]}
+    # The workflow's ML jobs build their settings from the validated section: every key is there.
+    assert MLSettings.from_config(ml) == MLSettings()
+
+
+# Functions the workflow always calls with a configured value take it by keyword, with no default
+# of their own that could drift from the schema's.
+CONFIGURED_PARAMETERS = [
+    (summary.summarize, "stable_threshold_eV_per_atom"),
+    (summary.funnel, "stable_threshold_eV_per_atom"),
+    (summary.ml_agreement, "stable_threshold_eV_per_atom"),
+    (verdict.verdict, "stable_threshold_eV_per_atom"),
+    (verdict.verdicts, "stable_threshold_eV_per_atom"),
+    (table_module.add_verdicts, "stable_threshold_eV_per_atom"),
+    (table_module.assemble_table, "stable_threshold_eV_per_atom"),
+    (table_module.table_from_results, "stable_threshold_eV_per_atom"),
+    (report.build_report, "stable_threshold_eV_per_atom"),
+    (competing.choose_competing_phases, "max_above_hull_eV_per_atom"),
+    (competing.choose_competing_phases, "max_per_system"),
+    (competing.choose_competing_phases, "max_sites"),
+    (competing.choose_competing_phases, "include_elements"),
+]
+
+
+@pytest.mark.parametrize(("function", "name"), CONFIGURED_PARAMETERS, ids=lambda x: getattr(x, "__name__", x))
+def test_configured_parameters_are_keyword_only_without_a_default(function, name):
+    parameter = inspect.signature(function).parameters[name]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameter.default is inspect.Parameter.empty
+
+
+def test_commands_read_the_run_config_with_the_schema_defaults(tmp_path):
+    """dftscreen status and known-phases fetch read a run's config as the workflow does (dftscreen.config)."""
+    assert config.schema_defaults() == DEFAULTS
+    assert config.with_defaults({}) == filled({})
+    given = {"output_dir": "run07", "ml": {"relax": {"max_steps": 9}}, "dft": {"overrides": {"gpaw": {"ecut_eV": 300}}}}
+    assert config.with_defaults(given) == filled(given)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(given))
+    assert config.read_run_config(path)["ml"]["relax"] == {**DEFAULTS["ml"]["relax"], "max_steps": 9}
+    path.write_text("- a list\n")
+    with pytest.raises(config.ConfigError, match="not a mapping"):
+        config.read_run_config(path)
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.read_run_config(tmp_path / "missing.yaml")
 
 
 # --- Closed vocabularies of the preset sections ----------------------------------------------------

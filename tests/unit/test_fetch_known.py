@@ -12,10 +12,12 @@ from ase.build import bulk
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from conftest import EXAMPLES
 from dftscreen import cli
+from dftscreen.config import read_run_config, with_defaults
 from dftscreen.fetch_known import FetchError, fetch_entries, fetch_known_phases, maximal_systems, run_systems
-from dftscreen.known import read_known_set
+from dftscreen.known_index import read_known_set
+
+from conftest import EXAMPLES
 
 
 def entry(formula_bulk: tuple, energy: float, entry_id: str) -> ComputedStructureEntry:
@@ -59,14 +61,14 @@ def run_folder(tmp_path: Path, names: list[str]) -> Path:
 def test_systems_are_the_maximal_ones_of_the_inputs(tmp_path: Path):
     assert maximal_systems([{"Na", "Cl"}, {"Na"}, {"Ti", "O"}, {"O"}]) == [("Cl", "Na"), ("O", "Ti")]
     folder = run_folder(tmp_path, ["NaCl_crystallm_P4nmm.cif", "ScBN2O_perov5_6130.cif", "broken_truncated.cif"])
-    assert run_systems(yaml.safe_load((folder / "config" / "config.yaml").read_text()), folder) == [
+    assert run_systems(read_run_config(folder / "config" / "config.yaml"), folder) == [
         ("B", "N", "O", "Sc"), ("Cl", "Na")]
     # Once checked, the check table's dft_ready structures decide.
     (folder / "out" / "check").mkdir(parents=True)
     (folder / "out" / "check" / "checks.json").write_text(json.dumps([
         {"structure_id": "a", "reduced_formula": "NaCl", "dft_ready": True},
         {"structure_id": "b", "reduced_formula": "ScBN2O", "dft_ready": False}]))
-    assert run_systems({"output_dir": "out"}, folder) == [("Cl", "Na")]
+    assert run_systems(with_defaults({"output_dir": "out"}), folder) == [("Cl", "Na")]
 
 
 def test_fetch_writes_format_a_with_each_entry_once(tmp_path: Path):
@@ -77,7 +79,7 @@ def test_fetch_writes_format_a_with_each_entry_once(tmp_path: Path):
         made.append(FakeRester(key))
         return made[-1]
 
-    systems, count = fetch_known_phases(yaml.safe_load((folder / "config" / "config.yaml").read_text()),
+    systems, count = fetch_known_phases(read_run_config(folder / "config" / "config.yaml"),
                                         folder / "known" / "mp.json.gz", api_key="secret", run_folder=folder,
                                         rester_factory=factory)
     assert systems == [("Cl", "Na")] and count == 2

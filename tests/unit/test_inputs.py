@@ -1,9 +1,9 @@
+import re
 from pathlib import Path
 
 import pytest
 
 from dftscreen.inputs import MAX_ID_CHARS, STRUCTURE_ID_PATTERN, assign_ids, discover_cifs, make_id
-import re
 
 
 @pytest.mark.parametrize(

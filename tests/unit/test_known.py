@@ -15,13 +15,20 @@ from pymatgen.io.cif import CifWriter
 
 from dftscreen.competing import choose_competing_phases, structure_fingerprint
 from dftscreen.dedupe import MatchSettings
-from dftscreen.known import KnownSetError, read_known_set, write_entries_json
+from dftscreen.known import KnownSetError, write_entries_json
+from dftscreen.known_index import read_known_set
 from dftscreen.novelty import match_against_known
 from dftscreen.smact_check import smact_valid
 
 from conftest import TEST_DATA
 
 FIXTURE = TEST_DATA / "known" / "known_NaCl_TiO_LiFePO.json.gz"
+
+
+def caps(max_above_hull: float, max_per_system: int, include_elements: bool = True) -> dict:
+    """The competing-phase limits (config known_materials.competing_phases), no cell-size limit."""
+    return {"max_above_hull_eV_per_atom": max_above_hull, "max_per_system": max_per_system, "max_sites": None,
+            "include_elements": include_elements}
 
 
 def structure(*args, **kwargs):
@@ -113,13 +120,13 @@ def test_a_known_cif_with_oxidation_states_matches_the_same_crystal_without(tmp_
 
 def test_competing_phases_are_those_near_the_known_hull_capped_per_system():
     known = read_known_set({"path": str(FIXTURE)})
-    chosen, notes = choose_competing_phases([{"Ti", "O"}], known, max_above_hull_eV_per_atom=0.025, max_per_system=3)
+    chosen, notes = choose_competing_phases([{"Ti", "O"}], known, **caps(0.025, 3))
     ids = {p.entry_id for p in chosen}
     # Anatase lies 0.018 eV/atom above rutile (CRC enthalpies): inside 0.025, outside 0.01.
     assert ids == {"known-Ti-hcp", "known-TiO-rocksalt", "known-TiO2-rutile", "known-TiO2-anatase"}
-    tight, _ = choose_competing_phases([{"Ti", "O"}], known, max_above_hull_eV_per_atom=0.01, max_per_system=3)
+    tight, _ = choose_competing_phases([{"Ti", "O"}], known, **caps(0.01, 3))
     assert "known-TiO2-anatase" not in {p.entry_id for p in tight}
-    capped, notes = choose_competing_phases([{"Ti", "O"}], known, 0.025, max_per_system=1)
+    capped, notes = choose_competing_phases([{"Ti", "O"}], known, **caps(0.025, 1))
     # TiO and rutile are both on the known hull, which they define: the cap keeps them and drops
     # the metastable anatase, and the notes say so.
     assert {p.entry_id for p in capped} == {"known-Ti-hcp", "known-TiO-rocksalt", "known-TiO2-rutile"}
@@ -127,11 +134,11 @@ def test_competing_phases_are_those_near_the_known_hull_capped_per_system():
     assert "O-Ti: kept 2 phases (max_per_system), not known-TiO2-anatase" in notes
     # ML energies (the ML stage's hook) replace the known set's: here they make anatase the ground state.
     ml = {"known-TiO2-rutile": -9.0, "known-TiO2-anatase": -9.1, "known-Ti-hcp": -7.0}
-    by_ml, _ = choose_competing_phases([{"Ti", "O"}], known, 0.0, 3, energies_per_atom=ml)
+    by_ml, _ = choose_competing_phases([{"Ti", "O"}], known, **caps(0.0, 3), energies_per_atom=ml)
     assert {p.entry_id for p in by_ml} == {"known-TiO2-anatase", "known-Ti-hcp"}
     assert by_ml[0].energy_source == "ML energies"
     # Subsystems are included, and the key names the formula and the structure.
-    na_cl, _ = choose_competing_phases([{"Na", "Cl"}], known, 0.025, 3)
+    na_cl, _ = choose_competing_phases([{"Na", "Cl"}], known, **caps(0.025, 3))
     rocksalt = next(p for p in na_cl if p.entry_id == "known-NaCl-rocksalt")
     assert {p.entry_id for p in na_cl} == {"known-Na-bcc", "known-NaCl-rocksalt"}
     entry = next(e for e in known.entries if e.entry_id == "known-NaCl-rocksalt")
@@ -145,7 +152,7 @@ def test_a_known_set_without_energies_gives_every_phase_up_to_the_cap(tmp_path: 
     CifWriter(structure("NaCl", "cesiumchloride", a=3.3)).write_file(folder / "cscl.cif")
     CifWriter(structure("Ti", "hcp", a=2.95, c=4.68)).write_file(folder / "ti.cif")
     known = read_known_set({"path": str(folder)})
-    chosen, _ = choose_competing_phases([{"Na", "Cl"}], known, 0.025, max_per_system=1)
+    chosen, _ = choose_competing_phases([{"Na", "Cl"}], known, **caps(0.025, 1))
     assert [p.entry_id for p in chosen] == ["cscl"]  # the smaller cell first; Ti is another system
     assert chosen[0].e_above_known_hull_eV_per_atom is None
 
@@ -179,7 +186,8 @@ def test_compare_with_known_reports_both_sets_and_writes_each_phase_once(tmp_pat
     checks.append({"structure_id": "broken", "reduced_formula": None})
     config = {"database": {"path": str(FIXTURE)}, "training": {"path": str(training), "cif_column": "cif",
                                                                  "id_column": "material_id"},
-              "competing_phases": {"max_above_hull_eV_per_atom": 0.025, "max_per_system": 5, "max_sites": 40}}
+              "competing_phases": {"max_above_hull_eV_per_atom": 0.025, "max_per_system": 5, "max_sites": 40,
+                                   "include_elements": True}}
     library = tmp_path / "library" / "key"
 
     def run():
@@ -253,8 +261,8 @@ def test_phases_are_ranked_on_the_hull_with_the_elements_even_when_elements_are_
 
     entries = [toy("Fe", ["Fe"], 0.0), toy("O", ["O", "O"], 0.0), toy("FeO", ["Fe", "O"], -1.0),  # on the hull
                toy("Fe3O", ["Fe"] * 3 + ["O"], -0.45), toy("Fe5O", ["Fe"] * 5 + ["O"], -0.30)]  # 0.05, 0.033 above
-    chosen, _ = choose_competing_phases([{"Fe", "O"}], KnownSet("toy", entries), max_above_hull_eV_per_atom=0.025,
-                                        max_per_system=2, include_elements=False)
+    chosen, _ = choose_competing_phases([{"Fe", "O"}], KnownSet("toy", entries),
+                                        **caps(0.025, 2, include_elements=False))
     assert [(c.entry_id, c.e_above_known_hull_eV_per_atom) for c in chosen] == [("FeO", pytest.approx(0.0))]
 
 
@@ -267,7 +275,7 @@ def test_disordered_known_entries_are_never_chosen():
     ordered = _toy_entry("FeNi_L10", Structure(Lattice.tetragonal(2.53, 3.58), ["Fe", "Ni"],
                                                [[0, 0, 0], [0.5, 0.5, 0.5]]))
     chosen, notes = choose_competing_phases([{"Fe", "Ni"}], KnownSet("toy", [disordered, ordered]),
-                                            max_per_system=1, include_elements=False)
+                                            **caps(0.025, 1, include_elements=False))
     assert [c.entry_id for c in chosen] == ["FeNi_L10"]
     assert notes == ["FeNi_A1 (Fe0.5Ni0.5): skipped, a disordered structure (partial occupancies) "
                      "cannot be relaxed with DFT"]
@@ -291,9 +299,10 @@ def test_repeated_entry_ids_are_renamed_so_no_entry_takes_another_ones_place(cap
 
 def test_relaxed_structures_are_judged_against_the_database_and_drive_the_sun_rate(tmp_path: Path):
     """A generated P4/nmm-like NaCl that relaxed into rocksalt is novel as generated, known once relaxed."""
-    from dftscreen.compare_known import add_known_columns, relaxed_novelty
+    from dftscreen.compare_known import relaxed_novelty
     from dftscreen.io import atomic_write_json
     from dftscreen.summary import summarize
+    from dftscreen.table import add_known_columns
     from dftscreen.verdict import verdict
 
     records = {}
@@ -328,11 +337,13 @@ def test_relaxed_structures_are_judged_against_the_database_and_drive_the_sun_ra
                           "e_above_hull_eV_per_atom": [0.0, 0.05, 0.0]})
     table = add_known_columns(table, novelty, relaxed)
     assert table["relaxed_matches_known_id"].tolist() == ["known-NaCl-rocksalt", None, "known-NaCl-rocksalt"]
-    summary = summarize(table, 0.1, known_set="db")
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1, known_set="db")
     assert summary["novel"]["count"] == 2
     assert summary["novel_after_relaxation"]["count"] == 1
     # S.U.N. counts the relaxed structure: only the CsCl-type one.
     assert summary["stable_unique_novel"]["count"] == 1
     assert summary["stable_unique_novel"]["novelty_of"] == "DFT-relaxed structure"
     row = table.set_index("structure_id").loc["to_rocksalt"].to_dict()
-    assert verdict(row).startswith("novel as generated, but relaxes into known known-NaCl-rocksalt, stable")
+    assert verdict(row, stable_threshold_eV_per_atom=0.1).startswith(
+        "novel as generated, but relaxes into known known-NaCl-rocksalt, stable"
+    )

@@ -15,7 +15,7 @@ from pymatgen.io.cif import CifWriter
 import dftscreen.known_index as known_index
 from dftscreen.competing import choose_competing_phases
 from dftscreen.dedupe import MatchSettings
-from dftscreen.known import read_known_set
+from dftscreen.known_index import read_known_set
 from dftscreen.novelty import match_against_known
 
 from conftest import TEST_DATA
@@ -100,7 +100,8 @@ def test_index_is_built_then_reused_without_parsing_the_json(known_file, tmp_pat
     assert reduced and all(any(r is s for _, s in generated) for r in reduced)  # generated structures only
     # The competing-phase choice reads the same entries either way.
     systems = [{"Na", "Cl"}, {"Li", "Fe", "P", "O"}]
-    assert choose_competing_phases(systems, warm) == choose_competing_phases(systems, cold)
+    caps = {"max_above_hull_eV_per_atom": 0.025, "max_per_system": 5, "max_sites": None, "include_elements": True}
+    assert choose_competing_phases(systems, warm, **caps) == choose_competing_phases(systems, cold, **caps)
 
 
 def test_index_is_rebuilt_when_the_known_file_changes(known_file, tmp_path, json_reads):

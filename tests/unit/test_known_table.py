@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from dftscreen.aggregate import build_table
-from dftscreen.compare_known import add_known_columns, chosen_phase_names
 from dftscreen.io import atomic_write_json
 from dftscreen.summary import summarize
+from dftscreen.table import add_known_columns, chosen_phase_names
 
 CHECK = {"structure_id": "gen", "source_file": "gen.cif", "valid": True, "status": "", "reason": "",
          "reduced_formula": "TiO2", "n_sites": 6, "duplicate_of": None}
@@ -63,14 +63,15 @@ def test_novelty_columns_follow_the_representative_and_feed_the_summary(tmp_path
     assert by_id.loc["gen_copy", "novel"] == True  # noqa: E712  (the representative's)
     assert by_id.loc["gen_copy", "smact_valid"] == True  # noqa: E712
     rows.loc[rows["structure_id"] == "gen", "status"] = "ok"
-    summary = summarize(rows, 0.1, known_set=novelty["known_set"])
+    summary = summarize(rows, stable_threshold_eV_per_atom=0.1, known_set=novelty["known_set"])
     assert summary["novel"] == {"count": 1, "rate": 0.5, "known_set": "mp.json.gz (3 entries)"}
     # 0.033 eV/atom above the hull: stable at 0.1, unique and novel.
     assert summary["stable_unique_novel"]["count"] == 1
     assert summary["stable_unique_novel"]["hull_column"] == "e_above_hull_eV_per_atom"
     assert summary["smact_valid"]["count"] == 2
-    assert summarize(rows, 0.01, known_set=novelty["known_set"])["stable_unique_novel"]["count"] == 0
-    assert "novel" not in summarize(rows, 0.1)  # without a known set: no novelty rate
+    strict = summarize(rows, stable_threshold_eV_per_atom=0.01, known_set=novelty["known_set"])
+    assert strict["stable_unique_novel"]["count"] == 0
+    assert "novel" not in summarize(rows, stable_threshold_eV_per_atom=0.1)  # without a known set: no novelty rate
 
 
 def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
@@ -101,7 +102,7 @@ def test_two_candidates_of_one_element_each_keep_their_name(tmp_path: Path):
 
 def test_partial_table_reads_references_from_the_library(tmp_path: Path):
     """After a failed run, the partial table finds elements and chosen phases in the reference library."""
-    from dftscreen.aggregate import table_from_results
+    from dftscreen.table import table_from_results
 
     out, library = tmp_path / "out", tmp_path / "library" / "0123456789abcdef"
     atomic_write_json(out / "check" / "checks.json", [CHECK])
@@ -114,7 +115,7 @@ def test_partial_table_reads_references_from_the_library(tmp_path: Path):
         atomic_write_json(library / "elements" / record["element"] / "auto" / "relax.json", record)
     for record in PHASES:
         atomic_write_json(library / "phases" / record["structure_id"] / "relax.json", record)
-    row = table_from_results(out, reference_library=library).iloc[0]
+    row = table_from_results(out, reference_library=library, stable_threshold_eV_per_atom=0.1).iloc[0]
     assert row["matches_known_id"] == "mp-2657" and not row["novel"]
     assert row["e_above_hull_eV_per_atom"] == pytest.approx(0.2 / 6)
     assert "TiO2-aaaa [mp-2657]" in row["hull_reference"]
@@ -122,7 +123,7 @@ def test_partial_table_reads_references_from_the_library(tmp_path: Path):
 
 def test_partial_table_takes_only_this_runs_element_candidates_from_a_shared_library(tmp_path: Path):
     """Another run's CIF reference for O (lower in energy) sits in the shared library: not ours, not used."""
-    from dftscreen.aggregate import table_from_results
+    from dftscreen.table import table_from_results
 
     out, library = tmp_path / "out", tmp_path / "library" / "0123456789abcdef"
     atomic_write_json(out / "check" / "checks.json", [CHECK])
@@ -137,9 +138,11 @@ def test_partial_table_takes_only_this_runs_element_candidates_from_a_shared_lib
     def ours(element: str) -> list[str]:
         return ["auto-1"]
 
-    row = table_from_results(out, reference_library=library, element_keys=ours).iloc[0]
+    row = table_from_results(
+        out, reference_library=library, element_keys=ours, stable_threshold_eV_per_atom=0.1
+    ).iloc[0]
     assert row["formation_energy_eV_per_atom"] == pytest.approx((-52.8 - 2 * -7.7 - 4 * -4.9) / 6)
     assert "O_other" not in row["elemental_references"]
     # Without the run's keys every record counts (the behaviour before): the other run's O wins.
-    row = table_from_results(out, reference_library=library).iloc[0]
+    row = table_from_results(out, reference_library=library, stable_threshold_eV_per_atom=0.1).iloc[0]
     assert "O_other" in row["elemental_references"]

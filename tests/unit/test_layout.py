@@ -61,3 +61,45 @@ def test_rules_ask_the_layout_for_every_path():
         code = [line for line in rules.read_text().splitlines() if not line.lstrip().startswith("#")]
         spelled = [line.strip() for line in code if 'f"{OUT}/' in line]
         assert spelled == [], f"{rules.name} spells out paths under output_dir: {spelled}"
+
+
+def _string_literals(source: str) -> list[str]:
+    """The string literals of a module's code (docstrings aside: prose may name a file)."""
+    import ast
+
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_library_and_scripts_ask_the_layout_for_every_file_name():
+    """No module of src/dftscreen but layout.py, and no workflow script, spells a file name of the
+    results folder or the reference library (``relax.json``, ``start.cif``, ``checks.json``, ...)."""
+    import re
+
+    from conftest import REPO
+
+    layout_source = (REPO / "src" / "dftscreen" / "layout.py").read_text()
+    file_name = re.compile(r"[\w.-]+\.(json|cif|txt|csv|parquet|html)")
+    names = {value for value in _string_literals(layout_source) if file_name.fullmatch(value)}
+    assert {"relax.json", "start.cif", "checks.json", "relaxed.cif"} <= names  # the check can fail
+    modules = [p for p in (REPO / "src" / "dftscreen").glob("*.py") if p.name != "layout.py"]
+    modules += sorted((REPO / "workflow" / "scripts").glob("*.py"))
+    spelled = sorted(
+        f"{path.name}: {value!r}"
+        for path in modules
+        for value in _string_literals(path.read_text())
+        if value in names or any(f"/{name}" in value for name in names)
+    )
+    assert spelled == []

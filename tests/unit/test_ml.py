@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dftscreen import ml, status_codes
-from dftscreen.layout import ResultsLayout
+from dftscreen import columns, ml, ml_hull, status_codes
+from dftscreen import table as table_module
+from dftscreen.layout import ResultsLayout, generated_cif_beside
+from dftscreen.plan import ml_batches
 from dftscreen.summary import ml_agreement, summarize
 
 from conftest import EXAMPLES, REPO
@@ -49,11 +51,11 @@ def calculator():
 
 def test_batches_are_few_cover_every_id_and_adding_one_moves_no_other():
     ids = [f"s{i:03d}" for i in range(95)]
-    batches = ml.split_into_batches(ids, batch_size=20)
+    batches = ml_batches(ids, batch_size=20)
     assert len(batches) == 5
     assert sorted(sid for members in batches.values() for sid in members) == ids
     # One more structure, same number of batches: every earlier id keeps its batch.
-    grown = ml.split_into_batches([*ids, "s999"], batch_size=20)
+    grown = ml_batches([*ids, "s999"], batch_size=20)
     where = {sid: n for n, members in batches.items() for sid in members}
     assert all(where[sid] == n for n, members in grown.items() for sid in members if sid != "s999")
 
@@ -61,12 +63,12 @@ def test_batches_are_few_cover_every_id_and_adding_one_moves_no_other():
 def test_screen_threshold_by_preset_number_and_off():
     config = {"enabled": True, "screen_e_above_hull_eV_per_atom": "by_preset",
               "screen_by_preset": {"test": None, "fast": 0.2}}
-    assert ml.screen_threshold(config, "test") is None
-    assert ml.screen_threshold(config, "fast") == 0.2
-    assert ml.screen_threshold(config, "my_preset") is None
-    assert ml.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": 0.05}, "test") == 0.05
-    assert ml.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": None}, "fast") is None
-    assert ml.screen_threshold({**config, "enabled": False}, "fast") is None
+    assert ml_hull.screen_threshold(config, "test") is None
+    assert ml_hull.screen_threshold(config, "fast") == 0.2
+    assert ml_hull.screen_threshold(config, "my_preset") is None
+    assert ml_hull.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": 0.05}, "test") == 0.05
+    assert ml_hull.screen_threshold({**config, "screen_e_above_hull_eV_per_atom": None}, "fast") is None
+    assert ml_hull.screen_threshold({**config, "enabled": False}, "fast") is None
 
 
 def _record(formula: str, energy_eV: float, status: str = status_codes.RELAXED) -> dict:
@@ -82,38 +84,38 @@ def test_screen_uses_ml_hull_and_threshold_moves_a_structure_between_dft_and_scr
     records = {"low": _record("Na1 Cl1", -6.5), "high": _record("Na1 Cl1", -6.1),
                "broken": _record("Na1 Cl1", -6.0, status=status_codes.FAILED)}
     ids = [*records, "no_record"]
-    strict = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.1)
+    strict = ml_hull.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.1)
     column = strict["hull_column"]
     assert strict["structures"]["high"][column] == pytest.approx(0.2)
     assert strict["structures"]["low"][column] == pytest.approx(0.0)
-    assert strict["structures"]["low"][ml.ML_FORMATION_COLUMN] == pytest.approx((-6.5 + 1.3 + 1.8) / 2)
+    assert strict["structures"]["low"][columns.ML_FORMATION_COLUMN] == pytest.approx((-6.5 + 1.3 + 1.8) / 2)
     assert strict["screened_out_ids"] == ["high"]
     # Without an ML verdict a structure is never screened out.
     assert strict["dft_ids"] == ["broken", "low", "no_record"]
-    loose = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.3)
+    loose = ml_hull.screen(ids, records, ELEMENTS, threshold_eV_per_atom=0.3)
     assert loose["screened_out_ids"] == [] and "high" in loose["dft_ids"]
-    off = ml.screen(ids, records, ELEMENTS, threshold_eV_per_atom=None)
+    off = ml_hull.screen(ids, records, ELEMENTS, threshold_eV_per_atom=None)
     assert off["screened_out_ids"] == []
     # One model per hull: a record of another model has no verdict (and is not screened out).
     mixed = {sid: {**r, "ml_checkpoint_sha256": "model-a"} for sid, r in records.items()}
     mixed["high"]["ml_checkpoint_sha256"] = "model-b"
     references = {"elements": [{**r, "ml_checkpoint_sha256": "model-a"} for r in ELEMENTS["elements"]],
                   "phases": []}
-    one_model = ml.screen(ids, mixed, references, 0.1, checkpoint_sha256="model-a")
+    one_model = ml_hull.screen(ids, mixed, references, 0.1, checkpoint_sha256="model-a")
     assert one_model["screened_out_ids"] == [] and one_model["structures"]["high"]["note"] == "no ML record"
 
 
 def test_dft_start_is_the_ml_geometry_only_when_prerelaxing_and_usable(tmp_path: Path):
     layout = ResultsLayout.of(tmp_path)
     generated = "cifs/x.cif"
-    assert ml.dft_start_cif(layout, "x", generated, prerelax=False) == generated
+    assert ml_hull.dft_start_cif(layout, "x", generated, prerelax=False) == generated
     # Before the ML record exists: the ML path (a missing input, never a silent fallback).
-    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
+    assert ml_hull.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
     Path(layout.ml_record("x")).parent.mkdir(parents=True)
     Path(layout.ml_record("x")).write_text(json.dumps({"usable_as_dft_start": False}))
-    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == generated
+    assert ml_hull.dft_start_cif(layout, "x", generated, prerelax=True) == generated
     Path(layout.ml_record("x")).write_text(json.dumps({"usable_as_dft_start": True}))
-    assert ml.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
+    assert ml_hull.dft_start_cif(layout, "x", generated, prerelax=True) == layout.ml_relaxed_cif("x")
 
 
 def test_dft_relaxation_from_ml_geometry_compares_with_the_generated_cif(tmp_path: Path):
@@ -121,10 +123,10 @@ def test_dft_relaxation_from_ml_geometry_compares_with_the_generated_cif(tmp_pat
     relaxed, beside = Path(layout.ml_relaxed_cif("x")), Path(layout.ml_generated_cif("x"))
     relaxed.parent.mkdir(parents=True)
     relaxed.write_text("data_x\n")
-    assert ml.generated_cif_beside(relaxed) is None  # no copy of the generated CIF: compare with the start
+    assert generated_cif_beside(relaxed) is None  # no copy of the generated CIF: compare with the start
     beside.write_text("data_x\n")
-    assert ml.generated_cif_beside(relaxed) == beside
-    assert ml.generated_cif_beside(EXAMPLES / "MgGeO3_perov5_16100.cif") is None
+    assert generated_cif_beside(relaxed) == beside
+    assert generated_cif_beside(EXAMPLES / "MgGeO3_perov5_16100.cif") is None
 
 
 def _table(rows: list[dict]) -> pd.DataFrame:
@@ -132,14 +134,14 @@ def _table(rows: list[dict]) -> pd.DataFrame:
 
 
 def test_agreement_confusion_mae_and_what_each_screen_would_discard():
-    hull, ml_hull = "e_above_hull_eV_per_atom", ml.ML_E_HULL_COLUMN
+    hull, ml_hull = "e_above_hull_eV_per_atom", columns.ML_E_HULL_COLUMN
     table = _table([
         {"structure_id": "a", "status": "ok", hull: 0.00, ml_hull: 0.02, "formation_energy_eV_per_atom": -1.0,
-         ml.ML_FORMATION_COLUMN: -1.1, "ml_model": "7net-0"},
+         columns.ML_FORMATION_COLUMN: -1.1, "ml_model": "7net-0"},
         {"structure_id": "b", "status": "ok", hull: 0.08, ml_hull: 0.25, "formation_energy_eV_per_atom": -0.5,
-         ml.ML_FORMATION_COLUMN: -0.3, "ml_model": "7net-0"},
+         columns.ML_FORMATION_COLUMN: -0.3, "ml_model": "7net-0"},
         {"structure_id": "c", "status": "ok", hull: 0.40, ml_hull: 0.45, "formation_energy_eV_per_atom": 0.2,
-         ml.ML_FORMATION_COLUMN: 0.2, "ml_model": "7net-0"},
+         columns.ML_FORMATION_COLUMN: 0.2, "ml_model": "7net-0"},
         {"structure_id": "d", "status": "screened_out", hull: None, ml_hull: 0.9, "ml_model": "7net-0"},
     ])
     result = ml_agreement(table, stable_threshold_eV_per_atom=0.1)
@@ -153,7 +155,7 @@ def test_agreement_confusion_mae_and_what_each_screen_would_discard():
     assert result["dft_stable_discarded_by_screen"]["0.2"] == 1
     assert result["dft_stable_discarded_by_screen"]["0.3"] == 0
     assert result["dft_stable_discarded_by_screen"]["0"] == 2
-    summary = summarize(table)
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1)
     assert summary["ml_vs_dft"]["n_compared"] == 3
     assert summary["valid"]["count"] == 4  # a screened-out structure was valid
 
@@ -166,15 +168,15 @@ def test_screened_out_row_has_ml_values_and_no_dft(tmp_path: Path):
             **_record("Na1 Cl1", energy), "ml_model": "7net-0", "ml_package_version": "x",
             "ml_checkpoint_sha256": "abc", "energy_per_atom_eV": energy / 2, "usable_as_dft_start": True,
             "relaxed_cif": "relaxed.cif"}))
-    result = ml.screen(["low", "high"], ml.read_records(layout, ["low", "high"]), ELEMENTS, 0.1)
-    ml.write_screen(result, layout.ml_screen, layout.ml_dft_ids)
+    result = ml_hull.screen(["low", "high"], ml_hull.read_records(layout, ["low", "high"]), ELEMENTS, 0.1)
+    ml_hull.write_screen(result, layout.ml_screen, layout.ml_dft_ids)
     assert Path(layout.ml_dft_ids).read_text() == "low\n"
     table = pd.DataFrame([
         {"structure_id": "low", "status": status_codes.OK, "reason": "", "energy_eV": -7.0},
         {"structure_id": "high", "status": status_codes.NOT_FINISHED, "reason": "relaxation has not finished",
          "energy_eV": None},
     ])
-    out = ml.add_ml_columns(table, tmp_path).set_index("structure_id")
+    out = table_module.add_ml_columns(table, tmp_path).set_index("structure_id")
     assert out.loc["high", "status"] == status_codes.SCREENED_OUT
     assert "exceeds the screening threshold 0.1" in out.loc["high", "reason"]
     assert out.loc["high", result["hull_column"]] == pytest.approx(0.2)
@@ -185,9 +187,10 @@ def test_screened_out_row_has_ml_values_and_no_dft(tmp_path: Path):
 
 
 def test_duplicate_of_a_screened_out_structure_says_its_representative_was_screened_out(tmp_path: Path):
-    from dftscreen.aggregate import add_verdicts, build_table
+    from dftscreen.aggregate import build_table
     from dftscreen.check import CheckResult
     from dftscreen.io import atomic_write_json
+    from dftscreen.table import add_verdicts
 
     layout = ResultsLayout.of(tmp_path)
     checks = [CheckResult(structure_id="rep", source_file="rep.cif", valid=True, n_sites=2).to_dict(),
@@ -199,7 +202,8 @@ def test_duplicate_of_a_screened_out_structure_says_its_representative_was_scree
         "structures": {"rep": {"screened_out": True, "note": note, "ml_e_above_hull_eV_per_atom": 0.45}},
         "screened_out_ids": ["rep"]})
     atomic_write_json(layout.ml_record("rep"), {"status": "relaxed", "energy_per_atom_eV": -3.0})
-    table = add_verdicts(ml.add_ml_columns(build_table(checks, layout.dft_dir), tmp_path)).set_index("structure_id")
+    table = table_module.add_ml_columns(build_table(checks, layout.dft_dir), tmp_path)
+    table = add_verdicts(table, stable_threshold_eV_per_atom=0.1).set_index("structure_id")
     assert table.loc["rep", "status"] == status_codes.SCREENED_OUT
     duplicate = table.loc["dup"]
     assert duplicate["status"] == status_codes.DUPLICATE
@@ -242,12 +246,12 @@ def test_batch_writes_provenance_and_the_geometry_dft_reads(tmp_path: Path, calc
     assert record["ml_checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert record["status"] == status_codes.RELAXED and record["usable_as_dft_start"]
     # The CIF the DFT rule reads holds the ML-relaxed cell, and the generated CIF is kept beside it.
-    start = ml.dft_start_cif(layout, "MgGeO3", str(BATCH[0][1]), prerelax=True)
+    start = ml_hull.dft_start_cif(layout, "MgGeO3", str(BATCH[0][1]), prerelax=True)
     assert start == layout.ml_relaxed_cif("MgGeO3")
     assert read(start).get_volume() == pytest.approx(record["final_volume_A3"], rel=1e-4)
     assert Path(layout.ml_generated_cif("MgGeO3")).read_bytes() == BATCH[0][1].read_bytes()
-    assert ml.generated_cif_beside(start) == Path(layout.ml_generated_cif("MgGeO3"))
-    row = ml.ml_row(record, None, layout, "MgGeO3", prerelax=True)
+    assert generated_cif_beside(start) == Path(layout.ml_generated_cif("MgGeO3"))
+    row = table_module.ml_row(record, None, layout, "MgGeO3", prerelax=True)
     assert row["ml_checkpoint_sha256"] == record["ml_checkpoint_sha256"]
     assert row["dft_start_geometry"] == "ml_relaxed"
 

@@ -26,6 +26,7 @@ from pymatgen.io.cif import CifWriter
 from dftscreen import properties, relax
 from dftscreen.recovery import CHECKPOINT_NAME, OPTIMIZER_STATE_NAME
 from dftscreen.settings import resolve_settings
+
 from emt_factory import EMTFactory, Killed, distorted_copper
 
 #: Tight enough for a dozen steps, so a relaxation can be killed partway.

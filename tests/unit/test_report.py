@@ -1,7 +1,7 @@
 """The HTML report, verdicts, cost accounting and provenance, from a hand-made results folder.
 
 The records here are synthetic (bookkeeping only: no DFT number is claimed); the
-report of a real test-preset run is checked in tests/test_workflow.py.
+report of a real test-preset run is checked in tests/workflow/test_workflow.py.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import assert_renders_in_chromium, assert_report_complete
-from dftscreen.aggregate import table_from_results
+from dftscreen.columns import PROVENANCE_COLUMNS
 from dftscreen.cost import failure_kind, projection
 from dftscreen.io import atomic_write_json, atomic_write_text
-from dftscreen.provenance import PROVENANCE_COLUMNS, run_provenance, settings_hash
+from dftscreen.provenance import run_provenance, settings_hash
 from dftscreen.report import SECTIONS, build_report, figure_names
 from dftscreen.settings import resolve_settings
 from dftscreen.summary import summarize
+from dftscreen.table import table_from_results
 
+from conftest import assert_renders_in_chromium, assert_report_complete
+
+#: The stability threshold (eV/atom) every report here is built with: the schema default.
+STABLE = {"stable_threshold_eV_per_atom": 0.1}
 SETTINGS = resolve_settings("test")
 TARGETS = {"file": None, "id_column": "structure_id", "properties": {"band_gap": {"tolerance": 0.5}}}
 
@@ -138,8 +142,8 @@ def results(tmp_path: Path) -> Path:
 
 
 def _table_and_summary(out: Path) -> tuple[pd.DataFrame, dict]:
-    table = table_from_results(out, True, TARGETS, run_settings=SETTINGS)
-    summary = summarize(table, 0.1, provenance=run_provenance(SETTINGS))
+    table = table_from_results(out, True, TARGETS, run_settings=SETTINGS, stable_threshold_eV_per_atom=0.1)
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1, provenance=run_provenance(SETTINGS))
     return table, summary
 
 
@@ -200,7 +204,9 @@ def test_test_preset_says_loudly_that_numbers_are_not_converged(results: Path):
     assert summary["numbers_converged"] is False
     assert summary["warning"].startswith("NOT CONVERGED")
     standard = summarize(
-        pd.DataFrame({"status": ["ok"], "n_sites": [2]}), provenance=run_provenance(resolve_settings("standard"))
+        pd.DataFrame({"status": ["ok"], "n_sites": [2]}),
+        stable_threshold_eV_per_atom=0.1,
+        provenance=run_provenance(resolve_settings("standard")),
     )
     assert standard["warning"] is None and standard["numbers_converged"] is True
 
@@ -214,13 +220,13 @@ def test_funnel_stages_are_nested_and_optional_stages_appear_with_their_columns(
     # The known-materials stage writes `novel`, the ML stage `ml_status` and the screened_out status.
     with_optional = table.assign(novel=True, ml_status="relaxed")
     with_optional.loc[with_optional.index[1], "status"] = "screened_out"
-    with_ml = summarize(with_optional)
+    with_ml = summarize(with_optional, stable_threshold_eV_per_atom=0.1)
     assert [s["stage"] for s in with_ml["funnel"]][4:6] == ["novel", "passed ML screen"]
 
 
 def test_report_has_every_section_valid_pngs_and_working_links(results: Path):
     table, summary = _table_and_summary(results)
-    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
+    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS, **STABLE)
     page = assert_report_complete(index, list(SECTIONS))
     for name in figure_names(TARGETS["properties"]):
         assert (index.parent / name).is_file(), name
@@ -234,9 +240,9 @@ def test_report_has_every_section_valid_pngs_and_working_links(results: Path):
 
 
 def test_report_without_targets_or_stability_still_complete(results: Path, tmp_path: Path):
-    table = table_from_results(results, False, None, run_settings=SETTINGS)
-    summary = summarize(table, provenance=run_provenance(SETTINGS))
-    index = build_report(results, table, summary, report_dir=tmp_path / "plain", run_settings=SETTINGS)
+    table = table_from_results(results, False, None, run_settings=SETTINGS, stable_threshold_eV_per_atom=0.1)
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1, provenance=run_provenance(SETTINGS))
+    index = build_report(results, table, summary, report_dir=tmp_path / "plain", run_settings=SETTINGS, **STABLE)
     page = assert_report_complete(index, [s for s in SECTIONS if s != "parity"])
     assert "parity" not in page.section_ids
 
@@ -251,26 +257,31 @@ def test_structures_table_is_capped_for_huge_runs(results: Path, tmp_path: Path)
 
 def test_report_renders_in_headless_chromium(results: Path, tmp_path: Path):
     table, summary = _table_and_summary(results)
-    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS)
+    index = build_report(results, table, summary, run_settings=SETTINGS, targets_config=TARGETS, **STABLE)
     assert_renders_in_chromium(index, tmp_path)
 
 
 def test_verdict_of_a_structure_the_ml_screen_kept_from_dft():
     from dftscreen.verdict import verdict
 
+    def words(row):
+        return verdict(row, stable_threshold_eV_per_atom=0.1)
+
     row = {"status": "screened_out", "ml_e_above_hull_eV_per_atom": 0.45, "novel": True}
-    assert verdict(row) == "novel, screened out by ML (0.45 eV/atom above the ML hull)"
+    assert words(row) == "novel, screened out by ML (0.45 eV/atom above the ML hull)"
     row = {"status": "ok", "matches_known_id": "mp-149", "e_above_hull_eV_per_atom": 0.0}
-    assert verdict(row).startswith("known: matches mp-149, stable (0.00 eV/atom above hull)")
+    assert words(row).startswith("known: matches mp-149, stable (0.00 eV/atom above hull)")
     row = {"status": "ok", "novel": True, "e_above_hull_eV_per_atom": -0.031}
-    assert verdict(row).startswith("novel, stable (0.03 eV/atom below the known hull: a candidate new stable phase)")
+    assert words(row).startswith("novel, stable (0.03 eV/atom below the known hull: a candidate new stable phase)")
 
 
 def test_verdict_of_a_structure_dft_cannot_afford():
     from dftscreen.verdict import verdict
 
     row = {"status": "too_large", "reason": "needs about 366 GB per rank, more than the 12000 MB allowed"}
-    assert verdict(row) == "too large for DFT: needs about 366 GB per rank, more than the 12000 MB allowed"
+    assert verdict(row, stable_threshold_eV_per_atom=0.1) == (
+        "too large for DFT: needs about 366 GB per rank, more than the 12000 MB allowed"
+    )
 
 
 def test_verdict_of_a_duplicate_says_what_became_of_its_representatives_dft():
@@ -286,7 +297,7 @@ def test_verdict_of_a_duplicate_says_what_became_of_its_representatives_dft():
         {"structure_id": "rep_ok", "status": "ok", "reason": "", "band_gap_hit": True},
         {"structure_id": "dup_ok", "status": "duplicate", "duplicate_of": "rep_ok", "band_gap_hit": True},
     ])
-    by_id = dict(zip(table["structure_id"], verdicts(table)))
+    by_id = dict(zip(table["structure_id"], verdicts(table, stable_threshold_eV_per_atom=0.1)))
     assert by_id["dup_nc"] == (
         "duplicate of rep_nc, whose relaxation did not converge (values from its last step), band gap on target"
     )

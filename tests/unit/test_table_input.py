@@ -92,9 +92,9 @@ def test_input_columns_named_like_results_columns_get_the_prefix_and_stay_target
     """A table column named like any results column (not only a check field) is input_<name>, never a computed value."""
     import pandas as pd
 
-    from dftscreen.aggregate import add_targets
     from dftscreen.io import atomic_write_json
     from dftscreen.layout import ResultsLayout
+    from dftscreen.table import add_targets
 
     path = tmp_path / "gen.parquet"
     clashing = {"band_gap_eV": 1.8, "ml_status": "m", "novel": True, "target_band_gap_eV": 9.0, "status": "s"}

@@ -114,7 +114,7 @@ def test_a_target_column_that_is_not_numbers_is_an_error_naming_it():
 def test_a_targets_file_is_checked_before_any_job_and_never_costs_the_table(tmp_path, capsys):
     """At start-up: no input with a row, or a target column of text, stops the run with the reason.
     At the end: the same problem leaves the table without target columns, every row kept."""
-    from dftscreen.aggregate import add_targets
+    from dftscreen.table import add_targets
     from dftscreen.targets import check_targets_file
 
     path = tmp_path / "targets.csv"
@@ -140,13 +140,14 @@ def test_too_large_structures_count_as_valid_and_unique_like_the_funnel():
     # Sound structures too large for DFT passed the checks (dft_ready): valid, and unique when not duplicates.
     table = pd.DataFrame({"structure_id": ["a", "b", "c", "d"], "status": ["ok", "too_large", "too_large", "invalid"],
                           "n_sites": [2, 400, 500, 2], "dft_ready": [True, True, True, False]})
-    summary = summarize(table)
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1)
     assert summary["valid"] == {"count": 3, "rate": 0.75}
     assert summary["unique"] == {"count": 3, "rate": 0.75}
     funnel = {stage["stage"]: stage["count"] for stage in summary["funnel"]}
     assert funnel["dft_ready"] == summary["valid"]["count"] and funnel["unique"] == summary["unique"]["count"]
     # Without a dft_ready column the funnel counts the same statuses as valid.
-    funnel = {stage["stage"]: stage["count"] for stage in summarize(table.drop(columns="dft_ready"))["funnel"]}
+    summary = summarize(table.drop(columns="dft_ready"), stable_threshold_eV_per_atom=0.1)
+    funnel = {stage["stage"]: stage["count"] for stage in summary["funnel"]}
     assert funnel["dft_ready"] == 3
 
 
@@ -159,7 +160,7 @@ def test_a_relaxed_structure_whose_properties_failed_still_counts_as_stable():
         "relax_converged": [True, True, False],
         "e_above_hull_eV_per_atom": [0.02, 0.01, None],
     })
-    summary = summarize(table, 0.1)
+    summary = summarize(table, stable_threshold_eV_per_atom=0.1)
     assert summary["stable"]["count"] == 2
     assert summary["relaxed_ok"]["count"] == 1  # fully finished rows only
     funnel = {step["stage"]: step["count"] for step in summary["funnel"]}

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO, run_snakemake, write_run_config
 from dftscreen.dft_pack import PackMember, pack_name, stage_command
 from dftscreen.layout import DFT_STAGES, ResultsLayout
+
+from conftest import REPO, run_snakemake, write_run_config
 
 STRUCTURES = ["NaCl_crystallm_P4nmm.cif", "MgGeO3_perov5_16100.cif"]
 OVERRIDDEN = "NaCl_crystallm_P4nmm"

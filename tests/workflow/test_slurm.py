@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from dftscreen.inputs import make_id
-import yaml
 
 from conftest import EXAMPLES, REPO, real_slurm_config, run_snakemake, write_run_config
 

@@ -29,8 +29,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from conftest import REPO, mpi_env, real_slurm_config, run_snakemake, write_run_config
 from test_slurm import (
     CLUSTER_SCRIPT,
     can_run_slurm,
@@ -38,6 +36,8 @@ from test_slurm import (
     last_job_id,
     one_cluster_user,
 )
+
+from conftest import REPO, mpi_env, real_slurm_config, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from dftscreen.inputs import make_id
-import yaml
 
 from conftest import (
     EXAMPLES,

@@ -25,7 +25,7 @@ checkpoint compare_known:
     params:
         known=KNOWN,
         match=config["check"]["dedupe"],
-        choose_phases=competing_phases_wanted(),
+        choose_phases=PLAN.competing_phases_wanted,
         library_folder=LIBRARY.folder,
         known_index_dir=LIBRARY.known_index_dir,
         settings=global_settings_json,
@@ -67,7 +67,7 @@ use rule relax as relax_competing_phase with:
     output:
         record=LIBRARY.phase_record("{sid}"),
     log:
-        LAYOUT.log("references/known_phases", "{sid}"),
+        LAYOUT.known_phase_log("{sid}"),
     # Every energy above the hull needs them.
     priority: 20
     threads: tasks_for(competing_phase_n_atoms)

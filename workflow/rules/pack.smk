@@ -10,7 +10,7 @@ rule dft_pack:
     output:
         record=LAYOUT.pack_record("{pack}"),
     log:
-        LAYOUT.log("packs", "pack_{pack}"),
+        LAYOUT.pack_log("{pack}"),
     wildcard_constraints:
         pack=PACK_NAME_PATTERN,
     # Like properties: a pack's structures finish whole rows before new packs start.

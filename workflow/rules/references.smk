@@ -9,7 +9,7 @@ rule element_reference:
         # the element, so every run sharing the library computes each element once.
         record=LIBRARY.element_record("{element}", "{ekey}"),
     log:
-        LAYOUT.log("references/elements", "{element}-{ekey}"),
+        LAYOUT.element_reference_log("{element}", "{ekey}"),
     # Every formation energy and hull needs them, so they go first.
     priority: 20
     # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
@@ -40,7 +40,7 @@ use rule relax as relax_reference_phase with:
     output:
         record=LAYOUT.phase_record("{sid}"),
     log:
-        LAYOUT.log("references/phases", "{sid}"),
+        LAYOUT.reference_phase_log("{sid}"),
     # Every energy above the hull needs them.
     priority: 20
     # Sized by the phase's own CIF (the generated structures' table does not list it).

@@ -27,14 +27,14 @@ from pymatgen.io.cif import CifParser
 SymmOp.as_xyz_string = SymmOp.as_xyz_str
 CifParser.from_string = CifParser.from_str
 from crystallm import (
-    is_sensible,
-    extract_space_group_symbol,
-    replace_symmetry_operators,
-    is_atom_site_multiplicity_consistent,
-    is_space_group_consistent,
     bond_length_reasonableness_score,
-    is_valid,
+    extract_space_group_symbol,
+    is_atom_site_multiplicity_consistent,
     is_formula_consistent,
+    is_sensible,
+    is_space_group_consistent,
+    is_valid,
+    replace_symmetry_operators,
 )
 
 root = sys.argv[1]

@@ -1,0 +1,353 @@
+"""The one assembler of the results table: ``results.*`` and ``results_partial.*`` alike.
+
+:func:`assemble_table` builds the table from :class:`TableSources` (the records a run
+has written) in one order: one row per input with its DFT values and stability
+(:func:`dftscreen.aggregate.build_table`), then the known-materials columns
+(:func:`add_known_columns`), the ML columns (:func:`add_ml_columns`), the target
+columns (:func:`add_targets`) and last the verdicts (:func:`add_verdicts`), which read
+all of them. The aggregate job fills the sources from its inputs
+(:meth:`TableSources.from_inputs`); after a failed run the partial table reads the
+same sources from the results folder (:meth:`TableSources.from_results_folder`),
+so both tables have the same columns for the rows they cover.
+
+The column names are :mod:`dftscreen.columns`'; this module adds the columns of the
+stages that run after the DFT rows are built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dftscreen import status_codes
+from dftscreen.aggregate import build_table, dft_status_note
+from dftscreen.columns import (
+    ML_CHANGE_COLUMNS,
+    ML_COLUMNS,
+    NOVELTY_COLUMNS,
+    RELAXED_NOVELTY_COLUMNS,
+    SMACT_COLUMN,
+)
+from dftscreen.io import atomic_write_with, read_json
+from dftscreen.layout import ReferenceLibrary, ResultsLayout
+from dftscreen.targets import add_target_columns, read_target_file
+from dftscreen.verdict import verdicts
+
+# --- the sources and the assembler ----------------------------------------------------------
+
+
+@dataclass
+class TableSources:
+    """The records a results table is assembled from (all already read from their JSON files).
+
+    Attributes:
+        out_dir: the run's results folder (DFT and ML records are read below it).
+        checks: the check table, one record per input.
+        element_records: relaxation records of the elemental references; ``None``: no
+            formation energies and no hull.
+        phase_records: relaxation records of competing phases (user-supplied and chosen known ones).
+        phase_names: a phase's name in ``hull_reference``, by its key.
+        novelty: ``known/novelty.json`` (``None`` before the compare_known job wrote it).
+        relaxed_novelty: ``known/novelty_relaxed.json``, when the run has a known database.
+    """
+
+    out_dir: str
+    checks: list[dict[str, Any]]
+    element_records: list[dict[str, Any]] | None = None
+    phase_records: list[dict[str, Any]] = field(default_factory=list)
+    phase_names: dict[str, str] = field(default_factory=dict)
+    novelty: dict[str, Any] | None = None
+    relaxed_novelty: dict[str, Any] | None = None
+
+    @classmethod
+    def from_results_folder(
+        cls,
+        out_dir: str | os.PathLike[str],
+        *,
+        with_formation_energies: bool,
+        reference_library: str | os.PathLike[str] | None = None,
+        element_keys: Callable[[str], list[str]] | None = None,
+    ) -> TableSources:
+        """The sources as far as a run in ``out_dir`` got: every record that exists, none that does not.
+
+        Elemental references and chosen known phases are read from ``reference_library``
+        (the run's ``<library>/<settings key>`` folder), when given. ``element_keys``
+        (element -> this run's candidate keys) keeps out what a shared library holds for
+        other runs: another run's CIF reference, or a candidate whose key changed since
+        (e.g. Ba before its band count was fixed); ``None`` reads every record.
+        """
+        layout = ResultsLayout.of(out_dir)
+        elements = [read_json(p) for p in layout.element_records()]
+        phases = [read_json(p) for p in layout.phase_records()]
+        names: dict[str, str] = {}
+        if reference_library is not None:
+            library = ReferenceLibrary.of_folder(reference_library)
+            elements += [
+                read_json(path)
+                for element, key, path in library.element_records_on_disk()
+                if element_keys is None or key in element_keys(element)
+            ]
+            names = chosen_phase_names(_read_optional(layout.competing_phases) or {})
+            phases += [
+                read_json(library.phase_record(key))
+                for key in sorted(names)
+                if Path(library.phase_record(key)).is_file()
+            ]
+        return cls(
+            out_dir=str(out_dir),
+            checks=read_json(layout.checks_table),
+            element_records=elements if with_formation_energies else None,
+            phase_records=phases,
+            phase_names=names,
+            novelty=_read_optional(layout.novelty_table),
+            relaxed_novelty=_read_optional(layout.relaxed_novelty_table),
+        )
+
+
+def _read_optional(path: str) -> Any:
+    return read_json(path) if Path(path).is_file() else None
+
+
+def assemble_table(
+    sources: TableSources,
+    *,
+    targets_config: dict[str, Any] | None,
+    stable_threshold_eV_per_atom: float,
+    run_settings: dict[str, Any] | None,
+    ml_prerelax: bool | None,
+) -> pd.DataFrame:
+    """The results table, one row per input, from ``sources``.
+
+    Args:
+        targets_config: the config section ``targets`` (``None``: no target columns).
+        stable_threshold_eV_per_atom: ``stability.stable_threshold_eV_per_atom`` (eV/atom), for the verdicts.
+        run_settings: the run's resolved DFT settings, for the provenance of rows without DFT.
+        ml_prerelax: whether DFT started from ML-relaxed geometries; ``None`` when the ML stage is off.
+    """
+    layout = ResultsLayout.of(sources.out_dir)
+    table = build_table(
+        sources.checks,
+        layout.dft_dir,
+        element_records=sources.element_records,
+        phase_records=sources.phase_records,
+        run_settings=run_settings,
+        phase_names=sources.phase_names,
+    )
+    if sources.novelty is not None:
+        table = add_known_columns(table, sources.novelty, sources.relaxed_novelty)
+    if ml_prerelax is not None:
+        table = add_ml_columns(table, sources.out_dir, ml_prerelax)
+    # Verdicts last: they read the known-materials, ML and target columns.
+    table = add_targets(table, targets_config)
+    return add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
+
+
+def table_from_results(
+    out_dir: str | os.PathLike[str],
+    with_formation_energies: bool = True,
+    targets_config: dict[str, Any] | None = None,
+    run_settings: dict[str, Any] | None = None,
+    *,
+    stable_threshold_eV_per_atom: float,
+    reference_library: str | os.PathLike[str] | None = None,
+    element_keys: Callable[[str], list[str]] | None = None,
+    ml_prerelax: bool | None = None,
+) -> pd.DataFrame:
+    """The results table as far as a run in ``out_dir`` got, read from its folders.
+
+    For a partial table after failed jobs, or a report while a run goes on: records
+    that do not exist yet make their rows ``not_finished``
+    (:meth:`TableSources.from_results_folder`, then :func:`assemble_table`).
+    """
+    sources = TableSources.from_results_folder(
+        out_dir,
+        with_formation_energies=with_formation_energies,
+        reference_library=reference_library,
+        element_keys=element_keys,
+    )
+    return assemble_table(
+        sources,
+        targets_config=targets_config,
+        stable_threshold_eV_per_atom=stable_threshold_eV_per_atom,
+        run_settings=run_settings,
+        ml_prerelax=ml_prerelax,
+    )
+
+
+# --- columns of the later stages --------------------------------------------------------------
+
+
+def chosen_phase_names(chosen: dict[str, Any]) -> dict[str, str]:
+    """Name of each chosen known phase in the table, by its key: ``<key> [<known entry id>]``."""
+    return {p["phase_key"]: f"{p['phase_key']} [{p['entry_id']}]" for p in chosen.get("phases", [])}
+
+
+def _dft_ids(table: pd.DataFrame) -> list[str]:
+    """Per row, the id whose DFT (and known-materials results) the row shows: its representative's for a duplicate."""
+    return [
+        (dup if isinstance(dup, str) and dup else sid)
+        for sid, dup in zip(table["structure_id"], table.get("duplicate_of", [None] * len(table)))
+    ]
+
+
+def add_known_columns(
+    table: pd.DataFrame, novelty: dict[str, Any], relaxed: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """Add ``smact_valid`` and the novelty columns of :data:`dftscreen.columns.NOVELTY_COLUMNS`.
+
+    ``novelty`` is the compare_known job's table (:func:`dftscreen.compare_known.compare_with_known`).
+    A duplicate shows its representative's novelty (the same crystal); rows that never
+    reached DFT have none. Novelty columns appear only for a known set the run had.
+    ``relaxed`` (:func:`dftscreen.compare_known.relaxed_novelty`) adds
+    :data:`dftscreen.columns.RELAXED_NOVELTY_COLUMNS`.
+    """
+    records = novelty.get("structures", {})
+    table = table.copy()
+    table[SMACT_COLUMN] = [records.get(sid, {}).get(SMACT_COLUMN) for sid in table["structure_id"]]
+    dft_ids = _dft_ids(table)
+    for name, columns in NOVELTY_COLUMNS.items():
+        if not novelty.get("known_set" if name == "database" else "training_set"):
+            continue
+        for column in columns:
+            table[column] = [records.get(dft_id, {}).get(column) for dft_id in dft_ids]
+    if relaxed and relaxed.get("known_set"):
+        relaxed_records = relaxed.get("structures", {})
+        for column in RELAXED_NOVELTY_COLUMNS:
+            table[column] = [relaxed_records.get(dft_id, {}).get(column) for dft_id in dft_ids]
+    return table
+
+
+def ml_row(
+    record: dict[str, Any] | None,
+    verdict: dict[str, Any] | None,
+    layout: ResultsLayout,
+    structure_id: str,
+    prerelax: bool,
+) -> dict[str, Any]:
+    """The ``ml_*`` columns of one structure from its ML record and screening verdict (:mod:`dftscreen.ml_hull`)."""
+    if record is None:
+        return {}
+    row: dict[str, Any] = {
+        "ml_status": record.get("status"),
+        "ml_reason": " ".join(((record.get("reason") or "") + " " + (record.get("geometry_note") or "")).split()),
+        "ml_model": record.get("ml_model"),
+        "ml_package_version": record.get("ml_package_version"),
+        "ml_checkpoint_sha256": record.get("ml_checkpoint_sha256"),
+        "ml_energy_per_atom_eV": record.get("energy_per_atom_eV"),
+        "ml_n_steps": record.get("n_steps"),
+        "ml_max_force_eV_per_A": record.get("max_force_eV_per_A"),
+        "ml_volume_relaxed_A3": record.get("final_volume_A3"),
+        "ml_wall_time_s": record.get("wall_time_s"),
+    }
+    v0, v1 = record.get("initial_volume_A3"), record.get("final_volume_A3")
+    if v0 and v1:
+        row["ml_volume_change_pct"] = 100.0 * (v1 - v0) / v0
+    change = record.get("change") or {}
+    for key in ML_CHANGE_COLUMNS:
+        if key in change:
+            row[f"ml_{key}"] = change[key]
+    if record.get("relaxed_cif"):
+        row["ml_relaxed_cif"] = str(Path(layout.ml_structure_dir(structure_id)) / record["relaxed_cif"])
+    row["dft_start_geometry"] = "ml_relaxed" if prerelax and record.get("usable_as_dft_start") else "generated"
+    if verdict:
+        row.update({k: v for k, v in verdict.items() if k.startswith("ml_")})
+        if verdict.get("note") and not verdict.get("screened_out"):
+            row["ml_reason"] = " ".join(f"{row['ml_reason']} {verdict['note']}".split())
+    return row
+
+
+def _screened_values(row: pd.Series, ml_id: str, verdict: dict[str, Any]) -> dict[str, Any]:
+    """``status``/``reason`` of a row whose structure (or representative) the ML screen kept from DFT."""
+    if not verdict.get("screened_out"):
+        return {}
+    if row["status"] == status_codes.NOT_FINISHED:
+        return {"status": status_codes.SCREENED_OUT, "reason": verdict["note"]}
+    if row["status"] == status_codes.DUPLICATE:
+        # Its representative's DFT never ran (it was screened out), which is no "not_finished".
+        unfinished = dft_status_note(ml_id, status_codes.NOT_FINISHED)
+        if str(row["reason"]).endswith(unfinished):
+            check_reason = str(row["reason"])[: -len(unfinished)]
+            return {"reason": f"{check_reason} ({ml_id} was screened out by ML: {verdict['note']})"}
+    return {}
+
+
+def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerelax: bool = True) -> pd.DataFrame:
+    """Add the ``ml_*`` columns and the ``screened_out`` status to the results table.
+
+    Reads ``ml/screen.json`` and the ML records under ``out_dir``; without a
+    screen (ML stage off or not run yet) the table is returned unchanged.
+    Duplicates show their representative's ML values, as they do its DFT values.
+    """
+    layout = ResultsLayout.of(out_dir)
+    if not Path(layout.ml_screen).is_file():
+        return table
+    screen_result = read_json(layout.ml_screen)
+    verdicts_by_id = screen_result["structures"]
+    table = table.copy()
+    rows = []
+    for (_, row), ml_id in zip(table.iterrows(), _dft_ids(table)):
+        record_path = Path(layout.ml_record(ml_id))
+        record = read_json(record_path) if ml_id in verdicts_by_id and record_path.is_file() else None
+        verdict = verdicts_by_id.get(ml_id) or {}
+        values = ml_row(record, verdicts_by_id.get(ml_id), layout, ml_id, prerelax)
+        values.update(_screened_values(row, ml_id, verdict))
+        rows.append(values)
+    ml_frame = pd.DataFrame(rows, index=table.index)
+    for column in ml_frame.columns:
+        if column in ("status", "reason"):
+            mask = ml_frame[column].notna()
+            table.loc[mask, column] = ml_frame.loc[mask, column]
+        else:
+            table[column] = ml_frame[column]
+    for column in (*ML_COLUMNS, screen_result["hull_column"]):
+        if column not in table.columns:
+            table[column] = None
+    return table
+
+
+def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:
+    """Target, error and hit columns as configured under ``targets`` (see :mod:`dftscreen.targets`)."""
+    if not targets_config or not targets_config.get("properties"):
+        return table
+    try:
+        values = None
+        if targets_config.get("file"):
+            values = read_target_file(targets_config["file"], targets_config.get("id_column", "structure_id"))
+        return add_target_columns(
+            table, targets_config["properties"], values, targets_config.get("id_column", "structure_id")
+        )
+    except (OSError, ValueError) as exc:
+        # The run's other results are worth more than its targets: the table is written without
+        # them (the start-up check, targets.check_targets_file, catches most such problems first).
+        print(f"dftscreen: WARNING: no target columns in the results table: {exc}", file=sys.stderr)
+        return table
+
+
+def add_verdicts(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> pd.DataFrame:
+    """Fill the ``verdict`` column: what became of each structure, in words (see :mod:`dftscreen.verdict`)."""
+    table = table.copy()
+    table["verdict"] = verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
+    return table
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], parquet_path: str | os.PathLike[str]) -> None:
+    """Write the results table as CSV and Parquet, each atomically."""
+    # Nullable dtypes: an integer column with missing rows stays integer
+    # (5, not 5.0) and Parquet gets one type per column.
+    typed = table.convert_dtypes()
+    atomic_write_with(csv_path, lambda tmp: typed.to_csv(tmp, index=False))
+    atomic_write_with(parquet_path, lambda tmp: typed.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def status_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Number of rows per status."""
+    return {str(k): int(v) for k, v in table["status"].value_counts().items()}

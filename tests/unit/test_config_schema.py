@@ -113,19 +113,22 @@ def test_ml_settings_defaults_are_the_schema_defaults():
 # Functions the workflow always calls with a configured value take it by keyword, with no default
 # of their own that could drift from the schema's.
 CONFIGURED_PARAMETERS = [
-    (summary.summarize, "stable_threshold_eV_per_atom"),
-    (summary.funnel, "stable_threshold_eV_per_atom"),
-    (summary.ml_agreement, "stable_threshold_eV_per_atom"),
-    (verdict.verdict, "stable_threshold_eV_per_atom"),
-    (verdict.verdicts, "stable_threshold_eV_per_atom"),
-    (table_module.add_verdicts, "stable_threshold_eV_per_atom"),
-    (table_module.assemble_table, "stable_threshold_eV_per_atom"),
-    (table_module.table_from_results, "stable_threshold_eV_per_atom"),
-    (report.build_report, "stable_threshold_eV_per_atom"),
-    (competing.choose_competing_phases, "max_above_hull_eV_per_atom"),
-    (competing.choose_competing_phases, "max_per_system"),
-    (competing.choose_competing_phases, "max_sites"),
-    (competing.choose_competing_phases, "include_elements"),
+    (function, name)
+    for function, names in {
+        summary.summarize: ["stable_threshold_eV_per_atom"],
+        summary.funnel: ["stable_threshold_eV_per_atom"],
+        summary.ml_agreement: ["stable_threshold_eV_per_atom"],
+        verdict.verdict: ["stable_threshold_eV_per_atom"],
+        verdict.verdicts: ["stable_threshold_eV_per_atom"],
+        table_module.add_verdicts: ["stable_threshold_eV_per_atom"],
+        table_module.assemble_table: ["stable_threshold_eV_per_atom"],
+        table_module.table_from_results: ["stable_threshold_eV_per_atom"],
+        report.build_report: ["stable_threshold_eV_per_atom"],
+        competing.choose_competing_phases: [
+            "max_above_hull_eV_per_atom", "max_per_system", "max_sites", "include_elements"
+        ],
+    }.items()
+    for name in names
 ]
 
 

@@ -87,7 +87,7 @@ def figure_names(target_names: Iterable[str] = ()) -> list[str]:
 # --------------------------------------------------------------------------- figures
 
 
-def _figure():
+def new_figure():
     """A new matplotlib figure on the Agg canvas (no pyplot state, no display needed)."""
     import matplotlib
 
@@ -98,18 +98,18 @@ def _figure():
     return figure, figure.add_subplot()
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=FIGURE_DPI))
 
 
-def _no_data(ax, message: str) -> None:
+def draw_no_data(ax, message: str) -> None:
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, wrap=True, color="0.35")
 
 
 def plot_funnel(stages: list[dict[str, Any]], path: Path) -> None:
     """Horizontal bars: structures left after each stage, labelled with count and % of inputs."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     names = [s["stage"] for s in stages]
     counts = [s["count"] for s in stages]
     bars = ax.barh(names, counts, color="#3b75af")
@@ -122,7 +122,7 @@ def plot_funnel(stages: list[dict[str, Any]], path: Path) -> None:
         rate = stage["rate_of_inputs"]
         label = f"{stage['count']}" + (f" ({100 * rate:.0f} %)" if rate is not None else "")
         ax.text(bar.get_width() + top * 0.02, bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=11)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_histogram(
@@ -135,10 +135,10 @@ def plot_histogram(
     marker_label: str | None = None,
 ) -> None:
     """Histogram of one property over the structures; a note instead when there are no values."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     data = pd.to_numeric(values, errors="coerce").dropna()
     if data.empty:
-        _no_data(ax, empty_message)
+        draw_no_data(ax, empty_message)
     else:
         ax.hist(data, bins=min(30, max(5, len(data))), color="#3b75af", edgecolor="white")
         if marker is not None:
@@ -147,7 +147,7 @@ def plot_histogram(
         ax.set_xlabel(xlabel)
         ax.set_ylabel("structures")
         ax.set_title(f"{title} (n = {len(data)})")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_parity(
@@ -161,14 +161,14 @@ def plot_parity(
     ylabel: str = "computed (DFT)",
 ) -> dict[str, Any]:
     """Computed vs target with the line y = x and the hit band ±tolerance; returns n and hit count."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     x = pd.to_numeric(target, errors="coerce")
     y = pd.to_numeric(computed, errors="coerce")
     both = x.notna() & y.notna()
     x, y = x[both].to_numpy(float), y[both].to_numpy(float)
     hits = np.abs(y - x) <= tolerance if tolerance is not None else np.ones(len(x), dtype=bool)
     if len(x) == 0:
-        _no_data(ax, f"no structure has both a {xlabel} and a {ylabel} {label}")
+        draw_no_data(ax, f"no structure has both a {xlabel} and a {ylabel} {label}")
     else:
         low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         pad = max(0.1 * (high - low), tolerance or 0.0, 0.1)
@@ -197,7 +197,7 @@ def plot_parity(
             if tolerance is not None
             else f"{label} (n = {len(x)})"
         )
-    _save(figure, path)
+    save_figure(figure, path)
     return {"n": int(len(x)), "hits": int(hits.sum())}
 
 
@@ -220,9 +220,9 @@ def spacegroup_outcomes(table: pd.DataFrame) -> tuple[Counter, Counter]:
 
 def plot_spacegroups(outcomes: Counter, path: Path) -> None:
     """Bars: relaxed structures that kept their space group and those that changed it."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     if not outcomes:
-        _no_data(ax, "no relaxed structures yet")
+        draw_no_data(ax, "no relaxed structures yet")
     else:
         names = [n for n in ("kept", "changed", "not compared") if outcomes.get(n)]
         colors = {"kept": "#2e8b57", "changed": "#c0392b", "not compared": "0.6"}
@@ -239,15 +239,15 @@ def plot_spacegroups(outcomes: Counter, path: Path) -> None:
         ax.set_ylabel("relaxed structures")
         ax.set_title("Space group on relaxation: kept or changed")
         ax.set_ylim(0, max(outcomes.values()) * 1.2)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_cost(cost: dict[str, Any], path: Path) -> None:
     """Bars: core-hours spent per stage, and projected for the pending jobs."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     stages = cost.get("stages", {})
     if not stages or not any(s["core_hours"] for s in stages.values()):
-        _no_data(ax, "no DFT job has recorded its cost yet")
+        draw_no_data(ax, "no DFT job has recorded its cost yet")
     else:
         names = list(stages)
         spent = [stages[n]["core_hours"] for n in names]
@@ -259,7 +259,7 @@ def plot_cost(cost: dict[str, Any], path: Path) -> None:
             ax.legend()
         ax.set_ylabel("core-hours")
         ax.set_title(f"Cost per stage (total {cost.get('total_core_hours', 0):.3g} core-hours)")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- HTML pieces

@@ -1,0 +1,171 @@
+"""Figures that compare cohorts (issue 30): each rate with its interval, side by side.
+
+Every function draws one PNG (written atomically) from the per-cohort table of
+:mod:`dftscreen.cohort_table` (one row per cohort: ``cohort``, and per metric
+``<metric>_rate``, ``<metric>_low``, ``<metric>_high``, ``<metric>_count``) or from
+the results table itself (one row per input, with its ``cohort`` column). A figure
+without data says so in the image, as the report's other figures do. Rates are
+fractions of every input of the cohort; intervals are 95 % Wilson intervals unless the
+table says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dftscreen.report import draw_no_data, new_figure, save_figure
+
+#: Colour of the baseline cohort and of the others.
+BASELINE_COLOR = "#c0392b"
+COHORT_COLOR = "#2c6fbb"
+
+
+def _interval(rates: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rate, low, high) of ``metric`` per cohort, NaN where undefined (a cohort of 0 inputs)."""
+    values = [pd.to_numeric(rates.get(f"{metric}_{part}"), errors="coerce") for part in ("rate", "low", "high")]
+    return tuple(np.asarray(v if v is not None else [np.nan] * len(rates), dtype=float) for v in values)
+
+
+def forest_plot(
+    rates: pd.DataFrame, metrics: Sequence[str], path: Path, baseline: str | None = None, title: str = ""
+) -> None:
+    """One row per (metric, cohort): the rate and its interval, with the baseline cohort's rate as a line."""
+    figure, ax = new_figure()
+    figure.set_size_inches(6.4, max(2.5, 0.28 * len(metrics) * max(1, len(rates)) + 1.2))
+    if rates.empty or not metrics:
+        draw_no_data(ax, "no cohorts to compare")
+        save_figure(figure, path)
+        return
+    labels, y = [], 0.0
+    for metric in metrics:
+        rate, low, high = _interval(rates, metric)
+        for i, cohort in enumerate(rates["cohort"]):
+            is_baseline = cohort == baseline
+            color = BASELINE_COLOR if is_baseline else COHORT_COLOR
+            if np.isfinite(rate[i]):
+                ax.errorbar(rate[i], -y, xerr=[[rate[i] - low[i]], [high[i] - rate[i]]], fmt="o", color=color,
+                            capsize=2, markersize=4)
+            if is_baseline and np.isfinite(rate[i]):
+                ax.axvline(rate[i], color=BASELINE_COLOR, linewidth=0.6, alpha=0.4)
+            labels.append((-y, f"{metric}: {cohort}"))
+            y += 1
+        y += 0.6
+    ax.set_yticks([pos for pos, _ in labels], [text for _, text in labels], fontsize=6)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("rate (fraction of the cohort's inputs), 95 % interval")
+    ax.set_title(title or "Rates per cohort" + (f" (baseline in red: {baseline})" if baseline else ""), fontsize=9)
+    save_figure(figure, path)
+
+
+def funnels(rates: pd.DataFrame, stages: Sequence[str], path: Path) -> None:
+    """The funnel of every cohort side by side: one group of bars per stage, one bar (with interval) per cohort."""
+    figure, ax = new_figure()
+    present = [s for s in stages if f"{s}_rate" in rates.columns]
+    if rates.empty or not present:
+        draw_no_data(ax, "no cohorts to compare")
+        save_figure(figure, path)
+        return
+    width = 0.8 / len(rates)
+    for i, cohort in enumerate(rates["cohort"]):
+        rate = np.array([_interval(rates, s)[0][i] for s in present])
+        low = np.array([_interval(rates, s)[1][i] for s in present])
+        high = np.array([_interval(rates, s)[2][i] for s in present])
+        x = np.arange(len(present)) + i * width
+        ax.bar(x, np.nan_to_num(rate), width, label=str(cohort))
+        ax.errorbar(x, np.nan_to_num(rate), yerr=[np.nan_to_num(rate - low), np.nan_to_num(high - rate)],
+                    fmt="none", color="0.2", capsize=1.5, linewidth=0.7)
+    ax.set_xticks(np.arange(len(present)) + 0.4 - width / 2, present, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("fraction of the cohort's inputs")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=6, ncols=2)
+    ax.set_title("Funnel per cohort (95 % intervals)", fontsize=9)
+    save_figure(figure, path)
+
+
+def e_hull_ecdf(table: pd.DataFrame, hull_column: str | None, path: Path, label: str = "DFT") -> None:
+    """Empirical distribution of the energy above the hull per cohort (each DFT calculation once)."""
+    figure, ax = new_figure()
+    values = pd.to_numeric(table[hull_column], errors="coerce") if hull_column in table.columns else None
+    if values is None or values.notna().sum() == 0:
+        draw_no_data(ax, f"no {label} energies above the hull yet")
+        save_figure(figure, path)
+        return
+    for cohort, group in values.groupby(table["cohort"]):
+        sorted_values = np.sort(group.dropna().to_numpy())
+        if len(sorted_values):
+            ax.step(sorted_values, np.arange(1, len(sorted_values) + 1) / len(sorted_values), where="post",
+                    label=f"{cohort} (n={len(sorted_values)})")
+    ax.axvline(0.0, color="0.4", linewidth=0.6)
+    ax.set_xlabel(f"{label} energy above the hull (eV/atom)")
+    ax.set_ylabel("fraction of the cohort's structures with a value")
+    ax.legend(fontsize=6)
+    ax.set_title(f"{label} energy above the hull per cohort", fontsize=9)
+    save_figure(figure, path)
+
+
+def response_curve(rates: pd.DataFrame, factor_column: str, metric: str, path: Path) -> None:
+    """A rate against an ordered factor's value (temperature, condition value), with its intervals."""
+    figure, ax = new_figure()
+    x = pd.to_numeric(rates.get(factor_column), errors="coerce") if factor_column in rates.columns else None
+    if x is None or x.notna().sum() == 0:
+        draw_no_data(ax, f"no numeric values of {factor_column}")
+        save_figure(figure, path)
+        return
+    rate, low, high = _interval(rates, metric)
+    order = np.argsort(x.to_numpy())
+    xs, r, lo, hi = x.to_numpy()[order], rate[order], low[order], high[order]
+    ax.fill_between(xs, lo, hi, alpha=0.25, color=COHORT_COLOR, linewidth=0)
+    ax.plot(xs, r, "o-", color=COHORT_COLOR)
+    ax.set_xlabel(factor_column)
+    ax.set_ylabel(f"{metric} rate (95 % interval)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{metric} against {factor_column}", fontsize=9)
+    save_figure(figure, path)
+
+
+def cumulative_useful_vs_core_hours(table: pd.DataFrame, useful: pd.Series, path: Path, label: str = "S.U.N.") -> None:
+    """Cumulative useful structures against cumulative core-hours per cohort, in the order rows were computed.
+
+    ``useful`` marks the rows that count (e.g. S.U.N., or S.U.N. and on target); the cost of a row is
+    its ``total_core_hours`` (duplicates cost nothing: their DFT ran once, in the representative's row).
+    """
+    figure, ax = new_figure()
+    hours = pd.to_numeric(table.get("total_core_hours"), errors="coerce") if "total_core_hours" in table else None
+    if hours is None or hours.fillna(0).sum() == 0:
+        draw_no_data(ax, "no DFT cost recorded yet")
+        save_figure(figure, path)
+        return
+    frame = pd.DataFrame({"cohort": table["cohort"], "hours": hours.fillna(0.0), "useful": useful.fillna(False)})
+    for cohort, group in frame.groupby("cohort"):
+        ax.step(group["hours"].cumsum(), group["useful"].astype(int).cumsum(), where="post", label=str(cohort))
+    ax.set_xlabel("cumulative core-hours")
+    ax.set_ylabel(f"cumulative {label} structures")
+    ax.legend(fontsize=6)
+    ax.set_title(f"{label} structures per core-hour", fontsize=9)
+    save_figure(figure, path)
+
+
+def novelty_vs_stability(rates: pd.DataFrame, path: Path) -> None:
+    """Each cohort's novel rate against its stable rate, with both intervals."""
+    figure, ax = new_figure()
+    if rates.empty or "novel_rate" not in rates.columns or "stable_rate" not in rates.columns:
+        draw_no_data(ax, "needs a known set (novelty) and DFT stability")
+        save_figure(figure, path)
+        return
+    stable, stable_low, stable_high = _interval(rates, "stable")
+    novel, novel_low, novel_high = _interval(rates, "novel")
+    for i, cohort in enumerate(rates["cohort"]):
+        ax.errorbar(stable[i], novel[i], xerr=[[stable[i] - stable_low[i]], [stable_high[i] - stable[i]]],
+                    yerr=[[novel[i] - novel_low[i]], [novel_high[i] - novel[i]]], fmt="o", capsize=2,
+                    label=str(cohort))
+    ax.set_xlabel("stable rate")
+    ax.set_ylabel("novel rate")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=6)
+    ax.set_title("Novelty against stability per cohort (95 % intervals)", fontsize=9)
+    save_figure(figure, path)

@@ -17,7 +17,7 @@ modules import each other, even through function-level imports (tests/unit/test_
   :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohort_stats`
 - report: :mod:`report`, :mod:`cohort_figures`
 - running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
-  :mod:`dag_speed`
+  :mod:`dag_speed`, :mod:`compare_runs`
 """
 
 import os as _os

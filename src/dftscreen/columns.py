@@ -220,6 +220,11 @@ ML_COLUMNS = (
     "dft_start_geometry",
 )
 
+# --- cohorts (dftscreen.cohorts) ------------------------------------------------------------
+
+#: The cohort a structure belongs to (issue 30): "<factor>=<value>, ..." or "all".
+COHORT_COLUMN = "cohort"
+
 # --- targets (dftscreen.targets) ------------------------------------------------------------
 
 #: Unit (as written in column names) of every target property, by target name.

@@ -199,6 +199,12 @@ ML_CHANGE_COLUMNS = (
     "spacegroup_changed",
 )
 
+#: Whether the ML screen put a structure above its threshold, and whether the audit sent it to DFT anyway.
+ML_SCREENED_OUT_COLUMN = "ml_screened_out"
+ML_AUDITED_COLUMN = "ml_audited"
+#: The probability that a structure's DFT ran given the screen and its audit (Horvitz-Thompson weights: 1 / p).
+DFT_INCLUSION_PROBABILITY_COLUMN = "dft_inclusion_probability"
+
 #: ML table columns, in order (the ML hull column is one of the two names above).
 ML_COLUMNS = (
     ML_STATUS_COLUMN,
@@ -218,6 +224,9 @@ ML_COLUMNS = (
     "ml_wall_time_s",
     "ml_relaxed_cif",
     "dft_start_geometry",
+    ML_SCREENED_OUT_COLUMN,
+    ML_AUDITED_COLUMN,
+    DFT_INCLUSION_PROBABILITY_COLUMN,
 )
 
 # --- cohorts (dftscreen.cohorts) ------------------------------------------------------------

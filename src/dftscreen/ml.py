@@ -439,11 +439,3 @@ def _key(source: bytes, settings: MLSettings, provenance: dict[str, Any]) -> str
     digest.update(json.dumps(settings.to_dict(), sort_keys=True).encode())
     digest.update(provenance["ml_checkpoint_sha256"].encode())
     return digest.hexdigest()
-
-
-
-
-# workflow/scripts/ml_screen.py imports the screen from here. Snakemake reruns a script rule
-# whose script file is newer than its outputs, so that script keeps its import (no finished
-# run reruns its screen) and this line says where the screen lives now.
-from dftscreen.ml_hull import read_records, screen, write_screen  # noqa: E402, F401

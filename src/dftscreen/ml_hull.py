@@ -12,6 +12,7 @@ Units: energies eV, energies per atom eV/atom.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -121,6 +122,36 @@ def screen(
         "dft_ids": [sid for sid, v in verdicts.items() if not v["screened_out"]],
         "screened_out_ids": [sid for sid, v in verdicts.items() if v["screened_out"]],
     }
+
+
+def audit_draw(structure_id: str, seed: int) -> float:
+    """A uniform number in [0, 1) for a structure: a hash of the seed and its id (stable as structures are added)."""
+    digest = hashlib.sha256(f"{seed}:{structure_id}".encode()).hexdigest()
+    return int(digest[:15], 16) / 16**15
+
+
+def audit(screen_result: dict[str, Any], *, fraction: float, seed: int) -> dict[str, Any]:
+    """Send a seeded random sample of the screened-out structures to DFT anyway (``ml.audit_fraction``).
+
+    Every rate computed after the screen is biased by it; the audited structures' DFT results
+    let :mod:`dftscreen.cohort_stats` weight the rates back (each screened-out structure reached
+    DFT with probability ``fraction``: Horvitz-Thompson) and measure the screen's false-negative
+    rate. An audited structure stays ``screened_out`` in the screen (the ML verdict) and is
+    ``audited``: its id joins ``dft_ids``. Returns a new result with ``audit_fraction`` and ``audited_ids``.
+    """
+    result = {**screen_result, "structures": {sid: dict(v) for sid, v in screen_result["structures"].items()}}
+    audited = [sid for sid in screen_result["screened_out_ids"] if audit_draw(sid, seed) < fraction]
+    for sid in audited:
+        verdict = result["structures"][sid]
+        verdict["audited"] = True
+        verdict["note"] = verdict["note"].replace("; no DFT", "; audited: goes to DFT anyway (ml.audit_fraction)")
+    result.update(
+        audit_fraction=fraction,
+        audit_seed=seed,
+        audited_ids=audited,
+        dft_ids=sorted({*screen_result["dft_ids"], *audited}),
+    )
+    return result
 
 
 def write_screen(screen_result: dict[str, Any], out_json: str | os.PathLike[str],

@@ -28,8 +28,11 @@ import pandas as pd
 from dftscreen import status_codes
 from dftscreen.aggregate import build_table, dft_status_note
 from dftscreen.columns import (
+    DFT_INCLUSION_PROBABILITY_COLUMN,
+    ML_AUDITED_COLUMN,
     ML_CHANGE_COLUMNS,
     ML_COLUMNS,
+    ML_SCREENED_OUT_COLUMN,
     NOVELTY_COLUMNS,
     RELAXED_NOVELTY_COLUMNS,
     SMACT_COLUMN,
@@ -257,6 +260,8 @@ def ml_row(
     row["dft_start_geometry"] = "ml_relaxed" if prerelax and record.get("usable_as_dft_start") else "generated"
     if verdict:
         row.update({k: v for k, v in verdict.items() if k.startswith("ml_")})
+        row[ML_SCREENED_OUT_COLUMN] = bool(verdict.get("screened_out"))
+        row[ML_AUDITED_COLUMN] = bool(verdict.get("audited"))
         if verdict.get("note") and not verdict.get("screened_out"):
             row["ml_reason"] = " ".join(f"{row['ml_reason']} {verdict['note']}".split())
     return row
@@ -264,7 +269,7 @@ def ml_row(
 
 def _screened_values(row: pd.Series, ml_id: str, verdict: dict[str, Any]) -> dict[str, Any]:
     """``status``/``reason`` of a row whose structure (or representative) the ML screen kept from DFT."""
-    if not verdict.get("screened_out"):
+    if not verdict.get("screened_out") or verdict.get("audited"):
         return {}
     if row["status"] == status_codes.NOT_FINISHED:
         return {"status": status_codes.SCREENED_OUT, "reason": verdict["note"]}
@@ -297,6 +302,10 @@ def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerela
         verdict = verdicts_by_id.get(ml_id) or {}
         values = ml_row(record, verdicts_by_id.get(ml_id), layout, ml_id, prerelax)
         values.update(_screened_values(row, ml_id, verdict))
+        if verdict:
+            # The chance that this structure's DFT ran: 1 past the screen, the audit fraction below it.
+            audit_fraction = float(screen_result.get("audit_fraction", 0.0))
+            values[DFT_INCLUSION_PROBABILITY_COLUMN] = audit_fraction if verdict.get("screened_out") else 1.0
         rows.append(values)
     ml_frame = pd.DataFrame(rows, index=table.index)
     for column in ml_frame.columns:

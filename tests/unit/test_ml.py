@@ -314,3 +314,48 @@ def test_references_are_the_dft_reference_structures_relaxed_with_the_model(tmp_
         by_element["S"]["reason"])
     assert records["phases"][0]["status"] == status_codes.RELAXED
     assert np.isfinite(records["phases"][0]["energy_eV"])
+
+
+def test_the_screen_audit_sends_a_seeded_sample_of_screened_out_structures_to_dft():
+    """ml.audit_fraction: about that fraction of the screened-out ids join dft_ids, the same ones on a rerun,
+    and adding structures keeps the others' draws."""
+    ids = [f"s{i:03d}" for i in range(400)]
+    verdicts = {sid: {"screened_out": i % 2 == 0, "note": "ML energy above hull ...; no DFT"} for i, sid in
+                enumerate(ids)}
+    screened = [sid for sid in ids if verdicts[sid]["screened_out"]]
+    result = {"structures": verdicts, "dft_ids": [s for s in ids if s not in screened], "screened_out_ids": screened}
+    audited = ml_hull.audit(result, fraction=0.25, seed=7)
+    assert 0.15 < len(audited["audited_ids"]) / len(screened) < 0.35
+    assert set(audited["audited_ids"]) <= set(screened) and set(audited["audited_ids"]) <= set(audited["dft_ids"])
+    assert audited == ml_hull.audit(result, fraction=0.25, seed=7)
+    assert ml_hull.audit(result, fraction=0.25, seed=8)["audited_ids"] != audited["audited_ids"]
+    assert ml_hull.audit(result, fraction=0.0, seed=7)["dft_ids"] == result["dft_ids"]
+    first = audited["audited_ids"][0]
+    verdict = audited["structures"][first]
+    assert verdict["audited"] and "audited: goes to DFT anyway" in verdict["note"]
+    assert "audited" not in result["structures"][first]  # the input is not changed
+
+
+def test_an_audited_row_keeps_its_dft_status_and_says_how_likely_its_dft_was(tmp_path: Path):
+    from dftscreen.aggregate import build_table
+    from dftscreen.check import CheckResult
+    from dftscreen.io import atomic_write_json
+
+    layout = ResultsLayout.of(tmp_path)
+    checks = [CheckResult(structure_id=sid, source_file=f"{sid}.cif", valid=True, n_sites=2).to_dict()
+              for sid in ("kept", "audited", "dropped")]
+    note = "ML energy above hull 0.450 eV/atom exceeds the screening threshold 0.2 eV/atom"
+    atomic_write_json(layout.ml_screen, {
+        "threshold_eV_per_atom": 0.2, "hull_column": "ml_e_above_hull_eV_per_atom", "audit_fraction": 0.1,
+        "structures": {"kept": {"screened_out": False, "note": ""},
+                       "audited": {"screened_out": True, "audited": True, "note": note},
+                       "dropped": {"screened_out": True, "note": note}},
+        "dft_ids": ["kept", "audited"], "screened_out_ids": ["audited", "dropped"], "audited_ids": ["audited"]})
+    for sid in ("kept", "audited", "dropped"):
+        atomic_write_json(layout.ml_record(sid), {"status": "relaxed", "energy_per_atom_eV": -3.0})
+    table = table_module.add_ml_columns(build_table(checks, layout.dft_dir), tmp_path).set_index("structure_id")
+    assert table.loc["audited", "status"] == status_codes.NOT_FINISHED  # its DFT is to run, not screened out
+    assert table.loc["dropped", "status"] == status_codes.SCREENED_OUT
+    assert list(table["ml_screened_out"]) == [False, True, True]
+    assert list(table["ml_audited"]) == [False, True, False]
+    assert list(table["dft_inclusion_probability"]) == [1.0, 0.1, 0.1]

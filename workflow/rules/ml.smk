@@ -65,6 +65,9 @@ checkpoint ml_screen:
     localrule: True
     params:
         threshold=ML_SCREEN_THRESHOLD,
+        # A seeded sample of the screened-out structures still goes to DFT (dftscreen.ml_hull.audit).
+        audit_fraction=ML["audit_fraction"],
+        audit_seed=ML["audit_seed"],
         ids=lambda wildcards: checked_valid_ids(),
         out_dir=lambda wildcards: OUT,
     script:

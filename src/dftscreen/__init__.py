@@ -14,7 +14,8 @@ modules import each other, even through function-level imports (tests/unit/test_
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`
 - table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
-  :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohort_stats`
+  :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohorts`, :mod:`cohort_stats`,
+  :mod:`cohort_table`
 - report: :mod:`report`, :mod:`cohort_figures`
 - running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
   :mod:`dag_speed`, :mod:`compare_runs`

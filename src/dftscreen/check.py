@@ -56,7 +56,7 @@ from dftscreen.cif_reader import (
     read_bounded,
     read_cif_text,
 )
-from dftscreen.columns import INPUT_PREFIX, results_columns
+from dftscreen.columns import INPUT_PREFIX, is_results_column
 from dftscreen.inputs import InputFile
 from dftscreen.size_gate import GateSettings, estimate_cost, route
 
@@ -169,18 +169,17 @@ class CheckResult:
         """All fields, table-input columns flattened in.
 
         All but ``valid`` and ``parse_warnings`` become table columns. A table-input
-        column named like a results-table column (:func:`dftscreen.columns.results_columns`)
+        column named like a results-table column (:func:`dftscreen.columns.is_results_column`)
         is stored as ``input_<name>``.
         """
         record = asdict(self)
         columns = record.pop("input_columns")
-        reserved = results_columns() if columns else frozenset()
         for name, value in columns.items():
             # A table column named like any results-table column (a check field, a DFT, ML, known-set,
-            # target or verdict column; or like another's prefixed name) gets the prefix input_: it is
+            # target, verdict or cohort column; or like another's prefixed name) gets the prefix input_: it is
             # never shown as, nor overwritten by, a computed value.
             key = name
-            while key in record or key in reserved or (key != name and key in columns):
+            while key in record or is_results_column(key) or (key != name and key in columns):
                 key = f"{INPUT_PREFIX}{key}"
             record[key] = value
         return record

@@ -229,11 +229,6 @@ ML_COLUMNS = (
     DFT_INCLUSION_PROBABILITY_COLUMN,
 )
 
-# --- cohorts (dftscreen.cohorts) ------------------------------------------------------------
-
-#: The cohort a structure belongs to (issue 30): "<factor>=<value>, ..." or "all".
-COHORT_COLUMN = "cohort"
-
 # --- targets (dftscreen.targets) ------------------------------------------------------------
 
 #: Unit (as written in column names) of every target property, by target name.
@@ -244,6 +239,21 @@ TARGET_UNITS: dict[str, str] = {
     "density": "g_cm3",
     "magnetic_moment": "muB",
 }
+
+
+# --- cohorts (dftscreen.cohorts) -------------------------------------------------------------
+
+#: The cohort label of each input: ``<factor>=<value>`` joined by ``, `` (pooled factors left out),
+#: ``all`` without cohorts, ``unassigned`` for an input no source assigns.
+COHORT_COLUMN = "cohort"
+#: Prefix of a factor's column (``cohort_<factor>``): the whole prefix is the workflow's, so a
+#: table-input column starting with it gets the prefix ``input_`` (:func:`is_results_column`).
+COHORT_FACTOR_PREFIX = "cohort_"
+
+
+def cohort_factor_column(factor: str) -> str:
+    """Name of the column holding factor ``factor``'s value (``cohort_model``)."""
+    return f"{COHORT_FACTOR_PREFIX}{factor}"
 
 
 def target_columns(name: str) -> tuple[str, str, str]:
@@ -259,4 +269,12 @@ def results_columns() -> frozenset[str]:
     known = {SMACT_COLUMN, *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
     target = {c for name in TARGET_UNITS for c in target_columns(name)}
     # The check record's bookkeeping fields too: a table-input column must not take their names either.
-    return frozenset({*COLUMNS, *STABILITY_COLUMNS, *CHECK_COLUMNS, *CHECK_FIELDS_NOT_IN_TABLE, *ml, *known, *target})
+    return frozenset(
+        {*COLUMNS, *STABILITY_COLUMNS, *CHECK_COLUMNS, *CHECK_FIELDS_NOT_IN_TABLE, *ml, *known, *target, COHORT_COLUMN}
+    )
+
+
+def is_results_column(name: str) -> bool:
+    """Whether the workflow may write a column ``name``: one of :func:`results_columns`, or a
+    factor's ``cohort_<factor>`` (whose names depend on the run's config)."""
+    return name in results_columns() or name.startswith(COHORT_FACTOR_PREFIX)

@@ -49,8 +49,17 @@ def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
 
 
 def _flag(table: pd.DataFrame, column: str) -> pd.Series:
-    """A boolean column with missing values as False."""
-    return table[column].map(lambda v: bool(v) if v is not None and v is not pd.NA and v == v else False).astype(bool)
+    """A boolean column with missing values as False (every other value as ``bool(value)``)."""
+    values = table[column]
+    return values.where(values.notna(), False).astype(bool)
+
+
+def dft_ready(table: pd.DataFrame) -> pd.Series:
+    """Sound structures (the funnel's ``dft_ready``): the check's ``dft_ready`` flag, or, in a
+    table without it, a status of :data:`VALID_STATUSES`. Duplicates are dft_ready."""
+    if "dft_ready" in table.columns:
+        return _flag(table, "dft_ready")
+    return table["status"].isin(VALID_STATUSES)
 
 
 def relaxation_finished(table: pd.DataFrame) -> pd.Series:
@@ -67,6 +76,26 @@ def hull_column(table: pd.DataFrame) -> str | None:
     return next((c for c in (E_HULL_COLUMN, E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
 
 
+def stable(table: pd.DataFrame, threshold_eV_per_atom: float) -> pd.Series:
+    """Rows whose relaxation finished (:func:`relaxation_finished`) at most ``threshold_eV_per_atom``
+    above the hull of :func:`hull_column`; all False in a table without a hull column.
+    Stability needs the relaxation only: a failed band structure does not make a crystal unstable."""
+    column = hull_column(table)
+    if column is None:
+        return pd.Series(False, index=table.index)
+    e_hull = pd.to_numeric(table[column], errors="coerce")
+    return relaxation_finished(table) & (e_hull <= threshold_eV_per_atom)
+
+
+def sun_novelty_column(table: pd.DataFrame) -> str | None:
+    """The novelty column S.U.N. counts: the relaxed structure's (a generated crystal can relax into
+    a known one), as MatterGen does, or the generated one's when no relaxed novelty exists; None
+    without a known set (no ``novel`` column)."""
+    if NOVEL_COLUMN not in table.columns:
+        return None
+    return RELAXED_NOVEL_COLUMN if RELAXED_NOVEL_COLUMN in table.columns else NOVEL_COLUMN
+
+
 def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[dict[str, Any]]:
     """How many inputs survive each stage, each stage a subset of the one before.
 
@@ -81,12 +110,7 @@ def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[
     steps: list[tuple[str, pd.Series]] = [("inputs", survivors)]
     survivors = survivors & table["n_sites"].notna() if "n_sites" in table.columns else survivors
     steps.append(("parsed", survivors))
-    ready = (
-        _flag(table, "dft_ready")
-        if "dft_ready" in table.columns
-        else status.isin(VALID_STATUSES)
-    )
-    survivors = survivors & ready
+    survivors = survivors & dft_ready(table)
     steps.append(("dft_ready", survivors))
     survivors = survivors & (status != DUPLICATE)
     steps.append(("unique", survivors))
@@ -194,11 +218,7 @@ def summarize(
     unique = valid & (status != DUPLICATE)
     relaxed_ok = status == OK
     e_hull_column = hull_column(table)
-    stable = pd.Series(False, index=table.index)
-    if e_hull_column:
-        # Stability needs the relaxation only: a failed band structure does not make a crystal unstable.
-        e_hull = pd.to_numeric(table[e_hull_column], errors="coerce")
-        stable = relaxation_finished(table) & (e_hull <= stable_threshold_eV_per_atom)
+    stable_rows = stable(table, stable_threshold_eV_per_atom)
     provenance = provenance or {}
     warning = unconverged_warning(provenance.get("dft_preset"))
     summary: dict[str, Any] = {
@@ -209,8 +229,8 @@ def summarize(
         "valid": _count_rate(valid, total),
         "unique": _count_rate(unique, total),
         "relaxed_ok": _count_rate(relaxed_ok, total),
-        "stable": _count_rate(stable, total),
-        "stable_and_unique": _count_rate(stable & unique, total),
+        "stable": _count_rate(stable_rows, total),
+        "stable_and_unique": _count_rate(stable_rows & unique, total),
         "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
         "hull_column": e_hull_column,
         "relaxed_into_different_structure": _count_rate(
@@ -230,15 +250,14 @@ def summarize(
     if known_set and "novel" in table.columns:
         novel = unique & (table["novel"] == True)  # noqa: E712
         summary["novel"] = {**_count_rate(novel, total), "known_set": known_set}
-        # S.U.N. counts the relaxed structure's novelty (a generated crystal can relax into
-        # a known one), as MatterGen does; the generated one's when no relaxed novelty exists.
+        # S.U.N. counts the novelty of sun_novelty_column (the relaxed structure's when it exists).
         novelty_of = "generated structure"
-        if RELAXED_NOVEL_COLUMN in table.columns:
+        if sun_novelty_column(table) == RELAXED_NOVEL_COLUMN:
             novel_relaxed = unique & (table[RELAXED_NOVEL_COLUMN] == True)  # noqa: E712
             summary["novel_after_relaxation"] = {**_count_rate(novel_relaxed, total), "known_set": known_set}
             novel, novelty_of = novel_relaxed, "DFT-relaxed structure"
         summary["stable_unique_novel"] = {
-            **_count_rate(stable & novel, total),
+            **_count_rate(stable_rows & novel, total),
             "known_set": known_set,
             "novelty_of": novelty_of,
             "hull_column": e_hull_column,

@@ -4,11 +4,12 @@
 has written) in one order: one row per input with its DFT values and stability
 (:func:`dftscreen.aggregate.build_table`), then the known-materials columns
 (:func:`add_known_columns`), the ML columns (:func:`add_ml_columns`), the target
-columns (:func:`add_targets`) and last the verdicts (:func:`add_verdicts`), which read
-all of them. The aggregate job fills the sources from its inputs
-(:meth:`TableSources.from_inputs`); after a failed run the partial table reads the
-same sources from the results folder (:meth:`TableSources.from_results_folder`),
-so both tables have the same columns for the rows they cover.
+columns (:func:`add_targets`), the verdicts (:func:`add_verdicts`), which read
+all of them, and last the cohort columns (:func:`add_cohort_columns`). The aggregate
+job fills the sources from its inputs (:meth:`TableSources.from_inputs`); after a
+failed run the partial table reads the same sources from the results folder
+(:meth:`TableSources.from_results_folder`), so both tables have the same columns for
+the rows they cover.
 
 The column names are :mod:`dftscreen.columns`'; this module adds the columns of the
 stages that run after the DFT rows are built.
@@ -16,9 +17,10 @@ stages that run after the DFT rows are built.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ import pandas as pd
 
 from dftscreen import status_codes
 from dftscreen.aggregate import build_table, dft_status_note
+from dftscreen.cohorts import UNASSIGNED_COHORT, CohortSpec, assign_table_rows, cohort_label
 from dftscreen.columns import (
+    COHORT_COLUMN,
     DFT_INCLUSION_PROBABILITY_COLUMN,
     ML_AUDITED_COLUMN,
     ML_CHANGE_COLUMNS,
@@ -36,6 +40,7 @@ from dftscreen.columns import (
     NOVELTY_COLUMNS,
     RELAXED_NOVELTY_COLUMNS,
     SMACT_COLUMN,
+    cohort_factor_column,
 )
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
@@ -124,6 +129,7 @@ def assemble_table(
     stable_threshold_eV_per_atom: float,
     run_settings: dict[str, Any] | None,
     ml_prerelax: bool | None,
+    cohorts: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The results table, one row per input, from ``sources``.
 
@@ -132,6 +138,7 @@ def assemble_table(
         stable_threshold_eV_per_atom: ``stability.stable_threshold_eV_per_atom`` (eV/atom), for the verdicts.
         run_settings: the run's resolved DFT settings, for the provenance of rows without DFT.
         ml_prerelax: whether DFT started from ML-relaxed geometries; ``None`` when the ML stage is off.
+        cohorts: the config section ``cohorts`` (``None``: no cohorts, every row in cohort ``all``).
     """
     layout = ResultsLayout.of(sources.out_dir)
     table = build_table(
@@ -146,9 +153,10 @@ def assemble_table(
         table = add_known_columns(table, sources.novelty, sources.relaxed_novelty)
     if ml_prerelax is not None:
         table = add_ml_columns(table, sources.out_dir, ml_prerelax)
-    # Verdicts last: they read the known-materials, ML and target columns.
+    # Verdicts after the known-materials, ML and target columns, which they read.
     table = add_targets(table, targets_config)
-    return add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
+    table = add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
+    return add_cohort_columns(table, cohorts)
 
 
 def table_from_results(
@@ -161,6 +169,7 @@ def table_from_results(
     reference_library: str | os.PathLike[str] | None = None,
     element_keys: Callable[[str], list[str]] | None = None,
     ml_prerelax: bool | None = None,
+    cohorts: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The results table as far as a run in ``out_dir`` got, read from its folders.
 
@@ -180,6 +189,7 @@ def table_from_results(
         stable_threshold_eV_per_atom=stable_threshold_eV_per_atom,
         run_settings=run_settings,
         ml_prerelax=ml_prerelax,
+        cohorts=cohorts,
     )
 
 
@@ -342,6 +352,35 @@ def add_verdicts(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) ->
     """Fill the ``verdict`` column: what became of each structure, in words (see :mod:`dftscreen.verdict`)."""
     table = table.copy()
     table["verdict"] = verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
+    return table
+
+
+def add_cohort_columns(table: pd.DataFrame, cohorts: Mapping[str, Any] | CohortSpec | None) -> pd.DataFrame:
+    """Add ``cohort`` and a ``cohort_<factor>`` column per factor, after ``source_file`` (:mod:`dftscreen.cohorts`).
+
+    ``cohorts``: the config section ``cohorts`` (or its spec; ``None``: every row in cohort ``all``).
+    A row no source assigns is in cohort ``unassigned`` with empty factor columns (the start-up
+    check, :func:`dftscreen.cohorts.check_cohorts`, stops a run that would have such rows unless
+    ``cohorts.unassigned`` is ``keep``); an ordered factor's column holds floats. A manifest
+    gone since start-up leaves every row ``unassigned`` with a warning: the table is still written.
+    """
+    try:
+        spec = cohorts if isinstance(cohorts, CohortSpec) else CohortSpec.from_config(cohorts)
+        assigned = assign_table_rows(spec, table)
+    except ValueError as exc:
+        print(f"dftscreen: WARNING: every row in cohort '{UNASSIGNED_COHORT}': {exc}", file=sys.stderr)
+        spec, assigned = None, [None] * len(table)
+    factors = spec.factors if spec else ()
+    names = [COHORT_COLUMN, *(cohort_factor_column(f) for f in factors)]
+    table = table.drop(columns=[c for c in names if c in table.columns])
+    at = table.columns.get_loc("source_file") + 1 if "source_file" in table.columns else len(table.columns)
+    labels = [cohort_label(spec, values) if spec else UNASSIGNED_COHORT for values in assigned]
+    table.insert(at, COHORT_COLUMN, pd.Series(labels, index=table.index, dtype=object))
+    for n, factor in enumerate(factors, start=1):
+        ordered = factor in spec.ordered
+        empty = math.nan if ordered else None
+        values = pd.Series([row[factor] if row else empty for row in assigned], index=table.index)
+        table.insert(at + n, cohort_factor_column(factor), values.astype(float if ordered else object))
     return table
 
 

@@ -32,7 +32,7 @@ from dftscreen.columns import (
     E_HULL_COLUMN_NO_PHASES,
     INPUT_PREFIX,
     TARGET_UNITS,
-    results_columns,
+    is_results_column,
     target_columns,
 )
 
@@ -184,7 +184,7 @@ def table_source_column(table: pd.DataFrame, name: str, source: str) -> str | No
         ValueError: ``source`` is the computed column the target is checked against
             and no table-input column of that name exists (every error would be 0).
     """
-    if source in results_columns():
+    if is_results_column(source):
         if f"{INPUT_PREFIX}{source}" in table.columns:
             return f"{INPUT_PREFIX}{source}"
         if source in TARGET_KINDS[name].computed_columns:

@@ -10,10 +10,13 @@ import pytest
 
 from dftscreen.cohort_stats import (
     detectable_difference,
+    detectable_effect_size,
+    difference_at_effect_size,
     holm_adjust,
     rate_difference,
     rate_row,
     sample_size_to_resolve,
+    sample_sizes_to_resolve,
     screen_false_negative_rate,
     trend_test,
     weighted_rate,
@@ -195,6 +198,33 @@ def test_detectable_difference_and_sample_size_agree(n, base_rate):
     down = detectable_difference(n, n, base_rate, direction="down")
     if down is not None:
         assert abs(sample_size_to_resolve(base_rate - down, base_rate) - n) <= 1
+
+
+def test_sample_sizes_for_many_pairs_at_once_equal_statsmodels_solve_power():
+    """The vectorised solver (bisection on statsmodels' power) against solve_power, pair by pair."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    rng = np.random.default_rng(3)
+    rates_a, rates_b = rng.uniform(0.01, 0.99, 60), rng.uniform(0.01, 0.99, 60)
+    many = sample_sizes_to_resolve(np.append(rates_a, 0.3), np.append(rates_b, 0.3))
+    for a, b, n in zip(rates_a, rates_b, many):
+        h = abs(float(proportion_effectsize(a, b)))
+        solved = NormalIndPower().solve_power(effect_size=h, nobs1=None, alpha=0.05, power=0.8, ratio=1.0)
+        assert n == math.ceil(float(solved)) == sample_size_to_resolve(a, b)
+    assert math.isnan(many[-1])
+
+
+def test_sample_size_for_the_largest_difference():
+    """0 against 1 (h = pi): statsmodels' solve_power does not converge there; 2 per cohort resolve it."""
+    assert sample_size_to_resolve(0.0, 1.0) == sample_size_to_resolve(1.0, 0.0) == 2
+
+
+def test_detectable_difference_is_its_effect_size_turned_into_a_rate():
+    h = detectable_effect_size(50, 80)
+    assert detectable_difference(50, 80, 0.1) == difference_at_effect_size(0.1, h, "up")
+    assert detectable_difference(50, 80, 0.1, direction="down") == difference_at_effect_size(0.1, h, "down")
+    assert detectable_effect_size(0, 80) is None
 
 
 def test_detectable_difference_edges():

@@ -15,6 +15,7 @@ from dftscreen.aggregate import check_columns
 from dftscreen.columns import (
     CHANGE_COLUMNS,
     CHECK_COLUMNS,
+    COHORT_COLUMN,
     COLUMNS,
     ML_CHANGE_COLUMNS,
     ML_COLUMNS,
@@ -24,6 +25,7 @@ from dftscreen.columns import (
     RELAXED_NOVELTY_COLUMNS,
     SMACT_COLUMN,
     STABILITY_COLUMNS,
+    cohort_factor_column,
     target_columns,
 )
 from dftscreen.io import atomic_write_json
@@ -35,10 +37,18 @@ from conftest import COLUMNS_DOC, INPUT_COLUMN_PLACEHOLDER, documented_columns, 
 
 
 def static_columns() -> set[str]:
-    """Every column name the code can write, except target and table-input columns."""
+    """Every column name the code can write, except target, cohort-factor and table-input columns."""
     ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
     known = {"smact_valid", *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
-    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known
+    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known | {COHORT_COLUMN}
+
+
+#: Pattern rows (``<placeholder>`` in the name): the function of dftscreen.columns that names their
+#: columns, which the computing function calls, and a column it names.
+PATTERN_NAMERS = {
+    "target_columns": target_columns("band_gap"),
+    "cohort_factor_column": (cohort_factor_column("model"),),
+}
 
 
 def test_every_column_the_code_writes_is_documented():
@@ -49,11 +59,11 @@ def test_every_column_the_code_writes_is_documented():
 def test_every_documented_column_is_still_written():
     literal = {name for name in documented_columns() if "<" not in name}
     assert literal - static_columns() == set(), f"{COLUMNS_DOC} describes columns the code no longer writes"
-    # Each pattern (target columns) stands for columns the code writes.
-    target = [c for name in TARGET_KINDS for c in target_columns(name)]
+    # Each pattern (target and cohort-factor columns) stands for columns the code writes.
+    named = [c for name in TARGET_KINDS for c in target_columns(name)] + [cohort_factor_column("model")]
     for pattern in (n for n in documented_columns() if "<" in n and INPUT_COLUMN_PLACEHOLDER not in n):
         regex = re.compile("^" + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", pattern) + "$")
-        assert any(regex.match(c) for c in target), pattern
+        assert any(regex.match(c) for c in named), pattern
 
 
 def test_each_column_documented_once_with_a_unit_and_description():
@@ -87,7 +97,11 @@ def test_a_real_table_has_only_documented_columns(tmp_path: Path):
         "id_column": "structure_id",
         "properties": {name: {"source_column": "t"} for name in TARGET_KINDS},
     }
-    table = table_from_results(out, True, None, run_settings=resolve_settings("test"), stable_threshold_eV_per_atom=0.1)
+    cohorts = {"source": "folders", "folder_levels": ["model"], "unassigned": "keep"}
+    table = table_from_results(
+        out, True, None, run_settings=resolve_settings("test"), stable_threshold_eV_per_atom=0.1, cohorts=cohorts
+    )
+    assert {"cohort", "cohort_model"} <= set(table.columns)
     table = table.assign(t=1.0)
     table = add_targets(table, targets).drop(columns=["t"])
     assert undocumented(list(table.columns), input_columns=["Prompt", "reason_input"]) == []
@@ -237,8 +251,11 @@ def computed_by_problem(column: str, dotted: str, copied: dict[str, str]) -> str
     if INPUT_COLUMN_PLACEHOLDER in column:
         return None  # a table input's own columns: the documented function, as long as it resolves
     if "<" in column:
-        # Pattern rows (target columns): the function that writes them names them through target_columns.
-        return None if _names(source, "target_columns") else f"{dotted} does not call target_columns"
+        # Pattern rows (target, cohort-factor columns): the function that writes them names them through
+        # the dftscreen.columns function of PATTERN_NAMERS whose columns the pattern matches.
+        regex = re.compile("^" + re.sub(r"<[^>]+>", "[A-Za-z0-9_]+", column) + "$")
+        namers = [name for name, named in PATTERN_NAMERS.items() if any(regex.match(c) for c in named)]
+        return None if any(_names(source, n) for n in namers) else f"{dotted} does not call {' or '.join(namers)}"
     if column in copied and obj.__module__ in ASSEMBLER_MODULES:
         return f"{dotted} copies it from a record's {copied[column]!r}: name the function that writes it there"
     if _names(source, column) or any(_names(source, c) for c in constants_naming(column)):
@@ -280,6 +297,7 @@ def test_a_wrong_computed_by_name_is_caught():
     assert computed_by_problem("band_gap_eV", "dftscreen.properties.no_such_function", copied)
     assert computed_by_problem("n_sites", "dftscreen.columns.CHECK_COLUMNS", copied)
     assert computed_by_problem("target_<name>_<unit>", "dftscreen.table.assemble_table", copied)
+    assert computed_by_problem("cohort_<factor>", "dftscreen.targets.add_target_columns", copied)
     # Written by the assemblers themselves: their writer is the right name.
     assert computed_by_problem("volume_change_pct", "dftscreen.aggregate.table_row", copied) is None
     assert computed_by_problem("dft_start_geometry", "dftscreen.table.ml_row", copied) is None

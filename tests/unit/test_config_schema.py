@@ -17,7 +17,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from dftscreen import changes, competing, config, inputs, report, summary, targets, verdict
+from dftscreen import changes, cohort_table, competing, config, inputs, report, summary, targets, verdict
 from dftscreen import table as table_module
 from dftscreen.check import CheckSettings
 from dftscreen.dedupe import MatchSettings
@@ -124,6 +124,8 @@ CONFIGURED_PARAMETERS = [
         table_module.assemble_table: ["stable_threshold_eV_per_atom"],
         table_module.table_from_results: ["stable_threshold_eV_per_atom"],
         report.build_report: ["stable_threshold_eV_per_atom"],
+        cohort_table.cohort_rates: ["stable_threshold_eV_per_atom", "metastable_threshold_eV_per_atom", "alpha"],
+        cohort_table.compare_with_baseline: ["alpha"],
         competing.choose_competing_phases: [
             "max_above_hull_eV_per_atom", "max_per_system", "max_sites", "include_elements"
         ],

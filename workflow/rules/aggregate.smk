@@ -5,6 +5,7 @@ rule aggregate:
     input:
         checks=rules.check.output.table,
         targets=target_file,
+        cohort_manifest=cohort_manifest,
         relax=all_relax_records,
         properties=all_properties_records,
         packs=all_pack_records,
@@ -31,5 +32,7 @@ rule aggregate:
         settings=global_settings_json,
         out_dir=lambda wildcards: OUT,
         ml_prerelax=ML["enabled"] and ML["prerelax"],
+        # Each input's cohort (dftscreen.cohorts): cohort and cohort_<factor> columns.
+        cohorts=COHORTS,
     script:
         "../scripts/aggregate.py"

@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dftscreen import mpi_launch
+from dftscreen.cohorts import check_cohorts
 from dftscreen.dag_speed import cache_function_signatures
 from dftscreen.dft_pack import PACK_NAME_PATTERN, PackMember, pack_size
 from dftscreen.guards import check_output_dir, check_structure_overrides, check_target_names, short_schema_error
@@ -53,6 +54,11 @@ check_targets_file(
     config["targets"],
     INPUTS if config["targets"]["id_column"] == "structure_id" else [i.relative_path for i in INPUTS.values()],
 )
+# Every input gets its cohort (generator, condition, seed ...; config cohorts), or the run stops
+# now naming why: a regex matching no file, unassigned inputs, a missing column, a baseline no
+# cohort has (dftscreen.cohorts).
+COHORTS = config["cohorts"]
+check_cohorts(COHORTS, INPUTS.values())
 DFT_SETTINGS = PLAN.settings
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 # Structures per pack job (rules/pack.smk); 0: a relax and a properties job per structure.
@@ -395,6 +401,11 @@ def target_file(wildcards):
     return [config["targets"]["file"]] if config["targets"]["file"] else []
 
 
+def cohort_manifest(wildcards):
+    """The cohorts' manifest CSV, with source manifest (so editing it updates the table)."""
+    return [COHORTS["manifest"]] if COHORTS["source"] == "manifest" else []
+
+
 def get_final_output(wildcards):
     """The results table, the HTML report, and every per-structure record as an explicit target.
 
@@ -435,6 +446,7 @@ def write_partial_table():
         reference_library=LIBRARY.folder,
         element_keys=element_keys,
         ml_prerelax=(ML["prerelax"] if ML["enabled"] else None),
+        cohorts=COHORTS,
     )
     write_table(table, LAYOUT.partial_csv, LAYOUT.partial_parquet)
     print(

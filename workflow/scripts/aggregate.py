@@ -34,6 +34,7 @@ table = assemble_table(
     stable_threshold_eV_per_atom=threshold,
     run_settings=run_settings,
     ml_prerelax=snakemake.params.ml_prerelax if snakemake.input.ml else None,  # noqa: F821
+    cohorts=snakemake.params.cohorts,  # noqa: F821
 )
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 summary = summarize(

@@ -46,6 +46,7 @@ SLOWEST_MODULES_FIRST = (
     "test_known_workflow.py",
     "test_dft.py",
     "test_ml_workflow.py",
+    "test_cohorts_workflow.py",
     "test_fast_paths.py",
     "test_resume.py",
     "test_table_input_workflow.py",

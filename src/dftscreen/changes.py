@@ -46,7 +46,9 @@ def relaxation_change(
 
     Returns ``relaxed_matches_generated`` (StructureMatcher verdict),
     ``structure_matcher_rms_norm`` (its RMS distance in units of (V/N)^(1/3), or
-    ``None`` without a match), ``rms_displacement_A``, and the space group (spglib at ``symprec`` Å) before and after.
+    ``None`` without a match), ``rms_displacement_A``, and the space group (spglib at ``symprec`` Å) before and after,
+    number and symbol: ``spacegroup_changed`` compares these two numbers, so the symbols that name a
+    change are these, not the check's (found at ``check.symprec_A``, from the file as read by the check).
 
     Raises:
         SymmetryUndeterminedError: spglib finds no space group for one of them
@@ -64,6 +66,7 @@ def relaxation_change(
         "structure_matcher_rms_norm": None if rms is None else float(rms[0]),
         "rms_displacement_A": rms_displacement_A(generated, relaxed),
         "spacegroup_number_generated": number_before,
+        "spacegroup_symbol_generated": before.get_space_group_symbol(),
         "spacegroup_number_relaxed": number_after,
         "spacegroup_symbol_relaxed": after.get_space_group_symbol(),
         "spacegroup_changed": number_before != number_after,

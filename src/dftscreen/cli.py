@@ -109,6 +109,18 @@ def _fetch_known_phases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from dftscreen.compare_runs import RunNotComparable, compare
+
+    try:
+        index = compare(args.run_dirs, args.out, baseline=args.baseline, allow_mismatch=args.allow_mismatch)
+    except RunNotComparable as exc:
+        print(f"dftscreen compare: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {index} (and cohorts.csv, cohorts.json and the figures beside it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dftscreen", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--partition", help="SLURM partition (sbatch -p)")
     install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")
     install.set_defaults(func=_install_profile)
+
+    compare = commands.add_parser(
+        "compare", help="several finished runs side by side: per-cohort rates with intervals, differences, figures")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                         help="a folder Snakemake ran in (with config/config.yaml) or a results folder")
+    compare.add_argument("--out", required=True, help="folder for cohorts.csv, cohorts.json, figures and index.html")
+    compare.add_argument("--baseline", default=None,
+                         help="the cohort the others are compared with (default: the first RUN_DIR's)")
+    compare.add_argument("--allow-mismatch", action="store_true",
+                         help="compare runs whose settings, versions, model, known set or thresholds differ "
+                         "(the page says so at the top)")
+    compare.set_defaults(func=_compare)
 
     known = commands.add_parser("known-phases", help="known materials for novelty and the hull")
     known_commands = known.add_subparsers(dest="known_command", required=True)

@@ -7,6 +7,10 @@ the results table itself (one row per input, with its ``cohort`` column). A figu
 without data says so in the image, as the report's other figures do. Rates are
 fractions of every input of the cohort; intervals are 95 % Wilson intervals unless the
 table says otherwise.
+
+It also holds the helpers every figure of the report is drawn with (:func:`new_figure`,
+:func:`save_figure`, :func:`draw_no_data`): :mod:`dftscreen.report` imports them from here, so
+that it can draw the cohort figures without the two modules importing each other.
 """
 
 from __future__ import annotations
@@ -17,11 +21,36 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dftscreen.report import draw_no_data, new_figure, save_figure
+from dftscreen.io import atomic_write_with
+
+FIGURE_DPI = 200
+FIGURE_SIZE_IN = (6.4, 4.0)
 
 #: Colour of the baseline cohort and of the others.
 BASELINE_COLOR = "#c0392b"
 COHORT_COLOR = "#2c6fbb"
+
+
+def new_figure():
+    """A new matplotlib figure on the Agg canvas (no pyplot state, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def save_figure(figure, path: Path) -> None:
+    """Write ``figure`` as a PNG, atomically (:mod:`dftscreen.io`)."""
+    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=FIGURE_DPI))
+
+
+def draw_no_data(ax, message: str) -> None:
+    """Say in the image why a figure has nothing to show."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, wrap=True, color="0.35")
 
 
 def _interval(rates: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,7 +137,11 @@ def e_hull_ecdf(table: pd.DataFrame, hull_column: str | None, path: Path, label:
 
 
 def response_curve(rates: pd.DataFrame, factor_column: str, metric: str, path: Path) -> None:
-    """A rate against an ordered factor's value (temperature, condition value), with its intervals."""
+    """A rate against an ordered factor's value (temperature, condition value), with its intervals.
+
+    One line per level of the other factors (``cohort_<factor>`` columns: each model its own
+    curve), never one line zig-zagging across models.
+    """
     figure, ax = new_figure()
     x = pd.to_numeric(rates.get(factor_column), errors="coerce") if factor_column in rates.columns else None
     if x is None or x.notna().sum() == 0:
@@ -116,10 +149,16 @@ def response_curve(rates: pd.DataFrame, factor_column: str, metric: str, path: P
         save_figure(figure, path)
         return
     rate, low, high = _interval(rates, metric)
-    order = np.argsort(x.to_numpy())
-    xs, r, lo, hi = x.to_numpy()[order], rate[order], low[order], high[order]
-    ax.fill_between(xs, lo, hi, alpha=0.25, color=COHORT_COLOR, linewidth=0)
-    ax.plot(xs, r, "o-", color=COHORT_COLOR)
+    others = [c for c in rates.columns if c.startswith("cohort_") and c != factor_column]
+    keys = rates[others].astype(str).agg(", ".join, axis=1) if others else pd.Series("", index=rates.index)
+    for key in dict.fromkeys(keys):
+        rows = np.flatnonzero((keys == key).to_numpy() & x.notna().to_numpy())
+        rows = rows[np.argsort(x.to_numpy()[rows], kind="stable")]
+        xs = x.to_numpy()[rows]
+        line = ax.plot(xs, rate[rows], "o-", label=key or None)[0]
+        ax.fill_between(xs, low[rows], high[rows], alpha=0.2, color=line.get_color(), linewidth=0)
+    if others:
+        ax.legend(fontsize=6)
     ax.set_xlabel(factor_column)
     ax.set_ylabel(f"{metric} rate (95 % interval)")
     ax.set_ylim(0, 1.05)

@@ -20,12 +20,19 @@ each column once, in words the report prints.
 :func:`compare_with_baseline` compares every other cohort with the baseline, metric by
 metric; :func:`trend_rows` tests each metric for a trend over an ordered factor. All three
 are vectorised over rows (pandas groupby): a loop runs over cohorts x metrics at most.
+
+With the ML screen audited (``ml.audit_fraction``), :func:`audit_rates` adds to each cohort the
+rates after the screen weighted back to every input (Horvitz-Thompson, :data:`AUDIT_DEFINITIONS`)
+and the screen's false-negative rate. :func:`cohort_report_data` is what a run computes from its
+config section ``cohorts`` (the aggregate job); :func:`cohort_summary` its compact part of
+summary.json.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,12 +44,18 @@ from dftscreen.cohort_stats import (
     holm_adjust,
     rate_difference,
     sample_sizes_to_resolve,
+    screen_false_negative_rate,
     trend_test,
+    weighted_rate,
     wilson_intervals,
 )
+from dftscreen.cohorts import CohortSpec, baseline_label
 from dftscreen.columns import (
     COHORT_COLUMN,
     COHORT_FACTOR_PREFIX,
+    DFT_INCLUSION_PROBABILITY_COLUMN,
+    ML_AUDITED_COLUMN,
+    ML_SCREENED_OUT_COLUMN,
     ML_STATUS_COLUMN,
     NOVEL_COLUMN,
     TARGET_UNITS,
@@ -76,7 +89,10 @@ DEFINITIONS: dict[str, str] = {
     ),
     "novel": "unique crystals that match no entry of the known set (the generated structure's novelty)",
     "novel_vs_training": "unique crystals that match no entry of the training set",
-    "passed_ml_screen": "unique crystals the ML screen kept for DFT (not screened out)",
+    "passed_ml_screen": (
+        "unique crystals the ML screen kept for DFT (not screened out; one it screened out and the screen audit "
+        "sent to DFT anyway does not count)"
+    ),
     "dft_done": "unique crystals whose DFT ended: status ok or not_converged (relaxation hit its step limit)",
     "dft_failed": "unique crystals whose DFT failed",
     "dft_pending": "unique crystals whose DFT has not finished (still to run, or killed)",
@@ -140,6 +156,36 @@ COMPARISON_DEFINITIONS: dict[str, str] = {
     ),
 }
 
+#: The metrics a screen audit weights back: those that need a DFT result (:func:`audit_rates`).
+WEIGHTED_METRICS = ("stable", "metastable", "sun", "msun")
+
+#: What each column :func:`audit_rates` adds to a cohort means (``<metric>`` one of
+#: :data:`WEIGHTED_METRICS`). Every one is an estimate from a sample: the audit's.
+AUDIT_DEFINITIONS: dict[str, str] = {
+    "screened_out_unique": "unique crystals of the cohort that the ML screen put above its threshold (audited or not)",
+    "screen_audited": "of those, the crystals the screen audit (ml.audit_fraction, a seeded random sample) sent to DFT",
+    "screen_audited_stable": "audited crystals that DFT found stable (the screen's misses in the sample)",
+    "screen_false_negative_rate": (
+        "screen_audited_stable / screen_audited: the share of the crystals the screen throws away that DFT finds "
+        "stable, with its Wilson interval (screen_false_negative_low, screen_false_negative_high); an estimate from "
+        "the audited sample, empty without one"
+    ),
+    "<metric>_weighted_rate": (
+        "the <metric> rate of every input of the cohort estimated from the DFT results, each weighted by 1 / its "
+        "dft_inclusion_probability (Horvitz-Thompson in Hajek's ratio form: an audited crystal stands for every "
+        "screened-out crystal like it), with the Wilson interval at Kish's effective sample size "
+        "(<metric>_weighted_low, <metric>_weighted_high): an estimate from a sample, where <metric>_rate counts "
+        "only what reached DFT; empty when the cohort has screened-out crystals but none was audited"
+    ),
+}
+
+#: Rate metrics summary.json carries per cohort (those the table has), and the comparisons and
+#: trends it lists; cohorts.json has every metric.
+HEADLINE_METRICS = (
+    "dft_ready", "unique_in_cohort", "novel", "passed_ml_screen", "dft_done", "stable", "metastable", "sun", "msun",
+    "on_target", "sun_on_target",
+)  # fmt: skip
+
 #: What each column of a trend (:func:`trend_rows`) means.
 TREND_DEFINITIONS: dict[str, str] = {
     "z": (
@@ -183,6 +229,15 @@ def _representative_values(table: pd.DataFrame, groups: pd.Series, column: pd.Se
     return pd.Series(groups.map(by_id).to_numpy(), index=table.index)
 
 
+def _screened_out(table: pd.DataFrame, resolved: pd.Series) -> pd.Series:
+    """Rows the ML screen put above its threshold: the screen's verdict (``ml_screened_out``), so that a
+    crystal the screen audit sent to DFT anyway did not pass it; status screened_out without that column."""
+    screened = resolved == SCREENED_OUT
+    if ML_SCREENED_OUT_COLUMN in table.columns:
+        screened |= table[ML_SCREENED_OUT_COLUMN] == True  # noqa: E712 (None and NaN are no True)
+    return screened
+
+
 def row_metrics(
     table: pd.DataFrame, *, stable_threshold_eV_per_atom: float, metastable_threshold_eV_per_atom: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,7 +268,7 @@ def row_metrics(
     if "novel_vs_training" in table.columns:
         flags["novel_vs_training"] = unique & (table["novel_vs_training"] == True)  # noqa: E712
     if ML_STATUS_COLUMN in table.columns:
-        flags["passed_ml_screen"] = unique & (resolved != SCREENED_OUT)
+        flags["passed_ml_screen"] = unique & ~_screened_out(table, resolved)
     flags["dft_done"] = unique & resolved.isin([OK, NOT_CONVERGED])
     flags["dft_failed"] = unique & (resolved == FAILED)
     flags["dft_pending"] = unique & (resolved == NOT_FINISHED)
@@ -507,6 +562,217 @@ def trend_rows(
     return out[columns]
 
 
+def _audit_inputs(table: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series] | None:
+    """Per row: (screened out, audited, inclusion probability); ``None`` when the table has no audit columns."""
+    needed = (ML_SCREENED_OUT_COLUMN, ML_AUDITED_COLUMN, DFT_INCLUSION_PROBABILITY_COLUMN)
+    if any(column not in table.columns for column in needed):
+        return None
+    screened = table[ML_SCREENED_OUT_COLUMN] == True  # noqa: E712 (None and NaN are no True)
+    audited = screened & (table[ML_AUDITED_COLUMN] == True)  # noqa: E712
+    probability = pd.to_numeric(table[DFT_INCLUSION_PROBABILITY_COLUMN], errors="coerce")
+    return screened, audited, probability
+
+
+def _audit_row(flags: pd.DataFrame, screened: pd.Series, audited: pd.Series, pi: pd.Series, alpha: float) -> dict:
+    """The audit columns of one cohort (its rows of ``flags`` and the three per-row series)."""
+    unique = flags["unique_in_cohort"]
+    unique_screened, unique_audited = unique & screened, unique & audited
+    row: dict[str, Any] = {
+        "screened_out_unique": int(unique_screened.sum()),
+        "screen_audited": int(unique_audited.sum()),
+    }
+    if "stable" in flags.columns:
+        misses = int((unique_audited & flags["stable"]).sum())
+        fn = screen_false_negative_rate(misses, row["screen_audited"], alpha)
+        row.update(screen_audited_stable=misses, screen_false_negative_rate=fn["rate"],
+                   screen_false_negative_low=fn["low"], screen_false_negative_high=fn["high"])  # fmt: skip
+    # The sample: every row but the screened-out crystals the audit did not send to DFT.
+    sampled = ~(unique_screened & ~unique_audited)
+    weights_known = row["screen_audited"] > 0 or row["screened_out_unique"] == 0
+    probability = pi.where(unique_audited, 1.0)[sampled].to_numpy(dtype=float)
+    for metric in WEIGHTED_METRICS:
+        if metric not in flags.columns:
+            continue
+        estimate = weighted_rate(flags[metric][sampled].to_numpy(dtype=float), probability, alpha)
+        usable = weights_known and estimate.rate is not None
+        row[f"{metric}_weighted_rate"] = estimate.rate if usable else None
+        row[f"{metric}_weighted_low"] = estimate.low if usable else None
+        row[f"{metric}_weighted_high"] = estimate.high if usable else None
+    return row
+
+
+def audit_rates(
+    table: pd.DataFrame,
+    *,
+    stable_threshold_eV_per_atom: float,
+    metastable_threshold_eV_per_atom: float,
+    alpha: float,
+) -> pd.DataFrame | None:
+    """Return one row per cohort (indexed by it) with the columns of :data:`AUDIT_DEFINITIONS`.
+
+    The DFT-dependent rates (:data:`WEIGHTED_METRICS`) estimated for every input of the cohort
+    from the structures that reached DFT, each weighted by 1 / ``dft_inclusion_probability``
+    (:func:`dftscreen.cohort_stats.weighted_rate`): rows that never needed DFT (invalid,
+    duplicates of a crystal the cohort counts already) and crystals past the screen weigh 1, an
+    audited crystal 1 / ``ml.audit_fraction``, and the screened-out crystals the audit left out
+    are represented by the audited ones. A crystal counts as in :func:`row_metrics` (a duplicate
+    carries its representative's screen, audit and DFT outcome). ``None`` when the table has no
+    audit columns (the ML stage off).
+    """
+    table = table.reset_index(drop=True)
+    inputs = _audit_inputs(table)
+    if inputs is None:
+        return None
+    screened, audited, probability = inputs
+    flags, _ = row_metrics(
+        table,
+        stable_threshold_eV_per_atom=stable_threshold_eV_per_atom,
+        metastable_threshold_eV_per_atom=metastable_threshold_eV_per_atom,
+    )
+    labels = _cohort_labels(table)
+    rows = {}
+    for cohort, index in labels.groupby(labels, observed=False, sort=False).groups.items():
+        rows[cohort] = _audit_row(flags.loc[index], screened[index], audited[index], probability[index], alpha)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def compare_with_baselines(rates: pd.DataFrame, spec: CohortSpec, *, alpha: float) -> pd.DataFrame | None:
+    """Compare each cohort with its baseline (:func:`dftscreen.cohorts.baseline_label`); ``None`` without one.
+
+    A baseline naming every factor is one cohort that every other is compared with; one naming
+    some factors is compared with the cohorts that share its other factors' values (each model
+    with the baseline model at the same condition). Holm's adjustment runs over every row of
+    every baseline at once, as :func:`compare_with_baseline` does over one.
+    """
+    if not spec.baseline:
+        return None
+    labels = rates[COHORT_COLUMN].astype(str)
+    groups: dict[str, list[str]] = {}
+    for index, label in labels.items():
+        values = {f: rates.at[index, c] for f in spec.factors if (c := f"{COHORT_FACTOR_PREFIX}{f}") in rates}
+        base = baseline_label(spec, values)
+        if base is not None and base != label and base in set(labels):
+            groups.setdefault(base, []).append(label)
+    parts = [
+        compare_with_baseline(rates[labels.isin([base, *members])], base, alpha=alpha)
+        for base, members in groups.items()
+    ]
+    if not parts:
+        return None
+    out = pd.concat(parts, ignore_index=True)
+    out["holm_p"] = holm_adjust(out["fisher_p"].tolist())
+    out["significant_after_holm"] = out["holm_p"] < alpha
+    return out
+
+
+def ordered_trends(rates: pd.DataFrame, ordered: Sequence[str]) -> pd.DataFrame | None:
+    """:func:`trend_rows` of every ordered factor that has a column in ``rates``, Holm over all of them."""
+    parts = [trend_rows(rates, f) for f in ordered if f"{COHORT_FACTOR_PREFIX}{f}" in rates.columns]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return None
+    out = pd.concat(parts, ignore_index=True)
+    out["holm_p"] = holm_adjust(out["p"].tolist())
+    return out
+
+
+def cohort_report_data(
+    table: pd.DataFrame, cohorts_config: Mapping[str, Any] | None, *, audit_fraction: float = 0.0
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """Return (rates, comparisons, trends) of a run's results table with its config section ``cohorts``.
+
+    rates: :func:`cohort_rates` at the section's thresholds and alpha, with the columns of
+    :func:`audit_rates` when the screen was audited (``audit_fraction`` > 0, ``ml.audit_fraction``);
+    comparisons: :func:`compare_with_baselines` (``None`` without a baseline); trends: the
+    Cochran-Armitage trends over each ``ordered`` factor (``None`` without one). One cohort
+    ("all") without a section.
+    """
+    spec = CohortSpec.from_config(cohorts_config)
+    settings = {
+        "stable_threshold_eV_per_atom": spec.stable_threshold_eV_per_atom,
+        "metastable_threshold_eV_per_atom": spec.metastable_threshold_eV_per_atom,
+        "alpha": spec.alpha,
+    }
+    rates = cohort_rates(table, **settings)
+    if audit_fraction > 0:
+        audit = audit_rates(table, **settings)
+        if audit is not None:
+            rates = rates.join(audit, on=COHORT_COLUMN)
+    comparisons = compare_with_baselines(rates, spec, alpha=spec.alpha)
+    return rates, comparisons, ordered_trends(rates, spec.ordered)
+
+
+def _rate_entry(row: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    return {part: row.get(f"{metric}_{part}") for part in ("count", "rate", "low", "high")}
+
+
+def _cohort_entry(row: Mapping[str, Any], metrics: Sequence[str]) -> dict[str, Any]:
+    """One cohort of :func:`cohort_summary`: factors, n, headline rates, cost, the audit's estimates."""
+    entry: dict[str, Any] = {
+        "factors": {c[len(COHORT_FACTOR_PREFIX):]: row[c] for c in row if c.startswith(COHORT_FACTOR_PREFIX)},
+        "n": row["n"],
+        "rates": {metric: _rate_entry(row, metric) for metric in metrics},
+    }
+    for column in ("total_core_hours", "core_hours_per_sun", "core_hours_per_sun_on_target"):
+        if column in row:
+            entry[column] = row[column]
+    if "screen_audited" in row:
+        weighted = {
+            m: {part: row[f"{m}_weighted_{part}"] for part in ("rate", "low", "high")}
+            for m in WEIGHTED_METRICS
+            if f"{m}_weighted_rate" in row
+        }
+        entry["screen_audit"] = {
+            "estimates_from_a_sample": True,
+            "screened_out_unique": row["screened_out_unique"],
+            "audited": row["screen_audited"],
+            "false_negative": {
+                "count": row.get("screen_audited_stable"),
+                "rate": row.get("screen_false_negative_rate"),
+                "low": row.get("screen_false_negative_low"),
+                "high": row.get("screen_false_negative_high"),
+            },
+            "weighted_rates": weighted,
+        }
+    return entry
+
+
+def cohort_summary(
+    rates: pd.DataFrame,
+    comparisons: pd.DataFrame | None,
+    trends: pd.DataFrame | None,
+    *,
+    alpha: float,
+    audit_fraction: float = 0.0,
+) -> dict[str, Any]:
+    """The compact ``cohorts`` section of summary.json (cohorts.csv and cohorts.json have everything).
+
+    Per cohort the headline counts, rates and intervals (:data:`HEADLINE_METRICS`), its cost and,
+    with a screen audit, the weighted rates and the screen's false-negative rate (flagged as
+    estimates from a sample); the headline comparisons with their verdicts, and the trends.
+    """
+    metrics = [m for m in HEADLINE_METRICS if f"{m}_count" in rates.columns]
+    section: dict[str, Any] = {
+        "n_cohorts": len(rates),
+        "alpha": alpha,
+        "cohorts": {str(row[COHORT_COLUMN]): _cohort_entry(row, metrics) for row in _records(rates)},
+        "baselines": [],
+        "comparisons": [],
+        "trends": [],
+    }
+    if audit_fraction > 0:
+        section["screen_audit_fraction"] = audit_fraction
+    if comparisons is not None and not comparisons.empty:
+        shown = comparisons[comparisons["metric"].isin(metrics)]
+        keys = ["cohort", "baseline", "metric", "difference", "difference_low", "difference_high", "holm_p", "verdict"]
+        section["baselines"] = sorted({str(b) for b in comparisons["baseline"]})
+        section["comparisons"] = _records(shown[keys])
+    if trends is not None and not trends.empty:
+        keys = ["factor", "stratum", "metric", "z", "p", "holm_p", "direction"]
+        section["trends"] = _records(trends[trends["metric"].isin(metrics)][keys])
+    return section
+
+
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None:
         return []
@@ -519,18 +785,55 @@ def write_cohort_outputs(
     trends: pd.DataFrame | None,
     csv_path: str | os.PathLike[str],
     json_path: str | os.PathLike[str],
+    settings: Mapping[str, Any] | None = None,
 ) -> None:
     """Write cohorts.csv (one row per cohort) and a JSON file with the definitions, the cohorts,
-    the comparisons with the baseline and the trends, each atomically (:mod:`dftscreen.io`)."""
+    the comparisons with the baseline and the trends, each atomically (:mod:`dftscreen.io`).
+
+    ``settings`` (thresholds, alpha, the audit fraction ...) are written as they are under
+    ``settings``; the audit's definitions are added when the rates have its columns."""
     atomic_write_with(csv_path, lambda path: rates.to_csv(path, index=False))
-    atomic_write_json(
-        json_path,
-        {
-            "definitions": DEFINITIONS,
-            "comparison_definitions": COMPARISON_DEFINITIONS,
-            "trend_definitions": TREND_DEFINITIONS,
-            "cohorts": _records(rates),
-            "comparisons": _records(comparisons),
-            "trends": _records(trends),
-        },
-    )
+    data: dict[str, Any] = {
+        "definitions": DEFINITIONS,
+        "comparison_definitions": COMPARISON_DEFINITIONS,
+        "trend_definitions": TREND_DEFINITIONS,
+        "cohorts": _records(rates),
+        "comparisons": _records(comparisons),
+        "trends": _records(trends),
+    }
+    if "screen_audited" in rates.columns:
+        data["audit_definitions"] = AUDIT_DEFINITIONS
+    if settings is not None:
+        data["settings"] = dict(settings)
+    atomic_write_json(json_path, data)
+
+
+def write_run_cohorts(
+    table: pd.DataFrame,
+    cohorts_config: Mapping[str, Any] | None,
+    csv_path: str | os.PathLike[str],
+    json_path: str | os.PathLike[str],
+    *,
+    audit_fraction: float = 0.0,
+) -> dict[str, Any]:
+    """The aggregate job's cohorts: write cohorts.csv and cohorts.json, return summary.json's ``cohorts``.
+
+    :func:`cohort_report_data` of the results table with the config section ``cohorts``
+    (``audit_fraction``: ``ml.audit_fraction`` when the ML screen ran, else 0); one cohort
+    ("all", one row) without a section. cohorts.json records the settings the numbers used.
+    """
+    spec = CohortSpec.from_config(cohorts_config)
+    rates, comparisons, trends = cohort_report_data(table, cohorts_config, audit_fraction=audit_fraction)
+    settings = {
+        "stable_threshold_eV_per_atom": spec.stable_threshold_eV_per_atom,
+        "metastable_threshold_eV_per_atom": spec.metastable_threshold_eV_per_atom,
+        "alpha": spec.alpha,
+        "baseline": dict(spec.baseline),
+        "ordered": list(spec.ordered),
+        "pool_over": list(spec.pool_over),
+        "screen_audit_fraction": audit_fraction,
+    }
+    write_cohort_outputs(rates, comparisons, trends, csv_path, json_path, settings=settings)
+    section = cohort_summary(rates, comparisons, trends, alpha=spec.alpha, audit_fraction=audit_fraction)
+    # Where every metric, comparison and definition is (summary.json lies beside it).
+    return {"details": Path(json_path).name, **section}

@@ -421,6 +421,29 @@ def cohort_label(spec: CohortSpec, values: Mapping[str, Value] | None) -> str:
     return ", ".join(parts) or ALL_COHORT
 
 
+def baseline_label(spec: CohortSpec, values: Mapping[str, Value | None]) -> str | None:
+    """The label of the cohort a cohort with factor values ``values`` is compared with; ``None``: none.
+
+    ``cohorts.baseline`` names a value of some factors: the baseline of a cohort has those values
+    and the cohort's own values of every other (not pooled) factor. A baseline naming every
+    factor is one cohort, everyone's; ``baseline: {model: crystallm}`` with the factors model
+    and condition compares each model with crystallm at the same condition. ``None`` without a
+    baseline, or when ``values`` lack a factor the label needs (the cohort ``unassigned``).
+    """
+    if not spec.baseline:
+        return None
+    merged: dict[str, Value] = {}
+    for factor in spec.factors:
+        if factor in spec.pool_over:
+            continue
+        value = spec.baseline.get(factor, values.get(factor))
+        if value_text(value) is None:
+            return None
+        # A number from a table (numpy's float64 among them) is labelled as the table's labels are.
+        merged[factor] = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
+    return cohort_label(spec, merged)
+
+
 def input_column(available: Collection[str], name: str) -> str | None:
     """The results-table column holding the input-table column ``name`` (``input_<name>`` when renamed)."""
     if is_results_column(name):

@@ -93,6 +93,8 @@ CHANGE_COLUMNS = [
     "relaxed_matches_generated",
     "structure_matcher_rms_norm",
     "rms_displacement_A",
+    "spacegroup_symbol_generated",
+    "spacegroup_number_generated",
     "spacegroup_number_relaxed",
     "spacegroup_symbol_relaxed",
     "spacegroup_changed",

@@ -127,3 +127,94 @@ def combined_table(run_dirs: dict[str, str | Path]) -> pd.DataFrame:
         table[COHORT_COLUMN] = name if own is None or set(own) <= {"all"} else name + ": " + own
         tables.append(table)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def run_names(run_dirs: list[str | Path]) -> dict[str, Path]:
+    """A short, unique name per run: its folder's name, or ``<parent>/<name>`` where two share a name."""
+    paths = [Path(d) for d in run_dirs]
+    names = [p.resolve().name for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.resolve().parent.name}/{p.resolve().name}" for p in paths]
+    if len(set(names)) < len(names):
+        raise RunNotComparable("two RUN_DIRs are the same folder: " + ", ".join(str(p) for p in paths))
+    return dict(zip(names, paths))
+
+
+def _cohorts_config(run_dir: Path) -> dict[str, Any]:
+    """The ``cohorts`` section of the first run's config (thresholds, alpha), schema defaults without one."""
+    from dftscreen.config import with_defaults
+
+    try:
+        return results_folder(run_dir)[1]["cohorts"]
+    except (TypeError, KeyError):
+        return with_defaults({})["cohorts"]
+
+
+def mismatch_banner(found: list[str]) -> str:
+    """The sentence at the top of a page made with ``--allow-mismatch``."""
+    return "Compared although the runs are not comparable (--allow-mismatch): " + "; ".join(found) + "."
+
+
+def compare(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    baseline: str | None = None,
+    allow_mismatch: bool = False,
+) -> Path:
+    """The per-cohort table, comparisons, figures and an HTML page of several finished runs; returns the page.
+
+    Raises:
+        RunNotComparable: a run is not a finished run, or the runs differ in what makes their
+            numbers comparable (:func:`mismatches`) and ``allow_mismatch`` is false.
+    """
+    from dftscreen import cohort_table
+
+    runs = run_names(run_dirs)
+    found = mismatches({name: read_fingerprint(path) for name, path in runs.items()})
+    if found and not allow_mismatch:
+        raise RunNotComparable(
+            "the runs are not comparable: " + "; ".join(found) + " (--allow-mismatch compares them anyway, and says so)"
+        )
+    cohorts = _cohorts_config(next(iter(runs.values())))
+    table = combined_table(runs)
+    alpha = cohorts["alpha"]
+    rates = cohort_table.cohort_rates(
+        table,
+        stable_threshold_eV_per_atom=cohorts["stable_threshold_eV_per_atom"],
+        metastable_threshold_eV_per_atom=cohorts["metastable_threshold_eV_per_atom"],
+        alpha=alpha,
+    )
+    baseline = baseline or str(rates[COHORT_COLUMN].iloc[0])
+    comparisons = cohort_table.compare_with_baseline(rates, baseline, alpha=alpha)
+    out = Path(out_dir)
+    # The same file names as a run's (dftscreen.layout), in the comparison's folder.
+    files = ResultsLayout.of(out)
+    cohort_table.write_cohort_outputs(rates, comparisons, None, files.cohorts_csv, files.cohorts_json)
+    return write_compare_page(out, table, rates, comparisons, runs, banner=mismatch_banner(found) if found else None)
+
+
+def write_compare_page(
+    out: Path,
+    table: pd.DataFrame,
+    rates: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    runs: dict[str, Path],
+    banner: str | None,
+) -> Path:
+    """``index.html`` in ``out``: the mismatch banner (if any), the runs compared, and the report's cohorts section."""
+    import html
+
+    from dftscreen import cohort_table, report
+    from dftscreen.io import atomic_write_text
+
+    section = report.cohorts_section(rates, comparisons, None, cohort_table.DEFINITIONS, out, table=table)
+    listed = "".join(f"<li>{html.escape(name)}: {html.escape(str(path))}</li>" for name, path in runs.items())
+    warning = f'<p class="warning"><strong>{html.escape(banner)}</strong></p>' if banner else ""
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>dftscreen compare</title></head><body>"
+        f"<h1>dftscreen compare: {len(runs)} runs</h1>{warning}<ul>{listed}</ul>{section}</body></html>"
+    )
+    index = out / "index.html"
+    atomic_write_text(index, page)
+    return index

@@ -35,6 +35,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         known/competing_phases.json                 phases chosen from the known set for the hull
         logs/<stage>/<id>.log                       one log per job
         results.csv, results.parquet, summary.json  the table and its summary
+        cohorts.csv, cohorts.json                   per-cohort rates, comparisons with the baseline, trends
         report/index.html, report/*.png             the HTML report
         results_partial.csv, .parquet               written when a run had failures
 
@@ -293,6 +294,16 @@ class ResultsLayout:
     @property
     def summary(self) -> str:
         return self._join("summary.json")
+
+    @property
+    def cohorts_csv(self) -> str:
+        """One row per cohort: counts, rates and intervals (:mod:`dftscreen.cohort_table`)."""
+        return self._join("cohorts.csv")
+
+    @property
+    def cohorts_json(self) -> str:
+        """The cohorts with their definitions, the comparisons with the baseline and the trends."""
+        return self._join("cohorts.json")
 
     @property
     def partial_csv(self) -> str:

@@ -27,13 +27,15 @@ import numpy as np
 import pandas as pd
 
 from dftscreen import status_codes
+from dftscreen.cohort_figures import draw_no_data, new_figure, save_figure
 from dftscreen.columns import ML_FORMATION_COLUMN, PROVENANCE_COLUMNS, target_columns
 from dftscreen.cost import FAILURE_KINDS
-from dftscreen.io import atomic_write_text, atomic_write_with
+from dftscreen.io import atomic_write_text
 from dftscreen.layout import ResultsLayout
 from dftscreen.status import reason_kind
 from dftscreen.summary import hull_column
 from dftscreen.targets import TARGET_KINDS
+from dftscreen.verdict import spacegroup_change
 
 #: Figures every report has (a figure without data says so in the image).
 FIXED_FIGURES = (
@@ -48,7 +50,22 @@ FIXED_FIGURES = (
 ML_PARITY_FIGURE = "parity_ml_vs_dft_formation_energy.png"
 
 #: Sections of the page (``<section id=...>``), in order; parity only with targets.
-SECTIONS = ("funnel", "parity", "distributions", "spacegroups", "structures", "failures", "cost", "provenance")
+SECTIONS = (
+    "funnel", "cohorts", "parity", "distributions", "spacegroups", "structures", "failures", "cost", "provenance",
+)  # fmt: skip
+
+#: Figures of the cohorts section (with config ``cohorts``), and their captions; one response curve
+#: per ordered factor besides (:func:`cohort_response_figure_name`).
+COHORT_FIGURES = {
+    "cohort_rates.png": "Rates per cohort with their intervals (the baseline in red)",
+    "cohort_funnels.png": "Funnel per cohort",
+    "cohort_e_hull_ecdf.png": "DFT energy above the hull per cohort",
+    "cohort_ml_e_hull_ecdf.png": "ML energy above the hull per cohort",
+    "cohort_useful_per_core_hour.png": "Useful structures against core-hours per cohort",
+    "cohort_novelty_vs_stability.png": "Novel rate against stable rate per cohort",
+}
+#: Figures of COHORT_FIGURES drawn from the results table (the others need the cohort table only).
+COHORT_TABLE_FIGURES = ("cohort_e_hull_ecdf.png", "cohort_ml_e_hull_ecdf.png", "cohort_useful_per_core_hour.png")
 
 #: Columns of the structures table: (column, header, decimals or None for text).
 STRUCTURE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -70,41 +87,28 @@ STRUCTURE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 #: Most rows the structures table shows (a page of 100,000 rows would not open); the CSV has them all.
 MAX_TABLE_ROWS = 5000
 
-FIGURE_DPI = 200
-FIGURE_SIZE_IN = (6.4, 4.0)
-
-
 def parity_figure_name(target: str) -> str:
     """File name of the target-vs-computed parity plot of one target property."""
     return f"parity_{target}.png"
 
 
-def figure_names(target_names: Iterable[str] = ()) -> list[str]:
-    """Every PNG the report writes for these configured targets (what the workflow rule declares)."""
-    return [*FIXED_FIGURES, *(parity_figure_name(name) for name in target_names)]
+def cohort_response_figure_name(factor: str) -> str:
+    """File name of the response curve (a rate against the factor's values) of one ordered factor."""
+    return f"cohort_response_{factor}.png"
+
+
+def figure_names(target_names: Iterable[str] = (), cohort_ordered: Iterable[str] | None = None) -> list[str]:
+    """Every PNG the report writes for these configured targets (what the workflow rule declares).
+
+    ``cohort_ordered``: with config ``cohorts`` (a source other than none) its ordered factors, and
+    the cohort figures are drawn (whatever the number of cohorts); ``None``: no cohort figures.
+    """
+    cohort = [] if cohort_ordered is None else [*COHORT_FIGURES, *map(cohort_response_figure_name, cohort_ordered)]
+    return [*FIXED_FIGURES, *(parity_figure_name(name) for name in target_names), *cohort]
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def new_figure():
-    """A new matplotlib figure on the Agg canvas (no pyplot state, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI, layout="constrained")
-    return figure, figure.add_subplot()
-
-
-def save_figure(figure, path: Path) -> None:
-    atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=FIGURE_DPI))
-
-
-def draw_no_data(ax, message: str) -> None:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, wrap=True, color="0.35")
+# (new_figure, save_figure, draw_no_data: dftscreen.cohort_figures, which draws the cohort figures with them)
 
 
 def plot_funnel(stages: list[dict[str, Any]], path: Path) -> None:
@@ -202,7 +206,11 @@ def plot_parity(
 
 
 def spacegroup_outcomes(table: pd.DataFrame) -> tuple[Counter, Counter]:
-    """Relaxed structures whose space group was kept / changed / not compared, and each change (from -> to)."""
+    """Relaxed structures whose space group was kept / changed / not compared, and each change (from -> to).
+
+    A change is named by the symbols the comparison found (:func:`dftscreen.verdict.spacegroup_change`),
+    never by the check's symbol, so it never reads as a change from a group to itself.
+    """
     outcomes: Counter = Counter()
     changes: Counter = Counter()
     relaxed = table[table["status"].isin([status_codes.OK, status_codes.NOT_CONVERGED])]
@@ -212,7 +220,8 @@ def spacegroup_outcomes(table: pd.DataFrame) -> tuple[Counter, Counter]:
             outcomes["not compared"] += 1
         elif bool(changed):
             outcomes["changed"] += 1
-            changes[f"{row.get('spacegroup_symbol')} -> {row.get('spacegroup_symbol_relaxed')}"] += 1
+            before, after = spacegroup_change(row) or (None, None)
+            changes[f"{before or 'not recorded'} -> {after or 'not recorded'}"] += 1
         else:
             outcomes["kept"] += 1
     return outcomes, changes
@@ -348,8 +357,12 @@ def structures_table(table: pd.DataFrame, out_dir: Path, report_dir: Path, max_r
             if column == "@hull":
                 value = row.get(e_hull) if e_hull else None
             elif column == "@spacegroups":
-                before, after = row.get("spacegroup_symbol"), row.get("spacegroup_symbol_relaxed")
-                value = f"{before} -> {after}" if not _missing(after) and after != before else before
+                change = spacegroup_change(row)
+                value = (
+                    f"{change[0] or 'not recorded'} -> {change[1] or 'not recorded'}"
+                    if change
+                    else row.get("spacegroup_symbol")
+                )
             else:
                 value = row.get(column)
             text = _format(value, decimals)
@@ -397,6 +410,7 @@ figure { display: inline-block; margin: 0.5em 1em 0.5em 0; } figure img { max-wi
 figcaption { font-size: 0.85em; color: #555; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 .note { color: #555; }
+dt { font-weight: bold; } dd { margin: 0 0 0.4em 1.5em; }
 """
 
 _SORT_JS = """
@@ -691,6 +705,262 @@ def _provenance_section(
     )
 
 
+# --------------------------------------------------------------------------- the cohorts section
+
+#: Most comparison rows the page shows (cohorts.json has them all).
+MAX_COMPARISON_ROWS = 400
+
+
+def _cohort_figure_metrics(rates: pd.DataFrame) -> tuple[list[str], list[str], str]:
+    """(forest plot metrics, funnel stages, the response curves' metric) among those the table has."""
+    from dftscreen.cohort_table import HEADLINE_METRICS
+
+    present = [m for m in HEADLINE_METRICS if f"{m}_rate" in rates.columns]
+    forest = [m for m in present if m not in ("unique_in_cohort", "dft_done")]
+    stages = [m for m in ("dft_ready", "unique_in_cohort", "passed_ml_screen", "dft_done", "stable", "sun")
+              if m in present]  # fmt: skip
+    response = next((m for m in ("sun", "stable", "dft_ready") if m in present), "dft_ready")
+    return forest, stages, response
+
+
+def _useful_rows(table: pd.DataFrame, thresholds: dict[str, Any]) -> tuple[pd.Series, str]:
+    """Rows that count as useful structures of their cohort (S.U.N., else stable, else relaxed) and the word."""
+    from dftscreen.cohort_table import row_metrics
+
+    flags, _ = row_metrics(
+        table,
+        stable_threshold_eV_per_atom=thresholds.get("stable_threshold_eV_per_atom", 0.0),
+        metastable_threshold_eV_per_atom=thresholds.get("metastable_threshold_eV_per_atom", 0.1),
+    )
+    for metric, word in (("sun", "S.U.N."), ("stable", "stable unique"), ("dft_done", "relaxed unique")):
+        if metric in flags.columns:
+            return pd.Series(flags[metric].to_numpy(), index=table.index), word
+    return pd.Series(False, index=table.index), "relaxed unique"
+
+
+def _draw_table_figures(table: pd.DataFrame, report: Path, thresholds: dict[str, Any]) -> None:
+    """The cohort figures drawn from the results table: E_hull ECDFs (DFT, ML), useful structures per core-hour."""
+    from dftscreen import cohort_figures
+    from dftscreen.columns import ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES
+
+    if "cohort" not in table.columns:
+        table = table.assign(cohort="all")
+    own = table[table["status"] != status_codes.DUPLICATE]
+    ml_hull = next((c for c in (ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES) if c in table.columns), None)
+    cohort_figures.e_hull_ecdf(own, hull_column(table), report / "cohort_e_hull_ecdf.png", label="DFT")
+    cohort_figures.e_hull_ecdf(own, ml_hull, report / "cohort_ml_e_hull_ecdf.png", label="ML")
+    useful, word = _useful_rows(table.reset_index(drop=True), thresholds)
+    cohort_figures.cumulative_useful_vs_core_hours(
+        table.reset_index(drop=True), useful, report / "cohort_useful_per_core_hour.png", label=word
+    )
+
+
+def draw_cohort_figures(
+    rates: pd.DataFrame,
+    report_dir: str | os.PathLike[str],
+    *,
+    table: pd.DataFrame | None = None,
+    baseline: str | None = None,
+    ordered: Iterable[str] | None = None,
+    thresholds: dict[str, Any] | None = None,
+) -> list[tuple[str, str]]:
+    """Draw the cohort figures (:mod:`dftscreen.cohort_figures`) into ``report_dir``; return (file, caption) each.
+
+    ``table``: the results table, for the figures of :data:`COHORT_TABLE_FIGURES` (left out
+    without it); ``ordered``: the factors with a response curve (default: every numeric factor
+    column of ``rates``); ``thresholds``: the cohorts' stable and metastable thresholds.
+    """
+    from dftscreen import cohort_figures
+
+    report = Path(report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    forest, stages, response = _cohort_figure_metrics(rates)
+    cohort_figures.forest_plot(rates, forest, report / "cohort_rates.png", baseline=baseline)
+    cohort_figures.funnels(rates, stages, report / "cohort_funnels.png")
+    cohort_figures.novelty_vs_stability(rates, report / "cohort_novelty_vs_stability.png")
+    names = ["cohort_rates.png", "cohort_funnels.png", "cohort_novelty_vs_stability.png"]
+    if table is not None:
+        _draw_table_figures(table, report, thresholds or {})
+        names += list(COHORT_TABLE_FIGURES)
+    if ordered is None:
+        ordered = [c[len("cohort_"):] for c in rates.columns
+                   if c.startswith("cohort_") and pd.api.types.is_numeric_dtype(rates[c])]  # fmt: skip
+    drawn = [(name, COHORT_FIGURES[name]) for name in COHORT_FIGURES if name in names]
+    for factor in ordered:
+        name = cohort_response_figure_name(factor)
+        cohort_figures.response_curve(rates, f"cohort_{factor}", response, report / name)
+        drawn.append((name, f"{response} rate against {factor}"))
+    return drawn
+
+
+def _rate_text(count: Any, rate: Any, low: Any, high: Any, empty: str = "no inputs") -> str:
+    """``count: rate (low-high)`` in per cent; without a rate (no denominator) the count and ``empty``."""
+    if _missing(rate):
+        return "" if _missing(count) else f"{int(count)} ({empty})"
+    shown = "" if _missing(count) else f"{int(count)}: "
+    return f"{shown}{100 * float(rate):.1f} % ({100 * float(low):.1f}-{100 * float(high):.1f})"
+
+
+def _share(count: Any, n: Any) -> str:
+    """``count/n (rate %)``."""
+    return f"{int(count)}/{int(n)}" + (f" ({100 * int(count) / int(n):.1f} %)" if int(n) else "")
+
+
+def _cohort_rows_table(rates: pd.DataFrame, metrics: list[str]) -> str:
+    """One row per cohort: n, each metric's count, rate and interval, core-hours per S.U.N."""
+    costs = [c for c in ("total_core_hours", "core_hours_per_sun") if c in rates.columns]
+    rows = []
+    for row in rates.to_dict("records"):
+        cells = [str(row["cohort"]), str(row["n"])]
+        cells += [_rate_text(row[f"{m}_count"], row[f"{m}_rate"], row[f"{m}_low"], row[f"{m}_high"]) for m in metrics]
+        cells += [_format(row[c], 4) for c in costs]
+        rows.append(cells)
+    return _table(["cohort", "n", *metrics, *costs], rows, css_class="sortable")
+
+
+def _comparisons_table(comparisons: pd.DataFrame, metrics: list[str]) -> str:
+    """The headline comparisons with the baseline: rates, difference with its interval, ratio, Holm p, verdict."""
+    shown = comparisons[comparisons["metric"].isin(metrics)]
+    note = ""
+    if len(shown) > MAX_COMPARISON_ROWS:
+        note = f'<p class="note">The first {MAX_COMPARISON_ROWS} of {len(shown)}; cohorts.json has them all.</p>'
+        shown = shown.head(MAX_COMPARISON_ROWS)
+    rows = []
+    for r in shown.to_dict("records"):
+        difference = "" if _missing(r["difference"]) else (
+            f"{100 * r['difference']:+.1f} ({100 * r['difference_low']:+.1f} to {100 * r['difference_high']:+.1f})"
+        )
+        rows.append([
+            str(r["cohort"]), str(r["baseline"]), str(r["metric"]), _share(r["count"], r["n"]),
+            _share(r["baseline_count"], r["baseline_n"]), difference, _format(r["ratio"], 2),
+            _format(r["holm_p"], 3), str(r["verdict"]),
+        ])  # fmt: skip
+    headers = ["cohort", "baseline", "metric", "cohort rate", "baseline rate", "difference, points (interval)",
+               "ratio", "Holm p", "verdict"]  # fmt: skip
+    return note + _table(headers, rows)
+
+
+def _trends_table(trends: pd.DataFrame, metrics: list[str]) -> str:
+    """Cochran-Armitage trends of the headline metrics over each ordered factor, within each stratum."""
+    shown = trends[trends["metric"].isin(metrics)]
+    rows = [
+        [str(r["factor"]), str(r["stratum"]), str(r["metric"]), str(r["levels"]), str(r["n"]),
+         _format(r["z"], 2), _format(r["p"], 3), _format(r["holm_p"], 3), "" if _missing(r["direction"]) else
+         str(r["direction"])]
+        for r in shown.to_dict("records")
+    ]  # fmt: skip
+    return _table(["factor", "within", "metric", "levels", "n", "z", "p", "Holm p", "direction"], rows)
+
+
+def _audit_table(rates: pd.DataFrame) -> str:
+    """Per cohort: the screen audit's sample, the screen's false-negative rate and the weighted rates."""
+    from dftscreen.cohort_table import WEIGHTED_METRICS
+
+    weighted = [m for m in WEIGHTED_METRICS if f"{m}_weighted_rate" in rates.columns]
+    rows = []
+    for r in rates.to_dict("records"):
+        cells = [str(r["cohort"]), str(r["screened_out_unique"]), str(r["screen_audited"])]
+        cells.append(_rate_text(r.get("screen_audited_stable"), r.get("screen_false_negative_rate"),
+                                r.get("screen_false_negative_low"), r.get("screen_false_negative_high"),
+                                empty="none audited"))  # fmt: skip
+        cells += [_rate_text(None, r[f"{m}_weighted_rate"], r[f"{m}_weighted_low"], r[f"{m}_weighted_high"])
+                  for m in weighted]  # fmt: skip
+        rows.append(cells)
+    headers = ["cohort", "screened out", "audited", "screen false negatives (stable among audited)",
+               *(f"{m} (weighted)" for m in weighted)]  # fmt: skip
+    return (
+        '<p class="note">Estimates from a sample: the ML screen audit sent a seeded random share of the screened-out '
+        "structures to DFT; each DFT result is weighted by 1 / its probability of reaching DFT.</p>"
+        + _table(headers, rows)
+    )
+
+
+def _definitions_list(groups: list[tuple[str, dict[str, str] | None]]) -> str:
+    """Each group of definitions (columns of the cohort table, of the comparisons ...) once, under its title."""
+    return "".join(
+        f"<h4>{_e(title)}</h4><dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items.items()) + "</dl>"
+        for title, items in groups
+        if items
+    )
+
+
+def cohorts_section(
+    rates: pd.DataFrame | None,
+    comparisons: pd.DataFrame | None,
+    trends: pd.DataFrame | None,
+    definitions: dict[str, str],
+    report_dir: str | os.PathLike[str],
+    *,
+    table: pd.DataFrame | None = None,
+    ordered: Iterable[str] | None = None,
+    thresholds: dict[str, Any] | None = None,
+) -> str:
+    """The report's section ``cohorts``: definitions once, per-cohort rates with intervals, comparisons
+    with the baseline and their verdicts, trends, the screen audit's estimates and the cohort figures.
+
+    ``rates``, ``comparisons``, ``trends``: :mod:`dftscreen.cohort_table` tables (cohorts.json);
+    ``definitions``: what each rate means (:data:`dftscreen.cohort_table.DEFINITIONS`). With one
+    cohort (or none) the section is one line. ``table``, ``ordered``, ``thresholds``: as
+    :func:`draw_cohort_figures`, which draws the figures into ``report_dir``.
+    """
+    from dftscreen.cohort_table import AUDIT_DEFINITIONS, COMPARISON_DEFINITIONS, HEADLINE_METRICS, TREND_DEFINITIONS
+
+    head = '<section id="cohorts"><h2>Cohorts</h2>'
+    if rates is None or len(rates) <= 1:
+        only = "" if rates is None or rates.empty else f" ({_e(rates['cohort'].iloc[0])})"
+        return head + (f'<p class="note">One cohort{only}: nothing to compare. Set <code>cohorts</code> in the '
+                       "config to compare generators, prompts or conditions.</p></section>")  # fmt: skip
+    metrics = [m for m in HEADLINE_METRICS if f"{m}_rate" in rates.columns]
+    compared = comparisons is not None and not comparisons.empty
+    trended = trends is not None and not trends.empty
+    baselines = sorted({str(b) for b in comparisons["baseline"]}) if compared else []
+    baseline = baselines[0] if len(baselines) == 1 else None
+    figures = draw_cohort_figures(rates, report_dir, table=table, baseline=baseline, ordered=ordered,
+                                  thresholds=thresholds)  # fmt: skip
+    parts = [head, f'<p class="note">{len(rates)} cohorts; rates are shares of every input of the cohort, with '
+             "intervals at the run's alpha (95 % by default): count: rate (low-high). cohorts.csv has every metric, "
+             "cohorts.json every comparison.</p>", _cohort_rows_table(rates, metrics)]  # fmt: skip
+    if compared:
+        parts += ["<h3>Differences from the baseline</h3>", _comparisons_table(comparisons, metrics)]
+    if trended:
+        parts += ["<h3>Trends over ordered factors</h3>", _trends_table(trends, metrics)]
+    audit = "screen_audited" in rates.columns
+    if audit:
+        parts += ["<h3>ML screen audit</h3>", _audit_table(rates)]
+    parts += [_img(name, caption) for name, caption in figures]
+    parts += ["<h3>Definitions</h3>", _definitions_list([
+        ("cohort table", definitions), ("differences from the baseline", COMPARISON_DEFINITIONS if compared else None),
+        ("trends", TREND_DEFINITIONS if trended else None), ("screen audit", AUDIT_DEFINITIONS if audit else None),
+    ])]  # fmt: skip
+    return "".join(parts) + "</section>"
+
+
+def _frame(records: Any) -> pd.DataFrame | None:
+    return pd.DataFrame(records) if records else None
+
+
+def _cohorts_part(
+    cohorts: dict[str, Any] | None, table: pd.DataFrame, report: Path, cohort_ordered: Iterable[str] | None
+) -> str:
+    """The cohorts section from cohorts.json's content; with ``cohort_ordered`` (config cohorts) the
+    cohort figures exist whatever the number of cohorts (the workflow declares them)."""
+    if cohorts is None:
+        return cohorts_section(None, None, None, {}, report)
+    from dftscreen.cohort_table import DEFINITIONS
+
+    rates = _frame(cohorts.get("cohorts"))
+    settings = cohorts.get("settings") or {}
+    ordered = list(cohort_ordered) if cohort_ordered is not None else None
+    if cohort_ordered is not None and (rates is None or len(rates) <= 1):
+        draw_cohort_figures(rates if rates is not None else pd.DataFrame({"cohort": []}), report, table=table,
+                            ordered=ordered, thresholds=settings)  # fmt: skip
+    return cohorts_section(
+        rates, _frame(cohorts.get("comparisons")), _frame(cohorts.get("trends")),
+        cohorts.get("definitions") or DEFINITIONS, report, table=table, ordered=ordered, thresholds=settings,
+    )  # fmt: skip
+
+
+
 def _page(title: str, parts: list[str]) -> str:
     """The whole HTML document: head with the inline CSS, the parts one per line, the sorting script."""
     return (
@@ -714,6 +984,8 @@ def build_report(
     targets_config: dict[str, Any] | None = None,
     *,
     stable_threshold_eV_per_atom: float,
+    cohorts: dict[str, Any] | None = None,
+    cohort_ordered: Iterable[str] | None = None,
 ) -> Path:
     """Write ``index.html`` and its PNG figures into ``report_dir`` (default ``<out_dir>/report``).
 
@@ -724,6 +996,10 @@ def build_report(
         run_settings: the run's resolved DFT settings, shown for reproduction.
         targets_config: the config's ``targets`` section (tolerances of the hit bands).
         stable_threshold_eV_per_atom: the run's stability threshold (eV/atom).
+        cohorts: the content of cohorts.json (:func:`dftscreen.cohort_table.write_cohort_outputs`);
+            ``None``: the cohorts section says there is nothing to compare.
+        cohort_ordered: with config ``cohorts``, its ordered factors: the cohort figures are drawn
+            (:func:`figure_names`); ``None`` without.
 
     Returns:
         The path of ``index.html``.
@@ -740,6 +1016,7 @@ def build_report(
     sections = [
         _header(title, table, summary, target_specs),
         _funnel_section(summary.get("funnel") or [], e_hull, stable_threshold_eV_per_atom, report),
+        _cohorts_part(cohorts, table, report, cohort_ordered),
         _parity_section(table, target_specs, report),
         _distributions_section(own, e_hull, stable_threshold_eV_per_atom, report),
         _spacegroups_section(own, report),

@@ -81,10 +81,31 @@ def _stability_words(row: dict[str, Any] | pd.Series, threshold: float) -> str |
     return f"{word} ({e_hull:.2f} eV/atom above hull)"
 
 
+def spacegroup_change(row: dict[str, Any] | pd.Series) -> tuple[str | None, str | None] | None:
+    """(generated, relaxed) space-group symbols of a row whose relaxation changed the space group; else ``None``.
+
+    Both as :func:`dftscreen.changes.relaxation_change` found them: ``spacegroup_changed``
+    compares its numbers, found at its own tolerance, so the generated symbol is
+    ``spacegroup_symbol_generated``, not the check's ``spacegroup_symbol`` (found at
+    ``check.symprec_A`` from the file as the check read it), which can name another group: the
+    relaxed one itself. A table from before that column falls back to the check's symbol, except
+    where it is the relaxed one (then ``None``: not recorded). ``None`` for a symbol not known.
+    """
+    if not _is(row.get("spacegroup_changed"), True):
+        return None
+    after = row.get("spacegroup_symbol_relaxed")
+    after = str(after) if _present(after) else None
+    before = row.get("spacegroup_symbol_generated")
+    if not _present(before):
+        before = row.get("spacegroup_symbol")
+        before = str(before) if _present(before) and str(before) != after else None
+    return str(before) if before is not None else None, after
+
+
 def _structure_change_words(row: dict[str, Any] | pd.Series) -> str | None:
     if _is(row.get("relaxed_matches_generated"), False) or _is(row.get("spacegroup_changed"), True):
-        before, after = row.get("spacegroup_symbol"), row.get("spacegroup_symbol_relaxed")
-        symmetry = f" ({before} -> {after})" if _present(before) and _present(after) and before != after else ""
+        before, after = spacegroup_change(row) or (None, None)
+        symmetry = f" ({before} -> {after})" if before is not None and after is not None else ""
         return f"relaxed into a different structure{symmetry}"
     return None
 

@@ -342,3 +342,117 @@ def test_outputs_are_one_row_per_cohort_and_json_with_the_definitions(rates, tmp
     assert len(data["cohorts"]) == 4 and data["cohorts"][3]["sun_rate"] is None
     assert len(data["comparisons"]) == len(comparisons)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# The ML screen audit and the run's cohort outputs ------------------------------------------------
+
+
+def screened_table() -> pd.DataFrame:
+    """Cohort s: 10 crystals past the screen (4 stable), 20 screened out, of which the audit (fraction
+    0.5) sent 10 to DFT (2 stable), and one invalid file. Cohort t: 2 crystals past the screen (1
+    stable), 3 screened out, none audited. Every crystal is novel."""
+    rows = []
+
+    def add(cohort, sid, status, e_hull, screened, audited, probability, ready=True):
+        rows.append({"structure_id": sid, "cohort": cohort, "status": status, "dft_ready": ready, "novel": True,
+                     "e_above_hull_eV_per_atom": e_hull, "ml_status": "relaxed", "ml_screened_out": screened,
+                     "ml_audited": audited, "dft_inclusion_probability": probability})  # fmt: skip
+
+    for i in range(10):
+        add("s", f"s-kept-{i}", "ok", 0.0 if i < 4 else 0.3, False, False, 1.0)
+    for i in range(10):
+        add("s", f"s-audited-{i}", "ok", 0.0 if i < 2 else 0.5, True, True, 0.5)
+    for i in range(10):
+        add("s", f"s-out-{i}", "screened_out", NAN, True, False, 0.5)
+    add("s", "s-broken", "invalid", NAN, None, None, None, ready=False)
+    for i in range(2):
+        add("t", f"t-kept-{i}", "ok", 0.0 if i == 0 else 0.2, False, False, 1.0)
+    for i in range(3):
+        add("t", f"t-out-{i}", "screened_out", NAN, True, False, 0.5)
+    return pd.DataFrame(rows)
+
+
+def test_audit_weights_the_dft_rates_back_to_every_input_and_measures_the_screens_misses():
+    from dftscreen.cohort_stats import weighted_rate
+    from dftscreen.cohort_table import audit_rates
+
+    audit = audit_rates(screened_table(), **SETTINGS)
+    s, t = audit.loc["s"], audit.loc["t"]
+    assert (s["screened_out_unique"], s["screen_audited"], s["screen_audited_stable"]) == (20, 10, 2)
+    # Known answer: each audited crystal stands for two screened-out ones, so the stable crystals are
+    # estimated at 4 + 2 * 2 = 8 of 10 + 2 * 10 + 1 (the invalid file) = 31 inputs.
+    assert s["stable_weighted_rate"] == pytest.approx(8 / 31)
+    assert s["sun_weighted_rate"] == pytest.approx(8 / 31)  # every crystal is novel
+    successes = np.array([1] * 4 + [0] * 6 + [1] * 2 + [0] * 8 + [0])
+    expected = weighted_rate(successes, np.array([1] * 10 + [0.5] * 10 + [1]))
+    assert (s["stable_weighted_low"], s["stable_weighted_high"]) == pytest.approx((expected.low, expected.high))
+    # The unweighted rate counts only what reached DFT: 6 of 31.
+    plain = rates_of(screened_table()).set_index("cohort").loc["s"]
+    assert plain["stable_rate"] == pytest.approx(6 / 31)
+    # The screen's verdict: the audited crystals reached DFT but did not pass the screen.
+    assert (plain["passed_ml_screen_count"], plain["dft_done_count"]) == (10, 20)
+    # The screen's false-negative rate: 2 of the 10 audited were stable, with the Wilson interval.
+    assert s["screen_false_negative_rate"] == pytest.approx(0.2)
+    assert (s["screen_false_negative_low"], s["screen_false_negative_high"]) == pytest.approx(wilson_interval(2, 10))
+    # Screened-out crystals and none audited: nothing stands for them, no weighted rate.
+    assert t["screen_audited"] == 0 and pd.isna(t["stable_weighted_rate"]) and pd.isna(t["screen_false_negative_rate"])
+
+
+def test_a_table_without_the_ml_stage_has_no_audit():
+    from dftscreen.cohort_table import audit_rates
+
+    assert audit_rates(results(), **SETTINGS) is None
+
+
+def test_run_cohorts_with_a_baseline_per_condition_trends_and_the_audit(tmp_path):
+    """write_run_cohorts as the aggregate job calls it: two factors, a baseline naming one of them."""
+    from dftscreen.cohort_table import write_run_cohorts
+
+    table = trend_table().rename(columns={"cohort_temperature": "cohort_T"})
+    table["cohort"] = [f"model={m}, T={t:g}" for m, t in zip(table["cohort_model"], table["cohort_T"])]
+    config = {"source": "regex", "regex": r"(?P<model>m\d)-(?P<T>[\d.]+)", "baseline": {"model": "m2"},
+              "ordered": ["T"]}  # fmt: skip
+    summary = write_run_cohorts(table, config, tmp_path / "cohorts.csv", tmp_path / "cohorts.json",
+                                audit_fraction=0.2)  # fmt: skip
+    written = pd.read_csv(tmp_path / "cohorts.csv")
+    assert len(written) == 8 and "screen_audited" not in written  # no ML columns: no audit
+    data = json.loads((tmp_path / "cohorts.json").read_text())
+    # m1 at each T against m2 at the same T: four baselines, Holm over all of them.
+    pairs = {(c["cohort"], c["baseline"]) for c in data["comparisons"]}
+    assert pairs == {(f"model=m1, T={t:g}", f"model=m2, T={t:g}") for t in (0.5, 1.0, 1.5, 2.0)}
+    p = [c["fisher_p"] for c in data["comparisons"]]
+    assert [c["holm_p"] for c in data["comparisons"]] == pytest.approx(holm_adjust(p), nan_ok=True)
+    assert {t["stratum"] for t in data["trends"]} == {"model=m1", "model=m2"}
+    assert data["settings"]["baseline"] == {"model": "m2"} and data["settings"]["ordered"] == ["T"]
+    # summary.json's part: compact, headline metrics and verdicts.
+    assert summary["n_cohorts"] == 8 and summary["baselines"] == [f"model=m2, T={t:g}" for t in (0.5, 1, 1.5, 2)]
+    first = summary["cohorts"]["model=m1, T=0.5"]
+    assert first["n"] == 100 and first["rates"]["dft_ready"]["count"] == 90
+    assert first["factors"] == {"model": "m1", "T": 0.5}
+    verdicts = {(c["cohort"], c["metric"]): c["verdict"] for c in summary["comparisons"]}
+    assert verdicts[("model=m1, T=0.5", "dft_ready")] == "higher"
+    assert verdicts[("model=m1, T=2", "dft_ready")] == "lower"
+    assert verdicts[("model=m1, T=1.5", "dft_ready")].startswith("indistinguishable at this sample size")
+
+
+def test_one_cohort_without_config_still_gets_its_row(tmp_path):
+    from dftscreen.cohort_table import write_run_cohorts
+
+    table = results().drop(columns="cohort")
+    summary = write_run_cohorts(table, None, tmp_path / "cohorts.csv", tmp_path / "cohorts.json")
+    assert pd.read_csv(tmp_path / "cohorts.csv")["cohort"].tolist() == ["all"]
+    assert summary["n_cohorts"] == 1 and summary["comparisons"] == [] and summary["trends"] == []
+    assert summary["cohorts"]["all"]["rates"]["sun"]["count"] == 2
+
+
+def test_audit_columns_join_the_rates_of_a_run_with_the_audit_on(tmp_path):
+    from dftscreen.cohort_table import write_run_cohorts
+
+    one = screened_table().drop(columns="cohort")
+    summary = write_run_cohorts(one, None, tmp_path / "c.csv", tmp_path / "c.json", audit_fraction=0.5)
+    audit = summary["cohorts"]["all"]["screen_audit"]
+    assert audit["estimates_from_a_sample"] is True and audit["audited"] == 10
+    written = pd.read_csv(tmp_path / "c.csv")
+    # One cohort: 5 stable past the screen and 2 x 2 audited, of 12 + 2 x 10 + 1 invalid.
+    assert written.loc[0, "stable_weighted_rate"] == pytest.approx(9 / 33)
+    assert "audit_definitions" in json.loads((tmp_path / "c.json").read_text())

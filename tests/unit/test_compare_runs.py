@@ -48,3 +48,28 @@ def test_each_run_is_a_cohort_or_keeps_its_own_cohorts(tmp_path: Path):
     table = combined_table(runs)
     assert list(table["cohort"]) == ["base", "base", "pi: gap=1", "pi: gap=2"]
     assert list(table["run"]) == ["base", "base", "pi", "pi"]
+
+
+def test_compare_refuses_mismatched_runs_in_one_sentence_and_writes_nothing(tmp_path: Path, capsys):
+    from dftscreen.cli import main
+
+    base, pi = finished_run(tmp_path / "base"), finished_run(tmp_path / "pi", gpaw="25.7.0")
+    assert main(["compare", str(base), str(pi), "--out", str(tmp_path / "out")]) == 2
+    message = capsys.readouterr().err
+    assert "GPAW version (base: 26.7.0; pi: 25.7.0)" in message and "Traceback" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_writes_the_cohort_table_and_a_page_and_says_when_it_compared_mismatched_runs(tmp_path: Path):
+    from dftscreen.cli import main
+
+    base, pi = finished_run(tmp_path / "base"), finished_run(tmp_path / "pi", gpaw="25.7.0")
+    for run, statuses in ((base, ["ok", "invalid"]), (pi, ["ok", "ok"])):
+        table = pd.read_parquet(run / "results.parquet").assign(status=statuses, dft_ready=[True, statuses[1] == "ok"])
+        table.to_parquet(run / "results.parquet")
+    out = tmp_path / "out"
+    assert main(["compare", str(base), str(pi), "--out", str(out), "--allow-mismatch"]) == 0
+    rates = pd.read_csv(out / "cohorts.csv").set_index("cohort")
+    assert rates.loc["base", "dft_ready_count"] == 1 and rates.loc["pi", "dft_ready_count"] == 2
+    page = (out / "index.html").read_text()
+    assert "--allow-mismatch" in page and "GPAW version" in page

@@ -26,6 +26,7 @@ def test_paths_are_the_historical_ones():
     assert layout.log("check") == "results/logs/check.log"
     assert layout.results_csv == "results/results.csv"
     assert layout.summary == "results/summary.json"
+    assert layout.cohorts_csv == "results/cohorts.csv" and layout.cohorts_json == "results/cohorts.json"
     assert layout.partial_csv == "results/results_partial.csv"
 
 

@@ -320,3 +320,110 @@ def test_links_name_the_rows_relaxed_cif_not_a_stale_file(tmp_path: Path):
     # A report made in another folder than the workflow's finds the CIF by its name in the DFT folder.
     elsewhere = dict(ok, relaxed_cif="some/other/cwd/dft/x/relaxed.cif")
     assert _links(elsewhere, tmp_path, tmp_path / "report") == '<a href="../dft/x/relaxed.cif">CIF</a>'
+
+
+def test_a_change_of_space_group_is_named_by_the_groups_the_comparison_found():
+    """Issue 30, item 9: spacegroup_changed compares relaxation_change's numbers (its own tolerance); the
+    check's symbol (check.symprec_A) may be the relaxed group itself, and "P4/nmm -> P4/nmm" was printed."""
+    from dftscreen.report import spacegroup_outcomes, structures_table
+    from dftscreen.verdict import verdict
+
+    row = {
+        "structure_id": "x", "status": "ok", "spacegroup_symbol": "P4/nmm", "spacegroup_number": 129,
+        "spacegroup_symbol_generated": "P4/mmm", "spacegroup_number_generated": 123,
+        "spacegroup_symbol_relaxed": "P4/nmm", "spacegroup_number_relaxed": 129, "spacegroup_changed": True,
+        "relaxed_matches_generated": False,
+    }  # fmt: skip
+    # A table from before spacegroup_symbol_generated: the check's symbol is the relaxed one, so unknown.
+    old = {k: v for k, v in row.items() if not k.endswith("_generated")} | {"structure_id": "y"}
+    kept = row | {"structure_id": "z", "spacegroup_changed": False, "spacegroup_symbol_relaxed": "P4/mmm"}
+    table = pd.DataFrame([row, old, kept])
+    outcomes, changes = spacegroup_outcomes(table)
+    assert outcomes == {"changed": 2, "kept": 1}
+    assert changes == {"P4/mmm -> P4/nmm": 1, "not recorded -> P4/nmm": 1}
+    assert all(before != after for before, _, after in (c.partition(" -> ") for c in changes))
+    cells = structures_table(table, Path("."), Path(".")).split('class="spacegroups">')[1:]
+    assert [c.split("<")[0] for c in cells] == ["P4/mmm -&gt; P4/nmm", "not recorded -&gt; P4/nmm", "P4/nmm"]
+    assert "(P4/mmm -> P4/nmm)" in verdict(row, **STABLE)
+    assert "->" not in verdict(old, **STABLE)  # no made-up group
+
+
+def test_relaxation_change_records_the_generated_symbol_it_compared():
+    from pymatgen.core import Lattice, Structure
+
+    from dftscreen.changes import relaxation_change
+
+    cubic = Structure(Lattice.cubic(4.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    tetragonal = Structure(Lattice.tetragonal(4.0, 4.6), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    change = relaxation_change(cubic, tetragonal)
+    assert (change["spacegroup_symbol_generated"], change["spacegroup_number_generated"]) == ("Pm-3m", 221)
+    assert (change["spacegroup_symbol_relaxed"], change["spacegroup_changed"]) == ("P4/mmm", True)
+
+
+def _two_cohorts(out: Path, tmp_path: Path) -> tuple[pd.DataFrame, dict, dict]:
+    """The results folder's table in cohorts model=a (the first three rows) and model=b, with cohorts.json."""
+    from dftscreen.cohort_table import write_run_cohorts
+    from dftscreen.io import read_json
+
+    table, summary = _table_and_summary(out)
+    models = ["a" if i < 3 else "b" for i in range(len(table))]
+    table = table.assign(cohort=[f"model={m}" for m in models], cohort_model=models)
+    config = {"source": "folders", "folder_levels": ["model"], "baseline": {"model": "a"}}
+    summary["cohorts"] = write_run_cohorts(table, config, tmp_path / "cohorts.csv", tmp_path / "cohorts.json")
+    return table, summary, read_json(tmp_path / "cohorts.json")
+
+
+def test_cohorts_section_with_two_cohorts(results: Path, tmp_path: Path):
+    table, summary, cohorts = _two_cohorts(results, tmp_path)
+    index = build_report(results, table, summary, report_dir=tmp_path / "report", run_settings=SETTINGS,
+                         targets_config=TARGETS, cohorts=cohorts, cohort_ordered=[], **STABLE)  # fmt: skip
+    assert_report_complete(index, list(SECTIONS))
+    for name in figure_names(TARGETS["properties"], cohort_ordered=[]):
+        assert (index.parent / name).is_file(), name
+    section = index.read_text().split('<section id="cohorts">')[1].split("</section>")[0]
+    assert "<h3>Differences from the baseline</h3>" in section and "indistinguishable at this sample size" in section
+    assert section.count("<dt>dft_ready</dt>") == 1  # each definition once
+    assert "model=b</td><td>model=a</td><td>dft_ready" in section
+    assert "cohort_rates.png" in section and "cohort_useful_per_core_hour.png" in section
+    assert_renders_in_chromium(index, tmp_path)
+
+
+def test_cohorts_section_escapes_what_it_shows(tmp_path: Path):
+    from dftscreen.cohort_table import DEFINITIONS, cohort_rates
+    from dftscreen.report import cohorts_section
+
+    table = pd.DataFrame({"structure_id": ["x", "y"], "status": ["ok", "invalid"], "cohort": ["<b>", "a&b"]})
+    rates = cohort_rates(table, stable_threshold_eV_per_atom=0.0, metastable_threshold_eV_per_atom=0.1, alpha=0.05)
+    html = cohorts_section(rates, None, None, DEFINITIONS, tmp_path)
+    assert "<b>" not in html and "&lt;b&gt;" in html and "a&amp;b" in html
+    assert (tmp_path / "cohort_rates.png").is_file() and not (tmp_path / "cohort_e_hull_ecdf.png").exists()
+
+
+def test_one_cohort_is_one_line(results: Path, tmp_path: Path):
+    from dftscreen.cohort_table import write_run_cohorts
+    from dftscreen.io import read_json
+
+    table, summary = _table_and_summary(results)
+    write_run_cohorts(table, None, tmp_path / "cohorts.csv", tmp_path / "cohorts.json")
+    index = build_report(results, table, summary, report_dir=tmp_path / "report", run_settings=SETTINGS,
+                         cohorts=read_json(tmp_path / "cohorts.json"), **STABLE)  # fmt: skip
+    section = index.read_text().split('<section id="cohorts">')[1].split("</section>")[0]
+    assert "One cohort (all): nothing to compare" in section and "<table" not in section
+    assert not (index.parent / "cohort_rates.png").exists()  # no config cohorts: no cohort figures declared
+
+
+def test_cohorts_section_with_an_ordered_factor_has_trends_and_a_response_curve(tmp_path: Path):
+    from dftscreen.cohort_table import DEFINITIONS, cohort_report_data
+    from dftscreen.report import cohorts_section
+
+    rows = [{"structure_id": f"{m}-{t}-{i}", "cohort": f"model={m}, T={t:g}", "cohort_model": m, "cohort_T": t,
+             "status": "ok" if i < (8 - 2 * t if m == "x" else 5) else "invalid"}
+            for m in ("x", "y") for t in (1.0, 2.0, 3.0) for i in range(10)]  # fmt: skip
+    config = {"source": "regex", "regex": r"(?P<model>[xy])-(?P<T>[\d.]+)-", "ordered": ["T"],
+              "baseline": {"model": "y"}}  # fmt: skip
+    rates, comparisons, trends = cohort_report_data(pd.DataFrame(rows), config)
+    html = cohorts_section(rates, comparisons, trends, DEFINITIONS, tmp_path, ordered=["T"])
+    assert "<h3>Trends over ordered factors</h3>" in html and "model=x" in html and "falls" in html
+    assert 'src="cohort_response_T.png"' in html and (tmp_path / "cohort_response_T.png").is_file()
+    assert html.count("<dt>z</dt>") == 1 and html.count("<dt>verdict</dt>") == 1 and html.count("<dt>holm_p</dt>") == 2
+    assert "model=x, T=1</td><td>model=y, T=1</td>" in html  # each T against the baseline model at that T

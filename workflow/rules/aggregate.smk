@@ -20,6 +20,8 @@ rule aggregate:
         csv=report(LAYOUT.results_csv, caption="../report/results.rst", category="Results"),
         parquet=LAYOUT.results_parquet,
         summary=report(LAYOUT.summary, caption="../report/summary.rst", category="Results"),
+        cohorts_csv=report(LAYOUT.cohorts_csv, caption="../report/cohorts.rst", category="Results"),
+        cohorts_json=LAYOUT.cohorts_json,
     log:
         LAYOUT.log("aggregate"),
     localrule: True
@@ -32,7 +34,9 @@ rule aggregate:
         settings=global_settings_json,
         out_dir=lambda wildcards: OUT,
         ml_prerelax=ML["enabled"] and ML["prerelax"],
-        # Each input's cohort (dftscreen.cohorts): cohort and cohort_<factor> columns.
+        # Each input's cohort (dftscreen.cohorts): cohort and cohort_<factor> columns, cohorts.csv.
         cohorts=COHORTS,
+        # With the ML screen audited, rates are also weighted back (dftscreen.cohort_table.audit_rates).
+        audit_fraction=SCREEN_AUDIT_FRACTION,
     script:
         "../scripts/aggregate.py"

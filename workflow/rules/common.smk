@@ -58,7 +58,7 @@ check_targets_file(
 # now naming why: a regex matching no file, unassigned inputs, a missing column, a baseline no
 # cohort has (dftscreen.cohorts).
 COHORTS = config["cohorts"]
-check_cohorts(COHORTS, INPUTS.values())
+COHORT_SPEC = check_cohorts(COHORTS, INPUTS.values())
 DFT_SETTINGS = PLAN.settings
 RESOURCES = ResourcePolicy.from_config(DFT["resources"])
 # Structures per pack job (rules/pack.smk); 0: a relax and a properties job per structure.
@@ -79,15 +79,24 @@ LIBRARY = PLAN.library
 # Every path in a shell command is quoted ({x:q}), since output_dir may hold spaces
 # or shell characters.
 GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
-# Figures of the HTML report (fixed names, one parity plot per configured target) and their captions.
-REPORT_FIGURES = figure_names(config["targets"]["properties"])
+# Figures of the HTML report (fixed names, one parity plot per configured target; with config
+# cohorts the cohort figures, one response curve per ordered factor) and their captions.
+REPORT_COHORT_ORDERED = list(COHORT_SPEC.ordered) if COHORT_SPEC.source != "none" else None
+REPORT_FIGURES = figure_names(config["targets"]["properties"], cohort_ordered=REPORT_COHORT_ORDERED)
+# One caption for every parity plot (parity.rst) and one for every response curve (cohort_response.rst).
 REPORT_CAPTIONS = {
-    name: "parity.rst" if name.startswith("parity_") else name.replace(".png", ".rst") for name in REPORT_FIGURES
+    name: next(
+        (f"{prefix[:-1]}.rst" for prefix in ("parity_", "cohort_response_") if name.startswith(prefix)),
+        name.replace(".png", ".rst"),
+    )
+    for name in REPORT_FIGURES
 }
 # Default MPI launcher outside SLURM (why --bind-to none: dftscreen.mpi_launch).
 MPIEXEC = mpi_launch.MPIEXEC
 ML = config["ml"]
 ML_SCREEN_THRESHOLD = screen_threshold(ML, DFT["preset"])
+# The share of the screened-out structures that still go to DFT (the audit; 0 without a screen).
+SCREEN_AUDIT_FRACTION = ML["audit_fraction"] if ML_SCREEN_THRESHOLD is not None else 0.0
 ML_RESULT_SETTINGS = {"model": ML["model"], "relax": ML["relax"]}
 
 
@@ -417,6 +426,8 @@ def get_final_output(wildcards):
         LAYOUT.results_csv,
         LAYOUT.results_parquet,
         LAYOUT.summary,
+        LAYOUT.cohorts_csv,
+        LAYOUT.cohorts_json,
         LAYOUT.report_file("index.html"),
         *INPUT_MANIFEST_FLAG.values(),
         *all_relax_records(wildcards),

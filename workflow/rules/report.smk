@@ -6,6 +6,7 @@ rule report:
     input:
         table=rules.aggregate.output.parquet,
         summary=rules.aggregate.output.summary,
+        cohorts=rules.aggregate.output.cohorts_json,
     output:
         html=report(LAYOUT.report_file("index.html"), caption="../report/index.rst", category="Report"),
         figures=[
@@ -21,5 +22,7 @@ rule report:
         settings=global_settings_json,
         targets=config["targets"],
         stable_threshold_eV_per_atom=STABILITY["stable_threshold_eV_per_atom"],
+        # With config cohorts: its ordered factors (a response curve each); None: no cohort figures.
+        cohort_ordered=REPORT_COHORT_ORDERED,
     script:
         "../scripts/report.py"

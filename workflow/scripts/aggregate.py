@@ -4,6 +4,7 @@ import json
 import logging
 from pathlib import Path
 
+from dftscreen.cohort_table import write_run_cohorts
 from dftscreen.io import atomic_write_json, read_json
 from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import run_provenance
@@ -43,6 +44,14 @@ summary = summarize(
     provenance=run_provenance(run_settings),
     known_set=novelty.get("known_set"),
     training_set=novelty.get("training_set"),
+)
+# Per-cohort rates, comparisons with the baseline and trends (one cohort "all" without config cohorts).
+summary["cohorts"] = write_run_cohorts(
+    table,
+    snakemake.params.cohorts,  # noqa: F821
+    snakemake.output.cohorts_csv,  # noqa: F821
+    snakemake.output.cohorts_json,  # noqa: F821
+    audit_fraction=snakemake.params.audit_fraction if snakemake.input.ml else 0.0,  # noqa: F821
 )
 atomic_write_json(snakemake.output.summary, summary)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))

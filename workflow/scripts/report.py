@@ -17,5 +17,7 @@ index = build_report(
     run_settings=json.loads(snakemake.params.settings),  # noqa: F821
     targets_config=snakemake.params.targets,  # noqa: F821
     stable_threshold_eV_per_atom=snakemake.params.stable_threshold_eV_per_atom,  # noqa: F821
+    cohorts=read_json(snakemake.input.cohorts),  # noqa: F821
+    cohort_ordered=snakemake.params.cohort_ordered,  # noqa: F821
 )
 logging.info("report written to %s", index)

@@ -231,6 +231,15 @@ class RunPlan:
                 self._check_rows = {row["structure_id"]: row for row in json.load(handle)}
         return self._check_rows.get(structure_id, {})
 
+    @cached_property
+    def size_gate_params(self) -> dict[str, Any]:
+        """What the check's size gate needs: the run's cutoff and k-point density, and ``dft.resources``."""
+        gpaw = self.settings["gpaw"]
+        return {
+            "settings": {"gpaw": {"ecut_eV": gpaw["ecut_eV"], "kpt_density_per_A": gpaw["kpt_density_per_A"]}},
+            "resources": self.config["dft"]["resources"],
+        }
+
     def size_estimate(self, structure_id: str, key: str) -> float | None:
         """The size gate's estimate ``key`` for a structure, with its margin (:mod:`dftscreen.size_gate`)."""
         value = self.check_row(structure_id).get(key)

@@ -107,6 +107,16 @@ def figure_names(target_names: Iterable[str] = (), cohort_ordered: Iterable[str]
     return [*FIXED_FIGURES, *(parity_figure_name(name) for name in target_names), *cohort]
 
 
+def figure_captions(names: Iterable[str]) -> dict[str, str]:
+    """The caption file (``workflow/report/<name>.rst``) of each figure: one for every parity plot
+    (``parity.rst``) and one for every response curve (``cohort_response.rst``)."""
+    shared = ("parity_", "cohort_response_")
+    return {
+        name: next((f"{p[:-1]}.rst" for p in shared if name.startswith(p)), name.replace(".png", ".rst"))
+        for name in names
+    }
+
+
 # --------------------------------------------------------------------------- figures
 # (new_figure, save_figure, draw_no_data: dftscreen.cohort_figures, which draws the cohort figures with them)
 

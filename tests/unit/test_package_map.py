@@ -107,3 +107,17 @@ def test_function_level_imports_never_point_to_a_later_stage():
 def test_the_import_walk_sees_function_level_imports():
     """The checks above can fail: the walk finds a known function-level import."""
     assert ("status", "cost", True) in imports()
+
+
+def test_functions_stay_short_and_common_smk_holds_input_functions_only():
+    """Issue 27's limits: no function of the package or the workflow scripts over 120 lines, and
+    workflow/rules/common.smk (start-up checks and input functions) under 450 lines."""
+    paths = [*PACKAGE.glob("*.py"), *(REPO / "workflow" / "scripts").glob("*.py")]
+    long = [
+        f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 120
+    ]
+    assert long == []
+    assert len((REPO / "workflow" / "rules" / "common.smk").read_text().splitlines()) < 450

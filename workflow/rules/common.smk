@@ -20,7 +20,7 @@ from dftscreen.guards import check_output_dir, check_structure_overrides, check_
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, check_reference_cifs, discover_cifs
 from dftscreen.ml_hull import dft_start_cif as _dft_start_cif, screen_threshold
 from dftscreen.plan import RunPlan
-from dftscreen.report import figure_names
+from dftscreen.report import figure_captions, figure_names
 from dftscreen.resources import ResourcePolicy
 from dftscreen.targets import TARGET_KINDS, check_targets_file
 
@@ -54,9 +54,7 @@ check_targets_file(
     config["targets"],
     INPUTS if config["targets"]["id_column"] == "structure_id" else [i.relative_path for i in INPUTS.values()],
 )
-# Every input gets its cohort (generator, condition, seed ...; config cohorts), or the run stops
-# now naming why: a regex matching no file, unassigned inputs, a missing column, a baseline no
-# cohort has (dftscreen.cohorts).
+# Every input gets its cohort (config cohorts), or the run stops now saying why (dftscreen.cohorts).
 COHORTS = config["cohorts"]
 COHORT_SPEC = check_cohorts(COHORTS, INPUTS.values())
 DFT_SETTINGS = PLAN.settings
@@ -79,18 +77,10 @@ LIBRARY = PLAN.library
 # Every path in a shell command is quoted ({x:q}), since output_dir may hold spaces
 # or shell characters.
 GPAW_PYTHON = f"{shlex.quote(sys.executable)} -m gpaw python"
-# Figures of the HTML report (fixed names, one parity plot per configured target; with config
-# cohorts the cohort figures, one response curve per ordered factor) and their captions.
+# Figures of the HTML report and their captions (dftscreen.report.figure_names, figure_captions).
 REPORT_COHORT_ORDERED = list(COHORT_SPEC.ordered) if COHORT_SPEC.source != "none" else None
 REPORT_FIGURES = figure_names(config["targets"]["properties"], cohort_ordered=REPORT_COHORT_ORDERED)
-# One caption for every parity plot (parity.rst) and one for every response curve (cohort_response.rst).
-REPORT_CAPTIONS = {
-    name: next(
-        (f"{prefix[:-1]}.rst" for prefix in ("parity_", "cohort_response_") if name.startswith(prefix)),
-        name.replace(".png", ".rst"),
-    )
-    for name in REPORT_FIGURES
-}
+REPORT_CAPTIONS = figure_captions(REPORT_FIGURES)
 # Default MPI launcher outside SLURM (why --bind-to none: dftscreen.mpi_launch).
 MPIEXEC = mpi_launch.MPIEXEC
 ML = config["ml"]
@@ -137,31 +127,28 @@ def tasks_for(count_atoms):
     return lambda wildcards: RESOURCES.tasks(count_atoms(wildcards))
 
 
+def _estimate(wildcards, key):
+    """The size gate's estimate ``key`` of a generated structure (``key`` None: no estimate)."""
+    return PLAN.size_estimate(wildcards.sid, key) if key else None
+
+
 def runtime_for(count_atoms, estimated=False):
     """Wall time of a job; for generated structures (estimated=True) enlarged by the size gate's estimate."""
-    if estimated:
-        return lambda wildcards, attempt: RESOURCES.runtime_min(
-            count_atoms(wildcards), attempt, PLAN.size_estimate(wildcards.sid, "dft_estimate_runtime_min")
-        )
-    return lambda wildcards, attempt: RESOURCES.runtime_min(count_atoms(wildcards), attempt)
+    key = "dft_estimate_runtime_min" if estimated else None
+    return lambda wildcards, attempt: RESOURCES.runtime_min(count_atoms(wildcards), attempt, _estimate(wildcards, key))
 
 
 def mem_for(count_atoms, estimated=False):
     """Memory per rank of a job; for generated structures enlarged by the size gate's estimate."""
-    if estimated:
-        return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(
-            count_atoms(wildcards), attempt, PLAN.size_estimate(wildcards.sid, "dft_estimate_mem_MB_per_rank")
-        )
-    return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(count_atoms(wildcards), attempt)
+    key = "dft_estimate_mem_MB_per_rank" if estimated else None
+    return lambda wildcards, attempt: RESOURCES.mem_mb_per_task(
+        count_atoms(wildcards), attempt, _estimate(wildcards, key)
+    )
 
 
 def size_gate_params():
-    """What the check's size gate needs: the run's cutoff and k-point density, and dft.resources."""
-    gpaw = DFT_SETTINGS["gpaw"]
-    return {
-        "settings": {"gpaw": {"ecut_eV": gpaw["ecut_eV"], "kpt_density_per_A": gpaw["kpt_density_per_A"]}},
-        "resources": DFT["resources"],
-    }
+    """What the check's size gate needs (dftscreen.plan.RunPlan.size_gate_params)."""
+    return PLAN.size_gate_params
 
 
 def gpaw_launcher(wildcards):
@@ -220,18 +207,17 @@ def dft_start_cif(wildcards):
     return _dft_start_cif(LAYOUT, wildcards.sid, input_cif(wildcards), ML["enabled"] and ML["prerelax"])
 
 
+def _stage_records(record):
+    """One stage's record of every DFT structure as job outputs: none with packs (rules/pack.smk writes them)."""
+    return [] if PACK_SIZE else expand(record("{sid}"), sid=dft_structure_ids())
+
+
 def all_relax_records(wildcards):
-    """Every relax.json as a job output: none with packs (rules/pack.smk writes them, not as outputs)."""
-    if PACK_SIZE:
-        return []
-    # dft_structure_ids: the valid ids less those the ML pre-screen screened out.
-    return expand(LAYOUT.relax_record("{sid}"), sid=dft_structure_ids())
+    return _stage_records(LAYOUT.relax_record)
 
 
 def all_properties_records(wildcards):
-    if PACK_SIZE:
-        return []
-    return expand(LAYOUT.properties_record("{sid}"), sid=dft_structure_ids())
+    return _stage_records(LAYOUT.properties_record)
 
 
 def dft_relax_record_paths(wildcards):
@@ -363,11 +349,7 @@ def known_source_files(wildcards):
 
 
 def ml_known_phase_energies(wildcards):
-    """Hook for the ML stage (issue 15): its energies of the known phases, a JSON {entry id: eV/atom}.
-
-    When that stage exists, return its output here; compare_known then ranks the known
-    phases on the ML hull instead of the known set's own energies. Nothing until then.
-    """
+    """Hook: ML energies of the known phases ({entry id: eV/atom}) for compare_known to rank them by; none yet."""
     return []
 
 

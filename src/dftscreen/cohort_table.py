@@ -109,6 +109,11 @@ DEFINITIONS: dict[str, str] = {
         "it, as MatterGen counts it"
     ),
     "msun": "metastable, unique and novel crystals (MSUN), with the same novelty as sun",
+    "sun_only_here": (
+        "S.U.N. crystals of the cohort that no other cohort of the run found (crystals: the run's duplicate"
+        " groups, matched across cohorts with check.dedupe)"
+    ),
+    "msun_only_here": "MSUN crystals of the cohort that no other cohort of the run found (as sun_only_here)",
     "on_target_<name>": "unique crystals whose computed <name> is within the target's tolerance of the requested value",
     "on_target": "unique crystals on target for every target property",
     "sun_on_target": "S.U.N. crystals on target for every target property",
@@ -676,6 +681,42 @@ def ordered_trends(rates: pd.DataFrame, ordered: Sequence[str]) -> pd.DataFrame 
     return out
 
 
+def cohort_overlap(
+    table: pd.DataFrame, *, stable_threshold_eV_per_atom: float, metastable_threshold_eV_per_atom: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The same useful crystal found by several cohorts (issue 30, item 5).
+
+    Crystals are the run's duplicate groups (the check's StructureMatcher with ``check.dedupe``,
+    across every cohort). Returns, per cohort, ``<metric>_only_here`` (S.U.N. and MSUN crystals no
+    other cohort found), and for the run the union: its unique S.U.N. (MSUN) crystals, the DFT
+    core-hours the run spent (each crystal's DFT once) and the unique S.U.N. per core-hour.
+    Empty without S.U.N. (no known set or no hull).
+    """
+    flags, _ = row_metrics(
+        table,
+        stable_threshold_eV_per_atom=stable_threshold_eV_per_atom,
+        metastable_threshold_eV_per_atom=metastable_threshold_eV_per_atom,
+    )
+    table = table.reset_index(drop=True)
+    labels, groups = _cohort_labels(table).astype(str), _group_ids(table)
+    per_cohort = pd.DataFrame(index=pd.Index(sorted(set(labels)), name=COHORT_COLUMN))
+    union: dict[str, Any] = {}
+    cost = pd.to_numeric(table.get("total_core_hours"), errors="coerce") if "total_core_hours" in table else None
+    # Duplicates' cost columns are empty: summing every row counts each crystal's DFT once.
+    union["dft_core_hours"] = float(cost.sum()) if cost is not None else None
+    for metric in ("sun", "msun"):
+        if metric not in flags:
+            continue
+        found = pd.DataFrame({"cohort": labels, "group": groups})[flags[metric].to_numpy()]
+        cohorts_per_crystal = found.groupby("group")["cohort"].nunique()
+        only = found[found["group"].map(cohorts_per_crystal) == 1].groupby("cohort").size()
+        per_cohort[f"{metric}_only_here"] = only.reindex(per_cohort.index, fill_value=0).astype(int)
+        union[f"unique_{metric}"] = int(found["group"].nunique())
+        hours = union["dft_core_hours"]
+        union[f"unique_{metric}_per_core_hour"] = union[f"unique_{metric}"] / hours if hours else None
+    return per_cohort, union
+
+
 def cohort_report_data(
     table: pd.DataFrame, cohorts_config: Mapping[str, Any] | None, *, audit_fraction: float = 0.0
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
@@ -694,6 +735,9 @@ def cohort_report_data(
         "alpha": spec.alpha,
     }
     rates = cohort_rates(table, **settings)
+    overlap, _ = cohort_overlap(table, **{k: v for k, v in settings.items() if k != "alpha"})
+    if not overlap.columns.empty:
+        rates = rates.join(overlap, on=COHORT_COLUMN)
     if audit_fraction > 0:
         audit = audit_rates(table, **settings)
         if audit is not None:
@@ -835,5 +879,11 @@ def write_run_cohorts(
     }
     write_cohort_outputs(rates, comparisons, trends, csv_path, json_path, settings=settings)
     section = cohort_summary(rates, comparisons, trends, alpha=spec.alpha, audit_fraction=audit_fraction)
+    _, union = cohort_overlap(
+        table,
+        stable_threshold_eV_per_atom=spec.stable_threshold_eV_per_atom,
+        metastable_threshold_eV_per_atom=spec.metastable_threshold_eV_per_atom,
+    )
+    section["union"] = union
     # Where every metric, comparison and definition is (summary.json lies beside it).
     return {"details": Path(json_path).name, **section}

@@ -456,3 +456,25 @@ def test_audit_columns_join_the_rates_of_a_run_with_the_audit_on(tmp_path):
     # One cohort: 5 stable past the screen and 2 x 2 audited, of 12 + 2 x 10 + 1 invalid.
     assert written.loc[0, "stable_weighted_rate"] == pytest.approx(9 / 33)
     assert "audit_definitions" in json.loads((tmp_path / "c.json").read_text())
+
+
+def test_overlap_counts_the_useful_crystals_only_one_cohort_found_and_the_unions_yield_per_core_hour():
+    """Item 5: a S.U.N. crystal found by two cohorts (a duplicate group spanning them) is only-here for
+    neither; the union counts it once, and the run's DFT core-hours count each crystal's DFT once."""
+    from dftscreen.cohort_table import cohort_overlap
+
+    table = pd.DataFrame({
+        "structure_id": ["a1", "a2", "b1", "b2"],
+        "cohort": ["a", "a", "b", "b"],
+        "status": ["ok", "ok", "duplicate", "ok"],
+        "duplicate_of": [None, None, "a1", None],
+        "dft_ready": [True, True, True, True],
+        "e_above_hull_eV_per_atom": [-0.01, -0.02, -0.01, 0.5],
+        "novel": [True, True, True, True],
+        "total_core_hours": [1.0, 2.0, None, 1.0],
+    })
+    per_cohort, union = cohort_overlap(table, stable_threshold_eV_per_atom=0.0, metastable_threshold_eV_per_atom=0.1)
+    assert per_cohort.loc["a", "sun_only_here"] == 1  # a2; a1 is shared with b
+    assert per_cohort.loc["b", "sun_only_here"] == 0
+    assert union["unique_sun"] == 2 and union["dft_core_hours"] == 4.0
+    assert union["unique_sun_per_core_hour"] == 0.5

@@ -735,9 +735,6 @@ def cohort_report_data(
         "alpha": spec.alpha,
     }
     rates = cohort_rates(table, **settings)
-    overlap, _ = cohort_overlap(table, **{k: v for k, v in settings.items() if k != "alpha"})
-    if not overlap.columns.empty:
-        rates = rates.join(overlap, on=COHORT_COLUMN)
     if audit_fraction > 0:
         audit = audit_rates(table, **settings)
         if audit is not None:
@@ -868,6 +865,14 @@ def write_run_cohorts(
     """
     spec = CohortSpec.from_config(cohorts_config)
     rates, comparisons, trends = cohort_report_data(table, cohorts_config, audit_fraction=audit_fraction)
+    # Once per run: the per-cohort columns (sun_only_here, ...) and the union for summary.json.
+    overlap, union = cohort_overlap(
+        table,
+        stable_threshold_eV_per_atom=spec.stable_threshold_eV_per_atom,
+        metastable_threshold_eV_per_atom=spec.metastable_threshold_eV_per_atom,
+    )
+    if not overlap.columns.empty:
+        rates = rates.join(overlap, on=COHORT_COLUMN)
     settings = {
         "stable_threshold_eV_per_atom": spec.stable_threshold_eV_per_atom,
         "metastable_threshold_eV_per_atom": spec.metastable_threshold_eV_per_atom,
@@ -879,11 +884,6 @@ def write_run_cohorts(
     }
     write_cohort_outputs(rates, comparisons, trends, csv_path, json_path, settings=settings)
     section = cohort_summary(rates, comparisons, trends, alpha=spec.alpha, audit_fraction=audit_fraction)
-    _, union = cohort_overlap(
-        table,
-        stable_threshold_eV_per_atom=spec.stable_threshold_eV_per_atom,
-        metastable_threshold_eV_per_atom=spec.metastable_threshold_eV_per_atom,
-    )
     section["union"] = union
     # Where every metric, comparison and definition is (summary.json lies beside it).
     return {"details": Path(json_path).name, **section}

@@ -75,7 +75,8 @@ def results_folder(run_dir: str | Path) -> tuple[Path, dict[str, Any] | None]:
 
 
 def _known_set_sha256(run_dir: Path, config: dict[str, Any] | None) -> str | None:
-    path = (config or {}).get("known_materials", {}).get("database", {}).get("path")
+    # The config has the schema's defaults filled in (results_folder); None: given a results folder.
+    path = config["known_materials"]["database"]["path"] if config else None
     if not path:
         return None
     path = Path(path) if Path(path).is_absolute() else run_dir / path

@@ -12,10 +12,11 @@ modules import each other, even through function-level imports (tests/unit/test_
 - known materials: :mod:`known`, :mod:`known_index`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
   :mod:`smact_check`, :mod:`fetch_known`
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
-  :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`
+  :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`,
+  :mod:`dft_budget`
 - table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
   :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohorts`, :mod:`cohort_stats`,
-  :mod:`cohort_table`
+  :mod:`cohort_table`, :mod:`conditioning`
 - report: :mod:`report`, :mod:`cohort_figures`
 - running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
   :mod:`dag_speed`, :mod:`compare_runs`

@@ -72,7 +72,7 @@ def default_results_dir(run_folder: Path = Path(".")) -> Path:
 def _status(args: argparse.Namespace) -> int:
     results_dir = args.results_dir or default_results_dir()
     status = run_status(results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
-    cost = cost_projection(results_dir)
+    cost = cost_projection(results_dir, workdir=args.workdir)
     if args.json:
         print(json.dumps({**status.to_dict(), "cost": cost}, indent=2))
     else:

@@ -6,7 +6,8 @@ Every function draws one PNG (written atomically) from the per-cohort table of
 the results table itself (one row per input, with its ``cohort`` column). A figure
 without data says so in the image, as the report's other figures do. Rates are
 fractions of every input of the cohort; intervals are 95 % Wilson intervals unless the
-table says otherwise.
+table says otherwise. :func:`conditioning_plot` draws from the points and rows of
+:mod:`dftscreen.conditioning` (computed against requested target values).
 
 It also holds the helpers every figure of the report is drawn with (:func:`new_figure`,
 :func:`save_figure`, :func:`draw_no_data`): :mod:`dftscreen.report` imports them from here, so
@@ -207,4 +208,142 @@ def novelty_vs_stability(rates: pd.DataFrame, path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=6)
     ax.set_title("Novelty against stability per cohort (95 % intervals)", fontsize=9)
+    save_figure(figure, path)
+
+
+def unit_text(unit: str) -> str:
+    """A unit as written in column names, as read: ``eV_per_atom`` -> ``eV/atom``, ``g_cm3`` -> ``g/cm³``."""
+    return {"eV_per_atom": "eV/atom", "g_cm3": "g/cm³", "muB": "µB"}.get(unit, unit)
+
+
+def _cohort_offsets(cohorts: Sequence[str], tolerance: float) -> dict[str, float]:
+    """A horizontal offset per cohort (the property's unit), so that cohorts asked for one value stand side by side."""
+    step = 0.5 * tolerance / max(1, len(cohorts)) if tolerance > 0 else 0.0
+    return {cohort: (i - (len(cohorts) - 1) / 2) * step for i, cohort in enumerate(cohorts)}
+
+
+def _conditioned_scatter(ax, asked: pd.DataFrame, offsets: dict[str, float], colors: dict[str, str]) -> bool:
+    """Computed against requested per cohort: DFT values filled, ML values hollow; True when ML values are drawn."""
+    any_ml = False
+    for cohort, offset in offsets.items():
+        group = asked[(asked["cohort"] == cohort) & asked["computed"].notna()]
+        for source, filled in (("DFT", True), ("ML", False)):
+            part = group[group["source"] == source]
+            if part.empty:
+                continue
+            any_ml |= not filled
+            ax.scatter(part["requested"] + offset, part["computed"], s=14, linewidths=0.8, alpha=0.75,
+                       color=colors[cohort] if filled else "none", edgecolors=colors[cohort],
+                       label=str(cohort) if filled or not (group["source"] == "DFT").any() else None)  # fmt: skip
+    return any_ml
+
+
+def _tolerance_band(ax, conditions: np.ndarray, tolerance: float, unit: str) -> None:
+    """The line y = x with the tolerance band around it, over the condition values."""
+    pad = max(2 * tolerance, 0.05 * float(np.ptp(conditions)) if len(conditions) else 0.0, 1e-3)
+    xs = np.array([np.min(conditions) - pad, np.max(conditions) + pad])
+    ax.fill_between(xs, xs - tolerance, xs + tolerance, color="0.88", linewidth=0,
+                    label=f"requested ± {tolerance:g} {unit_text(unit)}")  # fmt: skip
+    ax.plot(xs, xs, color="0.35", linewidth=0.8, label="y = x")
+
+
+def _baseline_strip(ax, points: pd.DataFrame, rows: pd.DataFrame, tolerance: float) -> None:
+    """The baseline cohort's computed values along the same axis (a horizontal histogram), each condition's
+    window shaded and labelled with the share of the baseline that lands in it."""
+    bases = list(dict.fromkeys(rows.get("baseline", pd.Series(dtype=object)).dropna()))
+    values = points[points["cohort"].isin(bases)]["computed"].dropna().to_numpy(dtype=float)
+    ax.tick_params(labelleft=False, labelsize=6)
+    if not bases or values.size == 0:
+        ax.text(0.5, 0.5, "no baseline" if not bases else "baseline:\nno computed\nvalue", ha="center",
+                va="center", fontsize=7, color="0.4", transform=ax.transAxes)  # fmt: skip
+        ax.set_xticks([])
+        return
+    # Bins half a tolerance wide (at most 60), so that a window spans about two of them.
+    span = float(np.ptp(values))
+    bins = int(min(60, max(5, np.ceil(span / (tolerance / 2))))) if tolerance > 0 and span > 0 else 10
+    ax.hist(values, bins=bins, orientation="horizontal", color="0.55")
+    shown = rows.dropna(subset=["baseline_window_rate"]).drop_duplicates("condition_value")
+    for row in shown.itertuples():
+        ax.axhspan(row.condition_value - tolerance, row.condition_value + tolerance, color=BASELINE_COLOR,
+                   alpha=0.12, linewidth=0)  # fmt: skip
+        if len(shown) <= 8:
+            ax.text(0.97, row.condition_value, f"{100 * row.baseline_window_rate:.0f} %", ha="right",
+                    va="center", fontsize=6, color=BASELINE_COLOR, transform=ax.get_yaxis_transform())  # fmt: skip
+    label = bases[0] if len(bases) == 1 else f"{len(bases)} baselines"
+    ax.set_title(f"baseline\n{label[:28]}", fontsize=7)
+    ax.set_xlabel("inputs", fontsize=7)
+
+
+def _lift_panel(ax, rows: pd.DataFrame, offsets: dict[str, float], colors: dict[str, str]) -> None:
+    """Per condition value and cohort: the hit-rate lift over the baseline's window rate with its interval
+    (without a baseline: the hit rate with its interval)."""
+    with_lift = "lift" in rows.columns and pd.to_numeric(rows["lift"], errors="coerce").notna().any()
+    column, low, high = ("lift", "lift_low", "lift_high") if with_lift else ("hit_rate", "hit_low", "hit_high")
+    for cohort, offset in offsets.items():
+        part = rows[rows["cohort"] == cohort]
+        y = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype=float)
+        keep = np.isfinite(y)
+        if not keep.any():
+            continue
+        x = part["condition_value"].to_numpy(dtype=float)[keep] + offset
+        lo, hi = (pd.to_numeric(part[c], errors="coerce").to_numpy(dtype=float)[keep] for c in (low, high))
+        ax.errorbar(x, y[keep], yerr=[y[keep] - lo, hi - y[keep]], fmt="o", color=colors[cohort], capsize=2,
+                    markersize=3.5, linewidth=0.8)  # fmt: skip
+    if with_lift:
+        ax.axhline(0.0, color="0.4", linewidth=0.6)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel("hit rate − baseline\nwindow rate", fontsize=7)
+    else:
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("hit rate", fontsize=7)
+    ax.tick_params(labelsize=7)
+
+
+def conditioning_plot(
+    points: pd.DataFrame, rows: pd.DataFrame, name: str, unit: str, tolerance: float, path: Path
+) -> None:
+    """Computed against requested ``name`` per condition value, with the baseline in the same target window.
+
+    ``points`` (:func:`dftscreen.conditioning.conditioning_points`: cohort, requested, computed,
+    source) and ``rows`` (:func:`dftscreen.conditioning.condition_rows`); ``tolerance`` in ``unit``.
+    Top left: each conditioned cohort's computed values at its requested values (DFT filled, ML
+    hollow), the line y = x and the tolerance band; top right, on the same axis, the baseline
+    cohort's computed values with each condition's window and the share of the baseline in it;
+    below: the hit-rate lift over that share with its interval per condition value (the hit rate
+    when there is no baseline).
+    """
+    figure, ax = new_figure()
+    usable = {"requested", "computed", "source"} <= set(points.columns)
+    asked = points[points["requested"].notna()] if usable else pd.DataFrame(columns=["requested", "computed"])
+    if asked["computed"].notna().sum() == 0 or rows.empty:
+        what = "no requested" if asked.empty else "no computed"
+        draw_no_data(ax, f"{name}: {what} value for any conditioned input yet")
+        save_figure(figure, path)
+        return
+    figure.delaxes(ax)
+    figure.set_size_inches(7.2, 6.0)
+    grid = figure.add_gridspec(2, 2, width_ratios=[4, 1], height_ratios=[3, 1.3])
+    main = figure.add_subplot(grid[0, 0])
+    strip = figure.add_subplot(grid[0, 1], sharey=main)
+    lift = figure.add_subplot(grid[1, 0], sharex=main)
+    cohorts = [str(c) for c in dict.fromkeys(rows["cohort"])]
+    palette = [f"C{i % 10}" for i in range(len(cohorts))]
+    colors = dict(zip(cohorts, palette))
+    offsets = _cohort_offsets(cohorts, tolerance)
+    _tolerance_band(main, rows["condition_value"].to_numpy(dtype=float), tolerance, unit)
+    if _conditioned_scatter(main, asked, offsets, colors):
+        from matplotlib.lines import Line2D
+
+        main.legend(handles=[*main.get_legend_handles_labels()[0], Line2D(
+            [], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3",
+            label="hollow: ML value (no DFT value)")], fontsize=6)  # fmt: skip
+    else:
+        main.legend(fontsize=6)
+    text = unit_text(unit)
+    main.set_ylabel(f"computed {name} ({text})", fontsize=8)
+    main.set_title(f"{name}: computed against requested, band ± {tolerance:g} {text}", fontsize=9)
+    main.tick_params(labelbottom=False, labelsize=7)
+    _baseline_strip(strip, points, rows, tolerance)
+    _lift_panel(lift, rows, offsets, colors)
+    lift.set_xlabel(f"requested {name} ({text})", fontsize=8)
     save_figure(figure, path)

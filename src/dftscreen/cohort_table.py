@@ -21,9 +21,10 @@ each column once, in words the report prints.
 metric; :func:`trend_rows` tests each metric for a trend over an ordered factor. All three
 are vectorised over rows (pandas groupby): a loop runs over cohorts x metrics at most.
 
-With the ML screen audited (``ml.audit_fraction``), :func:`audit_rates` adds to each cohort the
-rates after the screen weighted back to every input (Horvitz-Thompson, :data:`AUDIT_DEFINITIONS`)
-and the screen's false-negative rate. :func:`cohort_report_data` is what a run computes from its
+With the ML screen audited (``ml.audit_fraction``) or a DFT budget (``dft.max_structures_per_cohort``,
+:mod:`dftscreen.dft_budget`), :func:`audit_rates` adds to each cohort the rates after the screen
+and the budget weighted back to every input (Horvitz-Thompson, :data:`AUDIT_DEFINITIONS`) and
+the screen's false-negative rate. :func:`cohort_report_data` is what a run computes from its
 config section ``cohorts`` (the aggregate job); :func:`cohort_summary` its compact part of
 summary.json.
 """
@@ -54,6 +55,7 @@ from dftscreen.columns import (
     COHORT_COLUMN,
     COHORT_FACTOR_PREFIX,
     DFT_INCLUSION_PROBABILITY_COLUMN,
+    DFT_SAMPLED_COLUMN,
     ML_AUDITED_COLUMN,
     ML_SCREENED_OUT_COLUMN,
     ML_STATUS_COLUMN,
@@ -61,8 +63,9 @@ from dftscreen.columns import (
     TARGET_UNITS,
     target_columns,
 )
+from dftscreen.conditioning import conditioning_data, conditioning_json, conditioning_summary
 from dftscreen.io import atomic_write_json, atomic_write_with
-from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT
+from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, NOT_SAMPLED, OK, SCREENED_OUT
 from dftscreen.summary import STAGE_COST_COLUMNS, dft_ready, hull_column, stable, sun_novelty_column
 
 #: The cohort of every input of a table without a ``cohort`` column.
@@ -96,6 +99,10 @@ DEFINITIONS: dict[str, str] = {
     "dft_done": "unique crystals whose DFT ended: status ok or not_converged (relaxation hit its step limit)",
     "dft_failed": "unique crystals whose DFT failed",
     "dft_pending": "unique crystals whose DFT has not finished (still to run, or killed)",
+    "dft_not_sampled": (
+        "unique crystals the DFT budget (dft.max_structures_per_cohort) left out of the cohort's seeded random"
+        " sample: no DFT; every DFT rate of the cohort is then an estimate from the sample (the weighted rates)"
+    ),
     "stable": (
         "unique crystals whose DFT relaxation finished at most the stable threshold (default 0 eV/atom) above"
         " the hull: the known hull when the run has one, else the generated-only hull"
@@ -178,7 +185,8 @@ AUDIT_DEFINITIONS: dict[str, str] = {
     "<metric>_weighted_rate": (
         "the <metric> rate of every input of the cohort estimated from the DFT results, each weighted by 1 / its "
         "dft_inclusion_probability (Horvitz-Thompson in Hajek's ratio form: an audited crystal stands for every "
-        "screened-out crystal like it), with the Wilson interval at Kish's effective sample size "
+        "screened-out crystal like it, a crystal of the DFT budget's sample for every candidate left out), with"
+        " the Wilson interval at Kish's effective sample size "
         "(<metric>_weighted_low, <metric>_weighted_high): an estimate from a sample, where <metric>_rate counts "
         "only what reached DFT; empty when the cohort has screened-out crystals but none was audited"
     ),
@@ -277,6 +285,8 @@ def row_metrics(
     flags["dft_done"] = unique & resolved.isin([OK, NOT_CONVERGED])
     flags["dft_failed"] = unique & (resolved == FAILED)
     flags["dft_pending"] = unique & (resolved == NOT_FINISHED)
+    if DFT_SAMPLED_COLUMN in table.columns:
+        flags["dft_not_sampled"] = unique & (resolved == NOT_SAMPLED)
     hull = hull_column(table)
     if hull is not None:
         outcome = pd.DataFrame({"status": resolved, hull: table[hull]}, index=table.index)
@@ -568,12 +578,13 @@ def trend_rows(
 
 
 def _audit_inputs(table: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series] | None:
-    """Per row: (screened out, audited, inclusion probability); ``None`` when the table has no audit columns."""
-    needed = (ML_SCREENED_OUT_COLUMN, ML_AUDITED_COLUMN, DFT_INCLUSION_PROBABILITY_COLUMN)
-    if any(column not in table.columns for column in needed):
+    """Per row: (screened out, audited, inclusion probability); ``None`` when the table has no
+    inclusion probabilities (neither the ML screen nor a DFT budget ran)."""
+    if DFT_INCLUSION_PROBABILITY_COLUMN not in table.columns:
         return None
-    screened = table[ML_SCREENED_OUT_COLUMN] == True  # noqa: E712 (None and NaN are no True)
-    audited = screened & (table[ML_AUDITED_COLUMN] == True)  # noqa: E712
+    no = pd.Series(False, index=table.index)
+    screened = table[ML_SCREENED_OUT_COLUMN] == True if ML_SCREENED_OUT_COLUMN in table.columns else no  # noqa: E712
+    audited = screened & (table[ML_AUDITED_COLUMN] == True) if ML_AUDITED_COLUMN in table.columns else no  # noqa: E712
     probability = pd.to_numeric(table[DFT_INCLUSION_PROBABILITY_COLUMN], errors="coerce")
     return screened, audited, probability
 
@@ -591,10 +602,12 @@ def _audit_row(flags: pd.DataFrame, screened: pd.Series, audited: pd.Series, pi:
         fn = screen_false_negative_rate(misses, row["screen_audited"], alpha)
         row.update(screen_audited_stable=misses, screen_false_negative_rate=fn["rate"],
                    screen_false_negative_low=fn["low"], screen_false_negative_high=fn["high"])  # fmt: skip
-    # The sample: every row but the screened-out crystals the audit did not send to DFT.
-    sampled = ~(unique_screened & ~unique_audited)
+    # The sample: every row but the screened-out crystals the audit did not send to DFT and the
+    # candidates the DFT budget left out; a crystal in it weighs 1 / its inclusion probability.
+    left_out = flags["dft_not_sampled"] if "dft_not_sampled" in flags.columns else False
+    sampled = ~((unique_screened & ~unique_audited) | left_out)
     weights_known = row["screen_audited"] > 0 or row["screened_out_unique"] == 0
-    probability = pi.where(unique_audited, 1.0)[sampled].to_numpy(dtype=float)
+    probability = pi.where(unique & pi.notna(), 1.0)[sampled].to_numpy(dtype=float)
     for metric in WEIGHTED_METRICS:
         if metric not in flags.columns:
             continue
@@ -620,9 +633,11 @@ def audit_rates(
     (:func:`dftscreen.cohort_stats.weighted_rate`): rows that never needed DFT (invalid,
     duplicates of a crystal the cohort counts already) and crystals past the screen weigh 1, an
     audited crystal 1 / ``ml.audit_fraction``, and the screened-out crystals the audit left out
-    are represented by the audited ones. A crystal counts as in :func:`row_metrics` (a duplicate
-    carries its representative's screen, audit and DFT outcome). ``None`` when the table has no
-    audit columns (the ML stage off).
+    are represented by the audited ones. With a DFT budget each sampled candidate also weighs
+    candidates / sampled of its cohort (its ``dft_inclusion_probability`` has both factors) and
+    stands for the candidates the budget left out. A crystal counts as in :func:`row_metrics` (a
+    duplicate carries its representative's screen, audit, sample and DFT outcome). ``None`` when
+    the table has no inclusion probabilities (no ML stage and no budget).
     """
     table = table.reset_index(drop=True)
     inputs = _audit_inputs(table)
@@ -682,14 +697,20 @@ def ordered_trends(rates: pd.DataFrame, ordered: Sequence[str]) -> pd.DataFrame 
 
 
 def cohort_overlap(
-    table: pd.DataFrame, *, stable_threshold_eV_per_atom: float, metastable_threshold_eV_per_atom: float
+    table: pd.DataFrame,
+    *,
+    stable_threshold_eV_per_atom: float,
+    metastable_threshold_eV_per_atom: float,
+    groups: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The same useful crystal found by several cohorts (issue 30, item 5).
 
     Crystals are the run's duplicate groups (the check's StructureMatcher with ``check.dedupe``,
-    across every cohort). Returns, per cohort, ``<metric>_only_here`` (S.U.N. and MSUN crystals no
-    other cohort found), and for the run the union: its unique S.U.N. (MSUN) crystals, the DFT
-    core-hours the run spent (each crystal's DFT once) and the unique S.U.N. per core-hour.
+    across every cohort), or ``groups``: each row's crystal, in the table's row order (several
+    runs' groups matched across runs, :func:`dftscreen.compare_runs.cross_run_groups`). Returns,
+    per cohort, ``<metric>_only_here`` (S.U.N. and MSUN crystals no other cohort found), and for
+    the run the union: its unique S.U.N. (MSUN) crystals, the DFT core-hours the run spent (each
+    crystal's DFT once) and the unique S.U.N. per core-hour.
     Empty without S.U.N. (no known set or no hull).
     """
     flags, _ = row_metrics(
@@ -698,7 +719,8 @@ def cohort_overlap(
         metastable_threshold_eV_per_atom=metastable_threshold_eV_per_atom,
     )
     table = table.reset_index(drop=True)
-    labels, groups = _cohort_labels(table).astype(str), _group_ids(table)
+    labels = _cohort_labels(table).astype(str)
+    groups = _group_ids(table) if groups is None else pd.Series(groups.to_numpy(), index=table.index).astype(str)
     per_cohort = pd.DataFrame(index=pd.Index(sorted(set(labels)), name=COHORT_COLUMN))
     union: dict[str, Any] = {}
     cost = pd.to_numeric(table.get("total_core_hours"), errors="coerce") if "total_core_hours" in table else None
@@ -735,7 +757,7 @@ def cohort_report_data(
         "alpha": spec.alpha,
     }
     rates = cohort_rates(table, **settings)
-    if audit_fraction > 0:
+    if audit_fraction > 0 or DFT_SAMPLED_COLUMN in table.columns:
         audit = audit_rates(table, **settings)
         if audit is not None:
             rates = rates.join(audit, on=COHORT_COLUMN)
@@ -814,6 +836,22 @@ def cohort_summary(
     return section
 
 
+def _budget_settings(dft_budget: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"dft_budget": ...}`` when ``dft.max_structures_per_cohort`` is set (config section ``dft``), else ``{}``."""
+    if not dft_budget or dft_budget.get("max_structures_per_cohort") is None:
+        return {}
+    return {
+        "dft_budget": {
+            "max_structures_per_cohort": int(dft_budget["max_structures_per_cohort"]),
+            "budget_seed": int(dft_budget.get("budget_seed", 0)),
+            "note": (
+                "each cohort's DFT rates are estimates from a seeded random sample of its DFT candidates; "
+                "<metric>_weighted_rate weights them back to every input"
+            ),
+        }
+    }
+
+
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
     if frame is None:
         return []
@@ -827,12 +865,15 @@ def write_cohort_outputs(
     csv_path: str | os.PathLike[str],
     json_path: str | os.PathLike[str],
     settings: Mapping[str, Any] | None = None,
+    *,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> None:
     """Write cohorts.csv (one row per cohort) and a JSON file with the definitions, the cohorts,
     the comparisons with the baseline and the trends, each atomically (:mod:`dftscreen.io`).
 
     ``settings`` (thresholds, alpha, the audit fraction ...) are written as they are under
-    ``settings``; the audit's definitions are added when the rates have its columns."""
+    ``settings``; the audit's definitions are added when the rates have its columns;
+    ``conditioning`` (:func:`dftscreen.conditioning.conditioning_json`) under ``conditioning``."""
     atomic_write_with(csv_path, lambda path: rates.to_csv(path, index=False))
     data: dict[str, Any] = {
         "definitions": DEFINITIONS,
@@ -846,6 +887,8 @@ def write_cohort_outputs(
         data["audit_definitions"] = AUDIT_DEFINITIONS
     if settings is not None:
         data["settings"] = dict(settings)
+    if conditioning is not None:
+        data["conditioning"] = dict(conditioning)
     atomic_write_json(json_path, data)
 
 
@@ -856,12 +899,16 @@ def write_run_cohorts(
     json_path: str | os.PathLike[str],
     *,
     audit_fraction: float = 0.0,
+    dft_budget: Mapping[str, Any] | None = None,
+    targets_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The aggregate job's cohorts: write cohorts.csv and cohorts.json, return summary.json's ``cohorts``.
 
     :func:`cohort_report_data` of the results table with the config section ``cohorts``
     (``audit_fraction``: ``ml.audit_fraction`` when the ML screen ran, else 0); one cohort
     ("all", one row) without a section. cohorts.json records the settings the numbers used.
+    With the config section ``targets`` (``targets_config``) and requested values in the table,
+    cohorts.json and the section also get ``conditioning`` (:mod:`dftscreen.conditioning`).
     """
     spec = CohortSpec.from_config(cohorts_config)
     rates, comparisons, trends = cohort_report_data(table, cohorts_config, audit_fraction=audit_fraction)
@@ -881,9 +928,15 @@ def write_run_cohorts(
         "ordered": list(spec.ordered),
         "pool_over": list(spec.pool_over),
         "screen_audit_fraction": audit_fraction,
+        **_budget_settings(dft_budget),
     }
-    write_cohort_outputs(rates, comparisons, trends, csv_path, json_path, settings=settings)
+    conditioned = conditioning_data(table, targets_config, spec)
+    conditioning = conditioning_json(conditioned, alpha=spec.alpha) if conditioned else None
+    write_cohort_outputs(rates, comparisons, trends, csv_path, json_path, settings=settings, conditioning=conditioning)
     section = cohort_summary(rates, comparisons, trends, alpha=spec.alpha, audit_fraction=audit_fraction)
     section["union"] = union
+    if conditioned:
+        section["conditioning"] = conditioning_summary(conditioned)
+    section.update(_budget_settings(dft_budget))
     # Where every metric, comparison and definition is (summary.json lies beside it).
     return {"details": Path(json_path).name, **section}

@@ -207,6 +207,9 @@ ML_AUDITED_COLUMN = "ml_audited"
 #: The probability that a structure's DFT ran given the screen and its audit (Horvitz-Thompson weights: 1 / p).
 DFT_INCLUSION_PROBABILITY_COLUMN = "dft_inclusion_probability"
 
+#: Whether the DFT budget (dft.max_structures_per_cohort) sampled a DFT candidate; empty for the other rows.
+DFT_SAMPLED_COLUMN = "dft_sampled"
+
 #: ML table columns, in order (the ML hull column is one of the two names above).
 ML_COLUMNS = (
     ML_STATUS_COLUMN,
@@ -272,7 +275,8 @@ def results_columns() -> frozenset[str]:
     target = {c for name in TARGET_UNITS for c in target_columns(name)}
     # The check record's bookkeeping fields too: a table-input column must not take their names either.
     return frozenset(
-        {*COLUMNS, *STABILITY_COLUMNS, *CHECK_COLUMNS, *CHECK_FIELDS_NOT_IN_TABLE, *ml, *known, *target, COHORT_COLUMN}
+        {*COLUMNS, *STABILITY_COLUMNS, *CHECK_COLUMNS, *CHECK_FIELDS_NOT_IN_TABLE, *ml, *known, *target}
+        | {COHORT_COLUMN, DFT_SAMPLED_COLUMN}
     )
 
 

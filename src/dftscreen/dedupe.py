@@ -26,6 +26,7 @@ groups at its tolerance, so either would split real duplicates.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,24 +88,35 @@ def _ordered(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (c.volume_per_formula_unit_A3, c.structure_id))
 
 
-def group_one_formula(candidates: list[Candidate], settings: MatchSettings) -> dict[str, str]:
-    """Map each duplicate's id to its representative's id, for candidates of one reduced formula."""
+def group_one_formula(
+    candidates: list[Candidate], settings: MatchSettings, source_of: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Map each duplicate's id to its representative's id, for candidates of one reduced formula.
+
+    ``source_of`` (id -> where the candidate comes from, e.g. its run in :mod:`dftscreen.compare_runs`):
+    a candidate never joins a group that already has a member from its own source, so groups the
+    sources made themselves stay apart; ``None``: every candidate may join any group.
+    """
     matcher = settings.matcher()
-    representatives: list[tuple[Candidate, Structure]] = []
+    representatives: list[tuple[Candidate, Structure, set[str | None]]] = []
     duplicate_of: dict[str, str] = {}
     for candidate in _ordered(candidates):
+        source = None if source_of is None else source_of[candidate.structure_id]
         reduced = candidate.structure if candidate.reduced else reduced_for_matching(candidate.structure, settings)
-        for rep, rep_reduced in representatives:
+        for rep, rep_reduced, sources in representatives:
             if len(rep_reduced) != len(reduced):
                 continue  # the matcher rejects different primitive site counts before any lattice search
+            if source_of is not None and source in sources:
+                continue  # a group holds at most one candidate of each source
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 same = matcher.fit(rep_reduced, reduced, skip_structure_reduction=True)
             if same:
                 duplicate_of[candidate.structure_id] = rep.structure_id
+                sources.add(source)
                 break
         else:
-            representatives.append((candidate, reduced))
+            representatives.append((candidate, reduced, {source}))
     return duplicate_of
 
 
@@ -134,11 +146,18 @@ def by_formula(candidates: list[Candidate]) -> dict[str, list[Candidate]]:
     return groups
 
 
-def find_duplicates(candidates: list[Candidate], settings: MatchSettings = MatchSettings()) -> dict[str, str]:
-    """Map each duplicate structure id to its representative's id (representatives are absent)."""
+def find_duplicates(
+    candidates: list[Candidate],
+    settings: MatchSettings = MatchSettings(),
+    source_of: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Map each duplicate structure id to its representative's id (representatives are absent).
+
+    ``source_of``: as :func:`group_one_formula` (a group never holds two candidates of one source).
+    """
     duplicate_of: dict[str, str] = {}
     for group in by_formula(candidates).values():
-        duplicate_of.update(group_one_formula(group, settings))
+        duplicate_of.update(group_one_formula(group, settings, source_of))
     return duplicate_of
 
 

@@ -25,6 +25,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dftscreen.cohorts import CohortSpec, assign_input, cohort_label
+from dftscreen.dft_budget import BudgetSample, budget_sample
 from dftscreen.dft_pack import PackMember, plan_packs, read_started_packs
 from dftscreen.guards import input_manifest
 from dftscreen.inputs import InputFile, discover_cifs, discover_inputs, table_row_cif_path
@@ -140,12 +142,16 @@ class RunPlan:
         self._id_files: dict[tuple[str, Any], list[str]] = {}
         self._started: dict[str, Any] = {}
         self._packs: dict[str, Any] = {}
+        self._budget: tuple[Sequence[str], list[str]] | None = None
 
     # --- inputs and settings ----------------------------------------------------------
     @cached_property
     def inputs(self) -> dict[str, InputFile]:
         """Structure id -> input (CIF file or table row), listed once (:func:`dftscreen.inputs.discover_inputs`)."""
-        items = discover_inputs(self.config["input"], self.config["output_dir"])
+        given = self.config["input"]
+        # Relative paths as the run folder gives them (ids are relative to cif_dir: unchanged).
+        section = {**given, **{k: _in_folder(given[k], self.folder) for k in ("cif_dir", "table") if given.get(k)}}
+        items = discover_inputs(section, _in_folder(self.config["output_dir"], self.folder))
         return {item.structure_id: item for item in items}
 
     def input_cif(self, structure_id: str) -> str:
@@ -266,6 +272,39 @@ class RunPlan:
             with open(path) as handle:
                 self._id_files[key] = [line.strip() for line in handle if line.strip()]
         return self._id_files[key]
+
+    # --- the DFT budget --------------------------------------------------------------------
+    @cached_property
+    def input_cohorts(self) -> dict[str, str]:
+        """Structure id -> cohort label (config ``cohorts``; every input ``all`` without it)."""
+        spec = CohortSpec.from_config(self.config["cohorts"])
+        table = spec.source == "table"
+        return {
+            sid: cohort_label(
+                spec, assign_input(spec, sid, item.relative_path, dict(item.extra_columns) if table else None)
+            )
+            for sid, item in self.inputs.items()
+        }
+
+    def dft_budget(self, candidates: Sequence[str]) -> BudgetSample:
+        """The DFT budget's sample of ``candidates`` (:mod:`dftscreen.dft_budget`)."""
+        dft = self.config["dft"]
+        cohort_of = self.input_cohorts if dft["max_structures_per_cohort"] is not None else {}
+        return budget_sample(
+            candidates, cohort_of, max_per_cohort=dft["max_structures_per_cohort"], seed=dft["budget_seed"]
+        )
+
+    def within_dft_budget(self, candidates: Sequence[str]) -> Sequence[str]:
+        """The ids of ``candidates`` that go to DFT: all of them without a budget (the same object).
+
+        Computed once per candidates list (:meth:`read_ids` returns the same list until its
+        file changes); callers must not modify the list returned.
+        """
+        if self.config["dft"]["max_structures_per_cohort"] is None:
+            return candidates
+        if self._budget is None or self._budget[0] is not candidates:
+            self._budget = (candidates, list(self.dft_budget(candidates).selected))
+        return self._budget[1]
 
     # --- references ----------------------------------------------------------------------
     @cached_property

@@ -97,20 +97,29 @@ def cohort_response_figure_name(factor: str) -> str:
     return f"cohort_response_{factor}.png"
 
 
+def conditioning_figure_name(target: str) -> str:
+    """File name of the conditioning figure (computed against requested, with the baseline) of one target."""
+    return f"conditioning_{target}.png"
+
+
 def figure_names(target_names: Iterable[str] = (), cohort_ordered: Iterable[str] | None = None) -> list[str]:
     """Every PNG the report writes for these configured targets (what the workflow rule declares).
 
     ``cohort_ordered``: with config ``cohorts`` (a source other than none) its ordered factors, and
-    the cohort figures are drawn (whatever the number of cohorts); ``None``: no cohort figures.
+    the cohort figures are drawn (whatever the number of cohorts), with a conditioning figure per
+    target; ``None``: no cohort figures.
     """
+    targets = list(target_names)
     cohort = [] if cohort_ordered is None else [*COHORT_FIGURES, *map(cohort_response_figure_name, cohort_ordered)]
-    return [*FIXED_FIGURES, *(parity_figure_name(name) for name in target_names), *cohort]
+    conditioning = [] if cohort_ordered is None else [conditioning_figure_name(name) for name in targets]
+    return [*FIXED_FIGURES, *(parity_figure_name(name) for name in targets), *cohort, *conditioning]
 
 
 def figure_captions(names: Iterable[str]) -> dict[str, str]:
     """The caption file (``workflow/report/<name>.rst``) of each figure: one for every parity plot
-    (``parity.rst``) and one for every response curve (``cohort_response.rst``)."""
-    shared = ("parity_", "cohort_response_")
+    (``parity.rst``), one for every response curve (``cohort_response.rst``) and one for every
+    conditioning figure (``conditioning.rst``)."""
+    shared = ("parity_", "cohort_response_", "conditioning_")
     return {
         name: next((f"{p[:-1]}.rst" for p in shared if name.startswith(p)), name.replace(".png", ".rst"))
         for name in names
@@ -885,6 +894,86 @@ def _audit_table(rates: pd.DataFrame) -> str:
     )
 
 
+def _lift_text(row: dict[str, Any]) -> str:
+    """``+55.0 (+17.1 to +74.9)``: the lift in percentage points with its interval; empty without one."""
+    if _missing(row.get("lift")):
+        return ""
+    return f"{100 * row['lift']:+.1f} ({100 * row['lift_low']:+.1f} to {100 * row['lift_high']:+.1f})"
+
+
+def _conditioning_table(rows: pd.DataFrame, unit: str) -> str:
+    """Per cohort and condition value: n, hits with the hit rate and its interval, the baseline's window
+    rate and the lift with its interval (the baseline columns only with a baseline)."""
+    note = ""
+    if len(rows) > MAX_COMPARISON_ROWS:
+        note = f'<p class="note">The first {MAX_COMPARISON_ROWS} of {len(rows)}; cohorts.json has them all.</p>'
+        rows = rows.head(MAX_COMPARISON_ROWS)
+    with_baseline = "baseline" in rows.columns and rows["baseline"].notna().any()
+    body = []
+    for r in rows.to_dict("records"):
+        cells = [str(r["cohort"]), f"{float(r['condition_value']):g}", str(r["n"]),
+                 _rate_text(r["hits"], r["hit_rate"], r["hit_low"], r["hit_high"]), str(r["hits_ml"])]  # fmt: skip
+        if with_baseline:
+            window = ""
+            if not _missing(r.get("baseline")):
+                rate = _rate_text(None, r["baseline_window_rate"], r["baseline_window_low"], r["baseline_window_high"])
+                window = f"{int(r['baseline_in_window'])} of {int(r['baseline_n'])}: {rate or 'no inputs'}"
+            ratio = _format(r.get("lift_ratio"), 2)
+            cells += ["" if _missing(r.get("baseline")) else str(r["baseline"]), window, _lift_text(r), ratio]
+        body.append(cells)
+    headers = ["cohort", f"requested ({unit})", "n", "hits: hit rate (interval)", "hits on an ML value"]
+    if with_baseline:
+        headers += ["baseline", "baseline in the window: rate (interval)", "lift, points (interval)", "ratio"]
+    return note + _table(headers, body, css_class="sortable")
+
+
+def conditioning_section(
+    conditioning: dict[str, Any] | None,
+    table: pd.DataFrame,
+    target_specs: dict[str, Any],
+    report_dir: str | os.PathLike[str],
+) -> str:
+    """The cohorts section's part "Conditioning": per target property the table of
+    :mod:`dftscreen.conditioning`'s rows (cohorts.json's ``conditioning``) and its figure.
+
+    Draws ``conditioning_<name>.png`` (:func:`dftscreen.cohort_figures.conditioning_plot`) for every
+    configured target in ``target_specs``, one without data saying so; the points are recomputed
+    from the results table. Empty text when no target has conditioning rows.
+    """
+    from dftscreen import cohort_figures
+    from dftscreen.columns import TARGET_UNITS
+    from dftscreen.conditioning import CONDITIONING_DEFINITIONS, conditioning_points, target_tolerance
+
+    report = Path(report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    properties = (conditioning or {}).get("properties") or {}
+    parts = []
+    for name, spec in target_specs.items():
+        entry = properties.get(name) or {}
+        rows = pd.DataFrame(entry.get("rows") or [])
+        known = name in TARGET_KINDS
+        unit = entry.get("unit") or TARGET_UNITS.get(name, "")
+        tolerance = entry["tolerance"] if "tolerance" in entry else target_tolerance(name, spec) if known else 0.0
+        points = conditioning_points(table, name) if known else pd.DataFrame()
+        figure = conditioning_figure_name(name)
+        cohort_figures.conditioning_plot(points, rows, name, unit, float(tolerance), report / figure)
+        if rows.empty:
+            continue
+        caption = f"{name}: computed against requested per condition value, with the baseline in the same window"
+        parts += [f"<h4>{_e(name)} (tolerance {float(tolerance):g} {_e(cohort_figures.unit_text(unit))})</h4>",
+                  _conditioning_table(rows, cohort_figures.unit_text(unit)), _img(figure, caption)]  # fmt: skip
+    if not parts:
+        return ""
+    intro = (
+        '<p class="note">Per cohort and requested value: the share of its inputs whose computed value (DFT, else the '
+        "ML model's, whose hits are counted apart) lies within the tolerance of the request, against the share "
+        "of every input of the baseline cohort, which was asked nothing, that lands in the same window; the lift is "
+        "their difference with Newcombe's interval. Inputs without a computed value count as misses.</p>"
+    )
+    definitions = (conditioning or {}).get("definitions") or CONDITIONING_DEFINITIONS
+    return "<h3>Conditioning</h3>" + intro + "".join(parts) + _definitions_list([("conditioning", definitions)])
+
+
 def _definitions_list(groups: list[tuple[str, dict[str, str] | None]]) -> str:
     """Each group of definitions (columns of the cohort table, of the comparisons ...) once, under its title."""
     return "".join(
@@ -904,14 +993,16 @@ def cohorts_section(
     table: pd.DataFrame | None = None,
     ordered: Iterable[str] | None = None,
     thresholds: dict[str, Any] | None = None,
+    conditioning: str = "",
 ) -> str:
     """The report's section ``cohorts``: definitions once, per-cohort rates with intervals, comparisons
     with the baseline and their verdicts, trends, the screen audit's estimates and the cohort figures.
 
     ``rates``, ``comparisons``, ``trends``: :mod:`dftscreen.cohort_table` tables (cohorts.json);
     ``definitions``: what each rate means (:data:`dftscreen.cohort_table.DEFINITIONS`). With one
-    cohort (or none) the section is one line. ``table``, ``ordered``, ``thresholds``: as
-    :func:`draw_cohort_figures`, which draws the figures into ``report_dir``.
+    cohort (or none) the section is one line (and ``conditioning``). ``table``, ``ordered``,
+    ``thresholds``: as :func:`draw_cohort_figures`, which draws the figures into ``report_dir``;
+    ``conditioning``: the HTML of :func:`conditioning_section`, shown after the screen audit.
     """
     from dftscreen.cohort_table import AUDIT_DEFINITIONS, COMPARISON_DEFINITIONS, HEADLINE_METRICS, TREND_DEFINITIONS
 
@@ -919,7 +1010,7 @@ def cohorts_section(
     if rates is None or len(rates) <= 1:
         only = "" if rates is None or rates.empty else f" ({_e(rates['cohort'].iloc[0])})"
         return head + (f'<p class="note">One cohort{only}: nothing to compare. Set <code>cohorts</code> in the '
-                       "config to compare generators, prompts or conditions.</p></section>")  # fmt: skip
+                       f"config to compare generators, prompts or conditions.</p>{conditioning}</section>")  # fmt: skip
     metrics = [m for m in HEADLINE_METRICS if f"{m}_rate" in rates.columns]
     compared = comparisons is not None and not comparisons.empty
     trended = trends is not None and not trends.empty
@@ -937,6 +1028,7 @@ def cohorts_section(
     audit = "screen_audited" in rates.columns
     if audit:
         parts += ["<h3>ML screen audit</h3>", _audit_table(rates)]
+    parts.append(conditioning)
     parts += [_img(name, caption) for name, caption in figures]
     parts += ["<h3>Definitions</h3>", _definitions_list([
         ("cohort table", definitions), ("differences from the baseline", COMPARISON_DEFINITIONS if compared else None),
@@ -950,12 +1042,20 @@ def _frame(records: Any) -> pd.DataFrame | None:
 
 
 def _cohorts_part(
-    cohorts: dict[str, Any] | None, table: pd.DataFrame, report: Path, cohort_ordered: Iterable[str] | None
+    cohorts: dict[str, Any] | None,
+    table: pd.DataFrame,
+    report: Path,
+    cohort_ordered: Iterable[str] | None,
+    target_specs: dict[str, Any] | None = None,
 ) -> str:
     """The cohorts section from cohorts.json's content; with ``cohort_ordered`` (config cohorts) the
-    cohort figures exist whatever the number of cohorts (the workflow declares them)."""
+    cohort figures, and a conditioning figure per target of ``target_specs``, exist whatever the
+    number of cohorts (the workflow declares them)."""
+    conditioning = ""
+    if cohort_ordered is not None:
+        conditioning = conditioning_section((cohorts or {}).get("conditioning"), table, target_specs or {}, report)
     if cohorts is None:
-        return cohorts_section(None, None, None, {}, report)
+        return cohorts_section(None, None, None, {}, report, conditioning=conditioning)
     from dftscreen.cohort_table import DEFINITIONS
 
     rates = _frame(cohorts.get("cohorts"))
@@ -967,6 +1067,7 @@ def _cohorts_part(
     return cohorts_section(
         rates, _frame(cohorts.get("comparisons")), _frame(cohorts.get("trends")),
         cohorts.get("definitions") or DEFINITIONS, report, table=table, ordered=ordered, thresholds=settings,
+        conditioning=conditioning,
     )  # fmt: skip
 
 
@@ -1026,7 +1127,7 @@ def build_report(
     sections = [
         _header(title, table, summary, target_specs),
         _funnel_section(summary.get("funnel") or [], e_hull, stable_threshold_eV_per_atom, report),
-        _cohorts_part(cohorts, table, report, cohort_ordered),
+        _cohorts_part(cohorts, table, report, cohort_ordered, target_specs),
         _parity_section(table, target_specs, report),
         _distributions_section(own, e_hull, stable_threshold_eV_per_atom, report),
         _spacegroups_section(own, report),

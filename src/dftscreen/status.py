@@ -289,14 +289,21 @@ def run_config(run_folder: Path) -> dict[str, Any]:
         return with_defaults({})
 
 
-def dft_structures(results: Path, checks: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], int]:
-    """The check records of the structures sent to DFT, by id (valid ones less those the ML
-    pre-screen kept from DFT, :mod:`dftscreen.ml`), and how many it screened out."""
+def dft_structures(
+    results: Path, checks: list[dict[str, Any]], plan: RunPlan | None = None
+) -> tuple[dict[str, dict[str, Any]], int, int]:
+    """The check records of the structures sent to DFT, by id, how many the ML pre-screen kept
+    from DFT (:mod:`dftscreen.ml_hull`; those its audit sent anyway go to DFT) and how many the
+    DFT budget left out (``plan``'s ``dft.max_structures_per_cohort``, :mod:`dftscreen.dft_budget`)."""
     valid = {record["structure_id"]: record for record in checks if record.get("valid")}
     screen_path = Path(ResultsLayout.of(results).ml_screen)
     screen = _read_record(screen_path) if screen_path.is_file() else None
-    screened = set(screen.get("screened_out_ids", [])) if isinstance(screen, dict) else set()
-    return {sid: record for sid, record in valid.items() if sid not in screened}, len(screened)
+    screened: set[str] = set()
+    if isinstance(screen, dict):
+        screened = set(screen.get("screened_out_ids", [])) - set(screen.get("audited_ids", []))
+    candidates = [sid for sid in valid if sid not in screened]
+    kept = set(plan.within_dft_budget(candidates)) if plan is not None else set(candidates)
+    return {sid: valid[sid] for sid in candidates if sid in kept}, len(screened), len(candidates) - len(kept)
 
 
 def _record_failure(stage: str, record: dict[str, Any]) -> str | None:
@@ -660,10 +667,10 @@ def run_status(
         for record in checks
         if not record.get("valid") and record.get("status") != "duplicate"
     )
-    to_dft, screened = dft_structures(results, checks)
-    ids = list(to_dft)
     # The jobs Snakemake plans for this run (dftscreen.plan), over the results folder read here.
     plan = RunPlan(run_config(work), folder=work, layout=ResultsLayout.of(results))
+    to_dft, screened, left_out = dft_structures(results, checks, plan)
+    ids = list(to_dft)
     lost: dict[str, str] = {}
     if plan.config["dft"]["structures_per_pack"]:
         packs = plan.packs(ids)
@@ -674,6 +681,8 @@ def run_status(
     mark_unfinished(allocations, Path(ResultsLayout.of(results).dft_dir))
     if screened:
         check_counts["screened_out (ML)"] = screened
+    if left_out:
+        check_counts["not_sampled (DFT budget)"] = left_out
     stages = {
         name: count_jobs(name, structure_jobs(name, ids, results, out_prefix), last_jobs, local_running, interrupted,
                          lost)
@@ -731,12 +740,15 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
     return "\n".join(lines)
 
 
-def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+def cost_projection(
+    results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None
+) -> dict[str, Any] | None:
     """Core-hours spent per DFT stage and projected for the structures still without a record.
 
     The projection multiplies the measured core-hours per atom of each stage
     (finished and failed jobs alike: both were paid for) by the atoms of the
-    structures waiting for that stage (:func:`dftscreen.cost.projection`).
+    structures waiting for that stage (:func:`dftscreen.cost.projection`), within the run's
+    DFT budget (its config in ``workdir``, as :func:`run_status` reads it).
     ``None`` before the check stage has finished.
     """
     from dftscreen.cost import job_core_hours, projection, relax_core_hours
@@ -746,11 +758,13 @@ def cost_projection(results_dir: str | os.PathLike[str]) -> dict[str, Any] | Non
     checks = _read_record(Path(layout.checks_table))
     if not isinstance(checks, list):
         return None
+    work = Path(workdir) if workdir is not None else results.resolve().parent
+    plan = RunPlan(run_config(work), folder=work, layout=layout)
     cost_of = {"relax": relax_core_hours, "properties": job_core_hours}
     finished_cost: dict[str, list[float]] = {stage: [] for stage in STAGES}
     finished_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
     pending_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
-    for check in dft_structures(results, checks)[0].values():
+    for check in dft_structures(results, checks, plan)[0].values():
         atoms = int(check.get("n_sites") or 1)
         relax_failed = False
         for stage in STAGES:

@@ -24,6 +24,8 @@ DUPLICATE = "duplicate"
 TOO_LARGE = "too_large"
 #: Above the ML pre-screen threshold (ml.screen_e_above_hull_eV_per_atom): ML values only, no DFT.
 SCREENED_OUT = "screened_out"
+#: A DFT candidate the DFT budget (dft.max_structures_per_cohort) left out of its cohort's sample.
+NOT_SAMPLED = "not_sampled"
 
 #: Record statuses of a stage that count as finished without error.
 FINISHED_OK: dict[str, tuple[str, ...]] = {

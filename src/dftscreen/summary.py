@@ -33,11 +33,20 @@ from dftscreen.columns import (
 )
 from dftscreen.cost import FAILURE_KINDS, failure_kind, projection
 from dftscreen.provenance import unconverged_warning
-from dftscreen.status_codes import DUPLICATE, FAILED, NOT_CONVERGED, NOT_FINISHED, OK, SCREENED_OUT, TOO_LARGE
+from dftscreen.status_codes import (
+    DUPLICATE,
+    FAILED,
+    NOT_CONVERGED,
+    NOT_FINISHED,
+    NOT_SAMPLED,
+    OK,
+    SCREENED_OUT,
+    TOO_LARGE,
+)
 
 #: Statuses of a sound structure, one that passed the checks (the funnel's ``dft_ready``): it went
 #: to DFT, duplicates one that did, was kept from DFT by the ML screen or is too large for DFT.
-VALID_STATUSES = [OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT, TOO_LARGE]
+VALID_STATUSES = [OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_OUT, NOT_SAMPLED, TOO_LARGE]
 
 #: Cost columns of the results table per stage.
 STAGE_COST_COLUMNS = {"relax": "relax_core_hours", "properties": "properties_core_hours"}
@@ -120,6 +129,9 @@ def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[
     if ML_STATUS_COLUMN in table.columns:
         survivors = survivors & (status != SCREENED_OUT)
         steps.append(("passed ML screen", survivors))
+    if (status == NOT_SAMPLED).any():
+        survivors = survivors & (status != NOT_SAMPLED)
+        steps.append(("in DFT sample", survivors))
     survivors = survivors & relaxation_finished(table)
     steps.append(("relaxed", survivors))
     column = hull_column(table)

@@ -5,7 +5,8 @@ has written) in one order: one row per input with its DFT values and stability
 (:func:`dftscreen.aggregate.build_table`), then the known-materials columns
 (:func:`add_known_columns`), the ML columns (:func:`add_ml_columns`), the target
 columns (:func:`add_targets`), the verdicts (:func:`add_verdicts`), which read
-all of them, and last the cohort columns (:func:`add_cohort_columns`). The aggregate
+all of them, the cohort columns (:func:`add_cohort_columns`) before the DFT budget's
+(:func:`add_budget_columns`), which read them. The aggregate
 job fills the sources from its inputs (:meth:`TableSources.from_inputs`); after a
 failed run the partial table reads the same sources from the results folder
 (:meth:`TableSources.from_results_folder`), so both tables have the same columns for
@@ -33,6 +34,7 @@ from dftscreen.cohorts import UNASSIGNED_COHORT, CohortSpec, assign_table_rows, 
 from dftscreen.columns import (
     COHORT_COLUMN,
     DFT_INCLUSION_PROBABILITY_COLUMN,
+    DFT_SAMPLED_COLUMN,
     ML_AUDITED_COLUMN,
     ML_CHANGE_COLUMNS,
     ML_COLUMNS,
@@ -42,6 +44,7 @@ from dftscreen.columns import (
     SMACT_COLUMN,
     cohort_factor_column,
 )
+from dftscreen.dft_budget import budget_sample
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.targets import add_target_columns, read_target_file
@@ -130,6 +133,7 @@ def assemble_table(
     run_settings: dict[str, Any] | None,
     ml_prerelax: bool | None,
     cohorts: Mapping[str, Any] | None = None,
+    dft_budget: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The results table, one row per input, from ``sources``.
 
@@ -139,6 +143,8 @@ def assemble_table(
         run_settings: the run's resolved DFT settings, for the provenance of rows without DFT.
         ml_prerelax: whether DFT started from ML-relaxed geometries; ``None`` when the ML stage is off.
         cohorts: the config section ``cohorts`` (``None``: no cohorts, every row in cohort ``all``).
+        dft_budget: the config section ``dft`` (its ``max_structures_per_cohort`` and
+            ``budget_seed``; ``None``: no budget).
     """
     layout = ResultsLayout.of(sources.out_dir)
     table = build_table(
@@ -155,8 +161,9 @@ def assemble_table(
         table = add_ml_columns(table, sources.out_dir, ml_prerelax)
     # Verdicts after the known-materials, ML and target columns, which they read.
     table = add_targets(table, targets_config)
-    table = add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
-    return add_cohort_columns(table, cohorts)
+    table = add_cohort_columns(table, cohorts)
+    table = add_budget_columns(table, sources.out_dir, dft_budget, ml_stage=ml_prerelax is not None)
+    return add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
 
 
 def table_from_results(
@@ -170,6 +177,7 @@ def table_from_results(
     element_keys: Callable[[str], list[str]] | None = None,
     ml_prerelax: bool | None = None,
     cohorts: Mapping[str, Any] | None = None,
+    dft_budget: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The results table as far as a run in ``out_dir`` got, read from its folders.
 
@@ -190,6 +198,7 @@ def table_from_results(
         run_settings=run_settings,
         ml_prerelax=ml_prerelax,
         cohorts=cohorts,
+        dft_budget=dft_budget,
     )
 
 
@@ -381,6 +390,58 @@ def add_cohort_columns(table: pd.DataFrame, cohorts: Mapping[str, Any] | CohortS
         empty = math.nan if ordered else None
         values = pd.Series([row[factor] if row else empty for row in assigned], index=table.index)
         table.insert(at + n, cohort_factor_column(factor), values.astype(float if ordered else object))
+    return table
+
+
+def add_budget_columns(
+    table: pd.DataFrame, out_dir: str | os.PathLike[str], dft_config: Mapping[str, Any] | None, *, ml_stage: bool
+) -> pd.DataFrame:
+    """Mark what the DFT budget left out (``dft.max_structures_per_cohort``, :mod:`dftscreen.dft_budget`).
+
+    The candidates are the ids the workflow planned DFT for without a budget (``ml/dft_ids.txt``
+    with the ML stage, else the check's valid ids), each in its ``cohort``: the same sample
+    the workflow drew. ``dft_sampled`` is True or False for each candidate (and a duplicate
+    shows its representative's), empty for the other rows; ``dft_inclusion_probability``
+    becomes the screen's (1 without the ML stage) times the cohort's sampled fraction; a left-out
+    candidate without DFT results gets status ``not_sampled`` and a reason naming the sample
+    (one whose DFT finished before keeps its results). Unchanged without a budget.
+    """
+    if not dft_config or dft_config.get("max_structures_per_cohort") is None:
+        return table
+    layout = ResultsLayout.of(out_dir)
+    path = Path(layout.ml_dft_ids if ml_stage else layout.valid_ids)
+    if not path.is_file():
+        return table
+    candidates = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    cohorts = table[COHORT_COLUMN].astype(str) if COHORT_COLUMN in table.columns else pd.Series("all", table.index)
+    cohort_of = dict(zip(table["structure_id"], cohorts))
+    maximum = int(dft_config["max_structures_per_cohort"])
+    sample = budget_sample(candidates, cohort_of, max_per_cohort=maximum, seed=int(dft_config["budget_seed"]))
+    sampled = {sid: True for sid in sample.selected} | {sid: False for sid in sample.left_out}
+    shown = pd.Series(_dft_ids(table), index=table.index)
+    table = table.copy()
+    flag = shown.map(sampled)
+    table[DFT_SAMPLED_COLUMN] = flag.astype(object).where(flag.notna(), None)
+    fraction = shown.map(lambda sid: sample.fraction.get(cohort_of.get(sid, "all"))).where(flag.notna())
+    screen = (
+        pd.to_numeric(table[DFT_INCLUSION_PROBABILITY_COLUMN], errors="coerce").fillna(1.0)
+        if DFT_INCLUSION_PROBABILITY_COLUMN in table.columns
+        else pd.Series(1.0, index=table.index)
+    )
+    probability = (screen * fraction).where(flag.notna())
+    if DFT_INCLUSION_PROBABILITY_COLUMN in table.columns:
+        probability = probability.fillna(pd.to_numeric(table[DFT_INCLUSION_PROBABILITY_COLUMN], errors="coerce"))
+    table[DFT_INCLUSION_PROBABILITY_COLUMN] = probability
+    left_out = (flag == False) & (table["status"] == status_codes.NOT_FINISHED)  # noqa: E712
+    notes = [sample.note(cohort_of.get(sid, "all"), maximum) for sid in shown[left_out]]
+    table.loc[left_out, "status"] = status_codes.NOT_SAMPLED
+    table.loc[left_out, "reason"] = notes
+    # A duplicate of a left-out crystal: its representative's DFT never ran, which is no "not_finished".
+    for index in table.index[(flag == False) & (table["status"] == status_codes.DUPLICATE)]:  # noqa: E712
+        unfinished = dft_status_note(shown[index], status_codes.NOT_FINISHED)
+        reason = str(table.at[index, "reason"])
+        if reason.endswith(unfinished):
+            table.at[index, "reason"] = reason[: -len(unfinished)] + f" ({shown[index]} is not in the DFT sample)"
     return table
 
 

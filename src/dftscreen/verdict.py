@@ -154,6 +154,8 @@ def _duplicate_words(row: dict[str, Any] | pd.Series, representative: dict[str, 
         return f"{words}, whose DFT has not finished: rerun the workflow"
     if rep_status == status_codes.SCREENED_OUT:
         return f"{words}, which was screened out by ML before DFT{_ml_screen_words(representative)}"
+    if rep_status == status_codes.NOT_SAMPLED:
+        return f"{words}, which the DFT budget left out of its cohort's sample"
     return words
 
 
@@ -182,6 +184,8 @@ def verdict(
         return "not finished: rerun the workflow"
     if status == status_codes.FAILED:
         return f"failed: {_failure_words(row)}"
+    if status == status_codes.NOT_SAMPLED:
+        return "no DFT: not in its cohort's random sample (dft.max_structures_per_cohort)"
     known = row.get(KNOWN_MATCH_COLUMN)
     known_relaxed = row.get(RELAXED_KNOWN_MATCH_COLUMN)
     if _present(known):
@@ -198,7 +202,8 @@ def verdict(
     if status == status_codes.DUPLICATE:
         parts.insert(0, _duplicate_words(row, representative))
         rep_status = representative.get("status") if representative is not None else None
-        if rep_status in (status_codes.FAILED, status_codes.NOT_FINISHED, status_codes.SCREENED_OUT):
+        if rep_status in (status_codes.FAILED, status_codes.NOT_FINISHED, status_codes.SCREENED_OUT,
+                          status_codes.NOT_SAMPLED):
             return ", ".join(parts)  # no DFT values to judge
     if status == status_codes.SCREENED_OUT:
         parts.append(f"screened out by ML{_ml_screen_words(row)}")

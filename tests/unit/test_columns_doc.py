@@ -17,6 +17,7 @@ from dftscreen.columns import (
     CHECK_COLUMNS,
     COHORT_COLUMN,
     COLUMNS,
+    DFT_SAMPLED_COLUMN,
     ML_CHANGE_COLUMNS,
     ML_COLUMNS,
     ML_E_HULL_COLUMN,
@@ -40,7 +41,8 @@ def static_columns() -> set[str]:
     """Every column name the code can write, except target, cohort-factor and table-input columns."""
     ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
     known = {"smact_valid", *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
-    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known | {COHORT_COLUMN}
+    cohorts = {COHORT_COLUMN, DFT_SAMPLED_COLUMN}
+    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known | cohorts
 
 
 #: Pattern rows (``<placeholder>`` in the name): the function of dftscreen.columns that names their

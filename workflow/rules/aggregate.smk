@@ -38,5 +38,7 @@ rule aggregate:
         cohorts=COHORTS,
         # With the ML screen audited, rates are also weighted back (dftscreen.cohort_table.audit_rates).
         audit_fraction=SCREEN_AUDIT_FRACTION,
+        # The DFT budget's sample, drawn again to mark what it left out (dftscreen.table.add_budget_columns).
+        dft_budget={key: DFT[key] for key in ("max_structures_per_cohort", "budget_seed")},
     script:
         "../scripts/aggregate.py"

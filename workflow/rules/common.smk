@@ -195,11 +195,10 @@ def checked_valid_ids():
 
 
 def dft_structure_ids():
-    """Ids that go to DFT: the check's valid ids, less those the ML pre-screen screened out
-    (the same list object until its file changes, see dftscreen.plan.RunPlan.read_ids)."""
-    if not ML["enabled"]:
-        return valid_structure_ids()
-    return PLAN.read_ids(checkpoints.ml_screen.get().output.dft_ids)
+    """Ids that go to DFT: the check's valid ids, less those the ML pre-screen screened out, within
+    the DFT budget (the same list object until its file changes, see dftscreen.plan.RunPlan.read_ids)."""
+    ids = PLAN.read_ids(checkpoints.ml_screen.get().output.dft_ids) if ML["enabled"] else valid_structure_ids()
+    return PLAN.within_dft_budget(ids)
 
 
 def dft_start_cif(wildcards):
@@ -440,6 +439,7 @@ def write_partial_table():
         element_keys=element_keys,
         ml_prerelax=(ML["prerelax"] if ML["enabled"] else None),
         cohorts=COHORTS,
+        dft_budget=DFT,
     )
     write_table(table, LAYOUT.partial_csv, LAYOUT.partial_parquet)
     print(

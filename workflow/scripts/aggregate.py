@@ -36,6 +36,7 @@ table = assemble_table(
     run_settings=run_settings,
     ml_prerelax=snakemake.params.ml_prerelax if snakemake.input.ml else None,  # noqa: F821
     cohorts=snakemake.params.cohorts,  # noqa: F821
+    dft_budget=snakemake.params.dft_budget,  # noqa: F821
 )
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 summary = summarize(
@@ -52,6 +53,9 @@ summary["cohorts"] = write_run_cohorts(
     snakemake.output.cohorts_csv,  # noqa: F821
     snakemake.output.cohorts_json,  # noqa: F821
     audit_fraction=snakemake.params.audit_fraction if snakemake.input.ml else 0.0,  # noqa: F821
+    dft_budget=snakemake.params.dft_budget,  # noqa: F821
+    # Conditioning: computed against requested target values per condition, with the baseline's window.
+    targets_config=snakemake.params.targets,  # noqa: F821
 )
 atomic_write_json(snakemake.output.summary, summary)  # noqa: F821
 logging.info("rows per status: %s", status_counts(table))

@@ -98,6 +98,9 @@ class CheckSettings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     #: Most atoms in the full cell; larger cells are refused before they are built.
     max_atoms: int = DEFAULT_MAX_ATOMS
+    #: Wall-clock limit (s) of one file's check in a worker process (dftscreen.check_batch);
+    #: a file over it gets a row saying so. Files checked in the calling process have none.
+    max_seconds_per_file: float = 60.0
     #: A gap between atomic planes wider than this (Å) along a cell axis is
     #: vacuum: a note (slab, wire, molecule in a box), not a failure.
     vacuum_gap_A: float = 7.0

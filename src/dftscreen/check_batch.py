@@ -4,11 +4,13 @@ The single-file checks are in :mod:`dftscreen.check`; this module owns the
 process pool, the order of the results and the wiring into
 :mod:`dftscreen.dedupe`.
 
-No single file may sink the batch. A file's check that kills its worker process
-(out of memory, a signal) breaks the pool; the files whose checks finished keep
-their results, the others are checked again, and a file whose check kills a
-worker even when it runs alone gets a row saying so. Workers end when the
-parent process dies (no orphans left running).
+No single file may sink the batch. The files are handed out one at a time to
+worker processes, so the parent always knows which file each worker is on and
+since when. A file whose check kills its worker (out of memory, a signal) costs
+only that worker, which is replaced; the file is checked again alone, and if it
+kills a worker then too it gets a row saying so. A file whose check runs longer
+than ``check.max_seconds_per_file`` has its worker killed and replaced and gets
+a row saying so. Workers end when the parent process dies (no orphans left running).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 
 from pymatgen.core import Structure
 
@@ -48,6 +55,14 @@ WORKER_DIED_REASON = (
     "the check of this file killed its worker process, also when run alone (most likely out of memory, "
     "or a signal from outside); every other file was checked"
 )
+
+
+def timed_out_reason(max_seconds: float) -> str:
+    """Reason of a file whose check ran longer than ``max_seconds`` (``check.max_seconds_per_file``)."""
+    return (
+        f"the check of this file took longer than check.max_seconds_per_file = {max_seconds:g} s and was "
+        "stopped (its worker process was ended and replaced); every other file was checked"
+    )
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -76,13 +91,19 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
+def _context() -> BaseContext:
+    """Fork where the system can (workers start in milliseconds with pymatgen imported), else the default."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
 def new_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool whose workers die with this process.
 
     Forked where the system can (workers start in milliseconds with pymatgen
     already imported), else the system's default start method.
     """
-    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    context = _context()
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
     )
@@ -135,15 +156,16 @@ def _twin_result(checked: CheckResult, item: InputFile) -> CheckResult:
     )
 
 
-def _worker_died_result(item: InputFile) -> CheckResult:
+def _lost_result(item: InputFile, reason: str) -> CheckResult:
+    """The row of a file whose check gave no result (its worker died, or it ran out of time)."""
     return CheckResult(
         structure_id=item.structure_id,
         source_file=item.relative_path,
         valid=False,
         status=status_codes.INVALID,
         id_note=item.id_note,
-        reason=WORKER_DIED_REASON,
-        crystallm_reason=WORKER_DIED_REASON,
+        reason=reason,
+        crystallm_reason=reason,
         input_columns=dict(item.extra_columns),
     )
 
@@ -151,65 +173,141 @@ def _worker_died_result(item: InputFile) -> CheckResult:
 Pair = tuple[CheckResult, "Structure | None"]
 
 
-def _one_file_per_task(
-    indices: list[int], items: list[InputFile], workers: int, args: tuple
-) -> tuple[dict[int, Pair], list[int]]:
-    """Check ``items[i]`` for every index, one task each, in a fresh pool.
+def _serve(conn: Connection, parent_pid: int, args: tuple) -> None:
+    """Worker process: check each ``(index, item)`` received and send back ``(index, pair)``; runs until killed.
 
-    Returns the results that came back and, in submission order, the indices
-    whose task did not (the pool broke before or while running them).
+    A check that raises (check_item itself never does) is sent back as its message.
     """
-    done: dict[int, Pair] = {}
-    unfinished = []
-    pool = new_pool(workers)
+    _die_with_parent(parent_pid)
+    while True:
+        try:
+            index, item = conn.recv()
+        except EOFError:
+            return
+        try:
+            outcome: Pair | str = _check_chunk([item], *args)[0]
+        except Exception as exc:
+            outcome = f"the check of this file failed: {type(exc).__name__}: {exc}"
+        conn.send((index, outcome))
+
+
+@dataclass
+class _Worker:
+    """One worker process, its end of the pipe and the file it is checking (``index``, since ``started``)."""
+
+    process: BaseProcess
+    conn: Connection
+    index: int | None = None
+    started: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    """What became of the files of one :func:`_run_one_by_one`: results, and the files without one."""
+
+    done: dict[int, Pair] = field(default_factory=dict)
+    died: list[int] = field(default_factory=list)
+    timed_out: list[int] = field(default_factory=list)
+
+
+def _start_worker(context: BaseContext, args: tuple) -> _Worker:
+    """A new worker process waiting for files."""
+    parent_end, child_end = context.Pipe()
+    process = context.Process(target=_serve, args=(child_end, os.getpid(), args), daemon=True)
+    process.start()
+    child_end.close()  # only the worker holds it now: its death closes the pipe
+    return _Worker(process, parent_end)
+
+
+def _stop_worker(worker: _Worker) -> None:
+    """Kill a worker (idle, dead or over time: nothing of it is kept) and reap it."""
+    if worker.process.is_alive():
+        worker.process.kill()
+    worker.process.join()
+    worker.conn.close()
+
+
+def _assign(worker: _Worker, index: int, items: list[InputFile], outcome: _Outcome) -> bool:
+    """Send file ``index`` to an idle worker; False (and the file counted as died) if the worker has gone."""
     try:
-        futures = [(i, pool.submit(_check_chunk, [items[i]], *args)) for i in indices]
-        for i, future in futures:
-            try:
-                done[i] = future.result()[0]
-            except BrokenProcessPool:
-                unfinished.append(i)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return done, unfinished
+        worker.conn.send((index, items[index]))
+    except OSError:
+        outcome.died.append(index)
+        return False
+    worker.index, worker.started = index, time.monotonic()
+    return True
 
 
-def _check_isolated(items: list[InputFile], workers: int, args: tuple) -> list[Pair]:
-    """Check ``items`` in ``workers`` processes so that a dying worker costs one file, not the batch.
+def _collect(worker: _Worker, items: list[InputFile], outcome: _Outcome) -> bool:
+    """Take the result of a worker whose pipe is readable; False if it died instead (its file counted as died)."""
+    try:
+        index, result = worker.conn.recv()
+    except (EOFError, OSError):
+        outcome.died.append(worker.index)  # type: ignore[arg-type]
+        return False
+    outcome.done[index] = result if isinstance(result, tuple) else (_lost_result(items[index], result), None)
+    worker.index = None
+    return True
 
-    First many small strided chunks (slow structures spread over the workers and
-    no core idles at the end). If a worker dies, the pool breaks and every
-    unfinished chunk's files are checked again one file per task; after another
-    break, the first ``2 * workers + 1`` unfinished files (those that may have
-    been in a worker or its queue) are each checked alone in a one-worker pool,
-    the rest again together. A file that kills a worker when alone gets
-    :data:`WORKER_DIED_REASON`.
+
+def _run_one_by_one(
+    indices: Iterable[int], items: list[InputFile], workers: int, args: tuple, *, max_seconds: float
+) -> _Outcome:
+    """Check ``items[i]`` for every index in up to ``workers`` processes, one file at a time per process.
+
+    A worker that dies costs only its file (``died``); a file checked for more
+    than ``max_seconds`` has its worker killed (``timed_out``). Either way the
+    worker is replaced and the other files go on.
     """
-    results: dict[int, Pair] = {}
-    pending: list[int] = []
-    n_chunks = min(len(items), 64)
-    chunks = [list(range(len(items)))[i::n_chunks] for i in range(n_chunks)]
-    pool = new_pool(workers)
+    context = _context()
+    queue = deque(indices)
+    outcome = _Outcome()
+    pool: list[_Worker] = []
     try:
-        futures = [(chunk, pool.submit(_check_chunk, [items[i] for i in chunk], *args)) for chunk in chunks]
-        for chunk, future in futures:
-            try:
-                results.update(zip(chunk, future.result()))
-            except BrokenProcessPool:
-                pending += chunk
+        while queue or any(w.index is not None for w in pool):
+            while queue and len(pool) < workers:
+                pool.append(_start_worker(context, args))
+            for worker in [w for w in pool if w.index is None]:
+                if queue and not _assign(worker, queue.popleft(), items, outcome):
+                    pool.remove(worker)
+                    _stop_worker(worker)
+            busy = [w for w in pool if w.index is not None]
+            if not busy:
+                continue
+            deadline = min(w.started for w in busy) + max_seconds
+            ready = wait([w.conn for w in busy], timeout=max(0.0, deadline - time.monotonic()))
+            for worker in busy:
+                if worker.conn in ready:
+                    if _collect(worker, items, outcome):
+                        continue
+                elif time.monotonic() - worker.started > max_seconds:
+                    outcome.timed_out.append(worker.index)  # type: ignore[arg-type]
+                else:
+                    continue
+                pool.remove(worker)
+                _stop_worker(worker)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    pending.sort()
-    while pending:
-        done, unfinished = _one_file_per_task(pending, items, workers, args)
-        results.update(done)
-        in_flight = 2 * workers + 1
-        for i in unfinished[:in_flight]:
-            alone, died = _one_file_per_task([i], items, 1, args)
-            results.update(alone)
-            if died:
-                results[i] = (_worker_died_result(items[i]), None)
-        pending = unfinished[in_flight:]
+        for worker in pool:
+            _stop_worker(worker)
+    return outcome
+
+
+def _check_isolated(items: list[InputFile], workers: int, args: tuple, *, max_seconds: float) -> list[Pair]:
+    """Check ``items`` in ``workers`` processes so that one file costs at most its own row.
+
+    The files go out one at a time (slow structures spread over the workers and
+    no core idles at the end). A file whose worker died is checked again alone
+    (its death may have been another file's memory); dying again it gets
+    :data:`WORKER_DIED_REASON`. A file over ``max_seconds`` gets
+    :func:`timed_out_reason` at once: a second try would cost as much again.
+    """
+    first = _run_one_by_one(range(len(items)), items, workers, args, max_seconds=max_seconds)
+    alone = _run_one_by_one(sorted(first.died), items, 1, args, max_seconds=max_seconds)
+    results = {**first.done, **alone.done}
+    for i in alone.died:
+        results[i] = (_lost_result(items[i], WORKER_DIED_REASON), None)
+    for i in first.timed_out + alone.timed_out:
+        results[i] = (_lost_result(items[i], timed_out_reason(max_seconds)), None)
     return [results[i] for i in range(len(items))]
 
 
@@ -244,7 +342,7 @@ def _run_checks(
     if workers <= 1 and not isolate:
         pairs = _check_chunk(to_check, *args)
     else:
-        pairs = _check_isolated(to_check, max(workers, 1), args)
+        pairs = _check_isolated(to_check, max(workers, 1), args, max_seconds=settings.max_seconds_per_file)
     by_id = {pair[0].structure_id: pair for pair in pairs}
     ordered = []
     for item in loaded:
@@ -269,10 +367,12 @@ def check_all(
 ) -> list[CheckResult]:
     """Check every input file; one result per file, in input order (no deduplication).
 
-    With ``workers > 1`` the files are split into chunks checked in that many
-    processes (one process per worker, never one per file). ``isolate``: never
-    check in this process, so that a file that kills its process costs only its
-    own row even with one worker (the workflow's check job does this).
+    With ``workers > 1`` the files are handed out one at a time to that many
+    processes (a process is replaced only when its file killed it or ran over
+    ``settings.max_seconds_per_file``). ``isolate``: never check in this process,
+    so that a file that kills its process or runs too long costs only its own
+    row even with one worker (the workflow's check job does this); files checked
+    in this process have no time limit.
     """
     workers = _effective_workers(workers, len(items))
     return [r for r, _ in _run_checks(items, settings, available_elements, workers, None, isolate)[0]]

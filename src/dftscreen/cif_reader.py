@@ -13,6 +13,11 @@ Two kinds of CIF reach us:
   operator loop by every operator of the declared space group, which is what
   CrystaLLM's own post-processing does, and let pymatgen apply them.
 
+A symmetry-operator loop with a line that is not an operator (``'x,y,z+0.5.5'``)
+is refused, naming the line: pymatgen would silently drop the loop and use the
+space-group symbol's operators. The atoms of the full cell are counted before it
+is built, with the operators pymatgen will apply and its 1e-4 merging tolerance.
+
 Tags and loops are read with pymatgen's :class:`~pymatgen.io.cif.CifFile`
 after normalising line endings and indentation, so indented loops (as
 CrystaLLM-pi writes them) cannot defeat the rebuild. Nothing in the CIF text is
@@ -32,6 +37,9 @@ from pymatgen.core import DummySpecies, Structure
 from pymatgen.core.operations import SymmOp
 from pymatgen.io.cif import CifBlock, CifFile, CifParser
 from pymatgen.symmetry.groups import SpaceGroup
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 #: Default largest input file we try to read (bytes). A 500 kB CIF already has
 #: thousands of atoms, far beyond what our DFT can compute.
@@ -316,11 +324,15 @@ def parse_cif_block(text: str) -> CifBlock:
     return block
 
 
-def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
-    """Atoms of the full cell: the distinct images of every site under ``operators`` (fractional tolerance 1e-3).
+#: pymatgen's CifParser defaults: images of sites closer than this on every fractional axis are one
+#: site, and fractional coordinates this close (relative) to 1/3 or 2/3 are set to them first.
+SITE_TOLERANCE = 1e-4
 
-    Cheap (no structure, no neighbour list): sites times operators. ``None`` when
-    the block has no usable fractional coordinates (then the structure is built and counted).
+
+def _fractional_coordinates(block: CifBlock) -> np.ndarray | None:
+    """The sites' fractional coordinates, 1/3 and 2/3 written with finite precision made exact (as pymatgen does).
+
+    ``None`` when the block has no usable fractional coordinates.
     """
     data = {key.lower(): value for key, value in block.data.items()}
     columns = [data.get(f"_atom_site_fract_{x}") for x in "xyz"]
@@ -333,27 +345,130 @@ def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
         return None
     if coords.size == 0 or not np.isfinite(coords).all():
         return None
+    for ideal in (1 / 3, 2 / 3):
+        coords = np.where(np.abs(coords / ideal - 1.0) <= SITE_TOLERANCE, ideal, coords)
+    return coords
+
+
+def distinct_points(points: np.ndarray) -> int:
+    """How many points remain when points closer than :data:`SITE_TOLERANCE` on every axis are merged.
+
+    ``points`` are fractional coordinates, periodic in the unit cell (0.99999 and 0 are one point).
+    """
+    wrapped = np.mod(points, 1.0)
+    wrapped[wrapped >= 1.0] = 0.0  # np.mod(-1e-17, 1.0) is 1.0
+    # Identical points first (exactly, on a 1e-7 grid), so a site on a high-symmetry position
+    # does not give thousands of pairs; the tree then merges the near ones across grid lines.
+    unique = np.unique(np.mod(np.round(wrapped * 1e7).astype(np.int64), 10**7), axis=0) / 1e7
+    pairs = cKDTree(unique, boxsize=1.0).query_pairs(SITE_TOLERANCE, p=np.inf, output_type="ndarray")
+    if len(pairs) == 0:
+        return len(unique)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(unique), len(unique)))
+    return int(connected_components(graph, directed=False)[0])
+
+
+def expanded_site_count(block: CifBlock, operators: list[SymmOp]) -> int | None:
+    """Atoms of the full cell: the distinct images of every site under ``operators``, as pymatgen merges them.
+
+    Images within :data:`SITE_TOLERANCE` (fractional, on every axis) are one
+    site, as in pymatgen's CifParser; one set for all sites, so a file listing
+    every atom and every operator is not counted twice. Cheap (no structure, no
+    neighbour list): sites times operators. ``None`` when the block has no usable
+    fractional coordinates (then the structure is built and counted).
+    """
+    coords = _fractional_coordinates(block)
+    if coords is None:
+        return None
     if not operators:
-        return len(coords)
+        operators = [SymmOp.from_xyz_str("x, y, z")]
     rotations = np.array([op.rotation_matrix for op in operators])  # (n_ops, 3, 3)
     translations = np.array([op.translation_vector for op in operators])  # (n_ops, 3)
-    positions: set[tuple[int, int, int]] = set()
-    for site in coords:
-        images = np.mod(rotations @ site + translations, 1.0)
-        # Images a hair below 1 are the same point as 0: round on a 1e-3 grid, periodic. One set
-        # for all sites, so a file listing every atom and every operator is not counted twice.
-        keys = np.mod(np.round(images * 1000).astype(np.int64), 1000)
-        positions.update(map(tuple, keys.tolist()))
-    return len(positions)
+    images = np.einsum("oij,sj->soi", rotations, coords) + translations  # (n_sites, n_ops, 3)
+    return distinct_points(images.reshape(-1, 3))
 
 
-def _operators_of(tags: CifTags) -> list[SymmOp]:
-    """The file's own symmetry operators; an unparsable list counts as identity (pymatgen decides later)."""
+def parse_operator(text: str) -> SymmOp:
+    """One ``'x, y, z'``-style symmetry operator, checked to be one.
+
+    pymatgen's reader is lenient: ``'x,y'`` or ``'foo'`` become singular
+    matrices, and one unreadable number makes it drop the file's whole operator
+    list. Here an operator needs three comma-separated parts, readable numbers
+    and a rotation part of determinant ±1 (every crystallographic operation has one).
+
+    Raises:
+        ValueError: why the text is not an operator.
+    """
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise ValueError(f"it has {len(parts)} comma-separated part(s), not 3")
     try:
-        return [SymmOp.from_xyz_str(op.strip("'\"")) for op in tags.symmetry_operators]
-    except Exception:
-        return []
+        operator = SymmOp.from_xyz_str(text)
+    except Exception as exc:  # ValueError for '0.5.5', ZeroDivisionError for '1/0'
+        raise ValueError(str(exc).strip() or type(exc).__name__) from exc
+    if not np.isfinite(operator.affine_matrix).all():
+        raise ValueError("it holds a number that is not finite")
+    determinant = float(np.linalg.det(operator.rotation_matrix))
+    if not np.isclose(abs(determinant), 1.0, atol=1e-6):
+        raise ValueError(f"its rotation part has determinant {determinant:g}, not ±1")
+    return operator
 
+
+def file_operators(tags: CifTags) -> list[SymmOp]:
+    """The file's own symmetry operators (its operator loop), every line checked by :func:`parse_operator`.
+
+    Raises:
+        StructureReadError: naming the first line that is not an operator. A file
+            with a malformed operator list is refused: pymatgen would otherwise
+            silently apply other operators (those of the space-group symbol) than
+            the ones the atom count and the file itself describe.
+    """
+    operators = []
+    total = len(tags.symmetry_operators)
+    for number, text in enumerate(tags.symmetry_operators, start=1):
+        stripped = text.strip().strip("'\"")
+        try:
+            operators.append(parse_operator(stripped))
+        except ValueError as exc:
+            raise StructureReadError(
+                f"symmetry operator '{stripped}' (line {number} of {total} of the operator loop) is malformed: "
+                f"{exc}; the full cell cannot be known from a malformed operator list, so the file is refused "
+                "(pymatgen would silently build it with other operators)"
+            ) from exc
+    return operators
+
+
+#: The operator-loop tags pymatgen's CifParser reads, in its order (exact case).
+PYMATGEN_SYMOP_TAGS = (
+    "_symmetry_equiv_pos_as_xyz",
+    "_symmetry_equiv_pos_as_xyz_",
+    "_space_group_symop_operation_xyz",
+    "_space_group_symop_operation_xyz_",
+)
+
+
+def pymatgen_operators(parser: CifParser, block: CifBlock, tags: CifTags, listed: list[SymmOp]) -> list[SymmOp]:
+    """The symmetry operators pymatgen's ``parser`` will apply to ``block`` when building it.
+
+    ``listed`` (the file's own, from :func:`file_operators`) when pymatgen reads
+    that same loop; otherwise pymatgen's own choice (its fallback to the
+    space-group symbol or number, e.g. for a loop under a tag it does not read).
+    """
+    if not parser.feature_flags.get("magcif"):
+        for label in PYMATGEN_SYMOP_TAGS:
+            value = block.data.get(label)
+            if value:
+                if [str(v) for v in (value if isinstance(value, list) else [value])] == tags.symmetry_operators:
+                    return listed
+                break
+    known = len(parser.warnings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if parser.feature_flags.get("magcif"):
+                return list(parser.get_magsymops(block))
+            return list(parser.get_symops(block))
+        finally:
+            del parser.warnings[known:]  # building the structure asks again and notes them then
 
 
 def with_operators(block: CifBlock, operators: tuple[str, ...]) -> CifBlock:
@@ -380,24 +495,12 @@ def _missing_element_message(block: CifBlock) -> str | None:
     return None
 
 
-def build_structure(block: CifBlock, tags: CifTags, max_atoms: int | None = None) -> ReadResult:
-    """Build the full unit cell from a parsed CIF block.
-
-    A file with only the identity operator and a declared space group other
-    than P1 is rebuilt with all operators of that group (site positions that
-    coincide after applying them are merged by pymatgen within 1e-4 fractional).
-
-    With ``max_atoms``, the atoms of the full cell are counted first (sites times
-    operators, see :func:`expanded_site_count`) and a larger cell is refused
-    before pymatgen builds it.
+def _refuse_unbuildable(block: CifBlock, tags: CifTags) -> None:
+    """Refuse a cell with a length that is not positive, or a block without atom positions.
 
     Raises:
-        TooManyAtomsError: the full cell would have more than ``max_atoms`` atoms.
-        StructureReadError: with a sentence a student understands.
+        StructureReadError: saying which.
     """
-    rebuilt = False
-    group_name = None
-    notes: list[str] = []
     for name, length in zip("abc", tags.cell_lengths_A):
         if length is not None and length <= 0:
             raise StructureReadError(f"cell length {name} = {length:g} Å: a cell needs positive lengths")
@@ -407,42 +510,104 @@ def build_structure(block: CifBlock, tags: CifTags, max_atoms: int | None = None
             "the CIF has no atom positions (no _atom_site_fract_x loop): nothing to build; "
             "the file may be truncated"
         )
-    to_parse = block
-    if is_identity_only(tags.symmetry_operators):
-        group, note = declared_space_group(tags)
-        if note:
-            notes.append(note)
-        if group is not None and group.int_number != 1:
-            to_parse = with_operators(block, operator_strings(group))
-            rebuilt, group_name = True, group.symbol
-        elif group is None and (tags.space_group_symbol or tags.space_group_number):
-            if any((cif_number(m) or 1) > 1 for m in tags.site_multiplicities or []):
-                raise StructureReadError(
-                    f"{note}: cannot rebuild the full cell from the asymmetric unit "
-                    "(site multiplicities > 1 but no usable space group)"
-                )
-    if max_atoms is not None:
-        operators = list(group.symmetry_ops) if rebuilt else _operators_of(tags)
-        count = expanded_site_count(block, operators)
-        if count is not None and count > max_atoms:
-            how = (
-                f"the asymmetric unit expanded with the {len(operators)} operators of {group_name}"
-                if rebuilt
-                else f"{len(operators) or 1} symmetry operator(s) applied to the listed sites"
+
+
+def rebuild_group(tags: CifTags, notes: list[str]) -> SpaceGroup | None:
+    """The space group whose operators rebuild raw generator output; ``None``: read the file as it is.
+
+    Only a file with just the identity operator and a declared group other than
+    P1 is rebuilt. Notes about the declared group are appended to ``notes``.
+
+    Raises:
+        StructureReadError: site multiplicities above 1 but no usable space group.
+    """
+    if not is_identity_only(tags.symmetry_operators):
+        return None
+    group, note = declared_space_group(tags)
+    if note:
+        notes.append(note)
+    if group is not None and group.int_number != 1:
+        return group
+    if group is None and (tags.space_group_symbol or tags.space_group_number):
+        if any((cif_number(m) or 1) > 1 for m in tags.site_multiplicities or []):
+            raise StructureReadError(
+                f"{note}: cannot rebuild the full cell from the asymmetric unit "
+                "(site multiplicities > 1 but no usable space group)"
             )
-            raise TooManyAtomsError(
-                f"the full cell has {count} atoms ({how}), more than check.max_atoms = {max_atoms}: "
-                "refused before building it (checking it would take minutes and gigabytes, DFT far more)",
-                count,
-            )
+    return None
+
+
+def _pymatgen_failed(block: CifBlock, exc: Exception) -> StructureReadError:
+    """The error for a CIF pymatgen could not read or build, naming an unknown element if that is why."""
+    detail = _missing_element_message(block) or str(exc).strip() or type(exc).__name__
+    return StructureReadError(f"pymatgen could not build a structure from the CIF: {detail}")
+
+
+def refuse_too_many_atoms(
+    block: CifBlock, operators: list[SymmOp], max_atoms: int, group_name: str | None
+) -> None:
+    """Count the full cell's atoms (:func:`expanded_site_count`) and refuse more than ``max_atoms``.
+
+    ``group_name``: the group whose operators rebuild the asymmetric unit, if it is rebuilt.
+
+    Raises:
+        TooManyAtomsError: with the count and how it was found.
+    """
+    count = expanded_site_count(block, operators)
+    if count is None or count <= max_atoms:
+        return
+    how = (
+        f"the asymmetric unit expanded with the {len(operators)} operators of {group_name}"
+        if group_name
+        else f"{len(operators) or 1} symmetry operator(s) applied to the listed sites"
+    )
+    raise TooManyAtomsError(
+        f"the full cell has {count} atoms ({how}), more than check.max_atoms = {max_atoms}: "
+        "refused before building it (checking it would take minutes and gigabytes, DFT far more)",
+        count,
+    )
+
+
+def build_structure(block: CifBlock, tags: CifTags, max_atoms: int | None = None) -> ReadResult:
+    """Build the full unit cell from a parsed CIF block.
+
+    A file with only the identity operator and a declared space group other
+    than P1 is rebuilt with all operators of that group (site positions that
+    coincide after applying them are merged by pymatgen within 1e-4 fractional).
+    A file whose operator loop has a line that is not an operator is refused,
+    naming the line (:func:`file_operators`).
+
+    With ``max_atoms``, the atoms of the full cell are counted first, with the
+    operators pymatgen will apply (see :func:`pymatgen_operators` and
+    :func:`expanded_site_count`), and a larger cell is refused before pymatgen builds it.
+
+    Raises:
+        TooManyAtomsError: the full cell would have more than ``max_atoms`` atoms.
+        StructureReadError: with a sentence a student understands.
+    """
+    notes: list[str] = []
+    _refuse_unbuildable(block, tags)
+    listed = file_operators(tags)
+    group = rebuild_group(tags, notes)
+    group_name = group.symbol if group is not None else None
+    to_parse = with_operators(block, operator_strings(group)) if group is not None else block
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        if max_atoms is not None and group is not None:
+            # A rebuilt file's loop is exactly the group's operators (written by with_operators).
+            refuse_too_many_atoms(block, list(group.symmetry_ops), max_atoms, group_name)
         try:
             parser = CifParser.from_str(str(to_parse))
+            count_listed = max_atoms is not None and group is None
+            operators = pymatgen_operators(parser, to_parse, tags, listed) if count_listed else []
+        except Exception as exc:  # pymatgen raises many types for bad CIFs
+            raise _pymatgen_failed(block, exc) from exc
+        if max_atoms is not None and count_listed:
+            refuse_too_many_atoms(block, operators, max_atoms, None)
+        try:
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:  # pymatgen raises many types for bad CIFs
-            detail = _missing_element_message(block) or str(exc).strip() or type(exc).__name__
-            raise StructureReadError(f"pymatgen could not build a structure from the CIF: {detail}") from exc
+            raise _pymatgen_failed(block, exc) from exc
     messages = notes + sorted({str(w.message) for w in caught})
     if not structures:
         raise StructureReadError("no structure could be built from the CIF")
@@ -456,7 +621,7 @@ def build_structure(block: CifBlock, tags: CifTags, max_atoms: int | None = None
     unknown = sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)})
     if unknown:
         raise StructureReadError(f"unknown element symbol(s) {', '.join(unknown)}: not in the periodic table")
-    return ReadResult(structure, tags, rebuilt, group_name, messages)
+    return ReadResult(structure, tags, group is not None, group_name, messages)
 
 
 def read_cif_text(text: str, max_atoms: int | None = None) -> ReadResult:

@@ -1,14 +1,17 @@
 """The ``dftscreen`` command.
 
-``dftscreen status [RESULTS_DIR]``
-    How far a run got, per stage (done, failed with the top reasons, running,
-    pending), read from the results folder and the scheduler; never starts
-    Snakemake. Then the core-hours spent per stage and what the pending
-    structures will cost at the measured core-hours per atom. See :mod:`dftscreen.status`.
+``dftscreen status [RESULTS_DIR] [--configfile FILE]``
+    How far a run got, per stage (done, failed with the top reasons and the logs
+    of crashed jobs, running, pending), read from the results folder and the
+    scheduler; never starts Snakemake. Then the core-hours spent per stage and what
+    the pending structures will cost at the measured core-hours per atom. A run
+    started with ``snakemake --configfile FILE`` is read with the same option.
+    See :mod:`dftscreen.status`.
 ``dftscreen install-profile``
     Copy the repository's SLURM profile to Snakemake's per-user profile folder
-    as ``slurm``, with your account, partition and QoS filled in, so that
-    ``snakemake --profile slurm`` works as written from the repository root.
+    as ``slurm`` (or ``--name``: one folder name, no path), with your account,
+    partition and QoS filled in, so that ``snakemake --profile slurm`` works as
+    written from the repository root.
 ``dftscreen known-phases fetch [--out FILE]``
     With network access and an MP API key (``MP_API_KEY``), write the Materials
     Project entries of the run's chemical systems and subsystems as a known set
@@ -19,13 +22,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from dftscreen.io import atomic_write_text
-from dftscreen.status import cost_projection, format_cost_projection, format_status, run_config, run_status
+from dftscreen.status import (
+    configfile_run_config,
+    cost_projection,
+    format_cost_projection,
+    format_status,
+    run_config,
+    run_status,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -56,23 +68,60 @@ def installed_profile_text(account: str | None, partition: str | None, qos: str 
     return header + yaml.safe_dump(profile, sort_keys=False)
 
 
+def check_profile_name(name: str) -> None:
+    """A profile name must be one folder name inside the profile folder (how ``--profile NAME`` finds it).
+
+    Raises:
+        ValueError: the name is empty, ``.`` or ``..``, or holds a path separator (it would
+            write outside the profile folder, or in the folder itself).
+    """
+    separators = {"/", os.sep, *([os.altsep] if os.altsep else [])}
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in separators) or "\0" in name:
+        raise ValueError(
+            f"profile name {name!r} is not a folder name: give one name without '/' such as slurm "
+            "(it becomes a folder of Snakemake's profile folder)"
+        )
+
+
 def install_profile(name: str, account: str | None, partition: str | None, qos: str | None,
                     target_root: Path | None = None) -> Path:
-    """Write the SLURM profile as ``<user profile folder>/<name>/config.yaml``; returns its path."""
+    """Write the SLURM profile as ``<user profile folder>/<name>/config.yaml``; returns its path.
+
+    Raises:
+        ValueError: ``name`` is not one folder name (:func:`check_profile_name`); nothing is written.
+    """
+    check_profile_name(name)
     target = (target_root or user_profile_dir()) / name / "config.yaml"
     atomic_write_text(target, installed_profile_text(account, partition, qos))
     return target
 
 
-def default_results_dir(run_folder: Path = Path(".")) -> Path:
-    """The ``output_dir`` of the run's config/config.yaml (as the workflow reads it), else ``results``."""
-    return run_folder / (run_config(run_folder).get("output_dir") or "results")
+def default_results_dir(run_folder: Path = Path("."), config: dict[str, Any] | None = None) -> Path:
+    """The ``output_dir`` of ``config`` (default: the run's config/config.yaml, as the workflow reads it),
+    else ``results``."""
+    return run_folder / ((config or run_config(run_folder)).get("output_dir") or "results")
 
 
 def _status(args: argparse.Namespace) -> int:
-    results_dir = args.results_dir or default_results_dir()
-    status = run_status(results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler)
-    cost = cost_projection(results_dir, workdir=args.workdir)
+    """``dftscreen status``: 0 counted, 1 nothing to count (or an unreadable run), 2 an unreadable --configfile."""
+    from dftscreen.config import ConfigError
+
+    config = None
+    if args.configfile:
+        try:
+            config = configfile_run_config(args.configfile, Path(args.workdir or "."))
+        except ConfigError as exc:
+            print(f"dftscreen status: {exc}", file=sys.stderr)
+            return 2
+    results_dir = args.results_dir or default_results_dir(config=config)
+    try:
+        status = run_status(results_dir, workdir=args.workdir, query_scheduler=not args.no_scheduler, config=config)
+        cost = cost_projection(results_dir, workdir=args.workdir, config=config)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A wrongly typed file status does not know yet: one sentence, never a traceback.
+        print(f"dftscreen status: cannot read the run in {results_dir} ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({**status.to_dict(), "cost": cost}, indent=2))
     else:
@@ -83,7 +132,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _install_profile(args: argparse.Namespace) -> int:
-    path = install_profile(args.name, args.account, args.partition, args.qos)
+    """``dftscreen install-profile``: 0 written, 2 a name that is not one folder name (nothing written)."""
+    try:
+        path = install_profile(args.name, args.account, args.partition, args.qos)
+    except ValueError as exc:
+        print(f"dftscreen install-profile: {exc}", file=sys.stderr)
+        return 2
     print(f"installed {path}: run `snakemake --profile {args.name}` from the repository root")
     return 0
 
@@ -130,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the run's output_dir (default: output_dir of ./config/config.yaml, else results)")
     status.add_argument("--workdir", default=None,
                         help="folder Snakemake ran in (default: the parent of RESULTS_DIR)")
+    status.add_argument("--configfile", default=None, metavar="FILE",
+                        help="the run's config, as given to snakemake --configfile (merged over "
+                        "config/config.yaml like Snakemake does; its output_dir is the default RESULTS_DIR)")
     status.add_argument("--json", action="store_true", help="print the counts as JSON")
     status.add_argument("--top", type=int, default=5, help="failure reasons shown per stage (default 5)")
     status.add_argument("--ids", type=int, default=10, metavar="N",
@@ -139,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     install = commands.add_parser("install-profile",
                                   help="make `snakemake --profile slurm` work (copies profiles/slurm)")
-    install.add_argument("--name", default="slurm", help="profile name (default: slurm)")
+    install.add_argument("--name", default="slurm",
+                         help="profile name: one folder name, no '/' (default: slurm)")
     install.add_argument("--account", help="SLURM account (sbatch -A)")
     install.add_argument("--partition", help="SLURM partition (sbatch -p)")
     install.add_argument("--qos", help="SLURM QoS (sbatch --qos)")

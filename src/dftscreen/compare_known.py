@@ -9,11 +9,17 @@ For the unique dft_ready structures of a run it writes two tables:
   structures' chemical systems (:mod:`dftscreen.competing`), the notes on what was left
   out, and the labels of the known sets. Each chosen phase's structure is written to the
   reference library as ``phases/<key>/start.cif``, the input of its relaxation.
+
+Both name the known sets by label (with the count of unreadable entries skipped) and carry,
+under ``notes``, one sentence per set with skipped entries (count, first ids, first reason);
+:func:`job_log` gives the jobs their log and says a failure there in one sentence.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ from pymatgen.io.cif import CifWriter
 from dftscreen.columns import NOVELTY_COLUMNS, RELAXED_NOVELTY_COLUMNS
 from dftscreen.competing import choose_competing_phases
 from dftscreen.dedupe import MatchSettings
-from dftscreen.known import KnownSet
+from dftscreen.known import KnownSet, KnownSetError, one_line
 from dftscreen.known_index import read_known_set
 from dftscreen.layout import ReferenceLibrary
 from dftscreen.novelty import match_against_known
@@ -73,6 +79,7 @@ def compare_with_known(
         rows[check["structure_id"]] = {"smact_valid": smact_valid(formula) if formula else None}
     structures = _read_structures(dft_cifs) if dft_cifs else []
     labels: dict[str, str | None] = {}
+    known_notes: list[str] = []
     database: KnownSet | None = None
     for name, (novel_column, id_column) in NOVELTY_COLUMNS.items():
         known = read_known_set(known_config[name], index_dir=known_index_dir)
@@ -82,9 +89,11 @@ def compare_with_known(
         if name == "database":
             database = known
         log.info("known set %s: %s", name, known.label)
+        known_notes += [known.skipped_note] if known.skipped_note else []
         for structure_id, result in match_against_known(structures, known, match, workers).items():
             rows[structure_id].update({novel_column: result.novel, id_column: result.match_id})
-    novelty = {"known_set": labels["database"], "training_set": labels["training"], "structures": rows}
+    novelty = {"known_set": labels["database"], "training_set": labels["training"], "notes": known_notes,
+               "structures": rows}
 
     chosen, notes = [], []
     if choose_phases and database is not None:
@@ -108,6 +117,8 @@ def compare_with_known(
             write_if_changed(Path(library.phase_start_cif(phase.phase_key)), cif_text)
         for note in notes:
             log.info("competing phases: %s", note)
+    if database is not None and database.skipped_note:
+        notes = [database.skipped_note, *notes]
     phases = {
         "known_set": labels["database"],
         "library": library_folder,
@@ -164,4 +175,38 @@ def relaxed_novelty(
     for structure_id, result in match_against_known(relaxed, known, match, workers).items():
         structures[structure_id] = {novel_column: result.novel, id_column: result.match_id}
     log.info("relaxed novelty: %d structures against %s", len(structures), known.label)
-    return {"known_set": known.label, "structures": structures}
+    return {"known_set": known.label, "notes": [known.skipped_note] if known.skipped_note else [],
+            "structures": structures}
+
+
+@contextmanager
+def job_log(job: str, log_path: str | None) -> Iterator[logging.Logger]:
+    """The logger of a known-stage job whose records (and the library's, INFO and up) go to ``log_path``.
+
+    A failure is said in the log as one sentence: a known set that cannot be used
+    (:class:`dftscreen.known.KnownSetError`) ends the job with that sentence on stderr too and
+    no traceback (``SystemExit``); any other exception is logged so and raised on. The handler
+    is removed on leaving (the process may go on, as under pytest).
+    """
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_path, encoding="utf-8") if log_path else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)
+    log = logging.getLogger(job)
+    try:
+        yield log
+    except KnownSetError as exc:
+        message = f"{job} failed: {one_line(exc, 2000)}"
+        log.error("%s", message)
+        raise SystemExit(message) from None
+    except Exception as exc:
+        log.error("%s failed: %s: %s", job, type(exc).__name__, one_line(exc, 2000))
+        raise
+    finally:
+        root.setLevel(level)
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()

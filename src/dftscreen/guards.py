@@ -8,10 +8,15 @@ a run that silently ignores a setting.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from dftscreen.inputs import SNAKEMAKE_UNSAFE_PATH
+from dftscreen.settings import check_dft_config
 
 
 class ConfigError(ValueError):
@@ -50,6 +55,39 @@ def check_output_dir(output_dir: str) -> None:
         )
 
 
+def configured_paths(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config key -> path of every folder and file the workflow writes or tracks as a rule's input or output."""
+    stability, known = config["stability"], config["known_materials"]
+    paths = {
+        "output_dir": config["output_dir"],
+        "stability.reference_library_dir": stability["reference_library_dir"],
+        "stability.reference_cif_dir": stability["reference_cif_dir"],
+        "known_materials.database.path": known["database"]["path"],
+        "known_materials.training.path": known["training"]["path"],
+        "targets.file": config["targets"]["file"],
+        "cohorts.manifest": config["cohorts"]["manifest"],
+        **{f"stability.elemental_reference_cifs.{e}": cif for e, cif in stability["elemental_reference_cifs"].items()},
+    }
+    return {key: str(path) for key, path in paths.items() if path}
+
+
+def check_snakemake_paths(config: Mapping[str, Any]) -> None:
+    """Refuse a configured path holding ``{``, ``}``, ``<`` or ``>``: Snakemake reads them as a wildcard or
+    a path variable and would stop the run at its first job. (Input CIFs may have such names: the jobs
+    read a copy, :func:`dftscreen.inputs.needs_workflow_copy`.)
+
+    Raises:
+        ConfigError: naming the key, the path and the characters.
+    """
+    for key, path in configured_paths(config).items():
+        found = sorted(set(SNAKEMAKE_UNSAFE_PATH.findall(path)))
+        if found:
+            raise ConfigError(
+                f"{key} '{path}' holds {' '.join(found)}, which Snakemake reads as a wildcard or path variable in "
+                "every path of a rule: rename the folder or file (input CIF files may have such names)"
+            )
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -82,6 +120,148 @@ def check_target_names(properties: dict[str, Any], known_names: Iterable[str]) -
     if unknown:
         named = ", ".join(f"'{name}'{_suggest(name, known)}" for name in unknown)
         raise ConfigError(f"targets.properties: unknown target {named}; known targets: {', '.join(known)}")
+
+
+def check_run_config(config: Mapping[str, Any]) -> None:
+    """The start-up checks that need the validated config alone (run before any input is listed).
+
+    ``output_dir`` not empty (:func:`check_output_dir`), the DFT settings
+    (:func:`check_dft_settings`), the check's bounds (:func:`check_bounds`) and the ML
+    model and device (:func:`check_ml_settings`).
+
+    Raises:
+        ConfigError: one sentence saying what is wrong.
+    """
+    check_output_dir(config["output_dir"])
+    check_snakemake_paths(config)
+    check_dft_settings(config["dft"])
+    check_bounds(config["check"])
+    check_ml_settings(config["ml"])
+
+
+def check_dft_settings(dft: Mapping[str, Any]) -> None:
+    """The run's merged DFT settings and every ``dft.structure_overrides`` entry are usable.
+
+    Positive cutoff, k-point density, SCF criteria and iteration counts, a smearing
+    width that is not negative, known keys in every ``gpaw``/``relax``/``properties``
+    section (the closest known key named) and a known preset
+    (:func:`dftscreen.settings.check_dft_config`).
+
+    Raises:
+        ConfigError: one sentence naming the setting and its place in the config.
+    """
+    try:
+        check_dft_config(dft)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(str(exc.args[0]) if exc.args else str(exc)) from None
+
+
+#: Lower and upper bounds of config section ``check`` a structure must lie between, and their unit.
+CHECK_BOUNDS = (
+    ("cell_length_min_A", "cell_length_max_A", " Å"),
+    ("cell_angle_min_deg", "cell_angle_max_deg", "°"),
+)
+
+
+def check_bounds(check: Mapping[str, Any]) -> None:
+    """Each lower bound of the check (cell lengths, cell angles) is below its upper bound.
+
+    Also refuses an angle window outside (0°, 180°) and a longest cell length of 0 Å or
+    less: with any of these every structure would be rejected.
+
+    Raises:
+        ConfigError: naming both bounds and their values.
+    """
+    for low, high, unit in CHECK_BOUNDS:
+        lower, upper = check[low], check[high]
+        if lower >= upper:
+            raise ConfigError(
+                f"check.{low} ({lower:g}{unit}) must be below check.{high} ({upper:g}{unit}), "
+                "or every structure is rejected"
+            )
+    if check["cell_angle_min_deg"] >= 180 or check["cell_angle_max_deg"] <= 0 or check["cell_length_max_A"] <= 0:
+        raise ConfigError(
+            "check.cell_angle_min_deg/max_deg must overlap 0-180° and check.cell_length_max_A be above 0 Å, "
+            "or every structure is rejected"
+        )
+
+
+#: SevenNet pretrained models whose weights ship in the sevenn wheel (name after ``7net-`` or ``sevennet-``).
+SEVENNET_SHIPPED = ("0", "0_11july2024", "0_11jul2024", "0_22may2024", "l3i5", "mf-0")
+#: SevenNet pretrained models whose weights sevenn downloads on first use: name -> the checkpoint's
+#: path under sevenn's ``pretrained_potentials`` folder (or ``~/.cache/sevennet``, where sevenn also looks).
+SEVENNET_DOWNLOADED = {
+    "mf-ompa": "SevenNet_MF_ompa/checkpoint_sevennet_mf_ompa.pth",
+    "omat": "SevenNet_omat/checkpoint_sevennet_omat.pth",
+    "omni": "SevenNet_omni/checkpoint_sevennet_omni.pth",
+    "omni-i8": "SevenNet_omni_i8/checkpoint_sevennet_omni_i8.pth",
+    "omni-i12": "SevenNet_omni_i12/checkpoint_sevennet_omni_i12.pth",
+}
+#: Every pretrained model name (any case) ``sevenn.util.pretrained_name_to_path`` resolves;
+#: tests/unit/test_config_validation.py holds the two equal. Checked here without importing
+#: sevenn (and torch: six seconds) at every Snakemake start.
+SEVENNET_MODELS = frozenset(
+    f"{head}-{suffix}" for head in ("sevennet", "7net") for suffix in (*SEVENNET_SHIPPED, *SEVENNET_DOWNLOADED)
+)
+#: torch devices an ML job may name: ``cpu``, ``cuda`` or ``cuda:N``, ``mps``, or SevenNet's ``auto``.
+ML_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+|mps|auto)$")
+
+
+def downloaded_sevennet_checkpoint(name: str) -> Path | None:
+    """The checkpoint of a SevenNet model sevenn downloads on first use, if it is on disk already.
+
+    Looked for where sevenn itself looks (its package folder, then ``~/.cache/sevennet``);
+    the package folder is found without importing sevenn.
+    """
+    relative = SEVENNET_DOWNLOADED.get(name.lower().split("-", 1)[-1])
+    if relative is None:
+        return None
+    spec = importlib.util.find_spec("sevenn")
+    folders = [Path(loc) / "pretrained_potentials" for loc in (spec.submodule_search_locations or [])] if spec else []
+    folders.append(Path("~/.cache/sevennet").expanduser())
+    return next((folder / relative for folder in folders if (folder / relative).is_file()), None)
+
+
+def check_ml_settings(ml: Mapping[str, Any]) -> None:
+    """With the ML stage on, ``ml.model`` is a usable SevenNet model and ``ml.device`` a torch device.
+
+    The model: a checkpoint file (a relative path is taken from the run folder, as
+    the ML job does), a model whose weights ship in the sevenn wheel, or one sevenn
+    downloads on first use that is downloaded already (the workflow runs offline). The
+    device: a name from a vocabulary (cpu, cuda, cuda:N, mps, auto). Whether the checkpoint
+    loads and whether a CUDA device is there needs sevenn and torch (seconds), so the ML
+    job finds that out, not the start-up.
+
+    Raises:
+        ConfigError: naming the value and the closest known one.
+    """
+    if not ml.get("enabled", True):
+        return
+    model = str(ml.get("model", ""))
+    if not Path(model).expanduser().is_file():
+        _check_sevennet_name(model)
+    device = str(ml.get("device", "cpu"))
+    if not ML_DEVICE.match(device):
+        raise ConfigError(
+            f"ml.device '{device}' is not a torch device dftscreen knows{_suggest(device, ('cpu', 'cuda', 'mps'))}: "
+            "use cpu, cuda, cuda:N (GPU number N), mps or auto (whether the GPU exists is checked by the ML job)"
+        )
+
+
+def _check_sevennet_name(model: str) -> None:
+    """``model`` (not a file) is a SevenNet model name whose weights are on disk (see :func:`check_ml_settings`)."""
+    if model.lower() not in SEVENNET_MODELS:
+        raise ConfigError(
+            f"ml.model '{model}' is neither a SevenNet pretrained model such as 7net-0, 7net-l3i5 or 7net-mf-0 "
+            f"nor an existing checkpoint file{_suggest(model.lower(), SEVENNET_MODELS)}; fix it, "
+            "or set ml.enabled: false"
+        )
+    if model.lower().split("-", 1)[1] in SEVENNET_DOWNLOADED and downloaded_sevennet_checkpoint(model) is None:
+        raise ConfigError(
+            f"ml.model '{model}' is a SevenNet model whose weights sevenn downloads on first use and they are "
+            f"not downloaded here (the workflow does not rely on the network): fetch them once with python -c "
+            f"\"from sevenn.util import pretrained_name_to_path as p; print(p('{model}'))\" or name a checkpoint file"
+        )
 
 
 def input_manifest(paths: Iterable[str | Path]) -> str:

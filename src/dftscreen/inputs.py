@@ -46,6 +46,7 @@ import math
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from dftscreen.io import atomic_write_with
+from dftscreen.layout import ResultsLayout
 
 #: Column holding the CIF text in CrystaLLM-pi's generation output.
 DEFAULT_TABLE_CIF_COLUMN = "Generated CIF"
@@ -193,17 +195,18 @@ def _is_inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def crawl_cifs(root: Path, exclude: Path | None = None) -> list[str]:
+def crawl_cifs(root: Path, exclude: Path | Iterable[Path] | None = None) -> list[str]:
     """Relative POSIX paths of the ``*.cif`` files under ``root`` by the crawling rule of this module.
 
     Hidden files and folders are skipped, symbolic links followed (each real
-    folder once), ``exclude`` (a resolved folder) and everything under it skipped.
+    folder once); ``exclude`` (resolved folders or files) and everything under them skipped.
     """
+    excluded = [exclude] if isinstance(exclude, Path) else list(exclude or ())
     found = []
     seen_folders: set[Path] = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = Path(folder).resolve()
-        if real in seen_folders or (exclude is not None and _is_inside(real, exclude)):
+        if real in seen_folders or any(_is_inside(real, e) for e in excluded):
             subfolders[:] = []
             continue
         seen_folders.add(real)
@@ -212,33 +215,92 @@ def crawl_cifs(root: Path, exclude: Path | None = None) -> list[str]:
             path = Path(folder) / name
             if name.startswith(".") or not name.lower().endswith(".cif") or not path.is_file():
                 continue
+            if excluded and path.resolve() in excluded:
+                continue
             found.append(path.relative_to(root).as_posix())
     return found
 
 
-def discover_cifs(cif_dir: str | Path, output_dir: str | Path | None = None) -> list[InputFile]:
-    """List every ``*.cif`` file under ``cif_dir`` (the crawling rule of this module) with its structure id.
+def crawl_exclusions(
+    cif_dir: str | Path, output_dir: str | Path | None, workflow_paths: Iterable[str | Path] = ()
+) -> list[Path]:
+    """The resolved folders and files the crawl of ``cif_dir`` skips: the workflow's own.
 
-    Args:
-        output_dir: the workflow's output folder; skipped when inside ``cif_dir``.
+    ``output_dir`` whole when ``cif_dir`` lies outside it; when ``cif_dir`` lies inside it
+    (``run07/cifs`` with results in ``run07``, or ``output_dir: .``) only the folders the
+    workflow writes there (:meth:`dftscreen.layout.ResultsLayout.own_folders`), so the inputs
+    are still read. ``workflow_paths``: the other folders and files the workflow reads as
+    something else (reference library, known sets, reference CIFs), wherever they sit.
 
     Raises:
-        FileNotFoundError: if ``cif_dir`` is not an existing folder.
-        ValueError: ``output_dir`` is ``cif_dir`` itself (results would mix with inputs).
+        ValueError: ``output_dir`` is ``cif_dir`` itself or the file system's root.
     """
-    root = Path(cif_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"input.cif_dir '{cif_dir}' is not an existing folder")
-    exclude = Path(output_dir).resolve() if output_dir else None
-    if exclude is not None and exclude == root.resolve():
+    root = Path(cif_dir).resolve()
+    excluded = [Path(p).resolve() for p in workflow_paths if p]
+    if not output_dir:
+        return excluded
+    out = Path(output_dir).resolve()
+    if out == Path(out.anchor):
+        raise ValueError(
+            f"output_dir '{output_dir}' is the file system's root: give the run a folder of its own for its results"
+        )
+    if out == root:
         raise ValueError(
             f"output_dir '{output_dir}' is the input folder input.cif_dir: the workflow would read its own "
             "results as new inputs; choose an output_dir outside it (or a sub-folder, which is then skipped)"
         )
+    if _is_inside(root, out):
+        return excluded + [Path(folder).resolve() for folder in ResultsLayout.of(out).own_folders()]
+    return [out, *excluded]
+
+
+def discover_cifs(
+    cif_dir: str | Path, output_dir: str | Path | None = None, workflow_paths: Iterable[str | Path] = ()
+) -> list[InputFile]:
+    """List every ``*.cif`` file under ``cif_dir`` (the crawling rule of this module) with its structure id.
+
+    Args:
+        output_dir: the workflow's output folder; skipped when inside ``cif_dir`` (only the
+            workflow's own folders in it when ``cif_dir`` lies inside it: :func:`crawl_exclusions`).
+        workflow_paths: folders and files the workflow reads as something else (reference
+            library, known sets, reference CIFs): skipped wherever they sit.
+
+    Raises:
+        FileNotFoundError: if ``cif_dir`` is not an existing folder.
+        ValueError: ``output_dir`` is ``cif_dir`` itself (results would mix with inputs) or ``/``.
+    """
+    root = Path(cif_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input.cif_dir '{cif_dir}' is not an existing folder")
+    excluded = crawl_exclusions(root, output_dir, workflow_paths)
     return [
         InputFile(structure_id=sid, path=root / rel, relative_path=rel, id_note=note)
-        for rel, sid, note in assign_ids(crawl_cifs(root, exclude))
+        for rel, sid, note in assign_ids(crawl_cifs(root, excluded))
     ]
+
+
+def no_input_message(
+    input_config: dict[str, Any], output_dir: str | Path | None, workflow_paths: Iterable[str | Path] = ()
+) -> str:
+    """Why a run has no input, in one sentence: nothing there, or CIF files found but all the workflow's own."""
+    cif_dir = input_config.get("cif_dir")
+    skipped = excluded_cif_count(cif_dir, output_dir, workflow_paths) if cif_dir else 0
+    if skipped:
+        return (
+            f"no input: the {skipped} CIF files under input.cif_dir '{cif_dir}' all lie in the workflow's own folders "
+            f"(output_dir '{output_dir}', the reference library or a known set), which are never read as inputs"
+        )
+    return "no input: the input folder and table hold no CIF"
+
+
+def excluded_cif_count(
+    cif_dir: str | Path, output_dir: str | Path | None, workflow_paths: Iterable[str | Path] = ()
+) -> int:
+    """How many ``*.cif`` files under ``cif_dir`` the crawl skips as the workflow's own (the empty-input warning)."""
+    root = Path(cif_dir)
+    if not root.is_dir():
+        return 0
+    return len(crawl_cifs(root)) - len(crawl_cifs(root, crawl_exclusions(root, output_dir, workflow_paths)))
 
 
 def read_table(path: str | Path):
@@ -328,11 +390,13 @@ def table_inputs(
     return items
 
 
-def discover_inputs(input_config: dict[str, Any], output_dir: str | Path | None = None) -> list[InputFile]:
+def discover_inputs(
+    input_config: dict[str, Any], output_dir: str | Path | None = None, workflow_paths: Iterable[str | Path] = ()
+) -> list[InputFile]:
     """Every input of the config section ``input``: CIF files under ``cif_dir`` and rows of ``table``.
 
     Both may be given; ids are unique across them (files first, then rows in order).
-    ``output_dir`` inside ``cif_dir`` is skipped (see :func:`discover_cifs`).
+    ``output_dir`` inside ``cif_dir`` and ``workflow_paths`` are skipped (see :func:`discover_cifs`).
 
     Raises:
         ValueError: neither is given, or a table column is missing.
@@ -342,7 +406,7 @@ def discover_inputs(input_config: dict[str, Any], output_dir: str | Path | None 
     table = input_config.get("table")
     if not cif_dir and not table:
         raise ValueError("config input: give cif_dir (a folder of CIFs), table (CSV/Parquet of CIF texts) or both")
-    items = discover_cifs(cif_dir, output_dir) if cif_dir else []
+    items = discover_cifs(cif_dir, output_dir, workflow_paths) if cif_dir else []
     taken = {item.structure_id.lower(): item.relative_path for item in items}
     if table:
         items += table_inputs(
@@ -354,19 +418,42 @@ def discover_inputs(input_config: dict[str, Any], output_dir: str | Path | None 
     return items
 
 
+#: Characters Snakemake 9 reads in a path as a wildcard (``{x}``) or a path variable (``<x>``):
+#: a path holding one can be no input or output of a rule (``<unk>`` is CrystaLLM's unknown token).
+SNAKEMAKE_UNSAFE_PATH = re.compile(r"[{}<>]")
+
+
+def snakemake_unsafe(path: str | os.PathLike[str]) -> bool:
+    """True when Snakemake cannot take ``path`` as an input or output (:data:`SNAKEMAKE_UNSAFE_PATH`)."""
+    return bool(SNAKEMAKE_UNSAFE_PATH.search(str(path)))
+
+
+def needs_workflow_copy(item: InputFile) -> bool:
+    """Whether the DFT and ML jobs read ``item`` from a workflow-owned copy (:func:`write_input_copy`).
+
+    A table row (its CIF text is no file) and a file whose path Snakemake cannot take
+    (:func:`snakemake_unsafe`); every other input is read where it is, as runs always did
+    (changing the path of a finished structure's input would rerun its DFT).
+    """
+    return item.content is not None or snakemake_unsafe(item.path)
+
+
 def table_row_cif_path(inputs_dir: str | Path, structure_id: str) -> Path:
-    """Where the CIF text of a table row is written for the DFT jobs: ``<inputs_dir>/<id>.cif``."""
+    """Where the workflow's copy of an input is written for the ML and DFT jobs: ``<inputs_dir>/<id>.cif``.
+
+    For table rows and files whose path Snakemake cannot take (:func:`needs_workflow_copy`).
+    """
     return Path(inputs_dir) / f"{structure_id}.cif"
 
 
-def write_table_row_cif(item: InputFile, inputs_dir: str | Path) -> Path:
-    """Write a table row's CIF text to its own file, atomically, only if missing or different.
+def write_input_copy(item: InputFile, inputs_dir: str | Path) -> Path:
+    """Write an input's CIF (a table row's text, a file's bytes) to its copy, atomically, if missing or different.
 
     An unchanged file keeps its modification time, so Snakemake does not rerun
-    the DFT of that row.
+    the DFT of that structure.
     """
     destination = table_row_cif_path(inputs_dir, item.structure_id)
-    content = item.content or b""
+    content = item.content if item.content is not None else item.path.read_bytes()
     if destination.is_file() and destination.read_bytes() == content:
         return destination
     atomic_write_with(destination, lambda tmp: tmp.write_bytes(content))

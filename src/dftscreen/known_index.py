@@ -21,6 +21,9 @@ An index that cannot be read, has the wrong format or does not belong to the fil
 rebuilt (reduced cells: dropped), never trusted. Writes are atomic (temp file + rename);
 two runs sharing a library may race, the later write wins and holds a valid index.
 Only format (a) (``*.json``/``*.json.gz``) is indexed: tables and CIF folders are read as before.
+Items the parse skipped as unreadable (:class:`dftscreen.known.SkippedEntries`) are not in the
+index; its header keeps their count, first ids and first reason, so a run reading the index
+reports them as the parse did.
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ from dftscreen import known as known_sets
 from dftscreen.dedupe import MatchSettings
 from dftscreen.io import atomic_path
 from dftscreen.known import (
-    DEFAULT_CIF_COLUMN,
     KnownEntry,
     KnownSet,
     KnownSetError,
+    SkippedEntries,
+    known_set_format,
     read_cif_folder,
     read_entries_json,
     read_structures_table,
+    table_options,
 )
 
 #: Bumped whenever the index's content or meaning changes: older indexes are rebuilt.
@@ -195,7 +200,7 @@ class KnownIndex:
             )
             for i in range(n)
         ]
-        return KnownSet(header["label"], entries)
+        return KnownSet(header["label"], entries, skipped=SkippedEntries.from_dict(header.get("skipped")))
 
     def _build(self) -> KnownSet:
         stat = self.source.stat()
@@ -209,7 +214,7 @@ class KnownIndex:
             volumes.append(math.nan if entry.volume_per_atom_A3 is None else entry.volume_per_atom_A3)
         header = {"format": INDEX_FORMAT, "source_name": self.source.name, "source_size": stat.st_size,
                   "source_mtime_ns": stat.st_mtime_ns, "source_sha256": sha, "label": known.label,
-                  "n_entries": len(known.entries)}
+                  "n_entries": len(known.entries), "skipped": known.skipped.to_dict()}
         arrays = {
             "header": np.array(json.dumps(header)),
             "ids": np.array([e.entry_id for e in known.entries], dtype=str),
@@ -298,33 +303,31 @@ def read_known_set(source: dict[str, Any], index_dir: str | Path | None = None) 
     ``index_dir``, a JSON set is read through its index there (:mod:`dftscreen.known_index`:
     built on first use, then the JSON is not parsed again while the file is unchanged).
 
+    Entries that cannot be read are skipped, logged as one warning (:attr:`KnownSet.skipped_note`).
+
     Raises:
-        KnownSetError: the path does not exist or is of no known format.
+        KnownSetError: the path does not exist or is of no known format, or no entry is readable.
     """
     path = source.get("path")
     if not path:
         return None
     path = Path(path)
-    if path.is_dir():
-        return read_cif_folder(path)
-    if not path.is_file():
+    if not path.exists():
         raise KnownSetError(f"known set '{path}' does not exist")
-    name = path.name.lower()
-    if name.endswith((".json", ".json.gz")):
-        if index_dir is None:
-            # Through the module: the index builder's own call is the one the tests count.
-            return known_sets.read_entries_json(path)
+    kind = known_set_format(path)
+    if kind == "folder":
+        known = read_cif_folder(path)
+    elif kind == "table":
+        known = read_structures_table(path, **table_options(source))
+    elif kind == "json" and index_dir is None:
+        # Through the module: the index builder's own call is the one the tests count.
+        known = known_sets.read_entries_json(path)
+    elif kind == "json":
         index = KnownIndex(path, index_dir)
         known = index.load_or_build()
         known.index = index
-        return known
-    if name.endswith((".csv", ".parquet", ".pq")):
-        return read_structures_table(
-            path,
-            cif_column=source.get("cif_column") or DEFAULT_CIF_COLUMN,
-            id_column=source.get("id_column"),
-            formula_column=source.get("formula_column"),
-            energy_per_atom_column=source.get("energy_per_atom_column"),
-            e_above_hull_column=source.get("e_above_hull_column"),
-        )
-    raise KnownSetError(f"known set '{path}': expected a folder of CIFs, .json(.gz), .csv or .parquet")
+    else:
+        raise KnownSetError(f"known set '{path}': expected a folder of CIFs, .json(.gz), .csv or .parquet")
+    if known.skipped_note:
+        log.warning("%s", known.skipped_note)
+    return known

@@ -56,6 +56,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Top-level folders the workflow writes in ``output_dir`` (the tree above), and Snakemake's own.
+OWN_FOLDERS = (
+    "check", "inputs", "ml", "dft", "packs", "references", "known", "logs", "report", "reference_library", ".snakemake",
+)  # fmt: skip
+
 #: Names of the per-structure DFT stages, each writing ``dft/<id>/<stage>.json``.
 DFT_STAGES = ("relax", "properties")
 
@@ -231,7 +236,12 @@ class ResultsLayout:
         """Every reference-phase record present now, sorted."""
         return sorted(Path(self.root).glob("references/phases/*/relax.json"))
 
+    def own_folders(self) -> list[str]:
+        """The folders the workflow writes in ``output_dir``: never read as inputs, wherever ``cif_dir`` is."""
+        return [self._join(name) for name in OWN_FOLDERS]
+
     # --- known materials ----------------------------------------------------------
+
     @property
     def default_reference_library(self) -> str:
         """The reference library's folder when the config names none (``stability.reference_library_dir``)."""

@@ -29,7 +29,14 @@ from dftscreen.cohorts import CohortSpec, assign_input, cohort_label
 from dftscreen.dft_budget import BudgetSample, budget_sample
 from dftscreen.dft_pack import PackMember, plan_packs, read_started_packs
 from dftscreen.guards import input_manifest
-from dftscreen.inputs import InputFile, discover_cifs, discover_inputs, table_row_cif_path
+from dftscreen.inputs import (
+    InputFile,
+    discover_cifs,
+    discover_inputs,
+    needs_workflow_copy,
+    no_input_message,
+    table_row_cif_path,
+)
 from dftscreen.io import atomic_write_text
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import element_reference_key, phases_to_relax, settings_key
@@ -106,6 +113,25 @@ def _in_folder(path: str | os.PathLike[str], folder: Path | None) -> Any:
     return folder / path
 
 
+def workflow_paths(config: Mapping[str, Any], folder: Path | None = None) -> list[Any]:
+    """Folders and files a run reads as something other than generated structures.
+
+    The reference library, the reference-phase folder and elemental reference CIFs, and the
+    known sets (``known_materials``): the crawl of ``input.cif_dir`` skips them wherever they
+    sit (:func:`dftscreen.inputs.crawl_exclusions`), so a library or known set kept inside
+    the input folder never comes back as generated rows. Paths as the run folder gives them.
+    """
+    stability, known = config["stability"], config["known_materials"]
+    paths = [
+        stability["reference_library_dir"],
+        stability["reference_cif_dir"],
+        *stability["elemental_reference_cifs"].values(),
+        known["database"]["path"],
+        known["training"]["path"],
+    ]
+    return [_in_folder(path, folder) for path in paths if path]
+
+
 def _version(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """The modification time and size of a file or folder; None when it does not exist."""
     try:
@@ -151,13 +177,22 @@ class RunPlan:
         given = self.config["input"]
         # Relative paths as the run folder gives them (ids are relative to cif_dir: unchanged).
         section = {**given, **{k: _in_folder(given[k], self.folder) for k in ("cif_dir", "table") if given.get(k)}}
-        items = discover_inputs(section, _in_folder(self.config["output_dir"], self.folder))
+        out = _in_folder(self.config["output_dir"], self.folder)
+        items = discover_inputs(section, out, workflow_paths(self.config, self.folder))
         return {item.structure_id: item for item in items}
 
+    def no_input_message(self) -> str:
+        """Why the run has no input (:func:`dftscreen.inputs.no_input_message`), as its folders are given."""
+        given = self.config["input"]
+        section = {**given, "cif_dir": _in_folder(given["cif_dir"], self.folder) if given.get("cif_dir") else None}
+        out = _in_folder(self.config["output_dir"], self.folder)
+        return no_input_message(section, out, workflow_paths(self.config, self.folder))
+
     def input_cif(self, structure_id: str) -> str:
-        """The original CIF of one input; for a table row, the file the check job wrote its text to."""
+        """The original CIF of one input; for a table row or a file whose path Snakemake cannot take,
+        the copy the check job wrote (:func:`dftscreen.inputs.needs_workflow_copy`)."""
         item = self.inputs[structure_id]
-        if item.content is not None:
+        if needs_workflow_copy(item):
             return str(table_row_cif_path(self.layout.inputs_dir, structure_id))
         return str(item.path)
 
@@ -258,19 +293,23 @@ class RunPlan:
         return [checks[sid].get("reduced_formula") for sid in structure_ids]
 
     def read_ids(self, path: str | os.PathLike[str]) -> list[str]:
-        """The ids in a one-id-per-line file, read once per version of the file.
+        """The ids in a one-id-per-line file that are inputs of the run now, read once per version of the file.
 
         The same list object until the file changes: callers must not modify it. With packs,
         the input functions of 1,250 packs ask for the DFT ids about 9,000 times in a
-        100,000-input dry run; reading 10,000 lines each time took 17 s.
+        100,000-input dry run; reading 10,000 lines each time took 17 s. An id whose input
+        has gone since the file was written (a file removed from ``cif_dir``, another
+        ``cif_dir``) is left out: its jobs cannot be planned, and the check that reruns for
+        the changed inputs writes the file anew.
         """
         stat = os.stat(path)
         key = (str(path), (stat.st_mtime_ns, stat.st_size))
         if key not in self._id_files:
             for old in [k for k in self._id_files if k[0] == key[0]]:
                 del self._id_files[old]
+            inputs = self.inputs
             with open(path) as handle:
-                self._id_files[key] = [line.strip() for line in handle if line.strip()]
+                self._id_files[key] = [sid for line in handle if (sid := line.strip()) and sid in inputs]
         return self._id_files[key]
 
     # --- the DFT budget --------------------------------------------------------------------

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +115,30 @@ RELAX_KEYS = frozenset(
 PROPERTIES_KEYS = frozenset({"kpt_density_per_A", "band_path_npoints", "gllbsc"})
 #: Sections of a preset and their keys: ``relax`` and ``properties`` are closed
 #: vocabularies, so a misspelt key is an error instead of being merged and
-#: ignored; ``gpaw`` is open (``None``): any GPAW keyword may be given there.
+#: ignored; ``gpaw`` is open here (``None``): any GPAW keyword may be given there,
+#: and :func:`check_dft_config` (run at start-up) refuses a key that is neither
+#: one of :data:`OWN_GPAW_SETTING_KEYS` nor of :data:`GPAW_KEYWORDS`.
 SECTION_KEYS: dict[str, frozenset[str] | None] = {
     "gpaw": None,
     "relax": RELAX_KEYS,
     "properties": PROPERTIES_KEYS,
 }
+#: dftscreen's own keys of a ``gpaw`` section (translated into GPAW objects by
+#: :func:`dftscreen.dft.gpaw_calculator_kwargs`, whose ``OWN_GPAW_KEYS`` names the same).
+OWN_GPAW_SETTING_KEYS = frozenset({"ecut_eV", "dedecut", "kpt_density_per_A", "smearing_eV"})
+#: Keywords of the GPAW calculator (``gpaw.GPAW``, i.e. ``gpaw.dft.GPAW`` in GPAW 26.7) that a
+#: ``gpaw`` section may set; every other key would fail in the GPAW job (TypeError). Spelled out
+#: here because importing GPAW costs two seconds at every Snakemake start; a unit test holds
+#: the list equal to the installed GPAW's keyword arguments (less ``communicator`` and
+#: ``object_hooks``, which take Python objects, not config values).
+GPAW_KEYWORDS = frozenset(
+    {
+        "background_charge", "basis", "charge", "convergence", "eigensolver", "experimental", "extensions",
+        "external", "gpts", "h", "hund", "interpolation", "kpts", "legacy_gpaw", "magmoms", "maxiter", "mixer",
+        "mode", "nbands", "occupations", "parallel", "poissonsolver", "random", "setups", "soc", "spinpol",
+        "symmetry", "txt", "xc",
+    }
+)
 
 #: Elements started spin-polarized, with the initial moment (µB per atom).
 #: Magnetic 3d metals start high-spin at 5 µB, as in pymatgen's MPRelaxSet;
@@ -223,6 +244,172 @@ def resolve_settings(
     optimizer = settings["relax"]["optimizer"]
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+    return settings
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What one setting of a preset section must be: a number (or whole number) in a range, or a boolean."""
+
+    kind: str
+    minimum: float | None = None
+    #: True: strictly above ``minimum``; False: at least ``minimum``.
+    above: bool = False
+    nullable: bool = False
+    meaning: str = ""
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``a number above 0 (the plane-wave cutoff in eV)``."""
+        if self.kind == "boolean":
+            text = "true or false"
+        else:
+            text = "a whole number" if self.kind == "integer" else "a number"
+            if self.minimum is not None:
+                text += f" {'above' if self.above else 'of at least'} {self.minimum:g}"
+        text += " or null" if self.nullable else ""
+        return f"{text} ({self.meaning})" if self.meaning else text
+
+
+#: The settings of the merged sections whose values are checked at start-up
+#: (:func:`check_setting_values`); the bounds of ``relax`` and ``properties`` are
+#: the config schema's, those of ``gpaw`` (an open section there) are set here.
+VALUE_RULES: dict[tuple[str, str], ValueRule] = {
+    ("gpaw", "ecut_eV"): ValueRule("number", 0, above=True, meaning="the plane-wave cutoff in eV"),
+    ("gpaw", "kpt_density_per_A"): ValueRule("number", 0, above=True, meaning="k-points per Å⁻¹"),
+    ("gpaw", "smearing_eV"): ValueRule("number", 0, meaning="the Fermi-Dirac width in eV; 0: no smearing"),
+    ("gpaw", "maxiter"): ValueRule("integer", 1, meaning="most SCF iterations"),
+    ("gpaw", "h"): ValueRule("number", 0, above=True, nullable=True, meaning="the grid spacing in Å"),
+    ("relax", "fmax_eV_per_A"): ValueRule("number", 0, meaning="the force criterion in eV/Å"),
+    ("relax", "stress_threshold_GPa"): ValueRule("number", 0, nullable=True, meaning="the stress criterion in GPa"),
+    ("relax", "max_steps"): ValueRule("integer", 0, meaning="most ionic steps"),
+    ("relax", "symprec"): ValueRule("number", 0, above=True, meaning="the symmetry tolerance in Å"),
+    ("relax", "fix_symmetry"): ValueRule("boolean"),
+    ("relax", "relax_cell"): ValueRule("boolean"),
+    ("properties", "kpt_density_per_A"): ValueRule(
+        "number", 0, nullable=True, meaning="k-points per Å⁻¹; null or 0: the relaxation's"),
+    ("properties", "band_path_npoints"): ValueRule("integer", 0, meaning="points on the band path"),
+    ("properties", "gllbsc"): ValueRule("boolean"),
+}
+#: SCF criteria of ``gpaw.convergence`` that must be positive when given (null: GPAW's default).
+CONVERGENCE_RULE = ValueRule("number", 0, above=True, nullable=True, meaning="an SCF convergence criterion")
+
+
+def breaks_rule(rule: ValueRule, value: Any) -> bool:
+    """True when ``value`` breaks ``rule`` (booleans are not numbers; NaN and infinity are refused)."""
+    if value is None:
+        return not rule.nullable
+    if rule.kind == "boolean":
+        return not isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if (rule.kind == "integer" and not isinstance(value, int)) or not math.isfinite(value):
+        return True
+    if rule.minimum is None:
+        return False
+    return value <= rule.minimum if rule.above else value < rule.minimum
+
+
+def _refuse(path: str, rule: ValueRule, value: Any) -> None:
+    """Raise the one-sentence ValueError for the setting at ``path`` when ``value`` breaks ``rule``."""
+    if breaks_rule(rule, value):
+        raise ValueError(f"{path} must be {rule.describe()}, not {value!r}")
+
+
+def check_setting_values(settings: Mapping[str, Any], origin: Callable[[str, str], str]) -> None:
+    """Check the values of merged (or override) sections ``{"gpaw": ..., "relax": ..., "properties": ...}``.
+
+    Args:
+        settings: the sections; a missing key is not checked.
+        origin: ``(section, key)`` -> where in the config the value was set (named in the error).
+
+    Raises:
+        ValueError: one sentence naming the setting, what it must be and the value found:
+            a number that must be positive (or not negative), an integer, a boolean,
+            ``gpaw.dedecut`` other than ``estimate``/a number/null, ``gpaw.convergence``
+            not a mapping of positive criteria, or an unknown optimizer.
+    """
+    for (section, key), rule in VALUE_RULES.items():
+        values = settings.get(section)
+        if isinstance(values, Mapping) and key in values:
+            _refuse(origin(section, key), rule, values[key])
+    gpaw = settings.get("gpaw") if isinstance(settings.get("gpaw"), Mapping) else {}
+    dedecut = gpaw.get("dedecut")
+    if dedecut not in (None, "estimate") and breaks_rule(ValueRule("number"), dedecut):
+        raise ValueError(f"{origin('gpaw', 'dedecut')} must be 'estimate', a number (dE/dEcut) or null, "
+                         f"not {dedecut!r}")
+    convergence = gpaw.get("convergence")
+    if convergence is not None and not isinstance(convergence, Mapping):
+        raise ValueError(f"{origin('gpaw', 'convergence')} must be a mapping such as {{energy: 1e-5}}, "
+                         f"not {convergence!r}")
+    for name in ("energy", "density", "eigenstates", "forces"):
+        if convergence and name in convergence:
+            _refuse(f"{origin('gpaw', 'convergence')}.{name}", CONVERGENCE_RULE, convergence[name])
+    relax = settings.get("relax") if isinstance(settings.get("relax"), Mapping) else {}
+    if "optimizer" in relax and relax["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"{origin('relax', 'optimizer')} is '{relax['optimizer']}', not an optimizer dftscreen "
+                         f"knows; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def check_gpaw_keys(gpaw: Mapping[str, Any], where: str) -> None:
+    """Refuse a key of a ``gpaw`` section that is neither dftscreen's own nor a GPAW keyword.
+
+    Raises:
+        ValueError: naming the key and the closest known one (a misspelt GPAW keyword
+            would otherwise reach the GPAW job and fail there, or be ignored).
+    """
+    known = OWN_GPAW_SETTING_KEYS | GPAW_KEYWORDS
+    for key in gpaw or {}:
+        if key not in known:
+            raise ValueError(
+                f"unknown key '{key}' in {where}{_did_you_mean(str(key), known)}: it is neither a GPAW keyword "
+                f"nor one of dftscreen's own ({', '.join(sorted(OWN_GPAW_SETTING_KEYS))})"
+            )
+
+
+def _origin_in(layers: list[tuple[str, Mapping[str, Any]]], fallback: str) -> Callable[[str, str], str]:
+    """``(section, key)`` -> the first layer (config path, sections) that sets the key, else ``fallback``."""
+
+    def origin(section: str, key: str) -> str:
+        for where, sections in layers:
+            values = (sections or {}).get(section)
+            if isinstance(values, Mapping) and key in values:
+                return f"{where}.{section}.{key}"
+        return f"{fallback} {section}.{key}"
+
+    return origin
+
+
+def check_dft_config(dft: Mapping[str, Any]) -> dict[str, Any]:
+    """Check config section ``dft`` the way a run uses it; returns the run's resolved settings.
+
+    Checks, in order: the keys of ``dft.overrides``, of every ``dft.presets`` entry, of every
+    ``dft.structure_overrides`` entry and of every SCF ladder rung's ``gpaw`` (closed
+    ``relax``/``properties`` vocabularies, GPAW keywords); then the values of the run's merged
+    settings, of each rung's ``gpaw`` and of each structure's merged settings
+    (:func:`check_setting_values`). The result is :func:`resolve_settings`' own.
+
+    Raises:
+        ValueError, KeyError: one sentence naming the setting and its place in the config.
+    """
+    preset, overrides, presets = dft.get("preset", "test"), dft.get("overrides") or {}, dft.get("presets") or {}
+    structure_overrides, ladder = dft.get("structure_overrides") or {}, dft.get("scf_ladder")
+    sections = [("dft.overrides", overrides), *((f"dft.presets.{name}", values) for name, values in presets.items()),
+                *((f"dft.structure_overrides.{sid}", values) for sid, values in structure_overrides.items())]
+    for where, values in sections:
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where} must be a mapping of sections (gpaw, relax, properties), not {values!r}")
+        check_vocabulary(values, where)
+        check_gpaw_keys(values.get("gpaw") or {}, f"{where}.gpaw")
+    for index, rung in enumerate(ladder or []):
+        if isinstance(rung, Mapping) and isinstance(rung.get("gpaw"), Mapping):
+            check_gpaw_keys(rung["gpaw"], f"dft.scf_ladder[{index}].gpaw")
+            check_setting_values({"gpaw": rung["gpaw"]}, _origin_in([(f"dft.scf_ladder[{index}]", rung)], ""))
+    settings = resolve_settings(preset, overrides, presets, ladder)
+    run_layers = [("dft.overrides", overrides), (f"dft.presets.{preset}", presets.get(preset) or {})]
+    check_setting_values(settings, _origin_in(run_layers, f"dft.preset '{preset}'"))
+    for sid, override in structure_overrides.items():
+        layers = [(f"dft.structure_overrides.{sid}", override), *run_layers]
+        check_setting_values(deep_merge(settings, override), _origin_in(layers, f"dft.preset '{preset}'"))
     return settings
 
 

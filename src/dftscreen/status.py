@@ -50,10 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dftscreen.config import ConfigError, read_run_config, with_defaults
 from dftscreen.dft_pack import finished_pack_records, lost_records_reason
 from dftscreen.layout import DFT_STAGES, ReferenceLibrary, ResultsLayout
 from dftscreen.plan import RunPlan
+from dftscreen.settings import deep_merge
 from dftscreen.status_codes import FINISHED_OK
 
 #: SLURM states of a job that is still to finish.
@@ -103,15 +106,21 @@ class StageStatus:
     pending: int = 0
     failure_reasons: Counter = field(default_factory=Counter)
     failed_ids: list[str] = field(default_factory=list)
+    #: Job name -> its log, for failed jobs that left no record (crashed, killed, interrupted):
+    #: the path is kept apart from the reason, which is grouped with alike reasons.
+    logs: dict[str, str] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return self.done + self.failed + self.running + self.pending
 
-    def add_failure(self, structure_id: str, reason: str) -> None:
+    def add_failure(self, structure_id: str, reason: str, log: Path | None = None) -> None:
+        """Count one failed job, its reason (grouped by :func:`reason_kind`) and its log when there is one."""
         self.failed += 1
         self.failure_reasons[reason_kind(reason)] += 1
         self.failed_ids.append(structure_id)
+        if log is not None and log.is_file():
+            self.logs[structure_id] = str(log)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +130,7 @@ class StageStatus:
             "pending": self.pending,
             "failure_reasons": dict(self.failure_reasons.most_common()),
             "failed_ids": sorted(self.failed_ids),
+            "logs": dict(sorted(self.logs.items())),
         }
 
 
@@ -167,7 +177,7 @@ def reason_kind(reason: str) -> str:
     >>> reason_kind("atoms 1 and 4 are 0.31 Å apart")
     'atoms # and # are # Å apart'
     """
-    text = " ".join((reason or "unknown reason").split())
+    text = " ".join(str(reason or "unknown reason").split())
     text = _QUOTED.sub("'…'", text)
     return _NUMBER.sub("#", text)
 
@@ -289,6 +299,44 @@ def run_config(run_folder: Path) -> dict[str, Any]:
         return with_defaults({})
 
 
+def configfile_run_config(configfile: str | os.PathLike[str], run_folder: Path) -> dict[str, Any]:
+    """The config of a run started with ``snakemake --configfile FILE``, as Snakemake merges it.
+
+    The workflow's own ``config/config.yaml`` in ``run_folder`` (when there) is read first
+    and ``configfile`` merged over it, key by key; then the schema's defaults fill the rest.
+
+    Raises:
+        ConfigError: ``configfile`` cannot be read, is not YAML or not a mapping
+            (:func:`dftscreen.config.read_run_config`'s sentence).
+    """
+    given = read_run_config(configfile)  # raises for an unreadable file, with the reason
+    base_path = Path(run_folder) / "config" / "config.yaml"
+    try:
+        base = yaml.safe_load(base_path.read_text()) if base_path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        base = None
+    if not isinstance(base, dict):
+        return given
+    return with_defaults(deep_merge(base, yaml.safe_load(Path(configfile).read_text()) or {}))
+
+
+def _check_table_problem(path: Path, checks: Any) -> str | None:
+    """Why the check table cannot be counted (not a list of records with a text ``structure_id``), or None."""
+    if checks is CORRUPT or not isinstance(checks, list):
+        return f"{path} is not a readable check table"
+    for index, record in enumerate(checks):
+        if not isinstance(record, dict) or not isinstance(record.get("structure_id"), str):
+            return f"{path} has an entry ({index}) that is not a record with a structure_id"
+        if any(record.get(key) is not None and not isinstance(record[key], str) for key in ("status", "reason")):
+            return f"{path} has a record ({record['structure_id']}) whose status or reason is not text"
+    return None
+
+
+def _id_list(value: Any) -> list[str]:
+    """A list of structure ids read from a record; anything else (a number, a string) counts as none."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
 def dft_structures(
     results: Path, checks: list[dict[str, Any]], plan: RunPlan | None = None
 ) -> tuple[dict[str, dict[str, Any]], int, int]:
@@ -300,10 +348,20 @@ def dft_structures(
     screen = _read_record(screen_path) if screen_path.is_file() else None
     screened: set[str] = set()
     if isinstance(screen, dict):
-        screened = set(screen.get("screened_out_ids", [])) - set(screen.get("audited_ids", []))
+        screened = set(_id_list(screen.get("screened_out_ids"))) - set(_id_list(screen.get("audited_ids")))
     candidates = [sid for sid in valid if sid not in screened]
     kept = set(plan.within_dft_budget(candidates)) if plan is not None else set(candidates)
     return {sid: valid[sid] for sid in candidates if sid in kept}, len(screened), len(candidates) - len(kept)
+
+
+def _malformed_record(path: Path, record: Any) -> str | None:
+    """Why a stage record read as JSON cannot be judged (not an object, a status or reason not text), or None."""
+    if not isinstance(record, dict):
+        return f"corrupt record: {path.name} is not a JSON object; delete it and rerun"
+    for key in ("status", "reason"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            return f"corrupt record: {path.name} has a {key} that is not text; delete it and rerun"
+    return None
 
 
 def _record_failure(stage: str, record: dict[str, Any]) -> str | None:
@@ -355,8 +413,12 @@ def count_jobs(
     status = StageStatus(title)
     for job in jobs:
         record = _read_record(job.record)
-        if record is CORRUPT or (record is not None and not isinstance(record, dict)):
+        if record is CORRUPT:
             status.add_failure(job.name, f"corrupt record: {job.record.name} is not readable JSON; delete it and rerun")
+            continue
+        malformed = _malformed_record(job.record, record) if record is not None else None
+        if malformed:
+            status.add_failure(job.name, malformed)
             continue
         if record is not None:
             reason = _record_failure(job.kind, record)
@@ -378,13 +440,12 @@ def count_jobs(
         elif job.output in local_running:
             status.running += 1
         elif scheduled is not None and scheduled.state != "COMPLETED":
-            status.add_failure(job.name, _scheduler_failure(scheduled))
+            status.add_failure(job.name, _scheduler_failure(scheduled), job.log)
         elif job.output in interrupted:
-            status.add_failure(job.name, "interrupted: the Snakemake run was killed while this job ran; rerun")
+            status.add_failure(job.name, "interrupted: the Snakemake run was killed while this job ran; rerun", job.log)
         elif scheduled is None and job.log.is_file():
             status.add_failure(
-                job.name,
-                f"the job started but wrote no record (it crashed or was killed; see its log '{job.log}'); rerun",
+                job.name, "the job started but wrote no record (it crashed or was killed; see its log); rerun", job.log
             )
         else:
             status.pending += 1
@@ -438,7 +499,7 @@ def reference_jobs(plan: RunPlan, out_prefix: str, formulas: list[str | None]) -
         "user_phases": user_phases,
     }
     chosen = _read_record(Path(layout.competing_phases))
-    if not isinstance(chosen, dict) or chosen is CORRUPT or not chosen.get("library"):
+    if not isinstance(chosen, dict) or chosen is CORRUPT or not isinstance(chosen.get("library"), str):
         return groups
     # Split as written (not normalised): Snakemake names the outputs by their text.
     library = ReferenceLibrary(*chosen["library"].rstrip("/").rsplit("/", 1))
@@ -451,9 +512,17 @@ def reference_jobs(plan: RunPlan, out_prefix: str, formulas: list[str | None]) -
     groups["known_phases"] = [
         Job(key, on_disk(library.phase_record(key)), library.phase_record(key), "relax_competing_phase", key,
             Path(layout.known_phase_log(key)))
-        for key in plan.competing_phase_keys(chosen)
+        for key in _chosen_phase_keys(plan, chosen)
     ]
     return groups
+
+
+def _chosen_phase_keys(plan: RunPlan, chosen: dict[str, Any]) -> list[str]:
+    """The chosen known phases that get a job; none when compare_known's table is malformed (wrongly typed)."""
+    try:
+        return plan.competing_phase_keys(chosen)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return []
 
 
 def user_phase_jobs(plan: RunPlan, prefix: ResultsLayout) -> tuple[list[Job], dict[str, Any]]:
@@ -598,8 +667,22 @@ def format_allocations(allocations: list[dict[str, Any]], top: int = 5) -> list[
     return lines
 
 
+def _no_results_problem(results: Path) -> str | None:
+    """Why ``results`` is no results folder (missing, or a regular file), or None when it is a folder."""
+    if results.is_dir():
+        return None
+    what = "is a file, not a results folder" if results.exists() else "does not exist"
+    return (
+        f"no results folder here: {results} {what} (run from the folder holding config/config.yaml, "
+        "name the run's output_dir, or give the run's --configfile)"
+    )
+
+
 def run_status(
-    results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None, query_scheduler: bool = True
+    results_dir: str | os.PathLike[str],
+    workdir: str | os.PathLike[str] | None = None,
+    query_scheduler: bool = True,
+    config: dict[str, Any] | None = None,
 ) -> RunStatus:
     """Status of the run whose results are in ``results_dir``.
 
@@ -608,22 +691,21 @@ def run_status(
         workdir: the folder Snakemake ran in (default: the parent of
             ``results_dir``, which is right when output_dir is a plain name).
         query_scheduler: ask sacct/squeue about this run's jobs.
+        config: the run's config with defaults (default: ``config/config.yaml`` in
+            ``workdir``, :func:`run_config`; see :func:`configfile_run_config` for ``--configfile``).
     """
     results = Path(results_dir)
     work = Path(workdir) if workdir is not None else results.resolve().parent
-    if not results.is_dir():
-        stages = {name: StageStatus(name) for name in STAGES}
-        problem = (
-            f"no results folder here: {results} does not exist (run from the folder holding "
-            "config/config.yaml, or name the run's output_dir)"
-        )
+    stages = {name: StageStatus(name) for name in STAGES}
+    problem = _no_results_problem(results)
+    if problem:
         return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
     checks_path = Path(ResultsLayout.of(results).checks_table)
     checks = _read_record(checks_path)
-    if checks is CORRUPT or (checks is not None and not isinstance(checks, list)):
-        stages = {name: StageStatus(name) for name in STAGES}
+    table_problem = _check_table_problem(checks_path, checks) if checks is not None else None
+    if table_problem:
         problem = (
-            f"corrupt record: {checks_path} is not a readable check table; delete it and rerun the workflow "
+            f"corrupt record: {table_problem}; delete it and rerun the workflow "
             "(the check is redone, finished DFT is kept)"
         )
         return RunStatus(results, None, 0, Counter(), Counter(), stages, "not asked", problem)
@@ -668,7 +750,7 @@ def run_status(
         if not record.get("valid") and record.get("status") != "duplicate"
     )
     # The jobs Snakemake plans for this run (dftscreen.plan), over the results folder read here.
-    plan = RunPlan(run_config(work), folder=work, layout=ResultsLayout.of(results))
+    plan = RunPlan(config or run_config(work), folder=work, layout=ResultsLayout.of(results))
     to_dft, screened, left_out = dft_structures(results, checks, plan)
     ids = list(to_dft)
     lost: dict[str, str] = {}
@@ -735,13 +817,33 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
             shown = sorted(stage.failed_ids)[:show_ids]
             more = len(stage.failed_ids) - len(shown)
             lines.append("    failed: " + ", ".join(shown) + (f" (+{more} more)" if more else ""))
+        lines.extend(_log_lines(stage.logs, top))
     lines.extend(format_allocations(status.allocations, top))
     lines.append(f"scheduler: {status.scheduler}")
     return "\n".join(lines)
 
 
+def _log_lines(logs: dict[str, str], top: int) -> list[str]:
+    """Text lines naming the logs of the first ``top`` jobs that failed without a record."""
+    names = sorted(logs)[: max(top, 1)]
+    lines = [f"    log of {name}: {logs[name]}" for name in names]
+    if len(logs) > len(names):
+        lines.append(f"    (+{len(logs) - len(names)} more logs: --json lists them)")
+    return lines
+
+
+def _atoms(check: dict[str, Any]) -> int:
+    """A check record's ``n_sites`` as a count of atoms (1 when missing or not a number)."""
+    try:
+        return max(1, int(check.get("n_sites") or 1))
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
 def cost_projection(
-    results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None
+    results_dir: str | os.PathLike[str],
+    workdir: str | os.PathLike[str] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Core-hours spent per DFT stage and projected for the structures still without a record.
 
@@ -756,20 +858,22 @@ def cost_projection(
     results = Path(results_dir)
     layout = ResultsLayout.of(results)
     checks = _read_record(Path(layout.checks_table))
-    if not isinstance(checks, list):
+    if not results.is_dir() or checks is None or _check_table_problem(Path(layout.checks_table), checks):
         return None
     work = Path(workdir) if workdir is not None else results.resolve().parent
-    plan = RunPlan(run_config(work), folder=work, layout=layout)
+    plan = RunPlan(config or run_config(work), folder=work, layout=layout)
     cost_of = {"relax": relax_core_hours, "properties": job_core_hours}
     finished_cost: dict[str, list[float]] = {stage: [] for stage in STAGES}
     finished_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
     pending_atoms: dict[str, list[int]] = {stage: [] for stage in STAGES}
     for check in dft_structures(results, checks, plan)[0].values():
-        atoms = int(check.get("n_sites") or 1)
+        atoms = _atoms(check)
         relax_failed = False
         for stage in STAGES:
             path = Path(layout.stage_record(check["structure_id"], stage))
             record = _read_record(path) if path.is_file() else None
+            if record is not None and _malformed_record(path, record):
+                continue  # counted as a failure by run_status; its cost is unknown
             if record is None:
                 # After a failed relaxation the properties job only records that it was skipped.
                 if not relax_failed:

@@ -3,8 +3,11 @@
 The corpus is rutile TiO2 written as raw CrystaLLM output (good_rutile.cif) and
 copies of it broken in one way each; the 1 MB file is generated here. Besides:
 a 1.9 kB raw CIF declaring F m -3 m whose 40 sites expand to 7,584 atoms, a
-rutile slab with 20 Å of vacuum, CO2 in a 12 Å box, two structures in one file,
-and rutile with oxidation-state type symbols (Ti4+, O2-).
+7.3 kB CIF declaring F m -3 m whose operator loop has a malformed line
+('x,y,z+0.5.5': pymatgen would drop the loop and expand its 200 sites with the
+symbol's 192 operators to about 38,000 atoms), a rutile slab with 20 Å of
+vacuum, CO2 in a 12 Å box, two structures in one file, and rutile with
+oxidation-state type symbols (Ti4+, O2-).
 """
 
 import shutil
@@ -37,6 +40,9 @@ EXPECTED = {
         "more than check.max_atoms = 500",
     ),
     "multi_block.cif": (False, "the file holds 2 structures (data blocks data_Ti2O4, data_Ti2O4_second)"),
+    "malformed_operator.cif": (
+        False, "symmetry operator 'x,y,z+0.5.5' (line 2 of 2 of the operator loop) is malformed"
+    ),
     # Readable files: they are the good rutile and reach the dedupe stage.
     "good_rutile.cif": (True, ""),
     "non_utf8.cif": (True, ""),

@@ -234,9 +234,9 @@ def test_atoms_are_counted_before_building_as_pymatgen_builds_them(symprec):
     from pymatgen.core import Lattice, Structure
     from pymatgen.io.cif import CifWriter
 
-    from dftscreen.cif_reader import _operators_of, expanded_site_count, parse_cif_block, read_cif_text, read_tags
+    from dftscreen.cif_reader import expanded_site_count, file_operators, parse_cif_block, read_cif_text, read_tags
 
     rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     text = str(CifWriter(rocksalt, symprec=symprec))
     block = parse_cif_block(text)
-    assert expanded_site_count(block, _operators_of(read_tags(block))) == len(read_cif_text(text).structure) == 8
+    assert expanded_site_count(block, file_operators(read_tags(block))) == len(read_cif_text(text).structure) == 8

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from dftscreen.inputs import MAX_ID_CHARS, STRUCTURE_ID_PATTERN, assign_ids, discover_cifs, make_id
+from dftscreen.inputs import MAX_ID_CHARS, STRUCTURE_ID_PATTERN, assign_ids, discover_cifs, make_id, no_input_message
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,110 @@ def test_discover_cifs_recurses_and_ignores_other_files(tmp_path: Path):
 def test_discover_cifs_missing_folder_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="input.cif_dir"):
         discover_cifs(tmp_path / "nope")
+
+
+# Issue 28, N2 and N6: the crawl skips exactly the workflow's own folders ---------------------------
+
+
+def _write(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("data_x\n")
+    return path
+
+
+def test_cif_dir_inside_output_dir_is_read_and_only_the_workflows_own_folders_skipped(tmp_path: Path, monkeypatch):
+    """run07/cifs with results in run07 (or output_dir: .): both structures are inputs, results are not."""
+    run = tmp_path / "run07"
+    _write(run / "cifs" / "a.cif")
+    _write(run / "cifs" / "b.cif")
+    _write(run / "dft" / "a" / "relaxed.cif")  # the workflow's own output
+    _write(run / "ml" / "structures" / "a" / "relaxed.cif")
+    ids = sorted(item.relative_path for item in discover_cifs(run / "cifs", run))
+    assert ids == ["a.cif", "b.cif"]
+    monkeypatch.chdir(run)
+    assert sorted(i.relative_path for i in discover_cifs("cifs", ".")) == ["a.cif", "b.cif"]
+
+
+def test_output_dir_at_the_root_is_refused_and_an_empty_crawl_says_why(tmp_path: Path):
+    _write(tmp_path / "cifs" / "a.cif")
+    with pytest.raises(ValueError, match="file system's root"):
+        discover_cifs(tmp_path / "cifs", "/")
+    _write(tmp_path / "cifs" / "out" / "dft" / "a" / "relaxed.cif")
+    (tmp_path / "cifs" / "a.cif").unlink()
+    message = no_input_message({"cif_dir": str(tmp_path / "cifs")}, tmp_path / "cifs" / "out")
+    assert "the 1 CIF files under input.cif_dir" in message and "never read as inputs" in message
+    assert no_input_message({"cif_dir": str(tmp_path / "empty")}, None).startswith("no input: the input folder")
+
+
+def test_a_library_known_set_or_reference_cif_inside_cif_dir_is_no_input(tmp_path: Path, monkeypatch):
+    from dftscreen.config import with_defaults
+    from dftscreen.plan import RunPlan
+
+    cifs = tmp_path / "cifs"
+    _write(cifs / "gen" / "a.cif")
+    _write(cifs / "library" / "abc" / "elements" / "Na" / "auto" / "relaxed.cif")
+    _write(cifs / "known" / "NaCl.cif")
+    _write(cifs / "refs" / "Na.cif")
+    _write(cifs / "phases" / "Na2O.cif")
+    monkeypatch.chdir(tmp_path)
+    config = with_defaults({
+        "input": {"cif_dir": "cifs"}, "output_dir": "out",
+        "stability": {"reference_library_dir": "cifs/library", "elemental_reference_cifs": {"Na": "cifs/refs/Na.cif"},
+                      "reference_cif_dir": "cifs/phases"},
+        "known_materials": {"database": {"path": "cifs/known"}},
+    })  # fmt: skip
+    assert [item.relative_path for item in RunPlan(config).inputs.values()] == ["gen/a.cif"]
+    # The same crawl from another folder, as `dftscreen status` plans it.
+    monkeypatch.chdir("/")
+    plan = RunPlan(config, folder=tmp_path)
+    assert [item.relative_path for item in plan.inputs.values()] == ["gen/a.cif"]
+
+
+# Issue 28, N1: no path Snakemake cannot take reaches it -------------------------------------------
+
+
+def test_a_file_snakemake_cannot_name_is_read_by_dft_from_the_workflows_copy(tmp_path: Path, monkeypatch):
+    from dftscreen.config import with_defaults
+    from dftscreen.inputs import needs_workflow_copy, snakemake_unsafe, write_input_copy
+    from dftscreen.plan import RunPlan
+
+    normal = _write(tmp_path / "cifs" / "a.cif")
+    odd = _write(tmp_path / "cifs" / "sample_<unk>_{3}.cif")
+    odd.write_text("data_odd\n")
+    assert snakemake_unsafe(odd) and not snakemake_unsafe(normal)
+    monkeypatch.chdir(tmp_path)
+    plan = RunPlan(with_defaults({"input": {"cif_dir": "cifs"}, "output_dir": "out"}))
+    by_path = {item.relative_path: item for item in plan.inputs.values()}
+    odd_item, normal_item = by_path["sample_<unk>_{3}.cif"], by_path["a.cif"]
+    assert needs_workflow_copy(odd_item) and not needs_workflow_copy(normal_item)
+    # A normal file is read where it is (a finished run's inputs keep their paths); the odd one from out/inputs.
+    assert plan.input_cif(normal_item.structure_id) == "cifs/a.cif"
+    copy = plan.input_cif(odd_item.structure_id)
+    assert copy == f"out/inputs/{odd_item.structure_id}.cif" and not snakemake_unsafe(copy)
+    written = write_input_copy(odd_item, "out/inputs")
+    assert str(written) == copy and written.read_text() == "data_odd\n"
+    mtime = written.stat().st_mtime_ns
+    write_input_copy(odd_item, "out/inputs")  # unchanged: not rewritten, so no DFT reruns
+    assert written.stat().st_mtime_ns == mtime
+
+
+def test_configured_paths_snakemake_cannot_take_are_refused_at_start_up(tmp_path: Path):
+    from dftscreen.config import with_defaults
+    from dftscreen.guards import ConfigError, check_snakemake_paths
+
+    check_snakemake_paths(with_defaults({"output_dir": "run 07 (ä)"}))
+    for key, config in [
+        ("output_dir", {"output_dir": "run_<unk>"}),
+        ("known_materials.database.path", {"known_materials": {"database": {"path": "known/{set}"}}}),
+        ("stability.elemental_reference_cifs.Na", {"stability": {"elemental_reference_cifs": {"Na": "na<1>.cif"}}}),
+    ]:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)} '.*' holds .* wildcard or path variable"):
+            check_snakemake_paths(with_defaults(config))
+
+
+def test_a_known_set_folder_lists_only_the_files_snakemake_can_track(tmp_path: Path):
+    from dftscreen.known import known_set_files
+
+    _write(tmp_path / "known" / "a.cif")
+    _write(tmp_path / "known" / "b_<unk>.cif")
+    assert known_set_files({"path": str(tmp_path / "known")}) == [str(tmp_path / "known" / "a.cif")]

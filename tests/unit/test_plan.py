@@ -122,6 +122,8 @@ def test_the_manifest_is_outdated_until_written_and_again_when_an_input_is_added
 
 
 def test_ids_files_are_read_once_per_version(tmp_path: Path):
+    for name in ("a", "b", "c"):
+        write_cif(tmp_path / "cifs" / f"{name}.cif", ["Na", "Cl"])
     plan = run_plan(tmp_path)
     path = tmp_path / "ids.txt"
     path.write_text("a\nb\n\n")
@@ -129,6 +131,10 @@ def test_ids_files_are_read_once_per_version(tmp_path: Path):
     assert ids == ["a", "b"] and plan.read_ids(path) is ids
     path.write_text("a\nb\nc\n")
     assert plan.read_ids(path) == ["a", "b", "c"]
+    # An id whose input has gone (removed from cif_dir since the check wrote the file) cannot be planned:
+    # left out, not a KeyError that Snakemake swallows into "Nothing to be done".
+    path.write_text("a\ngone\nc\n")
+    assert plan.read_ids(path) == ["a", "c"]
 
 
 def test_settings_of_a_structure_with_an_override(tmp_path: Path):

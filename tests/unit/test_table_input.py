@@ -9,7 +9,7 @@ import pytest
 
 from dftscreen.aggregate import build_table
 from dftscreen.check_batch import check_and_deduplicate
-from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_table_row_cif
+from dftscreen.inputs import STRUCTURE_ID_PATTERN, discover_inputs, table_inputs, write_input_copy
 
 from conftest import crystallm_pi_rows as _rows
 
@@ -73,10 +73,10 @@ def test_extra_columns_reach_the_results_table(table: Path, tmp_path: Path):
 
 def test_row_cif_written_once_and_kept_when_unchanged(table: Path, tmp_path: Path):
     item = table_inputs(table)[0]
-    path = write_table_row_cif(item, tmp_path / "inputs")
+    path = write_input_copy(item, tmp_path / "inputs")
     assert path.read_bytes() == item.content
     before = path.stat().st_mtime_ns
-    write_table_row_cif(item, tmp_path / "inputs")
+    write_input_copy(item, tmp_path / "inputs")
     assert path.stat().st_mtime_ns == before
 
 

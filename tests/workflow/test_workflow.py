@@ -308,12 +308,23 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     deep.mkdir(parents=True)
     shutil.copy(EXAMPLES / "NaCl_crystallm_P4nmm.cif", deep / ("ñ" * 25 + " NaCl (copy).cif"))
     shutil.copy(TEST_DATA / "bad_cifs" / "huge_expansion.cif", tmp_path / "cifs")
+    # Issue 28, N1: `<unk>` (CrystaLLM's unknown token) and `{y}` are a path variable and a wildcard
+    # to Snakemake 9, which stopped the whole run after the check; the DFT reads the workflow's copy.
+    from pymatgen.core import Lattice, Structure
+
+    cscl = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cscl.to(filename=str(tmp_path / "cifs" / "x_<unk>_{y}.cif"))
     outside_before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     proc = snakemake(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = pd.read_csv(tmp_path / out / "results.csv").set_index("source_file")
-    assert len(table) == 3
+    assert len(table) == 4
+    unk = table.loc["x_<unk>_{y}.cif"]
+    assert unk["status"] in ("ok", "not_converged"), unk["reason"]
+    assert (tmp_path / out / "inputs" / f"{unk['structure_id']}.cif").read_bytes() == (
+        tmp_path / "cifs" / "x_<unk>_{y}.cif"
+    ).read_bytes()
     nacl = table.loc[f"{'ä' * 100}/{'ö' * 100}/{'ñ' * 25} NaCl (copy).cif"]
     assert nacl["status"] in ("ok", "not_converged"), nacl["reason"]
     assert math.isfinite(nacl["energy_eV"])

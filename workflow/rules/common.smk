@@ -16,8 +16,9 @@ from dftscreen import mpi_launch
 from dftscreen.cohorts import check_cohorts
 from dftscreen.dag_speed import cache_function_signatures
 from dftscreen.dft_pack import PACK_NAME_PATTERN, PackMember, pack_size
-from dftscreen.guards import check_output_dir, check_structure_overrides, check_target_names, short_schema_error
-from dftscreen.inputs import STRUCTURE_ID_PATTERN, check_reference_cifs, discover_cifs
+from dftscreen.guards import check_run_config, check_structure_overrides, check_target_names, short_schema_error
+from dftscreen.inputs import STRUCTURE_ID_PATTERN, check_reference_cifs
+from dftscreen.known import check_known_sets, known_set_files
 from dftscreen.ml_hull import dft_start_cif as _dft_start_cif, screen_threshold
 from dftscreen.plan import RunPlan
 from dftscreen.report import figure_captions, figure_names
@@ -31,7 +32,7 @@ except WorkflowError as exc:
     raise WorkflowError(short_schema_error(exc)) from None
 
 OUT = config["output_dir"]
-check_output_dir(OUT)
+check_run_config(config)  # output_dir, DFT settings, check bounds, ML model/device (dftscreen.guards)
 # The run's jobs, planned once per Snakemake start (each cluster job too): every question
 # below is asked of this one object, which reads each file once (dftscreen.plan).
 PLAN = RunPlan(config)
@@ -42,11 +43,7 @@ DFT = config["dft"]
 # folder inside the input folder is skipped (the workflow never reads its own results).
 INPUTS = PLAN.inputs
 if not INPUTS:
-    print(
-        "dftscreen: WARNING: no input structures: input.cif_dir has no *.cif file and input.table no row; "
-        "the results table will be empty",
-        file=sys.stderr,
-    )
+    print(f"dftscreen: WARNING: {PLAN.no_input_message()}; the results table will be empty", file=sys.stderr)
 check_structure_overrides(DFT["structure_overrides"], INPUTS)
 check_target_names(config["targets"]["properties"], TARGET_KINDS)
 # A targets file that gives no input a target stops the run now, not at its end.
@@ -69,7 +66,8 @@ INPUT_MANIFEST = LAYOUT.input_manifest
 INPUT_MANIFEST_FLAG = {"changed": PLAN.input_manifest_flag} if PLAN.input_manifest_flag else {}
 # Competing phases for the hull (relaxed with the same preset); few files, listed once.
 REFERENCE_PHASES = PLAN.reference_phases
-KNOWN = config["known_materials"]
+# Every known set's path, format and table columns, checked now in one sentence (dftscreen.known).
+KNOWN = check_known_sets(config["known_materials"])
 # Elemental references and chosen known phases, reused by every run naming the same folder
 # with the same DFT settings (see dftscreen.reflib).
 LIBRARY = PLAN.library
@@ -324,17 +322,9 @@ def dft_input_cifs(wildcards):
     return [PLAN.input_cif(sid) for sid in valid_structure_ids()]
 
 
-def _known_set_files(source):
-    """A known set's file, or a folder's CIFs (none when the set is not given)."""
-    path = source["path"]
-    if path and Path(path).is_dir():
-        return sorted(str(item.path) for item in discover_cifs(path))
-    return [path] if path else []
-
-
 def known_database_files(wildcards):
     """The known database's files, so that editing them reruns the relaxed structures' comparison."""
-    return _known_set_files(KNOWN["database"])
+    return known_set_files(KNOWN["database"])
 
 
 def relaxed_novelty_input(wildcards):
@@ -344,7 +334,7 @@ def relaxed_novelty_input(wildcards):
 
 def known_source_files(wildcards):
     """The known sets' files (a folder's CIFs), so that editing them reruns the comparison."""
-    return _known_set_files(KNOWN["database"]) + _known_set_files(KNOWN["training"])
+    return known_set_files(KNOWN["database"]) + known_set_files(KNOWN["training"])
 
 
 def ml_known_phase_energies(wildcards):

@@ -13,8 +13,9 @@ from dataclasses import replace
 from dftscreen.check import CheckSettings
 from dftscreen.check_batch import check_all, check_and_deduplicate
 from dftscreen.dedupe import MatchSettings
-from dftscreen.inputs import discover_inputs, write_table_row_cif
+from dftscreen.inputs import discover_inputs, needs_workflow_copy, no_input_message, write_input_copy
 from dftscreen.io import atomic_write_json, atomic_write_text
+from dftscreen.plan import workflow_paths
 from dftscreen.settings import paw_elements
 from dftscreen.size_gate import GateSettings
 
@@ -27,9 +28,14 @@ gate = snakemake.params.size_gate  # noqa: F821
 if gate:
     settings = replace(settings, size_gate=GateSettings.from_dft_settings(gate["settings"], gate["resources"]))
 workers = min(int(check_config.get("workers", 1)), snakemake.threads)  # noqa: F821
-items = discover_inputs(dict(snakemake.params.inputs), snakemake.params.output_dir)  # noqa: F821
+# The run's own folders, reference library and known sets are never inputs (dftscreen.plan.workflow_paths).
+own = workflow_paths(snakemake.config)  # noqa: F821
+items = discover_inputs(dict(snakemake.params.inputs), snakemake.params.output_dir, own)  # noqa: F821
 if not items:
-    logging.warning("no input: the input folder and table hold no CIF; the results table will be empty")
+    logging.warning(
+        "%s; the results table will be empty",
+        no_input_message(dict(snakemake.params.inputs), snakemake.params.output_dir, own),  # noqa: F821
+    )
 elements = paw_elements(snakemake.params.xc)  # noqa: F821
 if dedupe_config.get("enabled", True):
     match = MatchSettings.from_config(dedupe_config)
@@ -57,7 +63,8 @@ logging.info(
 )
 by_id = {item.structure_id: item for item in items}
 for sid in valid:
-    if by_id[sid].content is not None:  # a table row: DFT needs it as a file
-        write_table_row_cif(by_id[sid], snakemake.params.inputs_dir)  # noqa: F821
+    # A table row, or a file whose path Snakemake cannot take (`<unk>`, `{x}`): DFT reads a copy.
+    if needs_workflow_copy(by_id[sid]):
+        write_input_copy(by_id[sid], snakemake.params.inputs_dir)  # noqa: F821
 atomic_write_json(snakemake.output.table, [r.to_dict() for r in results])  # noqa: F821
 atomic_write_text(snakemake.output.valid_ids, "".join(f"{sid}\n" for sid in valid))  # noqa: F821

@@ -2,34 +2,34 @@
 
 Reads each known set once. Chosen phases get their structure written to the reference
 library as start.cif (only when missing or different, so a finished relaxation is not redone).
+Logging goes to the job's log; a known set that cannot be used ends the job with one sentence there.
 """
 
 import json
-import logging
 from pathlib import Path
 
-from dftscreen.compare_known import compare_with_known
+from dftscreen.compare_known import compare_with_known, job_log
 from dftscreen.dedupe import MatchSettings
 from dftscreen.io import atomic_write_json, read_json
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 inputs = snakemake.input  # noqa: F821
 params = snakemake.params  # noqa: F821
-valid_ids = [line.strip() for line in Path(inputs.valid_ids).read_text().splitlines() if line.strip()]
-ml_energies = read_json(inputs.ml_energies[0]) if inputs.ml_energies else None
-match = MatchSettings.from_config(params.match)
-novelty, phases = compare_with_known(
-    checks=read_json(inputs.checks),
-    dft_cifs=dict(zip(valid_ids, inputs.cifs)),
-    known_config=dict(params.known),
-    match=match,
-    choose_phases=params.choose_phases,
-    library_folder=params.library_folder,
-    settings=json.loads(params.settings),
-    ml_energies_per_atom=ml_energies,
-    workers=snakemake.threads,  # noqa: F821
-    known_index_dir=params.known_index_dir,
-    log=logging.getLogger("compare_known"),
-)
-atomic_write_json(snakemake.output.novelty, novelty)  # noqa: F821
-atomic_write_json(snakemake.output.phases, phases)  # noqa: F821
+with job_log("compare_known", snakemake.log[0]) as log:  # noqa: F821
+    valid_ids = [line.strip() for line in Path(inputs.valid_ids).read_text().splitlines() if line.strip()]
+    ml_energies = read_json(inputs.ml_energies[0]) if inputs.ml_energies else None
+    match = MatchSettings.from_config(params.match)
+    novelty, phases = compare_with_known(
+        checks=read_json(inputs.checks),
+        dft_cifs=dict(zip(valid_ids, inputs.cifs)),
+        known_config=dict(params.known),
+        match=match,
+        choose_phases=params.choose_phases,
+        library_folder=params.library_folder,
+        settings=json.loads(params.settings),
+        ml_energies_per_atom=ml_energies,
+        workers=snakemake.threads,  # noqa: F821
+        known_index_dir=params.known_index_dir,
+        log=log,
+    )
+    atomic_write_json(snakemake.output.novelty, novelty)  # noqa: F821
+    atomic_write_json(snakemake.output.phases, phases)  # noqa: F821

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ from dftscreen.cif_reader import (
 )
 from dftscreen.columns import INPUT_PREFIX, is_results_column
 from dftscreen.inputs import InputFile
-from dftscreen.size_gate import GateSettings, estimate_cost, route
+from dftscreen.size_gate import GateSettings, estimate_structure, route
 
 __all__ = [
     "CheckResult",
@@ -489,10 +490,8 @@ def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSetting
     The structure stays ``dft_ready`` (nothing is wrong with it physically), but
     not ``valid``: it does not go to DFT, nor take part in deduplication.
     """
-    n_atoms = len(structure)
-    estimate = estimate_cost(
-        n_atoms, structure.lattice.matrix, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms)
-    )
+    # The settings its DFT uses: bands from valence electrons, spin, the merged k-points (dftscreen.size_gate).
+    estimate = estimate_structure([site.specie.symbol for site in structure], structure.lattice.matrix, gate)
     decision = route(estimate, gate.policy)
     result.dft_estimate_mem_MB_per_rank = round(estimate.mem_mb_per_task, 1)
     result.dft_estimate_runtime_min = round(estimate.runtime_min, 1)
@@ -588,3 +587,44 @@ def check_item(
     )
     result.input_columns = dict(item.extra_columns)
     return result, structure
+
+
+#: Sub-checks of CrystaLLM's validity, as the check log names them (:func:`crystallm_failure_summary`).
+_CRYSTALLM_SUBCHECKS = ("cell_sensible", "formula_consistent", "multiplicity_consistent", "spacegroup_consistent")
+
+
+def _crystallm_failures(result: CheckResult) -> list[str]:
+    """The CrystaLLM sub-checks ``result`` failed (its columns, or its reason when no column says)."""
+    failed = [name for name in _CRYSTALLM_SUBCHECKS if getattr(result, name) is False]
+    reason = result.crystallm_reason or ""
+    if "bond-length score" in reason:
+        failed.append("bond_length_score")
+    if result.ordered is False:
+        failed.append("ordered")
+    return failed or [reason.split(";")[0].split(":")[0].strip() or "not read"]
+
+
+def crystallm_failure_summary(results: list[CheckResult], top: int = 4) -> list[str]:
+    """Log lines: which CrystaLLM sub-checks the files that are not ``crystallm_valid`` failed, most
+    common first, and a hint when most failed only on a declared P1 that spglib finds more symmetric in.
+
+    CrystaLLM's metric needs the declared space group to be the one spglib finds: generated files
+    that all declare P1 fail it although nothing is wrong with them for DFT. No failures: no lines.
+    """
+    failed = [result for result in results if not result.crystallm_valid]
+    if not failed:
+        return []
+    counts = Counter(name for result in failed for name in _crystallm_failures(result))
+    parts = ", ".join(f"{name} {count}" for name, count in counts.most_common(top))
+    lines = [f"not crystallm_valid: {len(failed)} files; sub-checks failed: {parts}"]
+    p1_only = sum(
+        _crystallm_failures(result) == ["spacegroup_consistent"] and result.declared_spacegroup_number == 1
+        for result in failed
+    )
+    if p1_only * 2 > len(failed):
+        lines.append(
+            f"{p1_only} of them fail only the space-group check: they declare P1 while spglib finds a higher "
+            "symmetry, which CrystaLLM's metric counts as invalid; harmless for DFT (dft_ready does not need it "
+            "unless check.dft_require_spacegroup_match)"
+        )
+    return lines

@@ -1,10 +1,13 @@
 """The compare_known job: every run's one look at its known sets (see workflow/rules/known.smk).
 
-For the unique dft_ready structures of a run it writes two tables:
+For the structures of a run it writes two tables:
 
 - ``known/novelty.json``: per structure id, ``smact_valid`` (every row with a formula),
-  and for the DFT structures ``novel`` / ``matches_known_id`` against the database and
-  ``novel_vs_training`` / ``matches_training_id`` against the optional training set;
+  and for every structure that parsed and is no duplicate (the DFT-bound ones and the
+  others, e.g. one with an element without a PAW dataset: :func:`read_other_parsed`)
+  ``novel`` / ``matches_known_id`` against the database and ``novel_vs_training`` /
+  ``matches_training_id`` against the optional training set (a duplicate takes its
+  representative's in the table);
 - ``known/competing_phases.json``: the database phases chosen for the hull of the DFT
   structures' chemical systems (:mod:`dftscreen.competing`), the notes on what was left
   out, and the labels of the known sets. Each chosen phase's structure is written to the
@@ -18,17 +21,18 @@ under ``notes``, one sentence per set with skipped entries (count, first ids, fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Structure
 from pymatgen.io.cif import CifWriter
 
 from dftscreen.columns import NOVELTY_COLUMNS, RELAXED_NOVELTY_COLUMNS
 from dftscreen.competing import choose_competing_phases
 from dftscreen.dedupe import MatchSettings
+from dftscreen.inputs import InputFile
 from dftscreen.known import KnownSet, KnownSetError, one_line
 from dftscreen.known_index import read_known_set
 from dftscreen.layout import ReferenceLibrary
@@ -47,6 +51,62 @@ def _read_structures(dft_cifs: dict[str, str]) -> list[tuple[str, Any]]:
     return structures
 
 
+def other_parsed_ids(checks: list[dict[str, Any]], dft_ids: Collection[str]) -> list[str]:
+    """Ids of the structures that parsed (their check record has a formula), are no duplicate
+    and are not in ``dft_ids``: not ``dft_ready`` (no PAW dataset, atoms too close, ...) or too large."""
+    return [check["structure_id"] for check in checks
+            if check.get("reduced_formula") and not check.get("duplicate_of") and check["structure_id"] not in dft_ids]
+
+
+def read_input_structures(
+    inputs: Mapping[str, InputFile], structure_ids: list[str], *, max_file_bytes: int, log: logging.Logger
+) -> list[tuple[str, Structure]]:
+    """The structures of the given inputs, read as the check read them (a file's bytes or a table row's text).
+
+    One that cannot be read now (gone, changed since the check) is left out with a warning:
+    it only loses its novelty, never the other rows theirs.
+    """
+    from dftscreen.cif_reader import decode_cif_bytes, read_bounded, read_cif_text
+
+    structures = []
+    for structure_id in structure_ids:
+        item = inputs.get(structure_id)
+        if item is None:
+            log.warning("%s: no longer an input of the run, no novelty", structure_id)
+            continue
+        try:
+            raw = item.content if item.content is not None else read_bounded(item.path, max_file_bytes)
+            text, _ = decode_cif_bytes(raw, max_file_bytes)
+            structures.append((structure_id, read_cif_text(text).structure))
+        except Exception as exc:  # one unreadable input must not cost the other rows their novelty
+            log.warning("%s: input not readable now (%s), no novelty", structure_id, one_line(exc))
+    return structures
+
+
+def read_other_parsed(
+    checks: list[dict[str, Any]], dft_ids: Collection[str], run_config: dict[str, Any], log: logging.Logger
+) -> list[tuple[str, Structure]]:
+    """The structures of :func:`other_parsed_ids`, read from the run's inputs as the check found them.
+
+    The inputs are listed as the check job lists them (``input``, ``output_dir`` and
+    :func:`dftscreen.inputs.workflow_paths` of ``run_config``, the run's config), only when such
+    a structure exists. No Snakemake input declares them: the check table, an input of the
+    job, changes whenever they do.
+    """
+    from dftscreen.check import CheckSettings
+    from dftscreen.inputs import discover_inputs, workflow_paths
+
+    structure_ids = other_parsed_ids(checks, dft_ids)
+    if not structure_ids:
+        return []
+    items = discover_inputs(dict(run_config["input"]), run_config["output_dir"], workflow_paths(run_config))
+    inputs = {item.structure_id: item for item in items}
+    max_file_bytes = CheckSettings.from_config(dict(run_config["check"])).max_file_bytes
+    structures = read_input_structures(inputs, structure_ids, max_file_bytes=max_file_bytes, log=log)
+    log.info("novelty also for %d parsed structures that do not go to DFT", len(structures))
+    return structures
+
+
 def compare_with_known(
     checks: list[dict[str, Any]],
     dft_cifs: dict[str, str],
@@ -59,18 +119,22 @@ def compare_with_known(
     workers: int = 1,
     log: logging.Logger | None = None,
     known_index_dir: str | None = None,
+    other_structures: list[tuple[str, Structure]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Novelty table and chosen competing phases of one run (see the module docstring).
 
     Args:
         checks: the check records (checks.json).
-        dft_cifs: structure id -> CIF path of every structure going to DFT.
+        dft_cifs: structure id -> CIF path of every structure going to DFT (matched, and their
+            chemical systems get competing phases).
         known_config: the config section ``known_materials``.
         library_folder: ``<library>/<settings key>`` of this run's DFT settings.
         settings: the run's DFT settings (kept beside the library's results as settings.json).
         ml_energies_per_atom: the ML stage's energies of database entries (eV/atom, by id), if any.
         known_index_dir: where JSON known sets keep their index (:mod:`dftscreen.known_index`);
             ``None``: the JSON is parsed every run.
+        other_structures: ``(id, structure)`` of the other parsed structures (:func:`read_other_parsed`):
+            matched too, but no competing phases are chosen for them.
     """
     log = log or logging.getLogger(__name__)
     rows: dict[str, dict[str, Any]] = {}
@@ -90,7 +154,8 @@ def compare_with_known(
             database = known
         log.info("known set %s: %s", name, known.label)
         known_notes += [known.skipped_note] if known.skipped_note else []
-        for structure_id, result in match_against_known(structures, known, match, workers).items():
+        matched = structures + list(other_structures or [])
+        for structure_id, result in match_against_known(matched, known, match, workers).items():
             rows[structure_id].update({novel_column: result.novel, id_column: result.match_id})
     novelty = {"known_set": labels["database"], "training_set": labels["training"], "notes": known_notes,
                "structures": rows}

@@ -11,8 +11,11 @@ above the hull first, then smaller cells). They are then relaxed with GPAW at th
 run's preset and join the hull beside the elemental references: the known set's
 energies only *choose* phases, they are never mixed with GPAW energies.
 
-A known set without energies (a folder of CIFs) cannot rank its phases: every entry
-of the system is taken, up to ``max_per_system`` per system, smaller cells first.
+A known set with energies above its own hull but no energies per atom (a table with only
+``e_above_hull_column``) is ranked by those. A known set without any energy (a folder of
+CIFs) cannot rank its phases: at most ``max_per_system`` per system are taken (never all of
+them), fewest sites first, then by id; when that leaves phases out, the first note says they
+were not ranked by energy.
 Disordered entries (partial occupancies) are never chosen: DFT cannot relax them.
 
 Each chosen phase has a key, ``<reduced formula>-<fingerprint>``, where the fingerprint
@@ -37,6 +40,8 @@ from dftscreen.known import KnownEntry, KnownSet, KnownSetError
 MISSING_ELEMENT_OFFSET_EV_PER_ATOM = 1.0
 #: A known entry this close to its known hull (eV/atom) is on it, and never dropped by ``max_per_system``.
 ON_HULL_EV_PER_ATOM = 1e-6
+#: ``energy_source`` of a phase chosen from a known set without any energy.
+UNRANKED_SOURCE = "none (known set has no energies: not ranked, at most max_per_system per system, fewest sites first)"
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,38 @@ def known_hull_distances(
     return {eid: float(diagram.get_e_above_hull(entry, allow_negative=True)) for eid, entry in pd_entries.items()}
 
 
+def _distances(
+    in_system: list[KnownEntry], mode: str, energies_per_atom: dict[str, float] | None
+) -> dict[str, float]:
+    """Distance above the known hull (eV/atom) by entry id: from energies (``mode`` "energy"),
+    the set's own energies above hull ("hull") or none ("none")."""
+    if mode == "energy":
+        # Distances on the hull of every entry, elements included: without them pymatgen's
+        # hull would stand on placeholder elements and rank the compounds wrongly.
+        return known_hull_distances(in_system, energies_per_atom)
+    if mode == "hull":
+        return {e.entry_id: e.e_above_hull_eV_per_atom for e in in_system if e.e_above_hull_eV_per_atom is not None}
+    return {}
+
+
+def _ranking(known: KnownSet, energies_per_atom: dict[str, float] | None, energy_source: str | None) -> tuple[str, str]:
+    """How phases are ranked (``"energy"``, ``"hull"`` or ``"none"``) and how to describe it in the record."""
+    if energies_per_atom is not None or known.has_energies:
+        return "energy", energy_source or (
+            "ML energies" if energies_per_atom is not None else f"energies of {known.label}")
+    if any(e.e_above_hull_eV_per_atom is not None for e in known.entries):
+        return "hull", energy_source or f"energies above hull of {known.label}"
+    return "none", UNRANKED_SOURCE
+
+
+def unranked_note(known: KnownSet, max_per_system: int) -> str:
+    """The note of a choice from a known set without any energy: phases not ranked, capped per system."""
+    return (f"known set {known.label} has no energies: its phases were not ranked by energy; at most "
+            f"known_materials.competing_phases.max_per_system = {max_per_system} per chemical system were "
+            "taken, fewest sites first, then by id (give the set's energy_per_atom_column or "
+            "e_above_hull_column to rank them)")
+
+
 def choose_competing_phases(
     systems: Iterable[Iterable[str]],
     known: KnownSet,
@@ -131,25 +168,27 @@ def choose_competing_phases(
         max_sites: skip larger cells (their DFT would dominate the run); ``None``: no limit.
         include_elements: also choose elemental phases (extra candidates for the elemental references).
         energies_per_atom: energies (eV/atom) by entry id replacing the known set's own, e.g. from
-            the ML stage; entries without one are then not ranked.
+            the ML stage; entries without one are then not chosen. Without them and without the
+            set's own energies per atom, its own energies above hull rank the phases; without any
+            energy, at most ``max_per_system`` per system are taken, fewest sites first, and when
+            that leaves phases out the first note says they were not ranked.
         energy_source: how to describe those energies in the record.
 
     Returns:
         The chosen phases (sorted by key) and notes on what was skipped and why.
     """
-    source = energy_source or ("ML energies" if energies_per_atom is not None else f"energies of {known.label}")
-    ranked = energies_per_atom is not None or known.has_energies
+    mode, source = _ranking(known, energies_per_atom, energy_source)
+    ranked = mode != "none"
     chosen: dict[str, ChosenPhase] = {}
     notes: list[str] = []
     seen_systems: set[frozenset[str]] = set()
+    capped = False  # whether max_per_system left a phase out somewhere
     for system in {frozenset(s) for s in systems}:
         if system in seen_systems:
             continue
         seen_systems.add(system)
         in_system = known.within(system)
-        # Distances on the hull of every entry, elements included: without them pymatgen's
-        # hull would stand on placeholder elements and rank the compounds wrongly.
-        distances = known_hull_distances(in_system, energies_per_atom) if ranked else {}
+        distances = _distances(in_system, mode, energies_per_atom)
         entries = [e for e in in_system if include_elements or len(e.elements) > 1]
         per_system: dict[frozenset[str], list[tuple[float, int, KnownEntry]]] = {}
         for entry in entries:
@@ -184,6 +223,7 @@ def choose_competing_phases(
                 notes.append(f"{system_name(elements)}: all {n_on_hull} phases on the known hull kept although "
                              f"max_per_system is {max_per_system} (they define the hull)")
             if len(candidates) > n_keep:
+                capped = True
                 dropped = ", ".join(c[2].entry_id for c in candidates[n_keep:])
                 notes.append(f"{system_name(elements)}: kept {n_keep} phases (max_per_system), not {dropped}")
             for distance, n_sites, entry in candidates[:n_keep]:
@@ -196,6 +236,8 @@ def choose_competing_phases(
                     phase_key=key, entry_id=entry.entry_id, reduced_formula=entry.reduced_formula,
                     chemical_system=system_name(elements), n_sites=n_sites,
                     e_above_known_hull_eV_per_atom=distance if ranked else None,
-                    energy_source=source if ranked else "none (known set has no energies: all phases taken)",
+                    energy_source=source,
                 ))
+    if capped and not ranked:
+        notes.insert(0, unranked_note(known, max_per_system))
     return [chosen[key] for key in sorted(chosen)], notes

@@ -7,10 +7,13 @@ a run that silently ignores a setting.
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import importlib.util
+import json
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -279,3 +282,115 @@ def input_manifest(paths: Iterable[str | Path]) -> str:
         except OSError:
             lines.append(f"-\t-\t{path}")
     return "".join(f"{line}\n" for line in lines)
+
+
+# --- the lock of a results folder (issue 28) -------------------------------------------
+#: The lock file a running workflow holds in its resolved ``output_dir``.
+OUTPUT_LOCK_NAME = ".dftscreen.lock"
+
+
+def output_lock_path(output_dir: str | Path) -> Path:
+    """The lock file of a results folder (``<output_dir>/.dftscreen.lock``, output_dir resolved)."""
+    return Path(output_dir).resolve() / OUTPUT_LOCK_NAME
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_output_lock(output_dir: str | Path) -> dict[str, Any] | None:
+    """The holder of a results folder's lock (run folder, host, pid); None when there is no lock file.
+
+    A lock file that cannot be read as such (empty, half-written) reads as ``{}``: no live holder.
+    """
+    try:
+        text = output_lock_path(output_dir).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def lock_is_stale(holder: Mapping[str, Any], run_folder: str | Path) -> bool:
+    """Whether a lock's holder no longer counts: our own run folder (Snakemake locks that one itself),
+    a dead process on this host, or a lock file without a holder. A holder on another host counts as live."""
+    if not holder.get("pid") or not holder.get("run_folder"):
+        return True
+    if os.path.realpath(str(holder["run_folder"])) == os.path.realpath(str(run_folder)):
+        return True
+    if holder.get("host") == socket.gethostname():
+        return not _pid_alive(int(holder["pid"]))
+    return False
+
+
+def live_lock_holder(output_dir: str | Path, run_folder: str | Path) -> dict[str, Any] | None:
+    """The lock's holder when another live run folder holds the results folder, else None."""
+    holder = read_output_lock(output_dir)
+    if holder is None or lock_is_stale(holder, run_folder):
+        return None
+    return holder
+
+
+def output_lock_message(output_dir: str | Path, holder: Mapping[str, Any]) -> str:
+    """One sentence: which run holds the results folder and what to do."""
+    path = output_lock_path(output_dir)
+    return (
+        f"output_dir {path.parent} is in use by the run in {holder.get('run_folder')} "
+        f"(process {holder.get('pid')} on {holder.get('host')}, lock file {path}): wait for it to end or give "
+        f"this run another output_dir, and delete the lock file only if that run is no longer going"
+    )
+
+
+def acquire_output_lock(output_dir: str | Path, run_folder: str | Path, pid: int | None = None) -> Path:
+    """Take the lock of a results folder for this run folder (released by :func:`release_output_lock`,
+    and at the latest when this process exits); a stale lock (:func:`lock_is_stale`) is replaced.
+
+    Raises:
+        ConfigError: another live run folder holds it (:func:`output_lock_message`).
+    """
+    path = output_lock_path(output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"run_folder": os.path.realpath(str(run_folder)), "host": socket.gethostname(), "pid": pid or os.getpid()}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = live_lock_holder(output_dir, run_folder)
+            if holder is not None:
+                raise ConfigError(output_lock_message(output_dir, holder)) from None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle)
+        atexit.register(release_output_lock, output_dir, run_folder)
+        return path
+    raise ConfigError(f"could not take the lock {path}: another run keeps replacing it")
+
+
+def release_output_lock(output_dir: str | Path, run_folder: str | Path) -> None:
+    """Remove the results folder's lock if this process of this run folder holds it (else leave it)."""
+    holder = read_output_lock(output_dir)
+    if not holder:
+        return
+    ours = os.path.realpath(str(holder.get("run_folder"))) == os.path.realpath(str(run_folder))
+    if ours and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        output_lock_path(output_dir).unlink(missing_ok=True)
+
+
+def warn_if_output_locked(output_dir: str | Path, run_folder: str | Path) -> str | None:
+    """The sentence of :func:`output_lock_message` when another live run holds the results folder, else None
+    (a dry run only warns, as Snakemake does for its own locked working folder)."""
+    holder = live_lock_holder(output_dir, run_folder)
+    return None if holder is None else output_lock_message(output_dir, holder)

@@ -46,7 +46,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +219,25 @@ def crawl_cifs(root: Path, exclude: Path | Iterable[Path] | None = None) -> list
                 continue
             found.append(path.relative_to(root).as_posix())
     return found
+
+
+def workflow_paths(config: Mapping[str, Any], folder: Path | None = None) -> list[Any]:
+    """Folders and files a run reads as something other than generated structures.
+
+    The reference library, the reference-phase folder and elemental reference CIFs, and the
+    known sets (``known_materials``): the crawl of ``input.cif_dir`` skips them wherever they
+    sit (:func:`dftscreen.inputs.crawl_exclusions`), so a library or known set kept inside
+    the input folder never comes back as generated rows. Paths as the run folder gives them.
+    """
+    stability, known = config["stability"], config["known_materials"]
+    paths = [
+        stability["reference_library_dir"],
+        stability["reference_cif_dir"],
+        *stability["elemental_reference_cifs"].values(),
+        known["database"]["path"],
+        known["training"]["path"],
+    ]
+    return [path if folder is None or os.path.isabs(path) else folder / path for path in paths if path]
 
 
 def crawl_exclusions(

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ DEFAULT_ID_COLUMN = "material_id"
 SKIPPED_IDS_SHOWN = 5
 #: Config keys of the table format's columns, in the order they are checked.
 TABLE_COLUMN_KEYS = ("cif_column", "id_column", "formula_column", "energy_per_atom_column", "e_above_hull_column")
+#: Column names (lower case, non-letters as ``_``) that look like an energy, in the order they are
+#: preferred, with the config key that names such a column and what it looks like: a start-up
+#: check refuses a database table that has one while no energy column is configured.
+_UNIT = r"(_per_?atom)?(_ev(_per)?(_?atom)?)?"
+ENERGY_COLUMN_PATTERNS = (
+    (r"((un)?corrected_)?(energy|e)_?per_?atom(_ev)?", "energy_per_atom_column", "an energy per atom"),
+    (r"(formation_?(energy|enthalpy)|e_?formation|delta_?h_?f)" + _UNIT, "energy_per_atom_column",
+     "a formation energy per atom"),
+    (r"((energy|e)_?above_?hull|e_?hull|hull_?distance)" + _UNIT, "e_above_hull_column", "an energy above hull"),
+)
 #: A known set's format by file-name ending (a folder of CIFs is ``"folder"``).
 FORMAT_SUFFIXES = {"json": (".json", ".json.gz"), "table": (".csv", ".parquet", ".pq")}
 
@@ -484,22 +495,31 @@ def check_known_sets(known_config: dict[str, Any]) -> dict[str, Any]:
     Cheap: no entry is read (a JSON file's first characters, a table's column names, a
     folder's first CIF), nothing is written. Returns ``known_config`` itself.
 
+    A database table its competing phases are chosen from (``competing_phases.enabled``) with no
+    energy column configured but a column named like one (:data:`ENERGY_COLUMN_PATTERNS`) is
+    refused too: the message names the column and the key to set, nothing is guessed.
+
     Raises:
         ConfigError: one sentence naming the key, the path, the problem and what to do.
     """
+    choosing = (known_config.get("competing_phases") or {}).get("enabled", True)
     for name in ("database", "training"):
         section = known_config.get(name) or {}
         if section.get("path"):
-            check_known_set(f"known_materials.{name}", section)
+            check_known_set(f"known_materials.{name}", section, needs_energies=choosing and name == "database")
     return known_config
 
 
-def check_known_set(key: str, section: dict[str, Any]) -> None:
+def check_known_set(key: str, section: dict[str, Any], needs_energies: bool = False) -> None:
     """Check one known set's config section ``key`` (e.g. ``known_materials.database``), see :func:`check_known_sets`.
+
+    ``needs_energies``: its phases are chosen by energy, so a table with an unnamed energy
+    column is refused (:func:`energy_column_hint`).
 
     Raises:
         ConfigError: the path is missing or of no known format, the file cannot be read as
-            its format says, a table lacks a configured column, or a folder has no CIF.
+            its format says, a table lacks a configured column or has an energy column not
+            configured (``needs_energies``), or a folder has no CIF.
     """
     path = Path(section["path"])
     if not path.exists():
@@ -516,7 +536,15 @@ def check_known_set(key: str, section: dict[str, Any]) -> None:
     if kind == "json":
         _check_json_start(key, path)
     if kind == "table":
-        _check_table_columns(key, path, table_options(section))
+        options = table_options(section)
+        columns = _check_table_columns(key, path, options)
+        hint = energy_column_hint(columns, options) if needs_energies else None
+        if hint is not None:
+            column, role, meaning = hint
+            raise ConfigError(f"{key} has no energy column configured, but its table '{path}' has a column "
+                              f"'{column}' that looks like {meaning}: set {key}.{role}: {column} so that its "
+                              "competing phases are ranked by energy (or rename the column if it holds no such "
+                              "energy)")
 
 
 def _has_cif(folder: Path) -> bool:
@@ -553,8 +581,28 @@ def _check_json_start(key: str, path: Path) -> None:
                           f"{head[:20]!r}, not '[' or '{{')")
 
 
-def _check_table_columns(key: str, path: Path, options: dict[str, str | None]) -> None:
+def energy_column_hint(columns: Iterable[str], options: dict[str, str | None]) -> tuple[str, str, str] | None:
+    """A table column that looks like an energy while no energy column is configured, or None.
+
+    Returns ``(column, config key to set, what it looks like)``: the first column matching the
+    first pattern of :data:`ENERGY_COLUMN_PATTERNS` that any column matches (case-insensitive,
+    any run of non-letters read as ``_``). None when ``energy_per_atom_column`` or
+    ``e_above_hull_column`` is set.
+    """
+    if options.get("energy_per_atom_column") or options.get("e_above_hull_column"):
+        return None
+    names = [(column, re.sub(r"[^a-z0-9]+", "_", str(column).lower()).strip("_")) for column in columns]
+    for pattern, role, meaning in ENERGY_COLUMN_PATTERNS:
+        for column, name in names:
+            if re.fullmatch(pattern, name):
+                return column, role, meaning
+    return None
+
+
+def _check_table_columns(key: str, path: Path, options: dict[str, str | None]) -> list[str]:
     """Refuse a structures table that cannot be read or lacks a column its config names (only its header is read).
+
+    Returns the table's column names.
 
     Raises:
         ConfigError: naming the key, the column setting, the file and its columns.
@@ -579,6 +627,7 @@ def _check_table_columns(key: str, path: Path, options: dict[str, str | None]) -
                 role, f"; name the right column, or {role}: null")
             raise ConfigError(f"{key}.{role} is '{column}', but the table '{path}' has no such column (its "
                               f"columns: {one_line(', '.join(columns), 200)}){fix}")
+    return columns
 
 
 def write_entries_json(entries: Iterable[Any], path: str | Path) -> int:

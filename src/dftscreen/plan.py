@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from dftscreen.cohorts import CohortSpec, assign_input, cohort_label
 from dftscreen.dft_budget import BudgetSample, budget_sample
@@ -36,12 +36,13 @@ from dftscreen.inputs import (
     needs_workflow_copy,
     no_input_message,
     table_row_cif_path,
+    workflow_paths,
 )
 from dftscreen.io import atomic_write_text
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import element_reference_key, phases_to_relax, settings_key
 from dftscreen.settings import deep_merge, resolve_settings
-from dftscreen.size_gate import MARGIN
+from dftscreen.size_gate import MARGIN, GateSettings, estimate_structure, gate_params, route
 
 
 def formula_elements(formulas: Iterable[str | None]) -> set[str]:
@@ -83,6 +84,20 @@ def structure_elements_and_size(path: str | os.PathLike[str]) -> tuple[frozenset
     return frozenset(el.symbol for el in structure.composition.elements), len(structure)
 
 
+def cif_too_large(path: str | os.PathLike[str], gate: GateSettings) -> str | None:
+    """The size gate's reason (:func:`dftscreen.size_gate.route`) when the DFT of the CIF at ``path`` would
+    exceed the limits, with the settings its job uses; None when it fits or cannot be read (its job says why)."""
+    from dftscreen.cif_reader import read_structure
+
+    try:
+        structure, _ = read_structure(path)
+    except Exception:  # noqa: BLE001 - any unreadable CIF: reported by its relaxation
+        return None
+    symbols = [site.specie.symbol for site in structure]
+    decision = route(estimate_structure(symbols, structure.lattice.matrix, gate), gate.policy)
+    return decision.reason or None
+
+
 def n_batches(n_structures: int, batch_size: int) -> int:
     """How many ML jobs share ``n_structures`` (at least one)."""
     return max(1, math.ceil(n_structures / max(1, batch_size)))
@@ -113,25 +128,6 @@ def _in_folder(path: str | os.PathLike[str], folder: Path | None) -> Any:
     return folder / path
 
 
-def workflow_paths(config: Mapping[str, Any], folder: Path | None = None) -> list[Any]:
-    """Folders and files a run reads as something other than generated structures.
-
-    The reference library, the reference-phase folder and elemental reference CIFs, and the
-    known sets (``known_materials``): the crawl of ``input.cif_dir`` skips them wherever they
-    sit (:func:`dftscreen.inputs.crawl_exclusions`), so a library or known set kept inside
-    the input folder never comes back as generated rows. Paths as the run folder gives them.
-    """
-    stability, known = config["stability"], config["known_materials"]
-    paths = [
-        stability["reference_library_dir"],
-        stability["reference_cif_dir"],
-        *stability["elemental_reference_cifs"].values(),
-        known["database"]["path"],
-        known["training"]["path"],
-    ]
-    return [_in_folder(path, folder) for path in paths if path]
-
-
 def _version(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """The modification time and size of a file or folder; None when it does not exist."""
     try:
@@ -150,13 +146,19 @@ class RunPlan:
         folder: the run folder, where relative paths of the config are read from (None: the
             current folder, as in Snakemake, which then gets the paths as the config spells them).
         layout: the results folder (default: the config's ``output_dir``).
+        warnings: where to say, once each, which reference phase the size gate leaves without a job
+            (Snakemake's main process: stderr; None: say nothing, e.g. in a cluster job or ``dftscreen status``).
     """
 
     def __init__(
         self, config: Mapping[str, Any], folder: str | os.PathLike[str] | None = None,
-        layout: ResultsLayout | None = None,
+        layout: ResultsLayout | None = None, warnings: TextIO | None = None,
     ) -> None:
         self.config = config
+        self.warnings = warnings
+        #: Reference phases (label -> reason) the size gate left without a DFT job.
+        self.too_large_phases: dict[str, str] = {}
+        self._gate_reasons: dict[str, str | None] = {}
         self.folder = None if folder is None else Path(folder)
         self.layout = layout or ResultsLayout(config["output_dir"])
         self._stability = config["stability"]
@@ -274,12 +276,9 @@ class RunPlan:
 
     @cached_property
     def size_gate_params(self) -> dict[str, Any]:
-        """What the check's size gate needs: the run's cutoff and k-point density, and ``dft.resources``."""
-        gpaw = self.settings["gpaw"]
-        return {
-            "settings": {"gpaw": {"ecut_eV": gpaw["ecut_eV"], "kpt_density_per_A": gpaw["kpt_density_per_A"]}},
-            "resources": self.config["dft"]["resources"],
-        }
+        """What the check's size gate needs: what it reads of the run's merged DFT settings (cutoff, k-points
+        of relaxation and properties, spin keywords) and ``dft.resources`` (:func:`dftscreen.size_gate.gate_params`)."""
+        return gate_params(self.settings, self.config["dft"]["resources"])
 
     def size_estimate(self, structure_id: str, key: str) -> float | None:
         """The size gate's estimate ``key`` for a structure, with its margin (:mod:`dftscreen.size_gate`)."""
@@ -347,8 +346,33 @@ class RunPlan:
 
     # --- references ----------------------------------------------------------------------
     @cached_property
+    def gate(self) -> GateSettings:
+        """The size gate with the run's merged DFT settings (what reference jobs use) and ``dft.resources``."""
+        params = self.size_gate_params
+        return GateSettings.from_dft_settings(params["settings"], params["resources"])
+
+    def too_large(self, path: str | os.PathLike[str], label: str) -> bool:
+        """Whether the size gate refuses the DFT of a reference CIF (:func:`cif_too_large`), asked once per file.
+
+        A refused one is recorded in :attr:`too_large_phases` and said once on :attr:`warnings`:
+        it gets no job, so the hull and formation energies go without it.
+        """
+        key = str(path)
+        if not os.path.exists(key):  # not written yet (a known phase's start CIF) or missing: its job says why
+            return False
+        if key not in self._gate_reasons:
+            reason = self._gate_reasons[key] = cif_too_large(path, self.gate)
+            if reason:
+                self.too_large_phases[label] = reason
+                if self.warnings is not None:
+                    print(f"dftscreen: WARNING: {label} gets no DFT job, left out of the hull: {reason}",
+                          file=self.warnings)
+        return bool(self._gate_reasons[key])
+
+    @cached_property
     def reference_phases(self) -> dict[str, InputFile]:
-        """The user's reference phases (CIFs of ``stability.reference_cif_dir``) by structure id, listed once.
+        """The user's reference phases (CIFs of ``stability.reference_cif_dir``) that get a relaxation, by
+        structure id, listed once; one the size gate refuses is left out (:meth:`too_large`).
 
         Raises:
             FileNotFoundError: the folder does not exist.
@@ -356,7 +380,11 @@ class RunPlan:
         cif_dir = self._stability["reference_cif_dir"]
         if not cif_dir:
             return {}
-        return {item.structure_id: item for item in discover_cifs(_in_folder(cif_dir, self.folder))}
+        found = {item.structure_id: item for item in discover_cifs(_in_folder(cif_dir, self.folder))}
+        return {
+            sid: item for sid, item in found.items()
+            if not self.too_large(item.path, f"reference phase {sid} ({item.path}, stability.reference_cif_dir)")
+        }
 
     def phase_structure(self, path: str | os.PathLike[str]) -> tuple[frozenset[str], int]:
         """Elements and atoms of a reference phase's CIF, read once (:func:`structure_elements_and_size`)."""
@@ -387,7 +415,17 @@ class RunPlan:
         """(element, library key) of every elemental reference job; none without ``stability.elemental_references``."""
         if not self._stability["elemental_references"]:
             return []
-        return [(element, key) for element in elements for key in self.element_keys(element)]
+        return [
+            (element, key) for element in elements for key in self.element_keys(element)
+            if not self._element_cif_too_large(element, key)
+        ]
+
+    def _element_cif_too_large(self, element: str, reference_key: str) -> bool:
+        """Whether the user's CIF for an element (a ``cif-`` key) is too large for DFT (:meth:`too_large`)."""
+        if not reference_key.startswith("cif-"):
+            return False
+        cif = self._stability["elemental_reference_cifs"][element]
+        return self.too_large(_in_folder(cif, self.folder), f"elemental reference {element} ({cif})")
 
     def element_reference_cifs(self, element: str, reference_key: str = "auto") -> list[str]:
         """The user's CIF standing for the element under a ``cif-`` key; nothing for an automatic candidate."""
@@ -422,9 +460,11 @@ class RunPlan:
         """Keys of the chosen known phases (``known/competing_phases.json``) that get a relaxation.
 
         An elemental phase with the very structure of one of its element's candidates is
-        computed once, as the element (:func:`dftscreen.reflib.phases_to_relax`).
+        computed once, as the element (:func:`dftscreen.reflib.phases_to_relax`). A phase the size gate
+        refuses (its start CIF in the library, :meth:`too_large`) gets none.
         """
-        return phases_to_relax(chosen, self.element_keys, self._stability["elemental_references"])
+        keys = phases_to_relax(chosen, self.element_keys, self._stability["elemental_references"])
+        return [key for key in keys if not self.too_large(self.library.phase_start_cif(key), f"known phase {key}")]
 
     def competing_phase_n_atoms(self, phase_key: str) -> int:
         """Atoms of a chosen known phase, from compare_known's table (read once; 1 for a key it lacks)."""

@@ -11,7 +11,9 @@ Each structure sent to DFT is, per stage:
 ``failed``   its record says ``failed`` (the reason is the record's), or no record
              exists and the last scheduler job for it ended badly (time limit,
              out of memory, node failure, cancelled: the reason names the state)
-``running``  a scheduler job for it runs, or a local Snakemake run holds its output
+``running``  a scheduler job for it runs, or a live local process names its record
+             (``--out-json <record>``), or a live Snakemake in the working folder
+             holds its lock and marks the output in progress
 ``pending``  anything else: queued at the scheduler, or waiting for its turn
 
 The known-materials jobs are counted the same way, each group apart: ``compare_known``
@@ -21,7 +23,8 @@ see :func:`reference_jobs`), and the ``user_phases`` of ``stability.reference_ci
 (in the results folder; their elements join the elemental references).
 
 A local job that started (its log exists) but left no record and is not running
-any more crashed or was killed, and one whose record is not readable JSON has a
+any more crashed or was killed (its mark in progress left behind, with no live
+Snakemake holding the lock: interrupted), and one whose record is not readable JSON has a
 corrupt record: both count as ``failed`` with that reason, never as pending. The
 whole run is told apart as "no results folder here" (wrong folder, or never
 run), "corrupt record" (``check/checks.json`` unreadable) and "not finished"
@@ -152,6 +155,10 @@ class RunStatus:
     allocations: list[dict[str, Any]] = field(default_factory=list)
     #: The reference jobs (:func:`reference_jobs`): compare_known, elements, known_phases, user_phases.
     references: dict[str, StageStatus] = field(default_factory=dict)
+    #: The ML stage (``ml.enabled``): one job per structure, each run by its ML batch; None when off.
+    ml: StageStatus | None = None
+    #: Whether the ML pre-screen wrote ``ml/screen.json`` (it decides which structures go to DFT).
+    ml_screen_done: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +172,7 @@ class RunStatus:
                 "statuses": dict(self.check_counts),
                 "invalid_reasons": dict(self.invalid_reasons.most_common()),
             },
+            "ml": None if self.ml is None else {**self.ml.to_dict(), "screen_done": self.ml_screen_done},
             "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
             "references": {name: group.to_dict() for name, group in self.references.items()},
             "scheduler": self.scheduler,
@@ -208,13 +216,49 @@ def _rows(command: list[str]) -> list[list[str]] | None:
     return [line.split("|") for line in out.splitlines() if line]
 
 
+#: Seconds the first question to SLURM may take before status goes on without the scheduler.
+PROBE_TIMEOUT_S = 1.0
+
+
+def controller_answers(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether SLURM answers within ``timeout`` seconds (asked once per status), by a short question
+    to the client status then asks: ``squeue`` of the user's own jobs, else a one-minute ``sacct``.
+
+    An error is an answer (the real questions then fail as quickly); a client installed without a
+    reachable controller would otherwise keep each question waiting for its own time-out (about 10 s).
+    """
+    if shutil.which("squeue"):
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+        mine = ["--user", user] if user else []
+        return _answer(["squeue", "--noheader", "--format=%i", *mine], timeout) is not None
+    if shutil.which("sacct"):
+        return _answer(["sacct", "--noheader", "--allocations", "--starttime=now-1minute", "--format=JobID"],
+                       timeout) is not None
+    return True
+
+
+def _answer(command: list[str], timeout: float) -> str | None:
+    """What ``command`` printed (also when it failed: an error is an answer), or None when it did not
+    finish within ``timeout`` seconds or cannot start."""
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout + proc.stderr
+
+
 def slurm_jobs(workdir: Path, since: str = "now-7days") -> tuple[list[SchedulerJob], str]:
     """This run's SLURM jobs (those submitted from ``workdir``), oldest first, and the sources used.
 
     sacct (accounting) knows finished jobs; squeue knows queued and running ones
     (sacct may store a job's comment only once it ends). Both are asked for
-    explicit fields, '|'-separated; squeue's view of a job wins.
+    explicit fields, '|'-separated; squeue's view of a job wins. When no controller answers
+    (:func:`controller_answers`) neither is asked.
     """
+    if not (shutil.which("sacct") or shutil.which("squeue")):
+        return [], "none"
+    if not controller_answers():
+        return [], f"none (no SLURM controller answered within {PROBE_TIMEOUT_S:g} s)"
     finished = _rows(
         [
             "sacct",
@@ -243,18 +287,34 @@ def slurm_jobs(workdir: Path, since: str = "now-7days") -> tuple[list[SchedulerJ
 
 
 def running_local_outputs(workdir: Path) -> set[str]:
-    """Outputs a local Snakemake run is writing now (its incomplete markers, while it holds its lock).
+    """Outputs a local run is writing now: its incomplete markers while a live Snakemake holds its lock,
+    and the files named on the command line of a live process started in ``workdir`` (the GPAW jobs'
+    ``--out-json <record>``), also when the Snakemake that started it is gone.
 
-    Snakemake marks each output of a started job in .snakemake/incomplete/
-    (file name: base64 of the output path) and removes the mark when the job
-    ends; a mark without a lock is left over from a killed run.
+    Snakemake marks each output of a started job in .snakemake/incomplete/ (file name: URL-safe
+    base64 of the output as the workflow names it) and removes the mark when the job ends; it
+    writes .snakemake/locks/ while it runs and removes them when it stops, unless it was killed.
     """
-    return _incomplete_marks(workdir) if _locked(workdir) else set()
+    held = _lock_held(workdir)
+    marked = _incomplete_marks(workdir) if held else set()
+    return marked | _live_outputs(workdir)
 
 
 def interrupted_local_outputs(workdir: Path) -> set[str]:
-    """Outputs a killed local Snakemake run left marked as in progress (marks without a lock)."""
-    return set() if _locked(workdir) else _incomplete_marks(workdir)
+    """Outputs a killed local run left marked as in progress: marks no live Snakemake holds a lock
+    over (no lock, or a lock left by a Snakemake that is gone) and no live process names."""
+    if _lock_held(workdir):
+        return set()
+    return _incomplete_marks(workdir) - _live_outputs(workdir)
+
+
+def _lock_held(workdir: Path) -> bool:
+    """Whether a Snakemake holds the lock of ``workdir``: lock files exist and, where the running
+    processes can be read (``/proc``), a Snakemake process works in ``workdir``."""
+    if not _locked(workdir):
+        return False
+    alive = snakemake_alive(workdir)
+    return True if alive is None else alive
 
 
 def _locked(workdir: Path) -> bool:
@@ -262,15 +322,108 @@ def _locked(workdir: Path) -> bool:
     return locks.is_dir() and any(locks.iterdir())
 
 
+def _decode_marker(relative: Path) -> str | None:
+    """The output a marker file names: the URL-safe base64 of its path under .snakemake/incomplete/
+    (Snakemake splits long names into folders whose names start with ``@``), or None."""
+    text = "".join(part.removeprefix("@") for part in relative.parts)
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def _incomplete_marks(workdir: Path) -> set[str]:
-    """The outputs Snakemake's marks in .snakemake/incomplete/ name."""
+    """The outputs Snakemake's marks in .snakemake/incomplete/ name, each also relative to
+    ``workdir`` when Snakemake named it by an absolute path inside it."""
     incomplete = workdir / ".snakemake" / "incomplete"
-    outputs = set()
-    for marker in incomplete.iterdir() if incomplete.is_dir() else ():
-        try:
-            outputs.add(base64.b64decode(marker.name).decode())
-        except (ValueError, UnicodeDecodeError):
+    outputs: set[str] = set()
+    for folder, _, files in os.walk(incomplete):
+        for name in files:
+            output = _decode_marker((Path(folder) / name).relative_to(incomplete))
+            if output is not None and name != "migration_underway":
+                outputs |= _both_names(output, workdir)
+    return outputs
+
+
+def _both_names(path: str, workdir: Path) -> set[str]:
+    """``path`` as given, and relative to ``workdir`` when it is an absolute path inside it."""
+    names = {path}
+    if os.path.isabs(path):
+        relative = os.path.relpath(os.path.normpath(path), os.path.abspath(workdir))
+        if not relative.startswith(".."):
+            names.add(relative)
+    return names
+
+
+@dataclass(frozen=True)
+class LiveProcess:
+    """A process of this machine as ``/proc`` shows it: its working folder and command line."""
+
+    pid: int
+    cwd: str
+    args: tuple[str, ...]
+
+
+def live_processes() -> list[LiveProcess] | None:
+    """The processes whose working folder and command line can be read; None without ``/proc``."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cmdline").is_file():
+        return None
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
             continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:  # gone meanwhile, a kernel thread, or another user's
+            continue
+        if raw:
+            found.append(LiveProcess(int(entry.name), cwd, tuple(arg.decode(errors="replace")
+                                                                 for arg in raw.rstrip(b"\0").split(b"\0"))))
+    return found
+
+
+def _is_snakemake(args: tuple[str, ...]) -> bool:
+    """Whether a command line runs Snakemake (``snakemake ...``, ``python .../snakemake ...``,
+    ``python -m snakemake ...``), not one of its job scripts."""
+    head = list(args[:3])
+    if any(os.path.basename(arg) == "snakemake" for arg in head[:2]):
+        return True
+    return head[1:3] == ["-m", "snakemake"]
+
+
+def _snakemake_folder(process: LiveProcess) -> str:
+    """The folder a Snakemake process works in: its ``--directory``/``-d``, else its working folder."""
+    args = process.args
+    for index, arg in enumerate(args[:-1]):
+        if arg in ("--directory", "-d"):
+            return os.path.normpath(os.path.join(process.cwd, args[index + 1]))
+        if arg.startswith("--directory="):
+            return os.path.normpath(os.path.join(process.cwd, arg.split("=", 1)[1]))
+    return os.path.normpath(process.cwd)
+
+
+def snakemake_alive(workdir: Path) -> bool | None:
+    """Whether a Snakemake process works in ``workdir``; None when the processes cannot be read."""
+    processes = live_processes()
+    if processes is None:
+        return None
+    wanted = os.path.realpath(workdir)
+    return any(
+        _is_snakemake(process.args) and os.path.realpath(_snakemake_folder(process)) == wanted
+        for process in processes
+    )
+
+
+def _live_outputs(workdir: Path) -> set[str]:
+    """The files named after ``--out-json`` on the command lines of live processes, as paths relative
+    to ``workdir`` (where they are inside it) and absolute: the records running jobs will write."""
+    outputs: set[str] = set()
+    for process in live_processes() or []:
+        for index, arg in enumerate(process.args[:-1]):
+            if arg == "--out-json":
+                outputs |= _both_names(os.path.normpath(os.path.join(process.cwd, process.args[index + 1])), workdir)
     return outputs
 
 
@@ -467,6 +620,19 @@ def pack_member_outputs(marked: set[str], packs: Mapping[str, list[str]], out_pr
         for sid in members
         for stage in DFT_STAGES
     }
+
+
+def ml_jobs(plan: RunPlan, ids: list[str], out_prefix: str) -> list[Job]:
+    """The ML relaxation of each (valid) structure: its record ``ml/structures/<id>/record.json``,
+    written by the ML batch that holds it (:meth:`dftscreen.plan.RunPlan.ml_batches`), whose
+    output, log and SLURM job say whether it runs."""
+    layout, prefix = plan.layout, ResultsLayout(out_prefix)
+    return [
+        Job(sid, Path(layout.ml_record(sid)), prefix.ml_batch_record(batch), "ml_batch", str(batch),
+            Path(layout.log("ml", f"batch_{batch}")), "relax")
+        for batch, members in plan.ml_batches(ids).items()
+        for sid in members
+    ]
 
 
 def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -> list[Job]:
@@ -770,6 +936,10 @@ def run_status(
                          lost)
         for name in STAGES
     }
+    ml = None
+    if plan.config["ml"]["enabled"]:
+        valid_ids = [record["structure_id"] for record in checks if record.get("valid")]
+        ml = count_jobs("ml", ml_jobs(plan, valid_ids, out_prefix), last_jobs, local_running, interrupted)
     references = {
         name: count_jobs(name, group, last_jobs, local_running, interrupted)
         for name, group in reference_jobs(plan, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids]).items()
@@ -784,6 +954,8 @@ def run_status(
         source,
         allocations=allocations,
         references=references,
+        ml=ml,
+        ml_screen_done=Path(ResultsLayout.of(results).ml_screen).is_file(),
     )
 
 
@@ -802,8 +974,11 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
     lines.append(f"check       {status.n_inputs} files checked: {statuses}")
     for reason, count in status.invalid_reasons.most_common(top):
         lines.append(f"    {count:>7}  {reason}")
-    width = len(str(status.n_to_dft))
-    for stage in [*status.stages.values(), *status.references.values()]:
+    width = len(str(max(status.n_to_dft, status.ml.total if status.ml else 0)))
+    if status.ml is not None:
+        screen = "written" if status.ml_screen_done else "not written yet (DFT waits for it)"
+        lines.append(f"ml screen   {screen}: {ResultsLayout.of(status.results_dir).ml_screen}")
+    for stage in [*([status.ml] if status.ml else []), *status.stages.values(), *status.references.values()]:
         if stage.name in ("elements", "known_phases") and not status.references["compare_known"].done:
             lines.append(f"{stage.name:<11} not listed until compare_known has run (it names the reference library)")
             continue

@@ -224,8 +224,9 @@ def add_known_columns(
     """Add ``smact_valid`` and the novelty columns of :data:`dftscreen.columns.NOVELTY_COLUMNS`.
 
     ``novelty`` is the compare_known job's table (:func:`dftscreen.compare_known.compare_with_known`).
-    A duplicate shows its representative's novelty (the same crystal); rows that never
-    reached DFT have none. Novelty columns appear only for a known set the run had.
+    A duplicate shows its representative's novelty (the same crystal); every other row that
+    parsed has its own (DFT-bound or not), a row that did not parse has none. Novelty columns
+    appear only for a known set the run had.
     ``relaxed`` (:func:`dftscreen.compare_known.relaxed_novelty`) adds
     :data:`dftscreen.columns.RELAXED_NOVELTY_COLUMNS`.
     """

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_status_local import fake_snakemake
 
 from dftscreen import cli
 from dftscreen.dft_pack import plan_packs
@@ -156,7 +157,8 @@ def test_local_run_in_progress_counts_as_running(tmp_path: Path, monkeypatch):
     (meta / "incomplete").mkdir()
     marker = base64.b64encode(b"out/dft/queued/relax.json").decode()
     (meta / "incomplete" / marker).write_text("")
-    relax = run_status(out).to_dict()["stages"]["relax"]
+    with fake_snakemake(tmp_path):  # the lock is held while that Snakemake lives (test_status_local.py)
+        relax = run_status(out).to_dict()["stages"]["relax"]
     assert relax["running"] == 1 and relax["pending"] == 1
 
 
@@ -177,23 +179,24 @@ def test_a_running_local_pack_counts_its_unfinished_structures_as_running(tmp_pa
     (meta / "locks" / "0.input.lock").write_text("")
     (meta / "incomplete").mkdir()
     # The one pack of the four DFT structures, named as the workflow names it.
-    (pack,) = plan_packs(["done", "scf_failed", "timed_out", "queued"], 100)
-    marker = meta / "incomplete" / base64.b64encode(f"out/packs/pack_{pack}.json".encode()).decode()
-    marker.write_text("")
-    relax = run_status(out).to_dict()["stages"]["relax"]
-    assert (relax["running"], relax["pending"]) == (pending, 0)
-    # Another pack in progress says nothing about these structures.
-    marker.unlink()
-    (meta / "incomplete" / base64.b64encode(b"out/packs/pack_0123456789ab.json").decode()).write_text("")
-    assert run_status(out).to_dict()["stages"]["relax"]["pending"] == pending
-    # A pack that started keeps its structures (its members file), also when more are added.
-    write_json(out / "check" / "checks.json", [*json.loads((out / "check" / "checks.json").read_text()),
-                                               {"structure_id": "added", "valid": True}])
-    (out / "packs" / "members").mkdir(parents=True)
-    (out / "packs" / "members" / f"pack_{pack}.txt").write_text("done\nscf_failed\ntimed_out\nqueued\n")
-    marker.write_text("")
-    relax = run_status(out).to_dict()["stages"]["relax"]
-    assert (relax["running"], relax["pending"]) == (pending, 1)
+    with fake_snakemake(tmp_path):  # a live Snakemake holds the lock
+        (pack,) = plan_packs(["done", "scf_failed", "timed_out", "queued"], 100)
+        marker = meta / "incomplete" / base64.b64encode(f"out/packs/pack_{pack}.json".encode()).decode()
+        marker.write_text("")
+        relax = run_status(out).to_dict()["stages"]["relax"]
+        assert (relax["running"], relax["pending"]) == (pending, 0)
+        # Another pack in progress says nothing about these structures.
+        marker.unlink()
+        (meta / "incomplete" / base64.b64encode(b"out/packs/pack_0123456789ab.json").decode()).write_text("")
+        assert run_status(out).to_dict()["stages"]["relax"]["pending"] == pending
+        # A pack that started keeps its structures (its members file), also when more are added.
+        write_json(out / "check" / "checks.json", [*json.loads((out / "check" / "checks.json").read_text()),
+                                                   {"structure_id": "added", "valid": True}])
+        (out / "packs" / "members").mkdir(parents=True)
+        (out / "packs" / "members" / f"pack_{pack}.txt").write_text("done\nscf_failed\ntimed_out\nqueued\n")
+        marker.write_text("")
+        relax = run_status(out).to_dict()["stages"]["relax"]
+        assert (relax["running"], relax["pending"]) == (pending, 1)
 
 
 def test_reason_kinds_and_plugin_comments():

@@ -17,6 +17,7 @@ from dftscreen.cohorts import check_cohorts
 from dftscreen.dag_speed import cache_function_signatures
 from dftscreen.dft_pack import PACK_NAME_PATTERN, PackMember, pack_size
 from dftscreen.guards import check_run_config, check_structure_overrides, check_target_names, short_schema_error
+from dftscreen.guards import acquire_output_lock, release_output_lock, warn_if_output_locked
 from dftscreen.inputs import STRUCTURE_ID_PATTERN, check_reference_cifs
 from dftscreen.known import check_known_sets, known_set_files
 from dftscreen.ml_hull import dft_start_cif as _dft_start_cif, screen_threshold
@@ -33,9 +34,14 @@ except WorkflowError as exc:
 
 OUT = config["output_dir"]
 check_run_config(config)  # output_dir, DFT settings, check bounds, ML model/device (dftscreen.guards)
+# Another run folder's live run holding output_dir: a dry run warns; a run is refused in `onstart` (Snakefile).
+RUN_FOLDER = Path.cwd()
+if workflow.is_main_process and (_held := warn_if_output_locked(OUT, RUN_FOLDER)):
+    print(f"dftscreen: WARNING: {_held}", file=sys.stderr)
 # The run's jobs, planned once per Snakemake start (each cluster job too): every question
-# below is asked of this one object, which reads each file once (dftscreen.plan).
-PLAN = RunPlan(config)
+# below is asked of this one object, which reads each file once (dftscreen.plan); its size-gate
+# warnings on reference phases are said by the main process only.
+PLAN = RunPlan(config, warnings=sys.stderr if workflow.is_main_process else None)
 LAYOUT = PLAN.layout
 DFT = config["dft"]
 # One listing of the input folder and one reading of the input table per Snakemake

@@ -10,12 +10,11 @@ import logging
 from collections import Counter
 from dataclasses import replace
 
-from dftscreen.check import CheckSettings
+from dftscreen.check import CheckSettings, crystallm_failure_summary
 from dftscreen.check_batch import check_all, check_and_deduplicate
 from dftscreen.dedupe import MatchSettings
-from dftscreen.inputs import discover_inputs, needs_workflow_copy, no_input_message, write_input_copy
+from dftscreen.inputs import discover_inputs, needs_workflow_copy, no_input_message, workflow_paths, write_input_copy
 from dftscreen.io import atomic_write_json, atomic_write_text
-from dftscreen.plan import workflow_paths
 from dftscreen.settings import paw_elements
 from dftscreen.size_gate import GateSettings
 
@@ -28,7 +27,7 @@ gate = snakemake.params.size_gate  # noqa: F821
 if gate:
     settings = replace(settings, size_gate=GateSettings.from_dft_settings(gate["settings"], gate["resources"]))
 workers = min(int(check_config.get("workers", 1)), snakemake.threads)  # noqa: F821
-# The run's own folders, reference library and known sets are never inputs (dftscreen.plan.workflow_paths).
+# The run's own folders, reference library and known sets are never inputs (dftscreen.inputs.workflow_paths).
 own = workflow_paths(snakemake.config)  # noqa: F821
 items = discover_inputs(dict(snakemake.params.inputs), snakemake.params.output_dir, own)  # noqa: F821
 if not items:
@@ -61,6 +60,8 @@ logging.info(
     sum(r.dft_ready for r in results),
     len(valid),
 )
+for line in crystallm_failure_summary(results):  # why CrystaLLM's metric failed (e.g. all declare P1)
+    logging.info("%s", line)
 by_id = {item.structure_id: item for item in items}
 for sid in valid:
     # A table row, or a file whose path Snakemake cannot take (`<unk>`, `{x}`): DFT reads a copy.

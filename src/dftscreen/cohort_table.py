@@ -188,7 +188,8 @@ AUDIT_DEFINITIONS: dict[str, str] = {
         "screened-out crystal like it, a crystal of the DFT budget's sample for every candidate left out), with"
         " the Wilson interval at Kish's effective sample size "
         "(<metric>_weighted_low, <metric>_weighted_high): an estimate from a sample, where <metric>_rate counts "
-        "only what reached DFT; empty when the cohort has screened-out crystals but none was audited"
+        "only what reached DFT; empty when the cohort has screened-out crystals but none was audited, or a crystal"
+        " of the sample whose DFT has not finished"
     ),
 }
 
@@ -607,6 +608,9 @@ def _audit_row(flags: pd.DataFrame, screened: pd.Series, audited: pd.Series, pi:
     left_out = flags["dft_not_sampled"] if "dft_not_sampled" in flags.columns else False
     sampled = ~((unique_screened & ~unique_audited) | left_out)
     weights_known = row["screen_audited"] > 0 or row["screened_out_unique"] == 0
+    # A crystal of the sample whose DFT has not finished is no 0: no estimate until it has.
+    if "dft_pending" in flags.columns and bool((flags["dft_pending"] & sampled).any()):
+        weights_known = False
     probability = pi.where(unique & pi.notna(), 1.0)[sampled].to_numpy(dtype=float)
     for metric in WEIGHTED_METRICS:
         if metric not in flags.columns:

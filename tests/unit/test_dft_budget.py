@@ -194,3 +194,12 @@ def test_the_plan_sends_the_sample_to_dft_and_status_counts_the_rest(tmp_path: P
     checks = [{"structure_id": sid, "valid": True} for sid in candidates]
     to_dft, screened, left_out = dft_structures(tmp_path / "out", checks, plan)
     assert (sorted(to_dft), screened, left_out) == (sorted(kept), 0, 2)
+
+
+def test_no_weighted_rate_while_a_sampled_crystal_waits_for_its_dft():
+    """A partial table (DFT still running) must not read a pending crystal as 'not stable'."""
+    table = sampled_table()
+    table.loc[0, "status"] = "not_finished"
+    table.loc[0, "e_above_hull_eV_per_atom"] = math.nan
+    weighted = audit_rates(table, **SETTINGS).loc["s"]
+    assert pd.isna(weighted["stable_weighted_rate"]) and pd.isna(weighted["sun_weighted_low"])

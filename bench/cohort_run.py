@@ -36,6 +36,8 @@ from dftscreen.report import draw_cohort_figures
 from dftscreen.table import table_from_results
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+#: Why a cohort has no weighted rate (dftscreen.cohort_table.AUDIT_DEFINITIONS).
+NO_ESTIMATE = "none (screened-out crystals of which none was audited, or DFT of the sample still pending)"
 SHOWN = ("dft_ready", "unique_in_cohort", "novel", "passed_ml_screen", "dft_done", "dft_not_sampled", "stable",
          "metastable", "sun")  # fmt: skip
 
@@ -112,7 +114,7 @@ def main() -> None:
         print("weighted (estimates for every input from the DFT sample):")
         for _, row in rates.iterrows():
             values = ", ".join(f"{c[:-14]} {row[c]:.2f}" for c in weighted if pd.notna(row[c]))
-            print(f"  {row['cohort']}: {values or 'none (no DFT in the sample)'}")
+            print(f"  {row['cohort']}: {values or NO_ESTIMATE}")
     if args.partial:
         return
     summary = json.loads(Path(layout.summary).read_text())

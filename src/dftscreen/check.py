@@ -59,7 +59,7 @@ from dftscreen.cif_reader import (
 )
 from dftscreen.columns import INPUT_PREFIX, is_results_column
 from dftscreen.inputs import InputFile
-from dftscreen.size_gate import GateSettings, estimate_structure, route
+from dftscreen.size_gate import GateSettings, estimate_cost, route
 
 __all__ = [
     "CheckResult",
@@ -490,8 +490,12 @@ def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSetting
     The structure stays ``dft_ready`` (nothing is wrong with it physically), but
     not ``valid``: it does not go to DFT, nor take part in deduplication.
     """
-    # The settings its DFT uses: bands from valence electrons, spin, the merged k-points (dftscreen.size_gate).
-    estimate = estimate_structure([site.specie.symbol for site in structure], structure.lattice.matrix, gate)
+    # Not yet dftscreen.size_gate.estimate_structure (valence bands, spin): dft_pack's shell command
+    # carries each member's estimate, so new numbers would rerun every finished pack.
+    n_atoms = len(structure)
+    estimate = estimate_cost(
+        n_atoms, structure.lattice.matrix, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms)
+    )
     decision = route(estimate, gate.policy)
     result.dft_estimate_mem_MB_per_rank = round(estimate.mem_mb_per_task, 1)
     result.dft_estimate_runtime_min = round(estimate.runtime_min, 1)

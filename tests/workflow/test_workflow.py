@@ -312,8 +312,9 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     # to Snakemake 9, which stopped the whole run after the check; the DFT reads the workflow's copy.
     from pymatgen.core import Lattice, Structure
 
-    cscl = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    cscl.to(filename=str(tmp_path / "cifs" / "x_<unk>_{y}.cif"))
+    # LiF (rocksalt): no crystal of the NaCl file above, so both go to DFT.
+    lif = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.03), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lif.get_primitive_structure().to(filename=str(tmp_path / "cifs" / "x_<unk>_{y}.cif"))
     outside_before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     proc = snakemake(tmp_path)

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cohort_run import partial_table  # the bench scripts' one partial-table builder
 
 from dftscreen.cohort_figures import forest_plot, response_curve
 from dftscreen.cohort_stats import trend_test, wilson_intervals
@@ -49,8 +50,6 @@ from dftscreen.cohort_table import cohort_rates, trend_rows, write_run_cohorts
 from dftscreen.cohorts import CohortSpec
 from dftscreen.config import read_run_config
 from dftscreen.layout import ResultsLayout
-from dftscreen.plan import RunPlan
-from dftscreen.table import table_from_results
 
 FACTOR = "target_Bandgap_eV"
 FACTOR_COLUMN = f"cohort_{FACTOR}"
@@ -58,25 +57,6 @@ CONDITION = "target_Bandgap (eV)"
 OURS = ("crystallm_valid", "dft_ready", "unique_in_cohort", "novel")
 THEIRS = ("is_valid", "is_unique", "is_novel", "is_stable_orb")
 SNAKEMAKE_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-
-
-def results_table(config: dict) -> pd.DataFrame:
-    """The results table as ``write_partial_table`` builds it (same call, same arguments)."""
-    plan = RunPlan(config)
-    stability = config["stability"]
-    ml = config["ml"]
-    return table_from_results(
-        config["output_dir"],
-        stability["elemental_references"],
-        config["targets"],
-        run_settings=plan.settings,
-        stable_threshold_eV_per_atom=stability["stable_threshold_eV_per_atom"],
-        reference_library=plan.library.folder,
-        element_keys=plan.element_keys,
-        ml_prerelax=(ml["prerelax"] if ml["enabled"] else None),
-        cohorts=config["cohorts"],
-        dft_budget=config["dft"],
-    )
 
 
 def rule_wall_seconds(log_path: Path, rule: str) -> float | None:
@@ -348,7 +328,7 @@ def main() -> None:
     config = read_run_config(args.config)
     spec = CohortSpec.from_config(config["cohorts"])
     started = time.perf_counter()
-    table = results_table(config)
+    table = partial_table(config)
     table_seconds = time.perf_counter() - started
     print(f"results table of {config['output_dir']}: {len(table)} rows, {table.shape[1]} columns, "
           f"built in {table_seconds:.1f} s; statuses {dict(Counter(table['status'].astype(str)))}")

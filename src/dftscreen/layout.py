@@ -21,11 +21,15 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         inputs/<id>.cif                             CIF text of table rows going to DFT
         ml/batches/batch_<n>.json                   one ML batch job's summary (its ids, reused or new)
         ml/structures/<id>/record.json, relaxed.cif ML relaxation of one structure (+ generated.cif)
+        ml/structures/<id>/phonons.json             ML phonons of one structure (dftscreen.phonons)
+        ml/phonon_batches/batch_<n>.json            one ML phonon batch job's summary
         ml/references/{elements,phases}/<name>.json ML-relaxed elemental references and phases
         ml/references.json                          the ML reference job's output (all of them)
         ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
         dft/<id>/properties.json                    single point on the relaxed structure
+        dft/<id>/phonons.json                       DFT phonons (dftscreen.phonons)
+        dft/<id>/phonons/displacement-<nnn>.json    forces of one displaced supercell (000: undisplaced)
         packs/pack_<name>.json                      a pack job's record (with dft.structures_per_pack)
         packs/members/pack_<name>.txt               the structures of a pack that has started
         references/elements/<El>/relax.json         elemental references of runs before the reference library
@@ -60,6 +64,15 @@ from pathlib import Path
 OWN_FOLDERS = (
     "check", "inputs", "ml", "dft", "packs", "references", "known", "logs", "report", "reference_library", ".snakemake",
 )  # fmt: skip
+
+#: Sub-folder of a structure's DFT folder (its ``--workdir``) holding the phonon displacements.
+PHONON_SUBDIR = "phonons"
+
+
+def phonon_displacement_name(index: int) -> str:
+    """File name of displaced supercell ``index``'s forces inside :data:`PHONON_SUBDIR` (0: undisplaced)."""
+    return f"displacement-{int(index):03d}.json"
+
 
 #: Names of the per-structure DFT stages, each writing ``dft/<id>/<stage>.json``.
 DFT_STAGES = ("relax", "properties")
@@ -135,6 +148,21 @@ class ResultsLayout:
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
 
+    def phonon_record(self, structure_id: str) -> str:
+        """DFT phonons of the relaxed structure (:func:`dftscreen.phonons.run_dft_phonons`)."""
+        return self._join("dft", structure_id, "phonons.json")
+
+    def phonon_dir(self, structure_id: str) -> str:
+        """Work folder of the DFT phonons: one force record per displaced supercell, GPAW text logs."""
+        return self._join("dft", structure_id, PHONON_SUBDIR)
+
+    def phonon_displacement_record(self, structure_id: str, index: int) -> str:
+        """Forces of displaced supercell ``index`` (0: the undisplaced supercell), reused by a rerun."""
+        return self._join("dft", structure_id, PHONON_SUBDIR, phonon_displacement_name(index))
+
+    def phonon_log(self, structure_id: str) -> str:
+        return self.log("phonons", structure_id)
+
     def pack_record(self, pack: str) -> str:
         """Record of one pack job (``dft.structures_per_pack``): which structures it ran, in which SLURM job."""
         return self._join("packs", f"pack_{pack}.json")
@@ -194,6 +222,15 @@ class ResultsLayout:
 
     def ml_phase_record(self, phase_id: str) -> str:
         return self._join("ml", "references", "phases", f"{phase_id}.json")
+
+    def ml_phonon_record(self, structure_id: str) -> str:
+        """ML phonons of one structure (:func:`dftscreen.phonons.run_ml_phonon_batch`), written as soon as
+        they finish and reused on rerun."""
+        return self._join("ml", "structures", structure_id, "phonons.json")
+
+    def ml_phonon_batch_record(self, batch: int | str) -> str:
+        """Summary one ML phonon batch job writes when all its structures are done (a rule output)."""
+        return self._join("ml", "phonon_batches", f"batch_{batch}.json")
 
     @property
     def ml_references(self) -> str:

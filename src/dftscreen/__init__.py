@@ -13,13 +13,13 @@ modules import each other, even through function-level imports (tests/unit/test_
   :mod:`smact_check`, :mod:`fetch_known`
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`,
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`,
-  :mod:`dft_budget`
+  :mod:`dft_budget`, :mod:`gpaw_support`
 - table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
   :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohorts`, :mod:`cohort_stats`,
   :mod:`cohort_table`, :mod:`conditioning`
 - report: :mod:`report`, :mod:`cohort_figures`
 - running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
-  :mod:`dag_speed`, :mod:`compare_runs`
+  :mod:`dag_speed`, :mod:`compare_runs`, :mod:`doctor`
 """
 
 import os as _os

@@ -12,6 +12,11 @@
     as ``slurm`` (or ``--name``: one folder name, no path), with your account,
     partition and QoS filled in, so that ``snakemake --profile slurm`` works as
     written from the repository root.
+``dftscreen doctor [--configfile FILE] [--no-launch]``
+    Whether this environment can run the workflow: GPAW's version (in the supported
+    range?), MPI, ScaLAPACK and FFTW in its build, its PAW datasets, the ML model, and
+    whether mpiexec (and srun) start two ranks; exit status 1 with a line per problem.
+    See :mod:`dftscreen.doctor`.
 ``dftscreen known-phases fetch [--out FILE]``
     With network access and an MP API key (``MP_API_KEY``), write the Materials
     Project entries of the run's chemical systems and subsystems as a known set
@@ -175,6 +180,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    """``dftscreen doctor``: 0 when this environment can run dftscreen, 1 with a line per problem."""
+    from dftscreen.config import ConfigError, read_run_config, with_defaults
+    from dftscreen.doctor import diagnose, report
+
+    path = Path(args.configfile or "config/config.yaml")
+    try:
+        config = read_run_config(path) if args.configfile or path.is_file() else with_defaults({})
+    except ConfigError as exc:
+        print(f"dftscreen doctor: {exc}", file=sys.stderr)
+        return 2
+    text, status = report(diagnose(config, launch=not args.no_launch))
+    print(text)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dftscreen", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="compare runs whose settings, versions, model, known set or thresholds differ "
                          "(the page says so at the top)")
     compare.set_defaults(func=_compare)
+
+    doctor = commands.add_parser(
+        "doctor", help="can this environment run dftscreen: GPAW, MPI, ScaLAPACK, FFTW, PAW data, ML model, launchers")
+    doctor.add_argument("--configfile", default=None, metavar="FILE",
+                        help="the run's config (default: ./config/config.yaml when there; its ml section)")
+    doctor.add_argument("--no-launch", action="store_true", help="do not try to start two ranks with mpiexec/srun")
+    doctor.set_defaults(func=_doctor)
 
     known = commands.add_parser("known-phases", help="known materials for novelty and the hull")
     known_commands = known.add_subparsers(dest="known_command", required=True)

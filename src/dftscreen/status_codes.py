@@ -15,6 +15,9 @@ FAILED = "failed"
 DONE = "done"
 SKIPPED = "skipped"
 
+# Phonon records (dftscreen.phonons: ML and DFT); besides, SKIPPED, FAILED and TOO_LARGE.
+COMPUTED = "computed"
+
 # Rows of the results table; failures use FAILED and NOT_CONVERGED.
 OK = "ok"
 INVALID = "invalid"

@@ -1,8 +1,9 @@
 """What produced a number: code versions, PAW datasets, functional and a hash of the DFT settings.
 
-Every row of the results table and ``summary.json`` carry these, so a figure
-made from them can be reproduced and a silent change of a library shows up
-as a changed column. Versions are read from the installed packages' metadata
+Every row of the results table and ``summary.json`` carry these (``summary.json`` also names
+the PAW datasets GPAW reads, the gpaw-data package or a site's own: ``paw_datasets``), so a
+figure made from them can be reproduced and a silent change of a library shows up as a
+changed column. Versions are read from the installed packages' metadata
 (nothing heavy is imported); the dftscreen version gets the git commit when
 the code runs from a checkout.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from dftscreen import __version__
 from dftscreen.columns import PACKAGE_COLUMNS, PROVENANCE_COLUMNS
+from dftscreen.gpaw_support import paw_datasets
 
 #: Presets whose numbers are not converged (CI and trying things out).
 UNCONVERGED_PRESETS = ("test",)
@@ -61,6 +63,9 @@ def run_provenance(settings: dict[str, Any] | None) -> dict[str, Any]:
     settings = settings or {}
     record: dict[str, Any] = {"dftscreen_version": dftscreen_version()}
     record.update({column: package_version(dist) for column, dist in PACKAGE_COLUMNS.items()})
+    # Which PAW datasets GPAW reads: the gpaw-data package, or a site's own through GPAW_SETUP_PATH.
+    datasets = paw_datasets()
+    record["paw_datasets"] = f"{datasets['source']} at {datasets['path']}" if datasets["path"] else datasets["source"]
     record.update(
         xc_functional=(settings.get("gpaw") or {}).get("xc"),
         dft_preset=settings.get("preset"),

@@ -2,7 +2,8 @@
 else), what a GPAW build has (MPI, ScaLAPACK, FFTW) and which PAW datasets it reads.
 
 Standard library only, and runnable as a script with any Python that imports GPAW
-(``python src/dftscreen/gpaw_support.py [--json]``): ``tools/setup.sh`` checks a GPAW taken
+(``python -P src/dftscreen/gpaw_support.py [--json]``; ``-P``: the script's folder, whose
+module names would shadow others, stays off ``sys.path``): ``tools/setup.sh`` checks a GPAW taken
 from the environment (``--gpaw-from-environment``) and the one it built with it, before
 dftscreen itself is installed; ``dftscreen doctor`` reports the same facts.
 

@@ -97,7 +97,21 @@ def gpaw_calculator_kwargs(
         # correction (12.5 GPa), so use it whenever a Pulay correction is asked for.
         translated["legacy_gpaw"] = True
     # Raw GPAW keywords last: they win over the translation.
-    return {**translated, **raw}
+    kwargs = {**translated, **raw}
+    if "legacy_gpaw" in kwargs and not gpaw_has_legacy_switch():
+        # GPAW before 26 (the older end of dftscreen.gpaw_support's range) runs the legacy
+        # calculator unless GPAW_NEW is set, and knows no legacy_gpaw keyword.
+        kwargs.pop("legacy_gpaw")
+    return kwargs
+
+
+def gpaw_has_legacy_switch() -> bool:
+    """Whether the installed GPAW takes the ``legacy_gpaw`` keyword (GPAW 26 on, where the new code is the default)."""
+    from gpaw import __version__
+
+    from dftscreen.gpaw_support import version_tuple
+
+    return version_tuple(__version__) >= (26,)
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,6 +12,7 @@ problem: the SLURM jobs themselves run srun inside their allocation.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -117,10 +118,28 @@ def launcher_findings(launch: bool = True, srun: str | None = None) -> list[Find
     return findings
 
 
+def gpaw_build_of(python: str = sys.executable, timeout: float = 300) -> dict[str, Any]:
+    """:func:`dftscreen.gpaw_support.gpaw_build` of ``python``, asked in a process of its own.
+
+    Importing GPAW initialises MPI (a singleton rank) in the importing process, and an
+    ``mpiexec`` started from that process afterwards fails (GPAW 25.7 with OpenMPI).
+    """
+    command = [python, "-P", "-m", "dftscreen.gpaw_support", "--json"]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        build = json.loads(proc.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        said = getattr(exc, "stderr", None) or str(exc)
+        return {"importable": False, "error": said.strip().splitlines()[-1] if said.strip() else repr(exc)}
+    build.pop("problems", None)
+    build.pop("notes", None)
+    return build
+
+
 def diagnose(config: dict[str, Any], launch: bool = True, srun: str | None = None) -> list[Finding]:
     """Every finding about this environment, for the run ``config`` (with the schema's defaults)."""
     findings = [Finding("python", sys.executable)]
-    findings += gpaw_findings(gpaw_support.gpaw_build())
+    findings += gpaw_findings(gpaw_build_of())
     findings += ml_findings(config.get("ml") or {})
     findings += launcher_findings(launch, srun)
     return findings

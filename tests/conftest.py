@@ -104,10 +104,16 @@ def run_gpaw_module(module: str, args: list[str], ranks: int = 2, timeout: float
     return subprocess.run(command, env=mpi_env(), capture_output=True, text=True, timeout=timeout)
 
 
+#: Phonons are off in the workflow tests that do not test them (a config without a ``phonons`` section):
+#: DFT phonons of every candidate would multiply those tests' GPAW time (tests/workflow/test_phonon_workflow.py
+#: runs them).
+PHONONS_OFF = {"phonons": {"ml": False, "dft": "none"}}
+
+
 def write_run_config(workdir: Path, config: dict) -> None:
-    """Write ``config/config.yaml`` of a run folder, as a user would."""
+    """Write ``config/config.yaml`` of a run folder, as a user would (phonons off unless it says, see PHONONS_OFF)."""
     (workdir / "config").mkdir(exist_ok=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump({**PHONONS_OFF, **config}))
 
 
 def run_snakemake(

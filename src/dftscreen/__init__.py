@@ -16,8 +16,8 @@ modules import each other, even through function-level imports (tests/unit/test_
   :mod:`dft_budget`, :mod:`gpaw_support`
 - table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,
   :mod:`summary`, :mod:`verdict`, :mod:`cost`, :mod:`provenance`, :mod:`cohorts`, :mod:`cohort_stats`,
-  :mod:`cohort_table`, :mod:`conditioning`
-- report: :mod:`report`, :mod:`cohort_figures`
+  :mod:`cohort_table`, :mod:`conditioning`, :mod:`phonon_results`
+- report: :mod:`report`, :mod:`cohort_figures`, :mod:`phonon_figures`
 - running and looking: :mod:`plan`, :mod:`status`, :mod:`cli`, :mod:`dft_pack`, :mod:`mpi_launch`,
   :mod:`dag_speed`, :mod:`compare_runs`, :mod:`doctor`
 """

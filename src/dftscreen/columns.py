@@ -234,6 +234,42 @@ ML_COLUMNS = (
     DFT_INCLUSION_PROBABILITY_COLUMN,
 )
 
+# --- phonons (dftscreen.phonons, dftscreen.phonon_results) -----------------------------------
+
+#: Dynamical stability from the ML potential's phonons (every ML-relaxed structure) and from
+#: GPAW's (the candidates of ``phonons.dft``). ``*_qpoint`` is fractional (reciprocal lattice of
+#: the relaxed cell), ``*_qpoint_label`` its high-symmetry name when it is one (``Γ``, ``M``, ``R``).
+ML_PHONON_STATUS_COLUMN = "ml_phonon_status"
+ML_DYNAMICALLY_STABLE_COLUMN = "ml_dynamically_stable"
+ML_MIN_PHONON_COLUMN = "ml_min_phonon_frequency_THz"
+PHONON_STATUS_COLUMN = "phonon_status"
+DYNAMICALLY_STABLE_COLUMN = "dynamically_stable"
+MIN_PHONON_COLUMN = "min_phonon_frequency_THz"
+PHONON_CORE_HOURS_COLUMN = "phonon_core_hours"
+ML_PHONON_COLUMNS = (
+    ML_PHONON_STATUS_COLUMN,
+    "ml_phonon_reason",
+    ML_MIN_PHONON_COLUMN,
+    "ml_min_phonon_qpoint",
+    "ml_min_phonon_qpoint_label",
+    "ml_n_imaginary_phonon_modes",
+    ML_DYNAMICALLY_STABLE_COLUMN,
+    "ml_phonon_wall_time_s",
+)
+PHONON_COLUMNS = (
+    PHONON_STATUS_COLUMN,
+    "phonon_reason",
+    MIN_PHONON_COLUMN,
+    "min_phonon_qpoint",
+    "min_phonon_qpoint_label",
+    "n_imaginary_phonon_modes",
+    DYNAMICALLY_STABLE_COLUMN,
+    "phonon_supercell",
+    "phonon_n_displacements",
+    PHONON_CORE_HOURS_COLUMN,
+)
+
+
 # --- targets (dftscreen.targets) ------------------------------------------------------------
 
 #: Unit (as written in column names) of every target property, by target name.
@@ -276,7 +312,7 @@ def results_columns() -> frozenset[str]:
     # The check record's bookkeeping fields too: a table-input column must not take their names either.
     return frozenset(
         {*COLUMNS, *STABILITY_COLUMNS, *CHECK_COLUMNS, *CHECK_FIELDS_NOT_IN_TABLE, *ml, *known, *target}
-        | {COHORT_COLUMN, DFT_SAMPLED_COLUMN}
+        | {COHORT_COLUMN, DFT_SAMPLED_COLUMN, *ML_PHONON_COLUMNS, *PHONON_COLUMNS}
     )
 
 

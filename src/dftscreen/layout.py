@@ -148,6 +148,12 @@ class ResultsLayout:
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
 
+    @property
+    def phonon_candidates(self) -> str:
+        """Which structures get DFT phonons, with their supercell jobs
+        (:func:`dftscreen.phonon_results.plan_dft_phonons`)."""
+        return self._join("dft", "phonon_candidates.json")
+
     def phonon_record(self, structure_id: str) -> str:
         """DFT phonons of the relaxed structure (:func:`dftscreen.phonons.run_dft_phonons`)."""
         return self._join("dft", structure_id, "phonons.json")

@@ -32,6 +32,7 @@ from dftscreen.columns import ML_FORMATION_COLUMN, PROVENANCE_COLUMNS, target_co
 from dftscreen.cost import FAILURE_KINDS
 from dftscreen.io import atomic_write_text
 from dftscreen.layout import ResultsLayout
+from dftscreen.phonon_figures import phonon_section
 from dftscreen.status import reason_kind
 from dftscreen.summary import hull_column
 from dftscreen.targets import TARGET_KINDS
@@ -1132,6 +1133,7 @@ def build_report(
         _distributions_section(own, e_hull, stable_threshold_eV_per_atom, report),
         _spacegroups_section(own, report),
         _structures_section(table, out, report),
+        phonon_section(table, out, report),
         _failures_section(table, cost),
         _cost_section(cost, report),
         _provenance_section(

@@ -48,6 +48,7 @@ from a 5-atom perovskite (a few hundred MB) before a job is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import importlib.util
@@ -338,3 +339,14 @@ def route(estimate: CostEstimate, policy: ResourcePolicy) -> Route:
     mem, runtime = MARGIN * estimate.mem_mb_per_task, MARGIN * estimate.runtime_min
     fits = mem <= policy.mem_mb_per_task(estimate.n_atoms) and runtime <= policy.runtime_min(estimate.n_atoms)
     return Route("policy" if fits else "enlarged", estimate)
+
+
+def estimate_phonons(
+    supercell_symbols: Sequence[str], supercell_lattice_A: np.ndarray, n_displacements: int, gate: GateSettings
+) -> CostEstimate:
+    """The estimate for the finite-displacement phonons of a structure (:mod:`dftscreen.phonons`):
+    one SCF single point of the supercell per displacement, plus one for the residual forces
+    (memory and ranks as a relaxation of the supercell: the same plane waves, bands and k-points)."""
+    supercell = estimate_structure(supercell_symbols, supercell_lattice_A, gate)
+    per_single_point_min = supercell.runtime_min / (RELAX_SINGLE_POINTS + PROPERTY_SINGLE_POINTS)
+    return dataclasses.replace(supercell, runtime_min=per_single_point_min * (n_displacements + 1))

@@ -20,13 +20,16 @@ from typing import Any
 import pandas as pd
 
 from dftscreen.columns import (
+    DYNAMICALLY_STABLE_COLUMN,
     E_HULL_COLUMN,
     E_HULL_COLUMN_NO_PHASES,
+    ML_DYNAMICALLY_STABLE_COLUMN,
     ML_E_HULL_COLUMN,
     ML_E_HULL_COLUMN_NO_PHASES,
     ML_FORMATION_COLUMN,
     ML_STATUS_COLUMN,
     NOVEL_COLUMN,
+    PHONON_CORE_HOURS_COLUMN,
     RELAXED_NOVEL_COLUMN,
     TARGET_UNITS,
     target_columns,
@@ -50,6 +53,13 @@ VALID_STATUSES = [OK, NOT_CONVERGED, FAILED, NOT_FINISHED, DUPLICATE, SCREENED_O
 
 #: Cost columns of the results table per stage.
 STAGE_COST_COLUMNS = {"relax": "relax_core_hours", "properties": "properties_core_hours"}
+#: Cost columns of stages that only some structures reach (no projection onto unfinished rows).
+SELECTED_STAGE_COST_COLUMNS = {"phonons": PHONON_CORE_HOURS_COLUMN}
+
+
+def dynamically_checked(table: pd.DataFrame) -> bool:
+    """Whether any row has a DFT phonon verdict (``dynamically_stable`` true or false)."""
+    return DYNAMICALLY_STABLE_COLUMN in table.columns and table[DYNAMICALLY_STABLE_COLUMN].notna().any()
 
 
 def _count_rate(mask: pd.Series, total: int) -> dict[str, Any]:
@@ -109,8 +119,9 @@ def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[
     """How many inputs survive each stage, each stage a subset of the one before.
 
     inputs -> parsed -> dft_ready -> unique -> (novel) -> (passed ML screen) ->
-    relaxed -> (stable) -> (on target). Stages in parentheses appear only when
-    their columns exist. Each entry: stage, count, rate of inputs, rate of the
+    relaxed -> (stable) -> (dynamically stable) -> (on target). "dynamically stable"
+    counts DFT phonons only (``phonons.dft``): a structure without them does not pass it.
+    Stages in parentheses appear only when their columns exist. Each entry: stage, count, rate of inputs, rate of the
     stage before.
     """
     total = len(table)
@@ -138,6 +149,9 @@ def funnel(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> list[
     if column:
         survivors = survivors & (pd.to_numeric(table[column], errors="coerce") <= stable_threshold_eV_per_atom)
         steps.append(("stable", survivors))
+    if dynamically_checked(table):
+        survivors = survivors & _flag(table, DYNAMICALLY_STABLE_COLUMN)
+        steps.append(("dynamically stable", survivors))
     hit_columns = [target_columns(name)[2] for name in TARGET_UNITS if target_columns(name)[2] in table.columns]
     if hit_columns:
         on_target = pd.Series(True, index=table.index)
@@ -198,6 +212,10 @@ def cost_summary(table: pd.DataFrame) -> dict[str, Any]:
         }
         waiting = (own["status"] == NOT_FINISHED) & cost.isna() & atoms.notna()
         pending_atoms[stage] = atoms[waiting].astype(int).tolist()
+    for stage, column in SELECTED_STAGE_COST_COLUMNS.items():
+        cost = _numbers(own, column)
+        if cost.notna().any():
+            per_stage[stage] = {"core_hours": float(cost.sum()), "jobs": int(cost.notna().sum())}
     total = sum(stage["core_hours"] for stage in per_stage.values())
     taxonomy = failure_taxonomy(own)
     n_inputs = len(table)
@@ -275,6 +293,18 @@ def summarize(
             "hull_column": e_hull_column,
             "stable_threshold_eV_per_atom": stable_threshold_eV_per_atom,
         }
+        if dynamically_checked(table):
+            # S.U.N. that also has no imaginary phonon mode (DFT phonons; rows without them do not count).
+            summary["stable_unique_novel_dynamically_stable"] = {
+                **_count_rate(stable_rows & novel & _flag(table, DYNAMICALLY_STABLE_COLUMN), total),
+                "known_set": known_set,
+                "note": "S.U.N. and dynamically stable by DFT phonons (phonons.dft)",
+            }
+    if dynamically_checked(table):
+        summary["dynamically_stable"] = {
+            **_count_rate(unique & _flag(table, DYNAMICALLY_STABLE_COLUMN), total),
+            "n_checked": int(table[DYNAMICALLY_STABLE_COLUMN].notna().sum()),
+        }
     if training_set and "novel_vs_training" in table.columns:
         summary["novel_vs_training"] = {
             **_count_rate(unique & (table["novel_vs_training"] == True), total),  # noqa: E712
@@ -327,6 +357,17 @@ def _confusion(ml_stable: pd.Series, dft_stable: pd.Series) -> dict[str, Any]:
     }
 
 
+def dynamical_agreement(table: pd.DataFrame) -> dict[str, Any] | None:
+    """ML against DFT phonons on dynamical stability, over rows with both (``None`` when none has both)."""
+    if not {ML_DYNAMICALLY_STABLE_COLUMN, DYNAMICALLY_STABLE_COLUMN} <= set(table.columns):
+        return None
+    both = table[[ML_DYNAMICALLY_STABLE_COLUMN, DYNAMICALLY_STABLE_COLUMN]].dropna()
+    if both.empty:
+        return None
+    return {"n_compared": int(len(both)),
+            **_confusion(both[ML_DYNAMICALLY_STABLE_COLUMN].astype(bool), both[DYNAMICALLY_STABLE_COLUMN].astype(bool))}
+
+
 def ml_agreement(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) -> dict[str, Any] | None:
     """How well the ML verdicts agree with DFT, over unique structures that have both (``None`` without ML).
 
@@ -350,6 +391,8 @@ def ml_agreement(table: pd.DataFrame, *, stable_threshold_eV_per_atom: float) ->
         "dft_hull_column": dft_hull,
         "n_screened_out": int((table["status"] == SCREENED_OUT).sum()),
     }
+    # Dynamical stability: ML phonons against DFT phonons (None when no structure has both).
+    result["dynamical_stability"] = dynamical_agreement(table[unique_ok])
     if dft_hull is None:
         result["n_compared"] = 0
         return result

@@ -18,6 +18,7 @@ stages that run after the DFT rows are built.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -38,8 +39,11 @@ from dftscreen.columns import (
     ML_AUDITED_COLUMN,
     ML_CHANGE_COLUMNS,
     ML_COLUMNS,
+    ML_PHONON_COLUMNS,
     ML_SCREENED_OUT_COLUMN,
     NOVELTY_COLUMNS,
+    PHONON_COLUMNS,
+    PHONON_STATUS_COLUMN,
     RELAXED_NOVELTY_COLUMNS,
     SMACT_COLUMN,
     cohort_factor_column,
@@ -47,6 +51,9 @@ from dftscreen.columns import (
 from dftscreen.dft_budget import budget_sample
 from dftscreen.io import atomic_write_with, read_json
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
+from dftscreen.phonon_results import NOT_SELECTED as PHONON_NOT_SELECTED
+from dftscreen.phonon_results import TOO_LARGE as PHONON_TOO_LARGE
+from dftscreen.phonon_results import qpoint_text, supercell_text
 from dftscreen.targets import add_target_columns, read_target_file
 from dftscreen.verdict import verdicts
 
@@ -121,6 +128,39 @@ class TableSources:
         )
 
 
+    @classmethod
+    def from_inputs(
+        cls, out_dir: str | os.PathLike[str], inputs: Any, *, with_formation_energies: bool
+    ) -> TableSources:
+        """The sources from a job's named inputs (``rules/aggregate.smk``'s ``table_inputs``: checks,
+        elements, phases, known_phases, chosen_phases, novelty, relaxed_novelty)."""
+        return cls(
+            out_dir=str(out_dir),
+            checks=read_json(inputs.checks),
+            element_records=[read_json(p) for p in inputs.elements] if with_formation_energies else None,
+            # User-supplied phases, then those chosen from the known set (relaxed in the reference library).
+            phase_records=[read_json(p) for p in [*inputs.phases, *inputs.known_phases]],
+            phase_names=chosen_phase_names(read_json(inputs.chosen_phases)),
+            novelty=read_json(inputs.novelty),
+            relaxed_novelty=read_json(inputs.relaxed_novelty[0]) if inputs.relaxed_novelty else None,
+        )
+
+
+def table_for_job(inputs: Any, params: Any) -> pd.DataFrame:
+    """The results table of a Snakemake job with ``table_inputs`` and ``TABLE_PARAMS``
+    (``rules/aggregate.smk``): the aggregate's, and the phonon checkpoint's."""
+    sources = TableSources.from_inputs(params.out_dir, inputs, with_formation_energies=params.with_formation_energies)
+    return assemble_table(
+        sources,
+        targets_config=params.targets,
+        stable_threshold_eV_per_atom=params.stable_threshold_eV_per_atom,
+        run_settings=json.loads(params.settings),
+        ml_prerelax=params.ml_prerelax if inputs.ml else None,
+        cohorts=params.cohorts,
+        dft_budget=params.dft_budget,
+    )
+
+
 def _read_optional(path: str) -> Any:
     return read_json(path) if Path(path).is_file() else None
 
@@ -163,6 +203,7 @@ def assemble_table(
     table = add_targets(table, targets_config)
     table = add_cohort_columns(table, cohorts)
     table = add_budget_columns(table, sources.out_dir, dft_budget, ml_stage=ml_prerelax is not None)
+    table = add_phonon_columns(table, sources.out_dir)
     return add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
 
 
@@ -338,6 +379,77 @@ def add_ml_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str], prerela
         if column not in table.columns:
             table[column] = None
     return table
+
+
+def add_phonon_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """The ML and DFT phonon columns (:data:`dftscreen.columns.ML_PHONON_COLUMNS`, ``PHONON_COLUMNS``).
+
+    Read from the phonon records under ``out_dir`` and the DFT phonon plan, when they exist: a
+    structure the plan left out gets the reason (``not_selected``, ``too_large``), one it chose whose
+    record is missing ``not_finished``. Duplicates show their representative's values. A table of a
+    run without phonons gets no columns.
+    """
+    layout = ResultsLayout.of(out_dir)
+    plan = _read_optional(layout.phonon_candidates)
+    rows = []
+    for ml_id in _dft_ids(table):
+        values = ml_phonon_row(_read_optional(layout.ml_phonon_record(ml_id)))
+        values.update(phonon_row(_read_optional(layout.phonon_record(ml_id))) or _unrun_phonon_values(plan, ml_id))
+        rows.append(values)
+    if not any(rows):
+        return table
+    phonon_frame = pd.DataFrame(rows, index=table.index)
+    table = table.copy()
+    for column in (*ML_PHONON_COLUMNS, *PHONON_COLUMNS):
+        table[column] = phonon_frame[column] if column in phonon_frame.columns else None
+    return table
+
+
+def ml_phonon_row(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``ml_*`` phonon columns of one structure from its ML phonon record (:mod:`dftscreen.phonons`)."""
+    if record is None:
+        return {}
+    return {
+        "ml_phonon_status": record.get("status"),
+        "ml_phonon_reason": record.get("reason"),
+        "ml_min_phonon_frequency_THz": record.get("min_frequency_THz"),
+        "ml_min_phonon_qpoint": qpoint_text(record.get("min_frequency_qpoint")),
+        "ml_min_phonon_qpoint_label": record.get("min_frequency_qpoint_label"),
+        "ml_n_imaginary_phonon_modes": record.get("n_imaginary_modes"),
+        "ml_dynamically_stable": record.get("dynamically_stable"),
+        "ml_phonon_wall_time_s": record.get("phonon_wall_time_s"),
+    }
+
+
+def phonon_row(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The DFT phonon columns of one structure from its record (:func:`dftscreen.phonons.run_dft_phonons`)."""
+    if record is None:
+        return {}
+    return {
+        "phonon_status": record.get("status"),
+        "phonon_reason": record.get("reason"),
+        "min_phonon_frequency_THz": record.get("min_frequency_THz"),
+        "min_phonon_qpoint": qpoint_text(record.get("min_frequency_qpoint")),
+        "min_phonon_qpoint_label": record.get("min_frequency_qpoint_label"),
+        "n_imaginary_phonon_modes": record.get("n_imaginary_modes"),
+        "dynamically_stable": record.get("dynamically_stable"),
+        "phonon_supercell": supercell_text(record.get("supercell_matrix")),
+        "phonon_n_displacements": record.get("n_displacements"),
+        "phonon_core_hours": record.get("core_hours"),
+    }
+
+
+def _unrun_phonon_values(plan: Mapping[str, Any] | None, structure_id: str) -> dict[str, Any]:
+    """Phonon status and reason of a structure without a DFT phonon record, from the plan."""
+    if plan is None:
+        return {}
+    job = plan["jobs"].get(structure_id)
+    if job is not None and job.get("too_large"):
+        return {PHONON_STATUS_COLUMN: PHONON_TOO_LARGE, "phonon_reason": job["too_large"]}
+    if job is not None:
+        return {PHONON_STATUS_COLUMN: status_codes.NOT_FINISHED, "phonon_reason": "DFT phonons not finished: rerun"}
+    reason = plan["not_selected"].get(structure_id)
+    return {PHONON_STATUS_COLUMN: PHONON_NOT_SELECTED, "phonon_reason": reason} if reason else {}
 
 
 def add_targets(table: pd.DataFrame, targets_config: dict[str, Any] | None) -> pd.DataFrame:

@@ -19,9 +19,11 @@ import pandas as pd
 
 from dftscreen import status_codes
 from dftscreen.columns import (
+    DYNAMICALLY_STABLE_COLUMN,
     E_HULL_COLUMN,
     E_HULL_COLUMN_NO_PHASES,
     KNOWN_MATCH_COLUMN,
+    ML_DYNAMICALLY_STABLE_COLUMN,
     ML_E_HULL_COLUMN,
     ML_E_HULL_COLUMN_NO_PHASES,
     NOVEL_COLUMN,
@@ -79,6 +81,28 @@ def _stability_words(row: dict[str, Any] | pd.Series, threshold: float) -> str |
     if e_hull < 0:
         return f"{word} ({-e_hull:.2f} eV/atom below the known hull: a candidate new stable phase)"
     return f"{word} ({e_hull:.2f} eV/atom above hull)"
+
+
+def _mode_words(row: dict[str, Any] | pd.Series, prefix: str = "") -> str:
+    """Where the softest mode is and how soft: ``imaginary mode at M, -2.1 THz``."""
+    frequency = _number(row.get(f"{prefix}min_phonon_frequency_THz"))
+    label = row.get(f"{prefix}min_phonon_qpoint_label")
+    where = label if _present(label) else f"q = ({row.get(f'{prefix}min_phonon_qpoint')})"
+    return f"imaginary mode at {where}, {frequency:.1f} THz" if frequency is not None else "imaginary mode"
+
+
+def _phonon_words(row: dict[str, Any] | pd.Series, stable_words: str | None) -> str | None:
+    """Dynamical stability, from DFT phonons when there are, else from the ML potential's when unstable:
+    ``but dynamically unstable (imaginary mode at M, -2.1 THz)`` after a "stable" verdict."""
+    dft = row.get(DYNAMICALLY_STABLE_COLUMN)
+    if _is(dft, False):
+        but = "but " if stable_words and stable_words.startswith("stable") else ""
+        return f"{but}dynamically unstable ({_mode_words(row)})"
+    if _is(dft, True):
+        return "dynamically stable (no imaginary phonon mode)"
+    if _is(row.get(ML_DYNAMICALLY_STABLE_COLUMN), False):
+        return f"dynamically unstable by ML phonons ({_mode_words(row, 'ml_')})"
+    return None
 
 
 def spacegroup_change(row: dict[str, Any] | pd.Series) -> tuple[str | None, str | None] | None:
@@ -218,6 +242,9 @@ def verdict(
         parts.append(stability)
     elif status == status_codes.OK and not change:
         parts.append("relaxed, kept its structure")
+    phonons = _phonon_words(row, stability)
+    if phonons:
+        parts.append(phonons)
     parts += _target_words(row)
     return ", ".join(parts) if parts else str(status or "unknown")
 

@@ -22,7 +22,9 @@ from dftscreen.columns import (
     ML_COLUMNS,
     ML_E_HULL_COLUMN,
     ML_E_HULL_COLUMN_NO_PHASES,
+    ML_PHONON_COLUMNS,
     NOVELTY_COLUMNS,
+    PHONON_COLUMNS,
     RELAXED_NOVELTY_COLUMNS,
     SMACT_COLUMN,
     STABILITY_COLUMNS,
@@ -42,7 +44,8 @@ def static_columns() -> set[str]:
     ml = {*ML_COLUMNS, ML_E_HULL_COLUMN, ML_E_HULL_COLUMN_NO_PHASES}
     known = {"smact_valid", *RELAXED_NOVELTY_COLUMNS, *(c for columns in NOVELTY_COLUMNS.values() for c in columns)}
     cohorts = {COHORT_COLUMN, DFT_SAMPLED_COLUMN}
-    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known | cohorts
+    phonons = {*ML_PHONON_COLUMNS, *PHONON_COLUMNS}
+    return set(COLUMNS) | set(check_columns()) | set(STABILITY_COLUMNS) | ml | known | cohorts | phonons
 
 
 #: Pattern rows (``<placeholder>`` in the name): the function of dftscreen.columns that names their

@@ -413,6 +413,7 @@ def get_final_output(wildcards):
         *all_element_records(wildcards),
         *all_phase_records(wildcards),
         *all_competing_phase_records(wildcards),
+        *phonon_outputs(wildcards),  # rules/phonons.smk
     ]
 
 

@@ -9,35 +9,13 @@ from dftscreen.io import atomic_write_json, read_json
 from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import run_provenance
 from dftscreen.summary import summarize
-from dftscreen.table import TableSources, assemble_table, chosen_phase_names, status_counts, write_table
+from dftscreen.table import status_counts, table_for_job, write_table
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 run_settings = json.loads(snakemake.params.settings)  # noqa: F821
 threshold = snakemake.params.stable_threshold_eV_per_atom  # noqa: F821
 novelty = read_json(snakemake.input.novelty)  # noqa: F821
-sources = TableSources(
-    out_dir=snakemake.params.out_dir,  # noqa: F821
-    checks=read_json(snakemake.input.checks),  # noqa: F821
-    element_records=(
-        [read_json(p) for p in snakemake.input.elements]  # noqa: F821
-        if snakemake.params.with_formation_energies  # noqa: F821
-        else None
-    ),
-    # User-supplied phases, then those chosen from the known set (relaxed in the reference library).
-    phase_records=[read_json(p) for p in [*snakemake.input.phases, *snakemake.input.known_phases]],  # noqa: F821
-    phase_names=chosen_phase_names(read_json(snakemake.input.chosen_phases)),  # noqa: F821
-    novelty=novelty,
-    relaxed_novelty=read_json(snakemake.input.relaxed_novelty[0]) if snakemake.input.relaxed_novelty else None,  # noqa: F821
-)
-table = assemble_table(
-    sources,
-    targets_config=snakemake.params.targets,  # noqa: F821
-    stable_threshold_eV_per_atom=threshold,
-    run_settings=run_settings,
-    ml_prerelax=snakemake.params.ml_prerelax if snakemake.input.ml else None,  # noqa: F821
-    cohorts=snakemake.params.cohorts,  # noqa: F821
-    dft_budget=snakemake.params.dft_budget,  # noqa: F821
-)
+table = table_for_job(snakemake.input, snakemake.params)  # noqa: F821
 write_table(table, snakemake.output.csv, snakemake.output.parquet)  # noqa: F821
 summary = summarize(
     table,

@@ -48,7 +48,7 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,11 @@ class RunStatus:
     ml: StageStatus | None = None
     #: Whether the ML pre-screen wrote ``ml/screen.json`` (it decides which structures go to DFT).
     ml_screen_done: bool = False
+    #: DFT phonons (``phonons.dft``), once their checkpoint planned them; None before or when off.
+    phonons: StageStatus | None = None
+    #: What to say about the phonons instead of counts, and their projected cost (:func:`phonon_status`).
+    phonon_note: str = ""
+    phonon_projected_core_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +180,9 @@ class RunStatus:
             "ml": None if self.ml is None else {**self.ml.to_dict(), "screen_done": self.ml_screen_done},
             "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
             "references": {name: group.to_dict() for name, group in self.references.items()},
+            "phonons": None if self.phonons is None else {
+                **self.phonons.to_dict(), "projected_core_hours": self.phonon_projected_core_hours},
+            "phonon_note": self.phonon_note,
             "scheduler": self.scheduler,
         }
 
@@ -645,6 +653,40 @@ def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -
     ]
 
 
+def phonon_jobs(layout: ResultsLayout, out_prefix: str) -> tuple[list[Job], dict[str, Any]] | None:
+    """The DFT phonon jobs the checkpoint planned (``dft/phonon_candidates.json``), and the plan; None before it ran."""
+    plan = _read_record(Path(layout.phonon_candidates))
+    if not isinstance(plan, dict):
+        return None
+    prefix = ResultsLayout(out_prefix)
+    jobs = [
+        Job(sid, Path(layout.phonon_record(sid)), prefix.phonon_record(sid), "dft_phonons", sid,
+            Path(layout.phonon_log(sid)), "phonons")
+        for sid in plan.get("runnable", [])
+    ]
+    return jobs, plan
+
+
+def phonon_status(
+    plan: RunPlan, layout: ResultsLayout, out_prefix: str, count: Callable[[str, list[Job]], StageStatus]
+) -> tuple[StageStatus | None, str, float | None]:
+    """DFT phonon counts, a note (off, or not planned yet), and the core-hours the unfinished jobs are
+    projected to take (the size gate's estimate for each supercell, margin excluded)."""
+    mode = plan.config["phonons"]["dft"]
+    if mode == "none":
+        return None, "off (phonons.dft: none)", None
+    planned = phonon_jobs(layout, out_prefix)
+    if planned is None:
+        return None, f"not planned until every DFT job has finished (phonons.dft: {mode})", None
+    jobs, chosen = planned
+    stage = count("phonons", jobs)
+    waiting = [job.name for job in jobs if not job.record.is_file()]
+    projected = sum(chosen["jobs"][sid]["runtime_min"] * chosen["jobs"][sid]["tasks"] / 60.0 for sid in waiting)
+    too_large = sum(1 for job in chosen["jobs"].values() if job.get("too_large"))
+    note = f"{too_large} supercell(s) too large for DFT phonons" if too_large else ""
+    return stage, note, projected
+
+
 def reference_jobs(plan: RunPlan, out_prefix: str, formulas: list[str | None]) -> dict[str, list[Job]]:
     """The reference jobs: ``compare_known``, the ``elements``' references, the chosen ``known_phases``,
     the ``user_phases`` (:func:`user_phase_jobs`), as the workflow plans them (:class:`dftscreen.plan.RunPlan`).
@@ -944,6 +986,9 @@ def run_status(
         name: count_jobs(name, group, last_jobs, local_running, interrupted)
         for name, group in reference_jobs(plan, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids]).items()
     }
+    phonons, phonon_note, phonon_cost = phonon_status(
+        plan, plan.layout, out_prefix,
+        lambda name, group: count_jobs(name, group, last_jobs, local_running, interrupted))
     return RunStatus(
         results,
         len(checks),
@@ -956,6 +1001,9 @@ def run_status(
         references=references,
         ml=ml,
         ml_screen_done=Path(ResultsLayout.of(results).ml_screen).is_file(),
+        phonons=phonons,
+        phonon_note=phonon_note,
+        phonon_projected_core_hours=phonon_cost,
     )
 
 
@@ -993,9 +1041,28 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
             more = len(stage.failed_ids) - len(shown)
             lines.append("    failed: " + ", ".join(shown) + (f" (+{more} more)" if more else ""))
         lines.extend(_log_lines(stage.logs, top))
+    lines.extend(_phonon_lines(status, width, top))
     lines.extend(format_allocations(status.allocations, top))
     lines.append(f"scheduler: {status.scheduler}")
     return "\n".join(lines)
+
+
+def _phonon_lines(status: RunStatus, width: int, top: int) -> list[str]:
+    """The DFT phonon stage's line(s): counts and projected core-hours, or why there are none yet."""
+    stage = status.phonons
+    if stage is None:
+        return [f"{'phonons':<11} {status.phonon_note}"] if status.phonon_note else []
+    lines = [
+        f"{'phonons':<11} {stage.done:>{width}} done, {stage.failed:>{width}} failed, "
+        f"{stage.running:>{width}} running, {stage.pending:>{width}} pending  (of {stage.total})"
+    ]
+    lines += [f"    {count:>7}  {reason}" for reason, count in stage.failure_reasons.most_common(top)]
+    if status.phonon_projected_core_hours:
+        lines.append(f"    projected: {status.phonon_projected_core_hours:.1f} core-hours for the unfinished "
+                     "phonon jobs (size-gate estimate)")
+    if status.phonon_note:
+        lines.append(f"    {status.phonon_note}")
+    return lines
 
 
 def _log_lines(logs: dict[str, str], top: int) -> list[str]:

@@ -34,4 +34,7 @@ NOT_SAMPLED = "not_sampled"
 FINISHED_OK: dict[str, tuple[str, ...]] = {
     "relax": (RELAXED, NOT_CONVERGED),
     "properties": (DONE,),
+    # A phonon record that says why nothing was computed (an unconverged relaxation, too large a
+    # supercell) is a finished job: rerunning it gives the same answer.
+    "phonons": (COMPUTED, SKIPPED, TOO_LARGE),
 }

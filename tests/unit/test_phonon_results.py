@@ -161,3 +161,33 @@ def test_the_report_draws_a_figure_per_structure_with_dft_phonons(phonon_run, tm
         assert phonon_figure_name(sid) in section
     assert not (report / phonon_figure_name("dup")).exists()
     assert phonon_section(table_of(ROWS), out, report) is None
+
+
+def test_status_counts_phonon_jobs_and_projects_their_cost(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from dftscreen.status import RunStatus, StageStatus, _phonon_lines, count_jobs, phonon_status
+
+    layout = ResultsLayout.of(tmp_path)
+    plan = SimpleNamespace(config={"phonons": {"dft": "candidates"}})
+
+    def count(name, jobs):
+        return count_jobs(name, jobs, {}, set())
+
+    assert phonon_status(plan, layout, "out", count)[1].startswith("not planned until every DFT job has finished")
+    assert phonon_status(SimpleNamespace(config={"phonons": {"dft": "none"}}), layout, "out", count)[1].startswith(
+        "off")
+    atomic_write_json(layout.phonon_candidates, {
+        "runnable": ["a", "b"], "not_selected": {},
+        "jobs": {"a": {"tasks": 2, "runtime_min": 30.0}, "b": {"tasks": 4, "runtime_min": 90.0},
+                 "c": {"too_large": "supercell of 900 atoms"}}})
+    atomic_write_json(layout.phonon_record("a"), _record(True))
+    stage, note, projected = phonon_status(plan, layout, "out", count)
+    assert (stage.done, stage.pending, stage.total) == (1, 1, 2)
+    assert projected == pytest.approx(6.0)  # b: 90 min on 4 ranks
+    assert note == "1 supercell(s) too large for DFT phonons"
+    status = RunStatus(tmp_path, 2, 2, {}, {}, {}, "none", phonons=stage, phonon_note=note,
+                       phonon_projected_core_hours=projected)
+    text = "\n".join(_phonon_lines(status, 1, 5))
+    assert "phonons     1 done, 0 failed, 0 running, 1 pending  (of 2)" in text and "6.0 core-hours" in text
+    assert isinstance(stage, StageStatus)

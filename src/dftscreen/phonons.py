@@ -505,7 +505,9 @@ def ml_phonon_record(
     start = time.perf_counter()
     try:
         structure, _ = read_structure(cif)
-        record.update(ml_phonons(structure_to_atoms(structure), calculator, ml_settings, settings))
+        atoms = structure_to_atoms(structure)
+        record.update(formula=atoms.get_chemical_formula(mode="hill"), n_atoms=len(atoms))
+        record.update(ml_phonons(atoms, calculator, ml_settings, settings))
     except Exception as exc:  # noqa: BLE001 - one structure's failure never stops the batch
         record.update(status=status_codes.FAILED, reason=f"ML phonons: {type(exc).__name__}: {exc}")
     record["wall_time_s"] = time.perf_counter() - start
@@ -650,8 +652,9 @@ def run_dft_phonons(
     status ``skipped``; too large a supercell ``too_large``; an error ``failed``, each with a
     reason and nothing computed. A residual force above ``dft_max_force_eV_per_A`` is relaxed
     away first (:func:`dft_prerelax`). Each supercell's forces are a file in
-    ``workdir/phonons`` (:func:`supercell_forces`), reused by a rerun. ``force_calculator``
-    replaces GPAW (tests); the record (written to ``out_json``) has ``core_hours`` = wall
+    ``workdir/phonons`` (:func:`supercell_forces`), reused by a rerun (also after a change of
+    the tolerances, which only the analysis uses). ``force_calculator`` replaces GPAW and
+    skips the pre-relaxation (tests); the record (written to ``out_json``) has ``core_hours`` = wall
     time x MPI ranks.
     """
     from ase.parallel import world
@@ -692,8 +695,11 @@ def _dft_phonons(
         return {"status": status_codes.TOO_LARGE, "reason": problem}
     phonon_dir.mkdir(parents=True, exist_ok=True)
     residual = relax_record.get("max_force_eV_per_A")
-    record: dict[str, Any] = {"relax_max_force_eV_per_A": residual, "prerelaxed": False}
-    key = settings_key(Path(relaxed_cif).read_bytes().hex(), settings_all.get("gpaw"), settings.to_dict())
+    record: dict[str, Any] = {"formula": atoms.get_chemical_formula(mode="hill"), "n_atoms": len(atoms),
+                              "relax_max_force_eV_per_A": residual, "prerelaxed": False}
+    # What the forces depend on (the tolerances do not: changing them reuses every file).
+    key = settings_key(Path(relaxed_cif).read_bytes().hex(), settings_all.get("gpaw"),
+                       (settings_all.get("relax") or {}).get("symprec"), settings.dft_max_force_eV_per_A)
     if force_calculator is None and (residual is None or float(residual) > settings.dft_max_force_eV_per_A):
         atoms, info = dft_prerelax(atoms, settings_all["gpaw"], settings_all.get("relax") or {}, settings,
                                    phonon_dir, key)

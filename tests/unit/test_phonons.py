@@ -214,10 +214,15 @@ def test_a_rerun_computes_only_the_displacements_that_did_not_finish(tmp_path: P
     assert again["n_computed"] == 1 and again["n_reused"] == n - 1
     assert again["gamma_frequencies_THz"] == pytest.approx(record["gamma_frequencies_THz"], abs=1e-9)
 
-    # Other settings (a larger displacement) make every file stale.
+    # A larger displacement makes every displaced supercell's file stale, not the undisplaced one's.
     third = EMTForces()
     other = dft_job(tmp_path, atoms, RELAXED, third, min_supercell_length_A=5.0, displacement_A=0.02)
-    assert other["n_reused"] == 0 and len(third.indices) == n
+    assert other["n_reused"] == 1 and third.indices == list(range(1, n))
+    # Tolerances only change the analysis: every file is reused.
+    fourth = EMTForces()
+    retuned = dft_job(tmp_path, atoms, RELAXED, fourth, min_supercell_length_A=5.0, displacement_A=0.02,
+                      imaginary_tolerance_THz=0.3)
+    assert fourth.indices == [] and retuned["n_reused"] == n
 
 
 def test_a_failure_mid_way_is_recorded_and_keeps_the_finished_displacements(tmp_path: Path):

@@ -157,7 +157,9 @@ class RunPlan:
         self.config = config
         self.warnings = warnings
         #: Reference phases (label -> reason) the size gate left without a DFT job.
-        self.too_large_phases: dict[str, str] = {}
+        #: Reference or known phases the size gate refused (no DFT job, left out of the hull): label ->
+        #: reason and elements (the table notes it in the rows whose hull it would bound).
+        self.too_large_phases: dict[str, dict[str, Any]] = {}
         self._gate_reasons: dict[str, str | None] = {}
         self.folder = None if folder is None else Path(folder)
         self.layout = layout or ResultsLayout(config["output_dir"])
@@ -363,7 +365,8 @@ class RunPlan:
         if key not in self._gate_reasons:
             reason = self._gate_reasons[key] = cif_too_large(path, self.gate)
             if reason:
-                self.too_large_phases[label] = reason
+                elements = sorted(structure_elements_and_size(path)[0])
+                self.too_large_phases[label] = {"reason": reason, "elements": elements}
                 if self.warnings is not None:
                     print(f"dftscreen: WARNING: {label} gets no DFT job, left out of the hull: {reason}",
                           file=self.warnings)

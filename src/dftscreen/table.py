@@ -158,6 +158,7 @@ def table_for_job(inputs: Any, params: Any) -> pd.DataFrame:
         ml_prerelax=params.ml_prerelax if inputs.ml else None,
         cohorts=params.cohorts,
         dft_budget=params.dft_budget,
+        too_large_phases=getattr(params, "too_large_phases", None),
     )
 
 
@@ -174,6 +175,7 @@ def assemble_table(
     ml_prerelax: bool | None,
     cohorts: Mapping[str, Any] | None = None,
     dft_budget: Mapping[str, Any] | None = None,
+    too_large_phases: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """The results table, one row per input, from ``sources``.
 
@@ -185,6 +187,9 @@ def assemble_table(
         cohorts: the config section ``cohorts`` (``None``: no cohorts, every row in cohort ``all``).
         dft_budget: the config section ``dft`` (its ``max_structures_per_cohort`` and
             ``budget_seed``; ``None``: no budget).
+        too_large_phases: reference and known phases the size gate refused (label -> ``reason``,
+            ``elements``; :attr:`dftscreen.plan.RunPlan.too_large_phases`): noted in the rows whose hull
+            they would bound (:func:`add_left_out_phase_notes`).
     """
     layout = ResultsLayout.of(sources.out_dir)
     table = build_table(
@@ -204,6 +209,7 @@ def assemble_table(
     table = add_cohort_columns(table, cohorts)
     table = add_budget_columns(table, sources.out_dir, dft_budget, ml_stage=ml_prerelax is not None)
     table = add_phonon_columns(table, sources.out_dir)
+    table = add_left_out_phase_notes(table, too_large_phases or {})
     return add_verdicts(table, stable_threshold_eV_per_atom=stable_threshold_eV_per_atom)
 
 
@@ -402,6 +408,34 @@ def add_phonon_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> 
     table = table.copy()
     for column in (*ML_PHONON_COLUMNS, *PHONON_COLUMNS):
         table[column] = phonon_frame[column] if column in phonon_frame.columns else None
+    return table
+
+
+def add_left_out_phase_notes(table: pd.DataFrame, too_large_phases: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Say in ``stability_note`` which competing phases the hull lacks because the size gate refused their DFT.
+
+    A phase bounds the hull of every structure whose elements include all of its own; those rows get
+    "hull without <phase> (...)", so an energy above the hull that is too low for lack of it is not
+    taken at face value.
+    """
+    if not too_large_phases or "reduced_formula" not in table.columns:
+        return table
+    from pymatgen.core import Composition
+
+    table = table.copy()
+    if "stability_note" not in table.columns:
+        table["stability_note"] = None
+    for index, formula in table["reduced_formula"].items():
+        try:
+            system = {el.symbol for el in Composition(str(formula)).elements} if isinstance(formula, str) else set()
+        except (ValueError, KeyError):
+            continue
+        missing = [label for label, phase in too_large_phases.items() if system and set(phase["elements"]) <= system]
+        if not missing:
+            continue
+        words = "; ".join(f"hull without {label}: too large for DFT here (dftscreen.size_gate)" for label in missing)
+        note = table.at[index, "stability_note"]
+        table.at[index, "stability_note"] = f"{note}; {words}" if isinstance(note, str) and note else words
     return table
 
 

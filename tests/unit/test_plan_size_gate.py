@@ -60,3 +60,22 @@ def test_a_chosen_known_phase_in_a_box_gets_no_job(tmp_path: Path):
     write_cif(Path(plan.library.phase_start_cif("kp-ok")), ["Na", "Cl"], 4.0)
     assert plan.competing_phase_keys(json.loads(json.dumps(chosen))) == ["kp-ok"]
     assert list(plan.too_large_phases) == ["known phase kp-box"]
+
+
+def test_the_rows_a_refused_phase_would_bound_say_their_hull_lacks_it(tmp_path: Path):
+    """Issue 28, N4: the table notes the phase the hull goes without, in the rows of its chemical systems."""
+    import pandas as pd
+
+    from dftscreen.table import add_left_out_phase_notes
+
+    write_cif(tmp_path / "phases" / "NaCl_box.cif", ["Na", "Cl"], 200.0)
+    plan = run_plan(tmp_path, stability={"reference_cif_dir": "phases"})
+    assert plan.reference_phases == {}
+    (label, phase), = plan.too_large_phases.items()
+    assert phase["elements"] == ["Cl", "Na"] and phase["reason"].startswith("too large for DFT here")
+    table = pd.DataFrame({"reduced_formula": ["NaCl", "Na2ClO", "LiCl", None],
+                          "stability_note": [None, "mixed settings", None, None]})
+    noted = add_left_out_phase_notes(table, plan.too_large_phases)["stability_note"].tolist()
+    assert noted[0] == f"hull without {label}: too large for DFT here (dftscreen.size_gate)"
+    assert noted[1] == f"mixed settings; hull without {label}: too large for DFT here (dftscreen.size_gate)"
+    assert noted[2] is None and noted[3] is None  # no Na: the phase bounds nothing there

@@ -42,6 +42,8 @@ TABLE_PARAMS = dict(
     audit_fraction=SCREEN_AUDIT_FRACTION,
     # The DFT budget's sample, drawn again to mark what it left out (dftscreen.table.add_budget_columns).
     dft_budget={key: DFT[key] for key in ("max_structures_per_cohort", "budget_seed")},
+    # Phases the size gate refused (dftscreen.plan.RunPlan.too_large): noted in the rows they would bound.
+    too_large_phases=lambda wildcards: PLAN.too_large_phases,
 )
 
 

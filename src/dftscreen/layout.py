@@ -51,6 +51,7 @@ shared by every run whose config names the same folder::
         elements/<El>/<reference key>/relax.json, relaxed.cif   one element's reference
         phases/<phase key>/start.cif, relax.json, relaxed.cif   one known phase
     <library>/known_index/   known sets' index and reduced cells (dftscreen.known_index)
+    <library>/ml/<model key>/phases/<phase key>.json   a known phase relaxed by the ML model
 """
 
 from __future__ import annotations
@@ -391,6 +392,11 @@ class ReferenceLibrary:
     def known_index_dir(self) -> str:
         """Indexes of the known sets (:mod:`dftscreen.known_index`), shared by all settings: ``<root>/known_index``."""
         return "/".join((self.root, "known_index"))
+
+    def ml_phase_record(self, model_key: str, phase_key: str) -> str:
+        """A known phase relaxed by the ML model (:func:`dftscreen.ml.model_key`), shared by all DFT settings:
+        ``<root>/ml/<model key>/phases/<phase key>.json``."""
+        return "/".join((self.root, "ml", model_key, "phases", f"{phase_key}.json"))
 
     def element_relaxed_cif(self, element: str, reference_key: str) -> str:
         return self._join("elements", element, reference_key, "relaxed.cif")

@@ -60,7 +60,7 @@ from dftscreen.check import min_interatomic_distance
 from dftscreen.cif_reader import read_structure
 from dftscreen.dft import EV_PER_A3_TO_GPA, atoms_to_structure, structure_to_atoms
 from dftscreen.io import atomic_write_json, atomic_write_with, read_json
-from dftscreen.layout import ResultsLayout
+from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.references import elemental_reference
 
 #: The model package; its pretrained models ship inside its wheel.
@@ -361,6 +361,18 @@ def run_batch(
 # --- references ----------------------------------------------------------------------------
 
 
+def model_key(settings: MLSettings, checkpoint_sha256: str) -> str:
+    """The reference library's key of an ML model and its relaxation settings: ``<model name>-<hash>``.
+
+    Known phases relaxed by the model are kept under it (:meth:`dftscreen.layout.ReferenceLibrary.ml_phase_record`),
+    so every run with the same model file and ``ml.relax`` settings reuses them.
+    """
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(settings.model).name) or "model"
+    digest = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode())
+    digest.update(checkpoint_sha256.encode())
+    return f"{name}-{digest.hexdigest()[:12]}"
+
+
 def relax_references(
     elements: Iterable[str],
     element_cifs: dict[str, str],
@@ -369,13 +381,21 @@ def relax_references(
     settings: MLSettings,
     calculator_factory: Callable[[], Any],
     out_json: str | os.PathLike[str] | None = None,
+    known_phases: dict[str, dict[str, str]] | None = None,
+    library: ReferenceLibrary | None = None,
 ) -> dict[str, Any]:
     """ML-relax the elemental references (the same structures as :mod:`dftscreen.references`) and phases.
 
-    Records are reused like a batch's; the returned (and written) dict has
-    ``elements`` and ``phases`` lists of records.
-    """
+    ``known_phases`` (phase key -> ``{"start_cif": ..., "entry_id": ...}``) are the known phases
+    compare_known chose that DFT relaxes too (:meth:`dftscreen.plan.RunPlan.competing_phase_keys`):
+    their records are kept in ``library`` under the model's key (:func:`model_key`), one file per
+    phase, so a later run with the same model reuses them whatever its results folder.
 
+    Records are reused like a batch's; the returned (and written) dict has
+    ``elements``, ``phases`` and ``known_phases`` lists of records.
+    """
+    if known_phases and library is None:
+        raise ValueError("known phases need the reference library to keep their ML records in")
     provenance = model_provenance(settings.model)
     calculator = None
 
@@ -412,10 +432,10 @@ def relax_references(
             return reference.atoms, reference.kind, reference.description
         return build
 
-    def build_phase(cif: str) -> Callable[[], tuple[Atoms, str, str]]:
+    def build_phase(cif: str, description: str | None = None) -> Callable[[], tuple[Atoms, str, str]]:
         def build() -> tuple[Atoms, str, str]:
             structure, _ = read_structure(cif)
-            return structure_to_atoms(structure), "crystal", f"reference phase {Path(cif).name}"
+            return structure_to_atoms(structure), "crystal", description or f"reference phase {Path(cif).name}"
         return build
 
     records = {
@@ -428,7 +448,18 @@ def relax_references(
                     build_phase(cif), {"structure_id": pid})
             for pid, cif in sorted(phases.items())
         ],
+        "known_phases": [],
     }
+    if known_phases:
+        key = model_key(settings, provenance["ml_checkpoint_sha256"])
+        for phase_key, item in sorted(known_phases.items()):
+            cif, entry_id = item["start_cif"], item.get("entry_id")
+            fingerprint = _key(Path(cif).read_bytes(), settings, provenance)
+            record = compute(library.ml_phase_record(key, phase_key), fingerprint,
+                             build_phase(cif, f"known phase {entry_id or phase_key}"),
+                             {"structure_id": phase_key, "entry_id": entry_id, "ml_model_key": key})
+            # The same crystal may come from another known set under another id: this run names it by its own.
+            records["known_phases"].append({**record, "entry_id": entry_id})
     if out_json is not None:
         atomic_write_json(out_json, records)
     return records

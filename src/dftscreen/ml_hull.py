@@ -60,8 +60,9 @@ def screen(
 ) -> dict[str, Any]:
     """ML formation energies, energies above the ML hull, and the screening verdict of every structure.
 
-    The hull holds ML energies only: the ML-relaxed elemental references and
-    reference phases (with compound phases, each structure is judged against
+    The hull holds ML energies only: the ML-relaxed elemental references,
+    reference phases and the known phases compare_known chose, the same phases
+    as the DFT hull (with compound phases, each structure is judged against
     those alone, so its verdict does not depend on the rest of the batch;
     without, the ML-relaxed generated structures join the hull, as in
     :func:`dftscreen.stability.hull_analysis`). A structure is
@@ -72,7 +73,9 @@ def screen(
     Args:
         structure_ids: every id that may go to DFT (the check's valid ids).
         records: ML record per structure id (an id without one is not screened out).
-        references: ``{"elements": [...], "phases": [...]}`` ML reference records.
+        references: ``{"elements": [...], "phases": [...], "known_phases": [...]}`` ML reference records
+            (:func:`dftscreen.ml.relax_references`; an elemental known phase is one more candidate of its
+            element, the lowest per element standing for it).
         threshold_eV_per_atom: screening threshold, ``None`` for no screening.
         checkpoint_sha256: the model of this run; records of any other model stay out of the hull.
     """
@@ -83,15 +86,17 @@ def screen(
         records = {sid: r for sid, r in records.items() if same_model(r)}
         references = {kind: [r for r in rs if same_model(r)] for kind, rs in references.items()}
     elements = [r for r in (_energy(rec.get("element", ""), rec) for rec in references.get("elements", [])) if r]
-    phases = [r for r in (_energy(rec.get("structure_id", ""), rec) for rec in references.get("phases", [])) if r]
+    # The user's reference phases and the known phases compare_known chose (the DFT hull's phases).
+    phase_records = [*references.get("phases", []), *references.get("known_phases", [])]
+    phases = [r for r in (_energy(rec.get("structure_id", ""), rec) for rec in phase_records) if r]
+    names = {rec.get("structure_id", ""): phase_name(rec) for rec in phase_records}
     energies = {sid: e for sid, e in ((sid, _energy(sid, rec)) for sid, rec in sorted(records.items())) if e}
     hull = hull_analysis(list(energies.values()), elements, phases)
-    # An elemental phase stands for its element (as in hull_analysis); the compounds name the hull.
+    # An elemental phase stands for its element (as in hull_analysis: the lowest per element);
+    # the compounds name the hull.
     mu = chemical_potentials([*elements, *phases])
     compounds = [p for p in phases if len(p.composition.elements) > 1]
     column = ML_E_HULL_COLUMN if compounds else ML_E_HULL_COLUMN_NO_PHASES
-    label = (f"ML: elements + {len(compounds)} reference phases" if compounds
-             else "ML: elements + generated structures only (no reference phases given)")
     verdicts: dict[str, dict[str, Any]] = {}
     for sid in sorted(set(structure_ids)):
         record = records.get(sid)
@@ -106,7 +111,7 @@ def screen(
                 verdict[ML_FORMATION_COLUMN] = formation_energy_per_atom(energy, mu)
                 verdict[column] = hull[sid]["e_above_hull_eV_per_atom"]
                 verdict["ml_decomposition_products"] = hull[sid].get("decomposition")
-                verdict["ml_hull_reference"] = label
+                verdict["ml_hull_reference"] = _hull_label(energy, compounds, names)
             except KeyError as exc:
                 verdict["note"] = f"no ML formation energy: {exc.args[0]}"
         e_hull = verdict.get(column)
@@ -118,10 +123,28 @@ def screen(
     return {
         "threshold_eV_per_atom": threshold_eV_per_atom,
         "hull_column": column,
+        # Every phase with an ML energy, as the DFT hull names its phases (elemental ones included).
+        "hull_phases": sorted(names[p.name] for p in phases),
         "structures": verdicts,
         "dft_ids": [sid for sid, v in verdicts.items() if not v["screened_out"]],
         "screened_out_ids": [sid for sid, v in verdicts.items() if v["screened_out"]],
     }
+
+
+def phase_name(record: dict[str, Any]) -> str:
+    """A hull phase's name: its id, and for a known phase ``<key> [<known entry id>]`` (as the DFT table names it)."""
+    name = record.get("structure_id", "")
+    return f"{name} [{record['entry_id']}]" if record.get("entry_id") else name
+
+
+def _hull_label(energy: EnergyRecord, compounds: list[EnergyRecord], names: dict[str, str]) -> str:
+    """What the ML hull of a structure's chemical system was built from (as the DFT ``hull_reference``)."""
+    if not compounds:
+        return "ML: elements + generated structures only (no reference phases given)"
+    system = {el.symbol for el in energy.composition.elements}
+    in_system = [p for p in compounds if {el.symbol for el in p.composition.elements} <= system]
+    listed = sorted(names.get(p.name, p.name) for p in in_system)
+    return f"ML: elements + {len(listed)} reference phases" + (f" ({', '.join(listed)})" if listed else "")
 
 
 def audit_draw(structure_id: str, seed: int) -> float:

@@ -105,6 +105,30 @@ def test_screen_uses_ml_hull_and_threshold_moves_a_structure_between_dft_and_scr
     assert one_model["screened_out_ids"] == [] and one_model["structures"]["high"]["note"] == "no ML record"
 
 
+def test_known_phases_make_the_ml_hull_and_screen_out_a_polymorph_above_them():
+    """Issue 29: with the known phases compare_known chose, a lone polymorph is measured against them
+    (negative below), not against the elements and the other generated structures."""
+    polymorph = {"cscl": _record("Na1 Cl1", -6.1)}
+    alone = ml_hull.screen(["cscl"], polymorph, ELEMENTS, threshold_eV_per_atom=0.1)
+    assert alone["hull_column"] == columns.ML_E_HULL_COLUMN_NO_PHASES and alone["screened_out_ids"] == []
+    known = {**ELEMENTS, "known_phases": [
+        {**_record("Na1 Cl1", -6.5), "structure_id": "NaCl-abc", "entry_id": "mp-22862"},
+        # An elemental known phase lower than the reference stands for its element (lowest per element).
+        {**_record("Na2", -2.8), "structure_id": "Na-def", "entry_id": "mp-10172"},
+    ]}
+    below = {"low": _record("Na1 Cl1", -6.7)}
+    judged = ml_hull.screen(["cscl", "low"], {**polymorph, **below}, known, threshold_eV_per_atom=0.1)
+    column = judged["hull_column"]
+    assert column == columns.ML_E_HULL_COLUMN
+    assert judged["structures"]["cscl"][column] == pytest.approx(0.2)
+    assert judged["structures"]["low"][column] == pytest.approx(-0.1)  # below the known hull, not part of it
+    assert judged["screened_out_ids"] == ["cscl"]
+    assert judged["structures"]["low"][columns.ML_FORMATION_COLUMN] == pytest.approx((-6.7 + 1.4 + 1.8) / 2)
+    label = judged["structures"]["cscl"]["ml_hull_reference"]
+    assert label == "ML: elements + 1 reference phases (NaCl-abc [mp-22862])"
+    assert judged["hull_phases"] == ["Na-def [mp-10172]", "NaCl-abc [mp-22862]"]
+
+
 def test_dft_start_is_the_ml_geometry_only_when_prerelaxing_and_usable(tmp_path: Path):
     layout = ResultsLayout.of(tmp_path)
     generated = "cifs/x.cif"
@@ -314,6 +338,40 @@ def test_references_are_the_dft_reference_structures_relaxed_with_the_model(tmp_
         by_element["S"]["reason"])
     assert records["phases"][0]["status"] == status_codes.RELAXED
     assert np.isfinite(records["phases"][0]["energy_eV"])
+
+
+def test_known_phases_are_relaxed_once_per_model_and_kept_in_the_reference_library(tmp_path: Path, calculator):
+    from dftscreen.layout import ReferenceLibrary
+
+    library = ReferenceLibrary(str(tmp_path / "library"), "dft-settings")
+    start = tmp_path / "library" / "dft-settings" / "phases" / "NaCl-abc" / "start.cif"
+    start.parent.mkdir(parents=True)
+    start.write_bytes((EXAMPLES / "NaCl_crystallm_P4nmm.cif").read_bytes())
+    known = {"NaCl-abc": {"start_cif": str(start), "entry_id": "mp-1"}}
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return calculator
+
+    first = ml.relax_references([], {}, {}, ResultsLayout.of(tmp_path / "run1"), QUICK, factory,
+                                known_phases=known, library=library)
+    record = first["known_phases"][0]
+    assert record["status"] == status_codes.RELAXED and record["structure_id"] == "NaCl-abc"
+    assert record["entry_id"] == "mp-1" and record["reference_description"] == "known phase mp-1"
+    key = ml.model_key(QUICK, record["ml_checkpoint_sha256"])
+    assert key.startswith("7net-0-") and record["ml_model_key"] == key
+    path = Path(library.ml_phase_record(key, "NaCl-abc"))
+    assert path.is_file() and path.is_relative_to(tmp_path / "library" / "ml")
+    # Another run (other results folder, another known set naming it otherwise) reuses it: no model loaded.
+    again = ml.relax_references([], {}, {}, ResultsLayout.of(tmp_path / "run2"), QUICK, factory,
+                                known_phases={"NaCl-abc": {**known["NaCl-abc"], "entry_id": "other-7"}},
+                                library=library)
+    assert calls == [1] and again["known_phases"][0]["energy_eV"] == record["energy_eV"]
+    assert again["known_phases"][0]["entry_id"] == "other-7"
+    # Other relaxation settings: another model key, computed again.
+    looser = ml.MLSettings(optimizer="BFGS", fmax_eV_per_A=0.1, max_steps=200)
+    assert ml.model_key(looser, record["ml_checkpoint_sha256"]) != key
 
 
 def test_the_screen_audit_sends_a_seeded_sample_of_screened_out_structures_to_dft():

@@ -1,6 +1,7 @@
 # Stage 1b: machine-learned pre-relaxation, ML energies and pre-screen (src/dftscreen/ml.py).
 # A few batched jobs (the model is loaded once per job, ml.batch_size structures each), one job
-# for the ML-relaxed references, and a local checkpoint that builds the ML hull and lists the
+# for the ML-relaxed references (elements, reference phases and the known phases compare_known
+# chose, kept in the reference library per model), and a local checkpoint that builds the ML hull and lists the
 # ids that go on to DFT (ml/dft_ids.txt). The DFT relaxation reads dft_start_cif.
 # Its input functions live in common.smk with the others.
 
@@ -34,6 +35,9 @@ rule ml_references:
         checks=LAYOUT.checks_table,
         element_cifs=lambda wildcards: sorted(STABILITY["elemental_reference_cifs"].values()),
         phase_cifs=lambda wildcards: [str(item.path) for _, item in sorted(REFERENCE_PHASES.items())],
+        # The known phases compare_known chose (their start CIFs in the reference library), read by
+        # the job: a plain input, no checkpoint .get() (see checked_valid_ids in common.smk).
+        chosen_phases=lambda wildcards: [LAYOUT.competing_phases] if PLAN.competing_phases_wanted else [],
     output:
         record=LAYOUT.ml_references,
     log:

@@ -43,10 +43,13 @@ SLOWEST_MODULES_FIRST = (
     "test_slurm.py",
     "test_workflow.py",
     "test_slurm_pack.py",
+    # Issue 33: a GPAW build and two environments as an unprivileged user, then a workflow run.
+    "test_cluster_install.py",
     "test_known_workflow.py",
     "test_dft.py",
     "test_ml_workflow.py",
     "test_cohorts_workflow.py",
+    "test_module_workflow.py",
     "test_fast_paths.py",
     "test_resume.py",
     "test_table_input_workflow.py",

@@ -36,7 +36,7 @@ while (($#)); do
         --build-gpaw) GPAW_MODE="build" ;;
         --gpaw-version) GPAW_VERSION="${2:?--gpaw-version needs a version}"; shift ;;
         --gpaw-version=*) GPAW_VERSION="${1#*=}" ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

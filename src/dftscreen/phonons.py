@@ -448,8 +448,11 @@ def compute_phonons(
 def ml_phonons(atoms: Atoms, calculator: Any, ml_settings: MLSettings, settings: PhononSettings) -> dict[str, Any]:
     """ML phonons of ``atoms``: a tight relaxation with the same potential, then displacements.
 
-    The relaxation is the ML stage's (:func:`dftscreen.ml.relax_atoms`: cell and positions,
-    FixSymmetry when the ML settings say so) with ``fmax`` = ``settings.ml_fmax_eV_per_A``.
+    The relaxation (:func:`dftscreen.ml.relax_atoms`, FixSymmetry when the ML settings say so)
+    moves the positions only, with BFGS, to ``settings.ml_fmax_eV_per_A``: phonons need the
+    forces at a minimum, and the ML stage has relaxed the cell already. Tightening the cell
+    too (FIRE with the cell filter, the stage's own) took 35-280 steps on 5-atom perovskites
+    from the stage's geometry, positions alone with BFGS 10-27 (bench/README.md, "Phonons").
     One that does not converge gives status ``skipped`` and computes nothing. Returns the
     record of :func:`compute_phonons` with ``relax_*`` keys; ``relax_wall_time_s`` and
     ``phonon_wall_time_s`` (s) apart.
@@ -457,8 +460,8 @@ def ml_phonons(atoms: Atoms, calculator: Any, ml_settings: MLSettings, settings:
     _, _, problem = size_problem(atoms, settings)
     if problem is not None:
         return {"status": status_codes.TOO_LARGE, "reason": problem}
-    tight = replace(ml_settings, fmax_eV_per_A=settings.ml_fmax_eV_per_A)
-    relaxed, relax = relax_atoms(atoms, calculator, tight)
+    tight = replace(ml_settings, fmax_eV_per_A=settings.ml_fmax_eV_per_A, optimizer="BFGS")
+    relaxed, relax = relax_atoms(atoms, calculator, tight, relax_cell=False)
     record: dict[str, Any] = {
         "relax_converged": relax["converged"],
         "relax_n_steps": relax["n_steps"],

@@ -344,7 +344,8 @@ def known_source_files(wildcards):
 
 
 def ml_known_phase_energies(wildcards):
-    """Hook: ML energies of the known phases ({entry id: eV/atom}) for compare_known to rank them by; none yet."""
+    """Hook: ML energies of all known entries ({entry id: eV/atom}) for compare_known to rank them by; none yet
+    (the phases it chooses are ML-relaxed afterwards by ml_references for the ML hull)."""
     return []
 
 

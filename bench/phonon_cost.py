@@ -1,7 +1,9 @@
 """What ML phonons cost beside the ML relaxation, per 5-atom perovskite (issue 31; not run in CI).
 
-For each of the first ``--n`` perov_5 perovskites in ``../shared/data/reference/perov5_sample50``
-(sorted by file name), with SevenNet-0 loaded once on ``--threads`` torch threads:
+For cubic BaTiO3 and SrTiO3 (5 atoms, built here: 3 symmetry-distinct displacements) and
+the first ``--n`` perov_5 perovskites in ``../shared/data/reference/perov5_sample50`` (sorted
+by file name; mixed-anion, lower symmetry: 10 displacements), with SevenNet-0 loaded once on
+``--threads`` torch threads:
 
 1. the ML stage's relaxation (:func:`dftscreen.ml.relax_atoms`, the default ML settings:
    cell and positions, FixSymmetry, FIRE to 0.05 eV/Å) from the CIF;
@@ -24,9 +26,20 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PEROVSKITES = REPO.parent / "shared" / "data" / "reference" / "perov5_sample50"
+
+
+def cubic_perovskites() -> list[tuple[str, Any]]:
+    """Cubic BaTiO3 (a = 4.00 Å) and SrTiO3 (3.90 Å), 5 atoms each."""
+    from ase import Atoms
+
+    positions = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return [(f"{a_site}TiO3-cubic", Atoms([a_site, "Ti", "O", "O", "O"], cell=[a] * 3, pbc=True,
+                                        scaled_positions=positions))
+            for a_site, a in (("Ba", 4.00), ("Sr", 3.90))]
 
 
 def main() -> None:
@@ -51,18 +64,19 @@ def main() -> None:
     header = (f"{'file':<18} {'formula':<10} {'relax_s':>7} {'tight_s':>7} {'phonon_s':>8} "
               f"{'disp':>4} {'atoms':>5} {'min_THz':>8} {'at':>3} stable")
     print(header)
-    for path in files:
-        structure, _ = read_structure(path)
-        relaxed, relax = relax_atoms(structure_to_atoms(structure), calculator, ml_settings)
+    cases = [(name, atoms) for name, atoms in cubic_perovskites()]
+    cases += [(path.name, structure_to_atoms(read_structure(path)[0])) for path in files]
+    for name, atoms in cases:
+        relaxed, relax = relax_atoms(atoms, calculator, ml_settings)
         record = ml_phonons(relaxed, calculator, ml_settings, settings)
         row = {"relax_s": relax["wall_time_s"], "tight_s": record.get("relax_wall_time_s", float("nan")),
                "phonon_s": record.get("phonon_wall_time_s", float("nan"))}
         rows.append(row)
         if record["status"] != "computed":
-            print(f"{path.name:<18} {formulas.get(path.name, ''):<10} {row['relax_s']:7.1f} "
+            print(f"{name:<18} {formulas.get(name, name):<10} {row['relax_s']:7.1f} "
                   f"{record['status']}: {record['reason']}")
             continue
-        print(f"{path.name:<18} {formulas.get(path.name, ''):<10} {row['relax_s']:7.1f} {row['tight_s']:7.1f} "
+        print(f"{name:<18} {formulas.get(name, name):<10} {row['relax_s']:7.1f} {row['tight_s']:7.1f} "
               f"{row['phonon_s']:8.1f} {record['n_displacements']:>4} {record['n_supercell_atoms']:>5} "
               f"{record['min_frequency_THz']:8.2f} {record['min_frequency_qpoint_label'] or '-':>3} "
               f"{record['dynamically_stable']}")

@@ -4,7 +4,10 @@ Issue 29: a CsCl-type NaCl polymorph, alone in its run, is on the hull of the el
 generated structures (it passes any screen); with a known set holding rocksalt NaCl it is measured
 against the known phases compare_known chose, relaxed by the ML model as by DFT, and SevenNet puts
 it about 0.15 eV/atom above rocksalt: screened out at 0.05. The ML and the DFT hull hold the same
-known phases, and a rerun after the finished run plans nothing.
+known phases, and a rerun after the finished run plans nothing. The known set is added to a run whose
+ML stage had finished without it: the screen is redone (compare_known, then the ML references, then
+the screen) before any DFT is planned, so the polymorph never gets DFT. (A first run with ML and a
+known set from scratch: tests/workflow/test_known_workflow.py.)
 """
 
 from __future__ import annotations
@@ -43,14 +46,14 @@ def test_a_polymorph_above_a_known_phase_is_screened_out_by_ml_against_the_dft_h
     CifWriter(cscl).write_file(tmp_path / "cifs" / "NaCl_cscl.cif")
 
     # Before: without known phases the ML hull is the elements + the generated structure: it passes.
-    configure(tmp_path, "before", known=False)
-    proc = run_snakemake(tmp_path, "before/ml/dft_ids.txt", profile="local", timeout=900)
+    configure(tmp_path, "out", known=False)
+    proc = run_snakemake(tmp_path, "out/ml/dft_ids.txt", profile="local", timeout=900)
     assert proc.returncode == 0, proc.stderr[-5000:]
-    before = json.loads((tmp_path / "before" / "ml" / "screen.json").read_text())
+    before = json.loads((tmp_path / "out" / "ml" / "screen.json").read_text())
     assert before["hull_column"] == "ml_e_above_hull_vs_generated_only_eV_per_atom"
     assert before["dft_ids"] == ["NaCl_cscl"]
 
-    # With the known set, a first run does everything in one go.
+    # With the known set, one run redoes the screen and then everything else in one go.
     configure(tmp_path, "out", known=True)
     proc = run_snakemake(tmp_path, profile="local", timeout=1800)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -59,7 +62,7 @@ def test_a_polymorph_above_a_known_phase_is_screened_out_by_ml_against_the_dft_h
     assert screen["hull_column"] == "ml_e_above_hull_eV_per_atom"
     verdict = screen["structures"]["NaCl_cscl"]
     assert verdict["ml_e_above_hull_eV_per_atom"] > THRESHOLD and verdict["screened_out"], verdict
-    assert screen["dft_ids"] == []
+    assert screen["dft_ids"] == [] and not (out / "dft" / "NaCl_cscl").exists()
     table = pd.read_csv(out / "results.csv").set_index("structure_id")
     assert table.loc["NaCl_cscl", "status"] == "screened_out"
     assert table.loc["NaCl_cscl", "ml_e_above_hull_eV_per_atom"] == pytest.approx(

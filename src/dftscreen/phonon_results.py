@@ -36,8 +36,17 @@ NOT_SELECTED = "not_selected"
 PENDING = "not_finished"
 TOO_LARGE = "too_large"
 
-#: ``phonons.dft`` values.
+#: ``phonons.dft`` values (after :func:`dft_phonon_mode` resolved ``by_preset``).
 MODES = ("candidates", "all", "none")
+
+
+def dft_phonon_mode(phonons_config: Mapping[str, Any], preset: str) -> str:
+    """``phonons.dft`` for the run's DFT preset: ``by_preset`` takes ``phonons.dft_by_preset[preset]``
+    (``candidates`` for a preset not listed)."""
+    mode = phonons_config["dft"]
+    if mode == "by_preset":
+        mode = (phonons_config.get("dft_by_preset") or {}).get(preset, "candidates")
+    return str(mode)
 
 
 def select_dft_phonons(table: pd.DataFrame, *, mode: str, stable_threshold_eV_per_atom: float) -> pd.Series:

@@ -58,6 +58,7 @@ import yaml
 from dftscreen.config import ConfigError, read_run_config, with_defaults
 from dftscreen.dft_pack import finished_pack_records, lost_records_reason
 from dftscreen.layout import DFT_STAGES, ReferenceLibrary, ResultsLayout
+from dftscreen.phonon_results import dft_phonon_mode
 from dftscreen.plan import RunPlan
 from dftscreen.settings import deep_merge
 from dftscreen.status_codes import FINISHED_OK
@@ -672,7 +673,7 @@ def phonon_status(
 ) -> tuple[StageStatus | None, str, float | None]:
     """DFT phonon counts, a note (off, or not planned yet), and the core-hours the unfinished jobs are
     projected to take (the size gate's estimate for each supercell, margin excluded)."""
-    mode = plan.config["phonons"]["dft"]
+    mode = dft_phonon_mode(plan.config["phonons"], plan.config["dft"]["preset"])
     if mode == "none":
         return None, "off (phonons.dft: none)", None
     planned = phonon_jobs(layout, out_prefix)

@@ -44,6 +44,16 @@ def test_candidates_are_the_unique_novel_structures_near_the_hull():
     assert "no converged DFT relaxation" in by_id["dup"] and "no converged DFT relaxation" in by_id["unconverged"]
 
 
+def test_the_default_mode_depends_on_the_preset():
+    from dftscreen.config import with_defaults
+    from dftscreen.phonon_results import dft_phonon_mode
+
+    phonons = with_defaults({})["phonons"]
+    assert [dft_phonon_mode(phonons, p) for p in ("test", "fast", "standard", "mine")] == [
+        "none", "candidates", "candidates", "candidates"]
+    assert dft_phonon_mode({**phonons, "dft": "all"}, "test") == "all"
+
+
 def test_all_and_none_modes_and_a_bad_mode():
     table = table_of(ROWS)
     all_reasons = select_dft_phonons(table, mode="all", stable_threshold_eV_per_atom=0.1)
@@ -169,14 +179,15 @@ def test_status_counts_phonon_jobs_and_projects_their_cost(tmp_path: Path):
     from dftscreen.status import RunStatus, StageStatus, _phonon_lines, count_jobs, phonon_status
 
     layout = ResultsLayout.of(tmp_path)
-    plan = SimpleNamespace(config={"phonons": {"dft": "candidates"}})
+    plan = SimpleNamespace(config={"phonons": {"dft": "candidates"}, "dft": {"preset": "test"}})
 
     def count(name, jobs):
         return count_jobs(name, jobs, {}, set())
 
     assert phonon_status(plan, layout, "out", count)[1].startswith("not planned until every DFT job has finished")
-    assert phonon_status(SimpleNamespace(config={"phonons": {"dft": "none"}}), layout, "out", count)[1].startswith(
-        "off")
+    by_preset = {"dft": "by_preset", "dft_by_preset": {"test": "none", "fast": "candidates"}}
+    off = SimpleNamespace(config={"phonons": by_preset, "dft": {"preset": "test"}})
+    assert phonon_status(off, layout, "out", count)[1].startswith("off")
     atomic_write_json(layout.phonon_candidates, {
         "runnable": ["a", "b"], "not_selected": {},
         "jobs": {"a": {"tasks": 2, "runtime_min": 30.0}, "b": {"tasks": 4, "runtime_min": 90.0},

@@ -1,11 +1,14 @@
 # Input functions of the late stages, the table (rules/aggregate.smk) and phonons
 # (rules/phonons.smk); common.smk holds the others. Functions only: rule files hold rules.
 from dftscreen.io import read_json
+from dftscreen.phonon_results import dft_phonon_mode
 from dftscreen.size_gate import MARGIN
 
 PHONONS = config["phonons"]
 # What changes a phonon result (not the choice of structures, nor ml/dft on-off).
-PHONON_SETTINGS = {key: value for key, value in PHONONS.items() if key not in ("ml", "dft")}
+PHONON_SETTINGS = {key: value for key, value in PHONONS.items() if key not in ("ml", "dft", "dft_by_preset")}
+# candidates, all or none, with by_preset resolved for the run's preset (dftscreen.phonon_results).
+PHONON_DFT_MODE = dft_phonon_mode(PHONONS, DFT["preset"])
 ML_PHONONS = bool(ML["enabled"] and PHONONS["ml"])
 
 
@@ -59,14 +62,14 @@ def phonon_plan():
 
 
 def dft_phonon_records(wildcards):
-    if PHONONS["dft"] == "none":
+    if PHONON_DFT_MODE == "none":
         return []
     return [LAYOUT.phonon_record(sid) for sid in phonon_plan()["runnable"]]
 
 
 def phonon_outputs(wildcards):
     """Every phonon output the aggregate reads (and the final target lists, see get_final_output)."""
-    plan = [LAYOUT.phonon_candidates] if PHONONS["dft"] != "none" else []
+    plan = [LAYOUT.phonon_candidates] if PHONON_DFT_MODE != "none" else []
     return [*ml_phonon_batch_records(wildcards), *plan, *dft_phonon_records(wildcards)]
 
 

@@ -38,7 +38,7 @@ checkpoint phonon_candidates:
     localrule: True
     params:
         **TABLE_PARAMS,
-        mode=PHONONS["dft"],
+        mode=PHONON_DFT_MODE,
         phonons=PHONON_SETTINGS,
         gate=lambda wildcards: PLAN.size_gate_params,
     script:

@@ -90,6 +90,14 @@ def test_novelty_competing_phases_and_reused_library(tmp_path: Path):
     assert summary["stable_unique_novel"]["count"] == expected_sun
     assert summary["stable_unique_novel"]["hull_column"] == "e_above_hull_eV_per_atom"
 
+    # The ML pre-screen's hull holds the same known phase, relaxed by the ML model (issue 29),
+    # its record kept in the library per model.
+    assert f"{rocksalt_key} [known-NaCl-rocksalt]" in polymorph["ml_hull_reference"]
+    assert polymorph["ml_e_above_hull_eV_per_atom"] > 0.02
+    ml_records = sorted((tmp_path / "library" / "ml").glob("*/phases/*.json"))
+    assert [p.stem for p in ml_records] == [rocksalt_key], ml_records
+    ml_record_time = ml_records[0].stat().st_mtime_ns
+
     # The known set's index (dftscreen.known_index) is kept in the library for the next run.
     assert len(list((tmp_path / "library" / "known_index").glob("*.index.npz"))) == 1
 
@@ -105,3 +113,6 @@ def test_novelty_competing_phases_and_reused_library(tmp_path: Path):
     row = pd.read_csv(tmp_path / "out2" / "results.csv").set_index("structure_id").loc["zincblende"]
     assert row["status"] == "ok" and row["novel"]
     assert row["e_above_hull_eV_per_atom"] > 0.02  # also above the rocksalt computed by run 1
+    # The ML side too: run 1's ML record of the known phase is reused, not computed again.
+    assert row["ml_e_above_hull_eV_per_atom"] > 0.02
+    assert ml_records[0].stat().st_mtime_ns == ml_record_time

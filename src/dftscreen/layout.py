@@ -75,6 +75,18 @@ def phonon_displacement_name(index: int) -> str:
     return f"displacement-{int(index):03d}.json"
 
 
+def phonon_displacement_gpaw_log(index: int) -> str:
+    """GPAW's text output of displaced supercell ``index`` inside :data:`PHONON_SUBDIR`."""
+    return f"displacement-{int(index):03d}_gpaw.txt"
+
+
+#: Inside :data:`PHONON_SUBDIR`: the positions relaxation before the displacements (its result,
+#: reused by a rerun; GPAW's text output; the optimizer's log).
+PHONON_PRERELAXED = "prerelaxed.json"
+PHONON_PRERELAX_GPAW_LOG = "prerelax_gpaw.txt"
+PHONON_PRERELAX_OPTIMIZER_LOG = "prerelax_bfgs.log"
+
+
 #: Names of the per-structure DFT stages, each writing ``dft/<id>/<stage>.json``.
 DFT_STAGES = ("relax", "properties")
 

@@ -85,7 +85,15 @@ from dftscreen.dft import (
     write_on_master,
 )
 from dftscreen.io import atomic_write_json, read_json
-from dftscreen.layout import PHONON_SUBDIR, ResultsLayout, phonon_displacement_name
+from dftscreen.layout import (
+    PHONON_PRERELAX_GPAW_LOG,
+    PHONON_PRERELAX_OPTIMIZER_LOG,
+    PHONON_PRERELAXED,
+    PHONON_SUBDIR,
+    ResultsLayout,
+    phonon_displacement_gpaw_log,
+    phonon_displacement_name,
+)
 from dftscreen.ml import MLSettings, model_provenance, relax_atoms, reusable_record
 from dftscreen.properties import start_from_relaxed_moments
 
@@ -605,7 +613,7 @@ def dft_prerelax(
     from ase.constraints import FixSymmetry
     from ase.optimize import BFGS
 
-    saved_path = phonon_dir / "prerelaxed.json"
+    saved_path = phonon_dir / PHONON_PRERELAXED
     saved = reusable_record(saved_path, key)
     if saved is not None:
         atoms = atoms.copy()
@@ -613,10 +621,10 @@ def dft_prerelax(
         return atoms, {k: v for k, v in saved.items() if k.startswith("prerelax_")}
     start = time.perf_counter()
     work = atoms.copy()
-    attach_gpaw(work, dict(gpaw_settings), txt=phonon_dir / "prerelax_gpaw.txt")
+    attach_gpaw(work, dict(gpaw_settings), txt=phonon_dir / PHONON_PRERELAX_GPAW_LOG)
     work.set_constraint(FixSymmetry(work, symprec=float(relax_settings.get("symprec", 1e-3))))
     steps = int(relax_settings.get("max_steps", 50))
-    optimizer = BFGS(work, logfile=str(phonon_dir / "prerelax_bfgs.log"))
+    optimizer = BFGS(work, logfile=str(phonon_dir / PHONON_PRERELAX_OPTIMIZER_LOG))
     converged = bool(optimizer.run(fmax=settings.dft_max_force_eV_per_A, steps=steps))
     max_force = float(np.linalg.norm(work.get_forces(), axis=1).max())
     work.set_constraint()
@@ -632,7 +640,7 @@ def dft_prerelax(
 
 def _gpaw_forces(gpaw_settings: dict[str, Any], phonon_dir: Path) -> Callable[[Atoms, int], np.ndarray]:
     def forces(supercell: Atoms, index: int) -> np.ndarray:
-        txt = phonon_dir / phonon_displacement_name(index).replace(".json", "_gpaw.txt")
+        txt = phonon_dir / phonon_displacement_gpaw_log(index)
         attach_gpaw(supercell, gpaw_settings, txt=txt)
         return supercell.get_forces().copy()
     return forces

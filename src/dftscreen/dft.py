@@ -159,6 +159,12 @@ def attach_gpaw(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path) -> Any:
     """
     from gpaw import GPAW
 
+    atoms.calc = GPAW(**gpaw_kwargs_for(atoms, gpaw_settings, txt))
+    return atoms.calc
+
+
+def gpaw_kwargs_for(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path | None) -> dict[str, Any]:
+    """The GPAW keyword arguments :func:`attach_gpaw` gives ``atoms``' calculator (spin and band count included)."""
     kwargs = gpaw_calculator_kwargs(gpaw_settings, txt=txt)
     if atoms.get_initial_magnetic_moments().any():
         kwargs.setdefault("spinpol", True)
@@ -166,8 +172,27 @@ def attach_gpaw(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path) -> Any:
         nbands = bands_beyond_gpaw_default(atoms, str(kwargs.get("xc", "PBE")))
         if nbands is not None:
             kwargs["nbands"] = nbands
-    atoms.calc = GPAW(**kwargs)
-    return atoms.calc
+    return kwargs
+
+
+def is_legacy_gpaw(calc: Any) -> bool:
+    """Whether ``calc`` is GPAW's legacy calculator (``gpaw.old``; what ``dedecut`` selects), not the new code."""
+    return type(calc).__module__.startswith(("gpaw.old", "gpaw.calculator"))
+
+
+def write_gpaw_restart(calc: Any, path: Path) -> None:
+    """Write ``calc``'s state with its wave functions to ``path`` atomically (every rank calls it).
+
+    GPAW writes collectively (rank 0 writes the file, the others send it their parts) to a
+    temporary name beside ``path``, which rank 0 then renames: a kill leaves no half-written
+    ``path``.
+    """
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    calc.write(str(tmp), mode="all")
+    world.barrier()
+    if world.rank == 0:
+        tmp.replace(path)
+    world.barrier()
 
 
 def one_blas_thread_per_rank() -> None:

@@ -27,6 +27,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         ml/references.json                          the ML reference job's output (all of them)
         ml/screen.json, ml/dft_ids.txt              ML hull, pre-screen verdicts; ids sent to DFT
         dft/<id>/relax.json, relaxed.cif            relaxation (+ checkpoint.json, GPAW logs)
+        dft/<id>/relaxed.gpw                        the relaxation's final GPAW state, until the single point is done
         dft/<id>/properties.json                    single point on the relaxed structure
         dft/<id>/phonons.json                       DFT phonons (dftscreen.phonons)
         dft/<id>/phonons/displacement-<nnn>.json    forces of one displaced supercell (000: undisplaced)
@@ -89,6 +90,20 @@ PHONON_PRERELAX_OPTIMIZER_LOG = "prerelax_bfgs.log"
 
 #: Names of the per-structure DFT stages, each writing ``dft/<id>/<stage>.json``.
 DFT_STAGES = ("relax", "properties")
+
+#: The relaxation's final GPAW state (density and wave functions) in a structure's DFT folder:
+#: the single point starts from it (dftscreen.properties) and removes it once done.
+RELAXATION_RESTART_NAME = "relaxed.gpw"
+
+
+def relaxation_has_single_point(relax_record: str | os.PathLike[str]) -> bool:
+    """Whether the relaxation writing ``relax_record`` is a structure's (``dft/<id>/relax.json``).
+
+    Only those get a single point (:mod:`dftscreen.properties`), so only they keep their final
+    GPAW state for it; the reference and known phases, relaxed by the same program, do not.
+    """
+    path = Path(relax_record)
+    return path.name == "relax.json" and path.parent.parent.name == "dft"
 
 
 @dataclass(frozen=True)
@@ -160,6 +175,10 @@ class ResultsLayout:
 
     def relaxed_cif(self, structure_id: str) -> str:
         return self._join("dft", structure_id, "relaxed.cif")
+
+    def relaxation_restart(self, structure_id: str) -> str:
+        """The relaxation's final GPAW state, read by the single point (:data:`RELAXATION_RESTART_NAME`)."""
+        return self._join("dft", structure_id, RELAXATION_RESTART_NAME)
 
     @property
     def phonon_candidates(self) -> str:

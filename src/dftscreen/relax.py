@@ -8,9 +8,15 @@ symmetry it uses for k-points breaks; with ``fix_symmetry`` (default) ASE's
 that cannot happen.
 
 Every ionic step is checkpointed and a rerun resumes from the last one, with
-the optimizer's state (the BFGS Hessian) as ASE saved it; an
-SCF that does not converge is retried with the rungs of an error ladder (see
-:mod:`dftscreen.recovery`).
+the optimizer's state: the BFGS Hessian as ASE saved it; FIRE's velocities and
+step control and PreconLBFGS's memory in the checkpoint itself
+(:data:`CHECKPOINTED_OPTIMIZER_STATE`). PreconLBFGS uses ASE's Exp
+preconditioner on the same cell filter. An SCF that does not converge is retried
+with the rungs of an error ladder (see :mod:`dftscreen.recovery`).
+
+A structure's relaxation (``dft/<id>/relax.json``) ends by writing its final
+GPAW state, density and wave functions, to ``relaxed.gpw`` (:func:`write_restart`),
+which the single point starts from (:mod:`dftscreen.properties`).
 
 The calculator is attached by a factory (:data:`CalculatorFactory`, GPAW by
 default): tests pass one that attaches ASE's EMT, so the ladder, the resume and
@@ -49,14 +55,16 @@ from dftscreen.dft import (
     attach_gpaw,
     common_arguments,
     failure_reason,
+    is_legacy_gpaw,
     one_blas_thread_per_rank,
     parse_settings,
     report_traceback,
     structure_to_atoms,
+    write_gpaw_restart,
     write_on_master,
 )
 from dftscreen.io import atomic_write_with
-from dftscreen.layout import generated_cif_beside
+from dftscreen.layout import RELAXATION_RESTART_NAME, generated_cif_beside, relaxation_has_single_point
 from dftscreen.recovery import (
     OPTIMIZER_STATE_NAME,
     atoms_from_checkpoint,
@@ -107,6 +115,66 @@ def _remove_optimizer_state(workdir: Path) -> None:
     world.barrier()
 
 
+#: Optimizers whose state goes into the checkpoint (:data:`CHECKPOINTED_OPTIMIZER_STATE`), with the
+#: geometry it belongs to, instead of ASE's own restart file: ASE writes that file inside the step,
+#: before the forces of the new geometry, so a kill during those forces (where a DFT relaxation
+#: spends its time) leaves a state one step ahead of the checkpoint. BFGS copes (its update from
+#: an unchanged geometry is skipped); FIRE would apply its velocity update twice and PreconLBFGS
+#: divide by a zero step.
+CHECKPOINTED_OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
+    # Velocity, time step, mixing parameter and the count of downhill steps.
+    "FIRE": ("vel", "dt", "a", "Nsteps"),
+    # The L-BFGS memory (steps, force changes, their products), the last point and energies, the
+    # line search's state; of the Exp preconditioner its energy scales (mu, estimated at the start)
+    # and distances. Its matrix is rebuilt at the resumed geometry (ASE reuses it until atoms move
+    # half a neighbour distance), so the steps after a resume differ slightly from an uninterrupted run's.
+    "PreconLBFGS": ("iteration", "s", "y", "rho", "r0", "f0", "e0", "e1", "task", "_just_reset_hessian"),
+}
+#: The Exp preconditioner's fields kept with PreconLBFGS's state.
+PRECON_STATE = ("mu", "mu_c", "r_NN", "r_cut")
+
+
+def _make_optimizer(name: str, target: Any, arguments: dict[str, Any]) -> Any:
+    """ASE's optimizer ``name`` on ``target``; PreconLBFGS with the Exp preconditioner (A = 3, ASE's default)."""
+    if name == "PreconLBFGS":
+        from ase.optimize.precon import Exp, PreconLBFGS
+
+        return PreconLBFGS(target, precon=Exp(A=3), **arguments)
+    return getattr(optimize, name)(target, **arguments)
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars (also inside lists) as plain lists and numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def capture_optimizer_state(optimizer: Any, name: str) -> dict[str, Any]:
+    """The state of a :data:`CHECKPOINTED_OPTIMIZER_STATE` optimizer, as JSON-ready values."""
+    fields = {field: _json_ready(getattr(optimizer, field)) for field in CHECKPOINTED_OPTIMIZER_STATE[name]}
+    if name == "PreconLBFGS":
+        fields["precon"] = {field: _json_ready(getattr(optimizer.precon, field)) for field in PRECON_STATE}
+    return {"optimizer": name, **fields}
+
+
+def restore_optimizer_state(optimizer: Any, name: str, saved: dict[str, Any]) -> None:
+    """Give ``optimizer`` the state :func:`capture_optimizer_state` took (arrays back as numpy arrays)."""
+    for field in CHECKPOINTED_OPTIMIZER_STATE[name]:
+        value = saved[field]
+        if field in ("vel", "r0", "f0") and value is not None:
+            value = np.array(value, dtype=float)
+        elif field in ("s", "y"):
+            value = [np.array(v, dtype=float) for v in value]
+        setattr(optimizer, field, value)
+    for field, value in (saved.get("precon") or {}).items():
+        setattr(optimizer.precon, field, value)
+
+
 def _run_optimizer(
     atoms: Atoms,
     gpaw_settings: dict[str, Any],
@@ -116,32 +184,55 @@ def _run_optimizer(
     attempt_number: int,
     on_step: Any,
     attach_calculator: CalculatorFactory = attach_gpaw,
+    state: dict[str, Any] | None = None,
 ) -> tuple[bool, int, bool]:
     """One optimizer run of at most ``steps`` ionic steps.
 
+    ``state`` (the checkpoint's) carries the cell filter's reference cell and, for the
+    optimizers of :data:`CHECKPOINTED_OPTIMIZER_STATE`, their state, both updated here.
     Returns (converged, steps taken, whether the optimizer started from a saved state).
     """
+    state = {} if state is None else state
+    name = relax["optimizer"]
     attach_calculator(atoms, gpaw_settings, workdir / f"relax_gpaw_attempt{attempt_number}.txt")
     atoms.set_constraint()
     if relax.get("fix_symmetry", True):
         atoms.set_constraint(FixSymmetry(atoms, symprec=relax.get("symprec", 1e-3)))
     # Molecules in a box (elemental references such as O2) relax positions only.
     target = FrechetCellFilter(atoms) if relax.get("relax_cell", True) else atoms
-    optimizer_class = getattr(optimize, relax["optimizer"])
+    if target is not atoms and name != "BFGS":
+        # The filter's cell coordinates are strains from its reference cell: a resumed run keeps the
+        # first start's, so the saved state means the same (BFGS keeps it in its own state file).
+        if state.get("filter_reference_cell_A") is not None:
+            target.orig_cell = np.array(state["filter_reference_cell_A"], dtype=float)
+        state["filter_reference_cell_A"] = np.asarray(target.orig_cell).tolist()
     arguments = {
         "trajectory": str(workdir / f"relax_attempt{attempt_number}.traj"),
         "logfile": str(workdir / "relax_optimizer.log"),
-        "restart": str(workdir / OPTIMIZER_STATE_NAME),
     }
-    restored = (workdir / OPTIMIZER_STATE_NAME).is_file()
-    try:
-        optimizer = optimizer_class(target, **arguments)
-    except RestartError:
-        # ASE writes its state file in place: a kill mid-write leaves it unreadable. Start afresh.
-        _remove_optimizer_state(workdir)
-        optimizer = optimizer_class(target, **arguments)
-        restored = False
-    optimizer.attach(lambda: on_step(optimizer.nsteps), interval=1)
+    if name in CHECKPOINTED_OPTIMIZER_STATE:
+        optimizer = _make_optimizer(name, target, arguments)
+        # A state of another optimizer (the config changed between starts) is not used.
+        restored = (state.get("optimizer_state") or {}).get("optimizer") == name
+        if restored:
+            restore_optimizer_state(optimizer, name, state["optimizer_state"])
+    else:
+        arguments["restart"] = str(workdir / OPTIMIZER_STATE_NAME)
+        restored = (workdir / OPTIMIZER_STATE_NAME).is_file()
+        try:
+            optimizer = _make_optimizer(name, target, arguments)
+        except RestartError:
+            # ASE writes its state file in place: a kill mid-write leaves it unreadable. Start afresh.
+            _remove_optimizer_state(workdir)
+            optimizer = _make_optimizer(name, target, arguments)
+            restored = False
+
+    def observe() -> None:
+        if name in CHECKPOINTED_OPTIMIZER_STATE:
+            state["optimizer_state"] = capture_optimizer_state(optimizer, name)
+        on_step(optimizer.nsteps)
+
+    optimizer.attach(observe, interval=1)
     converged = bool(optimizer.run(fmax=relax["fmax_eV_per_A"], steps=steps))
     return converged, int(optimizer.nsteps), restored
 
@@ -177,6 +268,10 @@ def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
         "resumed_from_step": 0,
         "initial_volume_A3": float(atoms.get_volume()),
         "point_group_symmetry": True,
+        # FIRE's and PreconLBFGS's state at the checkpointed geometry (see CHECKPOINTED_OPTIMIZER_STATE),
+        # and the cell filter's reference cell of every optimizer but BFGS.
+        "optimizer_state": None,
+        "filter_reference_cell_A": None,
         # Summed over every start of this relaxation (up to its last checkpoint), so a
         # resumed job's cost counts all its starts; see dftscreen.cost.
         "wall_time_all_starts_s": 0.0,
@@ -399,6 +494,7 @@ def relax_atoms(
                 attempt_number,
                 on_step,
                 attach_calculator,
+                state,
             )
             resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
@@ -493,6 +589,35 @@ def _structure_change(generated: Any, relaxed: Any) -> dict[str, Any]:
         return {"error": f"could not compare structures: {exc}"}
 
 
+def write_restart(atoms: Atoms, settings: dict[str, Any], record: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Write the relaxation's final GPAW state (density and wave functions) for the single point.
+
+    Returns what the record keeps of it under ``restart``: the file name (in ``workdir``,
+    :data:`dftscreen.layout.RELAXATION_RESTART_NAME`), the GPAW version and calculator
+    (legacy or new code) that wrote it and the GPAW settings of the attempt it belongs to
+    (the preset's with the SCF-ladder rung the relaxation finished on). A failure to write
+    is noted (``error``), never fatal: the single point then starts afresh.
+    """
+    import gpaw
+
+    path = workdir / RELAXATION_RESTART_NAME
+    rung = next(r for r in strategies(settings) if r["name"] == record["scf_strategy"])
+    gpaw_settings = _attempt_gpaw_settings(settings, rung, {"point_group_symmetry": record["point_group_symmetry"]})
+    start = time.perf_counter()
+    try:
+        write_gpaw_restart(atoms.calc, path)
+    except Exception as exc:  # noqa: BLE001 - the relaxation is done; the single point can start afresh
+        report_traceback()
+        return {"file": None, "error": failure_reason(exc)}
+    return {
+        "file": path.name,
+        "gpaw_version": gpaw.__version__,
+        "legacy_gpaw": is_legacy_gpaw(atoms.calc),
+        "gpaw_settings": gpaw_settings,
+        "write_time_s": time.perf_counter() - start,
+    }
+
+
 def run(
     cif: Path | None,
     structure_id: str,
@@ -504,6 +629,7 @@ def run(
     extra: dict[str, Any] | None = None,
     generated_cif: Path | None = None,
     attach_calculator: CalculatorFactory = attach_gpaw,
+    keep_gpaw_state: bool = False,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
 
@@ -515,7 +641,8 @@ def run(
     references do). A DFT failure is not an error of this function: it is
     recorded in ``out_json`` with status ``failed`` and a reason, so that the
     workflow carries on with the other structures. ``attach_calculator`` is
-    passed to :func:`relax_atoms` (default GPAW).
+    passed to :func:`relax_atoms` (default GPAW). With ``keep_gpaw_state`` the final GPAW
+    state is written beside the record for the single point (:func:`write_restart`).
     """
     record: dict[str, Any] = {
         "structure_id": structure_id,
@@ -549,6 +676,8 @@ def run(
     record["relaxed_cif"] = out_cif.name
     if generated is not None:
         record["change"] = _structure_change(generated, relaxed)
+    if keep_gpaw_state:
+        record["restart"] = write_restart(atoms, settings, record, workdir)
     if world.rank == 0:
         atomic_write_with(out_cif, lambda tmp: CifWriter(relaxed).write_file(tmp))
     write_on_master(out_json, record)
@@ -574,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         out_cif=args.out_cif,
         workdir=args.workdir,
         generated_cif=args.generated_cif or generated_cif_beside(args.cif),
+        # A structure's relaxation keeps its final state for the single point; a reference's has none.
+        keep_gpaw_state=relaxation_has_single_point(args.out_json),
     )
     return 0
 

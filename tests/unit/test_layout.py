@@ -104,3 +104,16 @@ def test_library_and_scripts_ask_the_layout_for_every_file_name():
         if value in names or any(f"/{name}" in value for name in names)
     )
     assert spelled == []
+
+
+def test_only_a_structures_relaxation_keeps_its_gpaw_state_for_the_single_point():
+    """relaxed.gpw is written beside dft/<id>/relax.json only: references and phases have no single point."""
+    from dftscreen.layout import RELAXATION_RESTART_NAME, ReferenceLibrary, relaxation_has_single_point
+
+    layout = ResultsLayout("out")
+    assert relaxation_has_single_point(layout.relax_record("NaCl_rank01"))
+    assert layout.relaxation_restart("NaCl_rank01") == f"out/dft/NaCl_rank01/{RELAXATION_RESTART_NAME}"
+    assert not relaxation_has_single_point(layout.phase_record("NaCl_mp-22862"))
+    library = ReferenceLibrary("out/reference_library", "0123456789abcdef")
+    assert not relaxation_has_single_point(library.phase_record("NaCl-abc"))
+    assert not relaxation_has_single_point(library.element_record("Na", "auto"))

@@ -74,7 +74,7 @@ def test_installed_paw_datasets_are_found():
          r"allowed keys: fix_symmetry, fmax_eV_per_A, max_steps, optimizer, relax_cell, stress_threshold_GPa, symprec"),
         ({"properties": {"gllbsc": True, "band_path": 3, "kpts": 2}}, None,
          r"unknown keys 'band_path', 'kpts' in dft.overrides.properties; "
-         r"allowed keys: band_path_npoints, gllbsc, kpt_density_per_A"),
+         r"allowed keys: band_path_npoints, gllbsc, keep_restart_file, kpt_density_per_A"),
         ({"relx": {}}, None, r"unknown section 'relx' in dft.overrides \(did you mean 'relax'\?\)"),
         (None, {"mine": {"relax": {"max_step": 5}}}, r"unknown key 'max_step' in dft.presets.mine.relax"),
         ({"relax": 0.1}, None, r"dft.overrides.relax must be a mapping"),
@@ -94,4 +94,4 @@ def test_built_in_presets_use_only_known_keys():
     for name, preset in PRESETS.items():
         check_vocabulary(preset, f"PRESETS[{name!r}]")
         assert set(preset["relax"]) == RELAX_KEYS - {"relax_cell"}, name  # relax_cell: references only
-        assert set(preset["properties"]) == PROPERTIES_KEYS, name
+        assert set(preset["properties"]) == PROPERTIES_KEYS - {"keep_restart_file"}, name  # absent: false

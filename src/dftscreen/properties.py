@@ -330,10 +330,10 @@ def restart_calculator(
 
 
 def scf_iterations(txt: Path) -> int | None:
-    """SCF iterations in a GPAW text log (its ``iter:`` lines); ``None`` without a log."""
+    """SCF iterations in a GPAW text log (its ``iter:`` lines, ``|iter:`` in the new code); ``None`` without a log."""
     if world.rank != 0 or not txt.is_file():
         return None
-    return sum(1 for line in txt.read_text(errors="replace").splitlines() if re.match(r"iter:\s*\d+", line))
+    return sum(1 for line in txt.read_text(errors="replace").splitlines() if re.match(r"\|?iter:\s*\d+", line))
 
 
 def _start_calculator(

@@ -28,6 +28,7 @@ Run under MPI as ``mpiexec -n N gpaw python -m dftscreen.properties ...``.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -46,6 +47,7 @@ from dftscreen.dft import (
     attach_gpaw,
     common_arguments,
     failure_reason,
+    gpaw_has_legacy_switch,
     gpaw_kwargs_for,
     one_blas_thread_per_rank,
     parse_settings,
@@ -296,11 +298,13 @@ def restart_calculator(
     if differing:
         raise RestartUnusable(f"restart file is for other {', '.join(differing)}")
     kwargs = gpaw_kwargs_for(atoms, gpaw_settings, txt)
-    legacy = "legacy_gpaw" in kwargs
+    switch = gpaw_has_legacy_switch()
+    # GPAW before 26 knows no legacy_gpaw keyword: its GPAW is the legacy calculator unless GPAW_NEW is set.
+    legacy = "legacy_gpaw" in kwargs if switch else not os.environ.get("GPAW_NEW")
     if bool(restart.get("legacy_gpaw")) != legacy:
         raise RestartUnusable("restart file written by the other GPAW calculator (legacy or new code)")
     try:
-        calc = GPAW(str(path), txt=str(txt), legacy_gpaw=legacy)
+        calc = GPAW(str(path), txt=str(txt), **({"legacy_gpaw": legacy} if switch else {}))
         restart_atoms = calc.get_atoms()
         restart_atoms.set_constraint()  # the relaxation's FixSymmetry: nothing moves in a single point
     except Exception as exc:  # noqa: BLE001 - GPAW cannot read it

@@ -4,7 +4,8 @@ Each relaxes distorted Cu to the minimum BFGS finds, and a relaxation killed par
 resumes from its checkpoint with the optimizer's state (kept in the checkpoint for these
 two, see ``dftscreen.relax.CHECKPOINTED_OPTIMIZER_STATE``) and reaches the minimum of an
 uninterrupted run. As in test_relax_driver.py, the kill lands while the forces of a new
-geometry are computed, after ASE has taken the step that led there.
+geometry are computed, after ASE has taken the step that led there. Last, the geometry check
+of the single point's restart from the relaxation's GPAW state (item 2), which needs no GPAW.
 """
 
 from __future__ import annotations
@@ -26,9 +27,26 @@ def optimizer(name: str) -> dict:
     return {"relax": {**RESUME["relax"], "optimizer": name}}
 
 
+def start(kind: str):
+    """Distorted Cu (the driver tests' start), cubic Cu compressed (its atoms held by symmetry,
+    only the stress to relax) and a strained one-atom fcc cell."""
+    from ase.build import bulk
+
+    if kind == "compressed_cubic":
+        # 1.9 % under EMT's lattice constant: a stress of 0.015 eV/Å³, which ASE's own PreconLBFGS
+        # test on a cell filter (stress below fmax in eV/Å³) calls converged before any step.
+        return bulk("Cu", "fcc", a=3.56, cubic=True)
+    if kind == "one_atom":
+        atoms = bulk("Cu", "fcc", a=3.50)
+        atoms.set_cell(atoms.cell[:] * [[1.03], [1.0], [0.99]], scale_atoms=True)
+        return atoms
+    return None
+
+
+@pytest.mark.parametrize("kind", ["distorted", "compressed_cubic", "one_atom"])
 @pytest.mark.parametrize("name", ["FIRE", "PreconLBFGS"])
-def test_optimizer_reaches_the_bfgs_minimum(tmp_path: Path, name: str):
-    cif = write_cif(tmp_path / "cu.cif")
+def test_optimizer_reaches_the_bfgs_minimum(tmp_path: Path, name: str, kind: str):
+    cif = write_cif(tmp_path / "cu.cif", start(kind))
     bfgs = run_relax(tmp_path / "bfgs", EMTFactory(), RESUME, cif=cif)
     other = run_relax(tmp_path / name, EMTFactory(), optimizer(name), cif=cif)
     assert bfgs["status"] == other["status"] == "relaxed"
@@ -36,6 +54,8 @@ def test_optimizer_reaches_the_bfgs_minimum(tmp_path: Path, name: str):
     assert other["energy_per_atom_eV"] == pytest.approx(bfgs["energy_per_atom_eV"], abs=1e-3)
     assert other["final_volume_A3"] == pytest.approx(bfgs["final_volume_A3"], rel=3e-3)
     assert name in (tmp_path / name / "relax_optimizer.log").read_text()
+    if kind == "compressed_cubic":
+        assert other["n_ionic_steps"] >= 1, "the cell filter's forces, not the raw stress, decide convergence"
 
 
 # PreconLBFGS needs 5 steps here, FIRE about 20.
@@ -103,3 +123,22 @@ class _KillAfterSteps(EMTFactory):
 
         calc.calculate = calculate
         return calc
+
+
+def test_restart_geometry_check_accepts_the_cif_rotation_and_refuses_a_moved_atom():
+    """relaxed.cif holds the relaxed cell rotated into the standard setting: the same crystal as relaxed.gpw's."""
+    from ase.build import bulk
+
+    from dftscreen.properties import _same_geometry
+
+    relaxed = bulk("Si", "diamond", a=5.47)
+    relaxed.positions[1] += [0.01, 0.0, -0.02]
+    rotated = relaxed.copy()
+    rotated.rotate(30, "z", rotate_cell=True)
+    assert _same_geometry(relaxed, rotated)
+    moved = rotated.copy()
+    moved.positions[1] += [0.001, 0.0, 0.0]
+    assert not _same_geometry(relaxed, moved)
+    strained = relaxed.copy()
+    strained.set_cell(relaxed.cell[:] * 1.001, scale_atoms=True)
+    assert not _same_geometry(relaxed, strained)

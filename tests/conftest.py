@@ -52,6 +52,8 @@ SLOWEST_MODULES_FIRST = (
     "test_module_workflow.py",
     "test_fast_paths.py",
     "test_resume.py",
+    # Issue 32: a relaxation and nine single points from its GPAW state or afresh (about 2 min).
+    "test_properties_restart.py",
     "test_table_input_workflow.py",
     "test_ml.py",
 )

@@ -1,7 +1,7 @@
 """End to end: phonons through Snakemake (issue 31), one structure dynamically stable, one not.
 
 Diamond Si (all modes real) and cubic BaTiO3 at a = 4.00 Å (its ferroelectric Ti mode at Γ
-is imaginary in PBE: Ghosez et al., Phys. Rev. B 60, 836 (1999); the symmetry-constrained
+is imaginary in first-principles calculations: Ghosez et al., Phys. Rev. B 60, 836 (1999); the symmetry-constrained
 relaxation keeps it cubic). GPAW at the ``test`` preset, ML (SevenNet-0) and DFT phonons for
 both (``phonons.dft: all``, no hull without elemental references), 1x1x1 supercells
 (``min_supercell_length_A: 1``): Γ's frequencies are exact in any supercell, and the test

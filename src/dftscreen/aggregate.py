@@ -402,6 +402,8 @@ def add_stability(
         id(record): f"{record.name}: {rec.get('reference_description') or 'elemental reference'}"
         for record, rec in element_pairs
     }
+    # A stand-in for a ground state the size gate refused (dftscreen.references) says so in every row it serves.
+    element_notes = {id(record): rec["reference_note"] for record, rec in element_pairs if rec.get("reference_note")}
     mu = chemical_potentials([*elements, *elemental_phases])
     missing_elements = {
         rec.get("element"): rec.get("reason") for rec in element_records if rec.get("status") != status_codes.RELAXED
@@ -436,6 +438,7 @@ def add_stability(
                    for el in sorted(system) if el in lowest]
         members += [(phase_names.get(p.name, p.name), phase_settings.get(p.name, {})) for p in in_system]
         notes = [result.get("reason"), mixed_settings_note(energy_settings(row["_relax"] or {}), members)]
+        notes += [element_notes.get(id(lowest[el])) for el in sorted(system) if el in lowest]
         if any(notes):
             row["stability_note"] = one_line("; ".join(n for n in notes if n))
 

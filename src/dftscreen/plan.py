@@ -52,7 +52,9 @@ def formula_elements(formulas: Iterable[str | None]) -> set[str]:
     return {element.symbol for formula in formulas if formula for element in Composition(formula).elements}
 
 
-def element_keys(element: str, reference_cifs: Mapping[str, str], folder: Path | None = None) -> list[str]:
+def element_keys(
+    element: str, reference_cifs: Mapping[str, str], folder: Path | None = None, gate: GateSettings | None = None
+) -> list[str]:
     """Library keys of an element's candidate structures (``stability.elemental_reference_cifs``).
 
     ``cif-<hash>`` of the user's CIF for the element, else ``auto-<fingerprint>`` (plus
@@ -60,7 +62,9 @@ def element_keys(element: str, reference_cifs: Mapping[str, str], folder: Path |
     β-Sn; :func:`dftscreen.references.automatic_candidate_keys`): a changed starting
     structure never reuses an old result. ``folder``: where relative CIF paths are read
     from (the run folder; None: the current folder). A CIF that cannot be read counts as
-    not given (the workflow itself stops at start-up on a missing one).
+    not given (the workflow itself stops at start-up on a missing one). ``gate``: the run's size
+    gate, which decides whether a published ground state (α-S, α-Mn) fits or its stand-in is used
+    (``standin-<fingerprint>``).
     """
     cif = reference_cifs.get(element)
     if cif:
@@ -70,7 +74,7 @@ def element_keys(element: str, reference_cifs: Mapping[str, str], folder: Path |
             pass
     from dftscreen.references import automatic_candidate_keys  # ASE's structures: only when asked
 
-    return automatic_candidate_keys(element)
+    return automatic_candidate_keys(element, gate)
 
 
 def structure_elements_and_size(path: str | os.PathLike[str]) -> tuple[frozenset[str], int]:
@@ -409,9 +413,14 @@ class RunPlan:
     def element_keys(self, element: str) -> list[str]:
         """Library keys of an element's candidates (:func:`element_keys`), computed once per element."""
         if element not in self._element_keys:
-            self._element_keys[element] = element_keys(
-                element, self._stability["elemental_reference_cifs"], self.folder
+            keys = self._element_keys[element] = element_keys(
+                element, self._stability["elemental_reference_cifs"], self.folder, self.gate
             )
+            if self.warnings is not None and any(key.startswith("standin-") for key in keys):
+                from dftscreen.references import ground_state_stand_in, ground_state_too_large
+
+                note = ground_state_stand_in(element, ground_state_too_large(element, self.gate)).note
+                print(f"dftscreen: WARNING: {note}", file=self.warnings)
         return self._element_keys[element]
 
     def element_jobs(self, elements: Iterable[str]) -> list[tuple[str, str]]:
@@ -440,11 +449,13 @@ class RunPlan:
         """Atoms in the cell of an element's candidate (what its job's resources scale with), computed once."""
         key = (element, reference_key)
         if key not in self._element_n_atoms:
-            from dftscreen.references import delta_test_candidate, reference_n_atoms
+            from dftscreen.references import delta_test_candidate, ground_state_stand_in, reference_n_atoms
 
             if reference_key.startswith("delta-"):
                 candidate = delta_test_candidate(element)
                 self._element_n_atoms[key] = len(candidate.atoms) if candidate else 1
+            elif reference_key.startswith("standin-"):
+                self._element_n_atoms[key] = len(ground_state_stand_in(element).atoms)
             else:
                 cifs = self.element_reference_cifs(element, reference_key)
                 self._element_n_atoms[key] = reference_n_atoms(element, cif=cifs[0] if cifs else None)

@@ -54,7 +54,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ase import Atoms
 from ase.build import bulk
@@ -64,6 +64,9 @@ from ase.data import atomic_numbers, reference_states
 from dftscreen import status_codes
 from dftscreen.dft import common_arguments, one_blas_thread_per_rank, parse_settings, write_on_master
 from dftscreen.settings import deep_merge, initial_magmoms
+
+if TYPE_CHECKING:
+    from dftscreen.size_gate import GateSettings
 
 #: Diatomic references: experimental bond length (Å, NIST CCCBDB) and total spin moment (µB).
 DIATOMIC_REFERENCES: dict[str, tuple[float, float]] = {
@@ -84,6 +87,9 @@ DELTA_TEST_CRYSTALS: dict[str, str] = {
     "Ga": "α-Ga (Cmce, 4 atoms)",
     "Se": "trigonal Se (P3₁21, 3 atoms)",
     "Te": "trigonal Te (P3₁21, 3 atoms)",
+    # Noble gases ASE gives no crystal for: the Δ-test's PBE crystals, like fcc Ne-Xe from ASE.
+    "He": "hcp He (P6₃/mmc, 2 atoms)",
+    "Rn": "fcc Rn (Fm-3m, 1 atom)",
 }
 
 #: Antiferromagnetic elemental ground states: lattice, and the start moment (µB) of the
@@ -92,13 +98,141 @@ ANTIFERROMAGNETIC_CRYSTALS: dict[str, tuple[str, float]] = {
     "Cr": ("bcc", 2.0),
 }
 
-#: Elements deliberately left without an automatic reference, and why.
-NO_AUTOMATIC_REFERENCE: dict[str, str] = {
-    "S": "its ground state α-S is a 32-atom (primitive) cell of S8 rings, and the Δ-test's 1-atom "
-         "stand-in is far above it in energy",
-    "Mn": "its ground state α-Mn is a 58-atom non-collinear magnet, and the Δ-test's "
-          "antiferromagnetic fcc stand-in is not the ground state",
+#: Elements with a PAW dataset deliberately left without an automatic reference, and why
+#: (none at present: α-S and α-Mn, once here, are :data:`PUBLISHED_CRYSTALS`). A test keeps
+#: every element GPAW has a dataset for either buildable or listed here with its reason.
+NO_AUTOMATIC_REFERENCE: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class PublishedCrystal:
+    """A ground-state crystal written from published crystallographic data.
+
+    ``sites``: (Wyckoff label, fractional coordinates, start moment in µB) of the asymmetric
+    unit in ``spacegroup`` (a pymatgen symbol; ``Fddd:2`` is origin choice 2); ``lattice``:
+    (a, b, c, α, β, γ) in Å and degrees; ``density_g_cm3``: the source's density, which the
+    built cell must reproduce; ``n_primitive``: atoms of the primitive cell the workflow relaxes.
+    """
+
+    name: str
+    spacegroup: str
+    lattice: tuple[float, float, float, float, float, float]
+    sites: tuple[tuple[str, tuple[float, float, float], float], ...]
+    density_g_cm3: float
+    n_primitive: int
+    source: str
+    cite: str  # short form of ``source`` for the results table
+    magnetic_source: str = ""
+
+
+def _dhcp(element: str, a: float, c: float, density: float, source: str) -> PublishedCrystal:
+    """The double-hexagonal close-packed (La-type, A3') structure: P6₃/mmc, 2a + 2c, 4 atoms."""
+    return PublishedCrystal(
+        f"dhcp {element} (P6₃/mmc, 4 atoms)", "P6_3/mmc", (a, a, c, 90.0, 90.0, 120.0),
+        (("2a", (0.0, 0.0, 0.0), 0.0), ("2c", (1 / 3, 2 / 3, 0.25), 0.0)), density, 4, source,
+        "Beaudry & Gschneidner 1978",
+    )
+
+
+_RARE_EARTH_SOURCE = ("room-temperature lattice parameters and X-ray density of B. J. Beaudry and "
+                      "K. A. Gschneidner Jr., Handbook on the Physics and Chemistry of Rare Earths, "
+                      "vol. 1, ch. 2 (North-Holland, 1978), Table 3")
+
+#: Ground states that neither ASE's ``bulk`` nor the Δ-test set gives, from published data (the
+#: source beside each). α-S and α-Mn are large: where the run's size gate refuses one, its
+#: Δ-test structure stands in (:func:`ground_state_stand_in`) with a note in every row it serves.
+PUBLISHED_CRYSTALS: dict[str, PublishedCrystal] = {
+    "S": PublishedCrystal(
+        "α-S (Fddd, S8 rings, 32-atom primitive cell)", "Fddd:2",
+        (10.4646, 12.8660, 24.4860, 90.0, 90.0, 90.0),
+        (("32h", (0.14415, 0.04732, 0.04860), 0.0), ("32h", (0.29277, 0.22690, 0.25406), 0.0),
+         ("32h", (0.21598, 0.28022, 0.32618), 0.0), ("32h", (0.21405, 0.15761, 0.37947), 0.0)),
+        2.067, 32,
+        "S. J. Rettig and J. Trotter, Acta Cryst. C43, 2260 (1987): lattice parameters and the four "
+        "32h sites (origin choice 2) as tabulated in the AFLOW prototype A_oF128_70_4h (M. J. Mehl et "
+        "al., Comp. Mat. Sci. 136, S1 (2017)); S-S bonds 2.04-2.06 Å",
+        "Rettig & Trotter 1987",
+    ),
+    "Mn": PublishedCrystal(
+        "α-Mn (I-43m, 29-atom primitive cell, collinear ferrimagnetic start)", "I-43m",
+        (8.911, 8.911, 8.911, 90.0, 90.0, 90.0),
+        (("2a", (0.0, 0.0, 0.0), 3.0), ("8c", (0.31787, 0.31787, 0.31787), -2.5),
+         ("24g", (0.35706, 0.35706, 0.03457), 1.0), ("24g", (0.08958, 0.08958, 0.28194), 0.0)),
+        7.47, 29,
+        "J. C. Lawson et al., J. Appl. Phys. 76, 7049 (1994) (neutron diffraction, room "
+        "temperature): a and the 2a, 8c and two 24g sites (MnI-MnIV) as tabulated in the AFLOW "
+        "prototype A_cI58_217_ac2g (Mehl et al., Comp. Mat. Sci. 136, S1 (2017))",
+        "Lawson et al. 1994",
+        "start moments per Wyckoff site, MnI (2a) +3, MnII (8c) -2.5, MnIII (24g) +1, MnIV (24g) "
+        "0 µB: the collinear order PBE gives α-Mn at its PBE volume (D. Hobbs and J. Hafner, "
+        "J. Phys.: Condens. Matter 13, L681 (2001): collinear below 12 Å³/atom, moments 0-3 µB by "
+        "site, MnI and MnII antiparallel, no moment on MnIV), which the Materials Project's collinear "
+        "PBE also finds (mp-35, ferrimagnetic); GPAW relaxes the moments from there. The measured "
+        "order is non-collinear (Lawson et al.): a collinear calculation cannot hold it",
+    ),
+    "La": _dhcp("La", 3.7740, 12.171, 6.146, _RARE_EARTH_SOURCE),
+    "Pr": _dhcp("Pr", 3.6721, 11.8326, 6.773, _RARE_EARTH_SOURCE),
+    "Nd": _dhcp("Nd", 3.6582, 11.7966, 7.008, _RARE_EARTH_SOURCE),
+    # The density is the source's, for the isotope 147Pm (ASE's mass is 145: 1.4 % lower).
+    "Pm": _dhcp("Pm", 3.65, 11.65, 7.264, _RARE_EARTH_SOURCE + " (Pm: P. G. Pallmer and T. D. Chikalla, "
+                "J. Less-Common Met. 24, 233 (1971))"),
 }
+
+
+def published_crystal(element: str) -> Atoms:
+    """The primitive cell of ``element``'s :data:`PUBLISHED_CRYSTALS` entry, start moments per site.
+
+    Built by pymatgen's ``Structure.from_spacegroup`` from the published lattice and Wyckoff
+    positions; elements without site moments get the usual ones (:func:`initial_magmoms`).
+    """
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    crystal = PUBLISHED_CRYSTALS[element]
+    structure = Structure.from_spacegroup(
+        crystal.spacegroup, Lattice.from_parameters(*crystal.lattice), [element] * len(crystal.sites),
+        [coords for _, coords, _ in crystal.sites],
+        site_properties={"magmom": [moment for _, _, moment in crystal.sites]}, tol=1e-3,
+    )
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    if any(moment for _, _, moment in crystal.sites):
+        atoms.set_initial_magnetic_moments(structure.site_properties["magmom"])
+    else:
+        atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    return primitive_cell(atoms)
+
+
+def ground_state_too_large(element: str, gate: GateSettings | None) -> str:
+    """The size gate's reason (:func:`dftscreen.size_gate.route`) when ``element``'s published ground
+    state is too large for the DFT with ``gate``'s settings; empty when it fits, or without a gate."""
+    if gate is None or element not in PUBLISHED_CRYSTALS:
+        return ""
+    from dftscreen.size_gate import estimate_structure, route
+
+    atoms = published_crystal(element)
+    return route(estimate_structure(atoms.get_chemical_symbols(), atoms.cell[:], gate), gate.policy).reason
+
+
+def ground_state_stand_in(element: str, reason: str = "") -> ElementalReference:
+    """The Δ-test structure standing in for a published ground state the size gate refuses.
+
+    ``reason``: the gate's; the reference's ``note`` says which ground state is missing and why,
+    and reaches every row whose formation energy uses it.
+
+    Raises:
+        NoElementalReference: the element has no published ground state or no Δ-test structure.
+    """
+    if element not in PUBLISHED_CRYSTALS or element not in dcdft.names:
+        raise NoElementalReference(f"{element} has no stand-in for a published ground state")
+    atoms = primitive_cell(dcdft[element])
+    if not atoms.has("initial_magmoms") or not atoms.get_initial_magnetic_moments().any():
+        atoms.set_initial_magnetic_moments(initial_magmoms(atoms.get_chemical_symbols()))
+    crystal = PUBLISHED_CRYSTALS[element]
+    note = (f"{element} reference is a stand-in, the Δ-test structure ({len(atoms)} atoms), not its ground "
+            f"state {crystal.name}" + (f", too large for DFT here: {reason}" if reason else "")
+            + f"; formation energies with {element} are less reliable ({SUPPLY_HINT} to use another)")
+    description = f"{element} stand-in: Δ-test PBE structure ({len(atoms)}-atom primitive cell, ASE dcdft)"
+    return ElementalReference(element, atoms, "crystal", description, note)
+
 
 SUPPLY_HINT = "supply a CIF of its ground state in stability.elemental_reference_cifs"
 
@@ -154,10 +288,11 @@ class ElementalReference:
     atoms: Atoms
     kind: str  # "crystal" or "molecule"
     description: str
+    note: str = ""  # what a results row using it must say (a stand-in for a refused ground state)
 
 
 def elemental_reference(
-    element: str, box_A: float = MOLECULE_BOX_A, cif: Path | None = None
+    element: str, box_A: float = MOLECULE_BOX_A, cif: Path | None = None, gate: GateSettings | None = None
 ) -> ElementalReference:
     """Reference structure of ``element`` (see the module docstring).
 
@@ -165,6 +300,9 @@ def elemental_reference(
         element: chemical symbol.
         box_A: edge (Å) of the cubic box around a diatomic reference.
         cif: a user-supplied CIF of the element's ground state; overrides the automatic choice.
+        gate: the run's size gate (DFT settings and resources): a published ground state it
+            refuses gives way to its stand-in (:func:`ground_state_stand_in`). ``None`` (the ML
+            stage, which has no size limit): the ground state always.
 
     Raises:
         NoElementalReference: unknown element, an unusable CIF, or no automatic reference.
@@ -188,6 +326,13 @@ def elemental_reference(
         raise NoElementalReference(
             f"no automatic elemental reference for {element}: {NO_AUTOMATIC_REFERENCE[element]}; {SUPPLY_HINT}"
         )
+    if element in PUBLISHED_CRYSTALS:
+        reason = ground_state_too_large(element, gate)
+        if reason:
+            return ground_state_stand_in(element, reason)
+        crystal = PUBLISHED_CRYSTALS[element]
+        atoms = published_crystal(element)
+        return ElementalReference(element, atoms, "crystal", f"{crystal.name}, published structure ({crystal.cite})")
     if element in ANTIFERROMAGNETIC_CRYSTALS:
         lattice, moment = ANTIFERROMAGNETIC_CRYSTALS[element]
         atoms = bulk(element, lattice, cubic=True)
@@ -212,9 +357,12 @@ def elemental_reference(
     return ElementalReference(element, atoms, "crystal", description)
 
 
-#: Δ-test structures never used as second candidates, and why (none at present: graphite,
-#: once here because PBE does not bind its layers, is carbon's PBE ground state, see above).
-NO_DELTA_TEST_CANDIDATE: dict[str, str] = {}
+#: Δ-test structures never used as second candidates, and why (graphite, once here because
+#: PBE does not bind its layers, is carbon's PBE ground state, see above).
+NO_DELTA_TEST_CANDIDATE: dict[str, str] = {
+    "S": "the Δ-test's 1-atom S is far above α-S: only its stand-in where α-S is too large",
+    "Mn": "the Δ-test's antiferromagnetic fcc Mn is not α-Mn: only its stand-in where α-Mn is too large",
+}
 
 
 @lru_cache(maxsize=None)
@@ -264,17 +412,19 @@ def _candidate_fingerprint(element: str, atoms: Atoms) -> str:
     return fingerprint
 
 
-def automatic_candidate_keys(element: str) -> list[str]:
+def automatic_candidate_keys(element: str, gate: GateSettings | None = None) -> list[str]:
     """Reference-library keys of an element's automatic candidates: ``auto-<fingerprint>`` and,
     when there is a second candidate, ``delta-<fingerprint>`` (fingerprints of the starting
     structures, :func:`dftscreen.competing.structure_fingerprint`, and for
-    :data:`MORE_BANDS_ELEMENTS` of their band count too). ``auto`` alone when the
-    element has no automatic reference (its job records why)."""
+    :data:`MORE_BANDS_ELEMENTS` of their band count too). ``standin-<fingerprint>`` instead of
+    ``auto-`` when ``gate`` refuses the element's published ground state (:func:`ground_state_stand_in`).
+    ``auto`` alone when the element has no automatic reference (its job records why)."""
     try:
-        automatic = elemental_reference(element)
+        automatic = elemental_reference(element, gate=gate)
     except NoElementalReference:
         return ["auto"]
-    keys = [f"auto-{_candidate_fingerprint(element, automatic.atoms)}"]
+    prefix = "standin" if automatic.note else "auto"
+    keys = [f"{prefix}-{_candidate_fingerprint(element, automatic.atoms)}"]
     delta = delta_test_candidate(element)
     if delta is not None:
         keys.append(f"delta-{_candidate_fingerprint(element, delta.atoms)}")
@@ -338,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--element", required=True)
     parser.add_argument("--out-cif", required=True, type=Path)
     parser.add_argument("--cif", type=Path, default=None, help="user-supplied CIF of the element's ground state")
-    parser.add_argument("--candidate", choices=("auto", "delta"), default="auto",
-                        help="auto: the reference described above; delta: the Δ-test structure as second candidate")
+    parser.add_argument("--candidate", choices=("auto", "delta", "standin"), default="auto",
+                        help="auto: the reference described above; delta: the Δ-test structure as second "
+                             "candidate; standin: the Δ-test structure for a ground state the size gate refuses")
     args = parser.parse_args(argv)
     settings = parse_settings(args.settings)
     try:
@@ -347,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             reference = delta_test_candidate(args.element)
             if reference is None:
                 raise NoElementalReference(f"{args.element} has no Δ-test structure other than its reference")
+        elif args.candidate == "standin":
+            reference = ground_state_stand_in(args.element, "refused by the size gate (dftscreen.size_gate)")
         else:
             reference = elemental_reference(args.element, cif=args.cif)
     except NoElementalReference as exc:
@@ -364,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir=args.workdir,
         load_atoms=lambda: reference.atoms,
         extra={"element": args.element, "reference_kind": reference.kind,
-               "reference_description": reference.description},
+               "reference_description": reference.description,
+               **({"reference_note": reference.note} if reference.note else {})},
     )
     return 0 if record else 1
 

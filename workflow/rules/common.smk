@@ -302,8 +302,10 @@ def element_reference_cif_option(wildcards):
 
 
 def element_candidate_option(wildcards):
-    """``--candidate delta`` for the Δ-test candidate; nothing otherwise."""
-    return "--candidate delta" if wildcards.ekey.startswith("delta-") else ""
+    """``--candidate delta`` for the Δ-test candidate, ``--candidate standin`` for the stand-in of a
+    ground state the size gate refuses (dftscreen.references); nothing otherwise."""
+    prefix = wildcards.ekey.split("-", 1)[0]
+    return f"--candidate {prefix}" if prefix in ("delta", "standin") else ""
 
 
 def all_phase_records(wildcards):

@@ -1,0 +1,137 @@
+"""Issue 29 item 2: a reference for every element GPAW has a PAW dataset for, ground states
+from published data (references.PUBLISHED_CRYSTALS), and the stand-in where the size gate
+refuses one."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from pymatgen.io.ase import AseAtomsAdaptor
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from dftscreen import references
+from dftscreen.references import (
+    NO_AUTOMATIC_REFERENCE,
+    PUBLISHED_CRYSTALS,
+    NoElementalReference,
+    automatic_candidate_keys,
+    elemental_reference,
+    published_crystal,
+)
+from dftscreen.size_gate import GateSettings, gate_params
+
+#: Space group (spglib, 1e-3 Å) and atoms of the primitive cell of each published ground state.
+EXPECTED = {
+    "S": ("Fddd", 32),
+    "Mn": ("I-43m", 29),
+    "La": ("P6_3/mmc", 4),
+    "Pr": ("P6_3/mmc", 4),
+    "Nd": ("P6_3/mmc", 4),
+    "Pm": ("P6_3/mmc", 4),
+}
+
+
+def test_every_published_ground_state_is_tested():
+    assert set(EXPECTED) == set(PUBLISHED_CRYSTALS)
+
+
+@pytest.mark.parametrize("element", sorted(EXPECTED))
+def test_published_ground_state_builds_with_its_space_group_size_and_density(element):
+    crystal = PUBLISHED_CRYSTALS[element]
+    atoms = published_crystal(element)
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    symbol, n_atoms = EXPECTED[element]
+    assert set(atoms.get_chemical_symbols()) == {element}
+    assert len(atoms) == n_atoms == crystal.n_primitive
+    assert SpacegroupAnalyzer(structure, symprec=1e-3).get_space_group_symbol() == symbol
+    # The source's density (Pm's is for 147Pm, ASE's mass is 145: 1.4 % lower).
+    assert structure.density == pytest.approx(crystal.density_g_cm3, rel=0.02)
+    assert crystal.source and crystal.cite
+    reference = elemental_reference(element)
+    assert reference.kind == "crystal" and crystal.cite in reference.description and not reference.note
+
+
+def test_alpha_sulfur_is_made_of_s8_rings():
+    structure = AseAtomsAdaptor.get_structure(published_crystal("S"))
+    distances = structure.distance_matrix + np.eye(len(structure)) * 10
+    bonded = distances < 2.3
+    # Every atom has two neighbours at the S-S bond length (2.05 Å) and none closer than 3.2 Å beyond them.
+    assert (bonded.sum(axis=1) == 2).all()
+    assert distances[bonded] == pytest.approx(2.05, abs=0.02)
+    assert distances[~bonded].min() > 3.2
+
+
+def test_alpha_manganese_starts_from_its_collinear_moments_per_wyckoff_site():
+    atoms = published_crystal("Mn")
+    moments = Counter(np.round(atoms.get_initial_magnetic_moments(), 3))
+    # 29-atom primitive cell: MnI (2a) 1 atom, MnII (8c) 4, MnIII and MnIV (24g) 12 each.
+    assert moments == {3.0: 1, -2.5: 4, 1.0: 12, 0.0: 12}
+    assert "Hobbs" in PUBLISHED_CRYSTALS["Mn"].magnetic_source
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    structure.add_site_property("magmom", list(atoms.get_initial_magnetic_moments()))
+    # The moments keep the cubic symmetry: each Wyckoff orbit has one moment.
+    analyzer = SpacegroupAnalyzer(structure, symprec=1e-3)
+    equivalent = analyzer.get_symmetrized_structure().equivalent_indices
+    assert len(equivalent) == 4
+    assert all(len({round(structure[i].properties["magmom"], 3) for i in orbit}) == 1 for orbit in equivalent)
+
+
+def _gate(max_mem_mb: float) -> GateSettings:
+    """The gate at the ``standard`` preset's settings with ``max_mem_mb_per_task`` as the memory limit."""
+    from dftscreen.settings import resolve_settings
+
+    resources = {"max_tasks": 2, "atoms_per_task": 8, "runtime_min_base": 30, "runtime_min_per_atom": 5.0,
+                 "mem_mb_per_task_base": 1000, "mem_mb_per_task_per_atom": 50,
+                 "max_mem_mb_per_task": max_mem_mb, "max_runtime_min": 100000}
+    params = gate_params(resolve_settings("standard"), resources)
+    return GateSettings.from_dft_settings(params["settings"], params["resources"])
+
+
+def test_a_ground_state_the_size_gate_refuses_gives_way_to_its_named_stand_in():
+    small, large = _gate(2000), _gate(10**7)
+    assert references.ground_state_too_large("Mn", large) == ""
+    reason = references.ground_state_too_large("Mn", small)
+    assert "too large for DFT here" in reason
+    fits = elemental_reference("Mn", gate=large)
+    stand_in = elemental_reference("Mn", gate=small)
+    assert len(fits.atoms) == 29 and not fits.note
+    # The Δ-test's antiferromagnetic fcc Mn, and a note that says what it stands for and why.
+    assert len(stand_in.atoms) == 2 and sorted(stand_in.atoms.get_initial_magnetic_moments()) == [-2.0, 2.0]
+    assert "stand-in" in stand_in.note and "α-Mn" in stand_in.note and reason in stand_in.note
+    # Its library key says so, and the key of a ground state that fits is the gate-free one.
+    assert automatic_candidate_keys("Mn", small)[0].startswith("standin-")
+    assert automatic_candidate_keys("Mn", large) == automatic_candidate_keys("Mn")
+    assert automatic_candidate_keys("Mn")[0].startswith("auto-")
+    # Elements that are not published ground states do not depend on the gate.
+    assert automatic_candidate_keys("Na", small) == automatic_candidate_keys("Na")
+    # Alpha-S and alpha-Mn are not second candidates: their Δ-test structures are the stand-ins.
+    assert references.delta_test_candidate("S") is None and references.delta_test_candidate("Mn") is None
+
+
+def test_existing_automatic_references_keep_their_library_keys():
+    """Keys of references that existed before the published ground states (fingerprints of the
+    start structures): unchanged, so reference libraries computed before are reused."""
+    assert automatic_candidate_keys("Na") == ["auto-05041dd8cfba", "delta-d75ce71080f6"]
+    assert automatic_candidate_keys("Sn") == ["auto-3b018beae2a8", "delta-5d737bcf90bd"]
+    assert automatic_candidate_keys("Cr") == ["auto-0809a2859f80"]
+    assert automatic_candidate_keys("O") == ["auto-7e6353257cb6"]
+
+
+def test_every_element_with_a_paw_dataset_has_a_reference_or_a_documented_reason():
+    """A new gap (an element GPAW can compute with no reference) fails here until it gets one or
+    is listed, with its reason, in NO_AUTOMATIC_REFERENCE (and config/README.md)."""
+    from dftscreen.settings import paw_elements
+
+    elements = paw_elements()
+    assert len(elements) > 50  # gpaw-data is installed
+    missing = {}
+    for element in sorted(elements):
+        try:
+            elemental_reference(element)
+        except NoElementalReference as exc:
+            missing[element] = str(exc)
+    assert set(missing) == set(NO_AUTOMATIC_REFERENCE), missing
+    for element in NO_AUTOMATIC_REFERENCE:
+        assert NO_AUTOMATIC_REFERENCE[element] in missing[element]

@@ -292,35 +292,89 @@ def element_symbol(label: str) -> str:
         return element.elements[0].symbol if element is not None and len(element.elements) == 1 else label
 
 
-def vacuum_gaps_A(structure: Structure) -> list[float]:
-    """Widest gap between atomic planes along each cell axis a, b, c (Å), periodic.
+#: Empty width (Å) a gap must leave between the van der Waals spheres of the atoms around it to
+#: count as vacuum. Layers held by dispersion sit with their outer atoms' spheres about touching
+#: (free width ~0); PBE, which lacks dispersion, opens such gaps by about 1 Å (graphite's layer
+#: distance 4.4 Å in PBE against 3.35 Å measured): 3 Å of free width is no van der Waals gap.
+VACUUM_MIN_FREE_WIDTH_A = 3.0
 
-    The gap along axis i is the largest spacing of the sorted fractional
-    coordinates i (wrapping round) times the distance between the lattice planes
-    spanned by the other two axes (cell volume / their cross-product's length).
+
+@dataclass(frozen=True)
+class VacuumGap:
+    """The widest empty slab between atomic planes along one cell axis."""
+
+    axis: str
+    #: Distance (Å) between the planes of the atom centres on either side.
+    width_A: float
+    #: ``width_A`` less the van der Waals radii reaching into it from both sides (Å).
+    free_width_A: float
+
+
+def _van_der_waals_radius_A(symbol: str) -> float:
+    """pymatgen's tabulated van der Waals radius (Å; Bondi's and Mantina et al.'s values); 2 Å when it has none."""
+    from pymatgen.core import Element
+
+    try:
+        return float(Element(symbol).van_der_waals_radius or 2.0)
+    except (ValueError, AttributeError):
+        return 2.0
+
+
+def vacuum_gaps(structure: Structure) -> list[VacuumGap]:
+    """The gap with the most free width along each cell axis a, b, c, periodic.
+
+    Along axis i the atoms are projected on the normal of the planes spanned by the other
+    two axes (height = fractional coordinate i x the plane spacing, cell volume / their
+    cross-product's length). Each gap between consecutive heights is an empty slab with no
+    atom centre in it. Its free width subtracts how far the van der Waals sphere of any atom
+    reaches into it from below and from above, so a gap between layers whose outer atoms
+    touch (a van der Waals gap) has a free width near 0. A bond crossing a slab is at least
+    as long as the slab is wide, so no bond crosses a gap whose free width is positive.
     """
     matrix = structure.lattice.matrix
     fractional = np.mod(structure.frac_coords, 1.0)
+    radii = np.array([_van_der_waals_radius_A(site.specie.symbol) for site in structure])
     gaps = []
     for axis in range(3):
         j, k = (axis + 1) % 3, (axis + 2) % 3
-        plane_spacing = abs(structure.volume) / float(np.linalg.norm(np.cross(matrix[j], matrix[k])))
-        values = np.sort(fractional[:, axis])
-        spacings = np.diff(np.append(values, values[0] + 1.0))
-        gaps.append(float(spacings.max()) * plane_spacing)
+        period = abs(structure.volume) / float(np.linalg.norm(np.cross(matrix[j], matrix[k])))
+        heights = fractional[:, axis] * period
+        order = np.argsort(heights)
+        sorted_heights = heights[order]
+        widths = np.diff(np.append(sorted_heights, sorted_heights[0] + period))
+        best = VacuumGap("abc"[axis], 0.0, -math.inf)
+        for index in np.argsort(widths)[::-1]:
+            width = float(widths[index])
+            if width <= best.free_width_A:
+                break  # the free width never exceeds the width: no narrower gap can do better
+            bottom = sorted_heights[index]
+            below = np.mod(bottom - heights, period)  # distance of each atom under the gap's floor
+            above = np.mod(heights - (bottom + width), period)  # ... over its ceiling
+            free = width - max(0.0, float(np.max(radii - below))) - max(0.0, float(np.max(radii - above)))
+            if free > best.free_width_A:
+                best = VacuumGap("abc"[axis], width, free)
+        gaps.append(best)
     return gaps
 
 
 def vacuum_note(structure: Structure, threshold_A: float) -> str:
-    """A check note when the cell holds vacuum wider than ``threshold_A`` (Å): slab, wire or molecule; else ``""``."""
-    gaps = vacuum_gaps_A(structure)
-    axes = [(name, gap) for name, gap in zip("abc", gaps) if gap > threshold_A]
+    """A check note when the cell holds vacuum: slab, wire or molecule; else ``""``.
+
+    A gap is vacuum when its width between atom centres exceeds ``threshold_A`` (Å,
+    ``check.vacuum_gap_A``) and it leaves more than :data:`VACUUM_MIN_FREE_WIDTH_A` of free
+    width beyond the van der Waals spheres around it (:func:`vacuum_gaps`): the gap between
+    the layers of a layered crystal is not vacuum, however wide PBE or a generator made it.
+    """
+    axes = [gap for gap in vacuum_gaps(structure)
+            if gap.width_A > threshold_A and gap.free_width_A > VACUUM_MIN_FREE_WIDTH_A]
     if not axes:
         return ""
-    where = ", ".join(f"{gap:.1f} Å along {name}" for name, gap in axes)
+    where = ", ".join(f"{gap.width_A:.1f} Å along {gap.axis}" for gap in axes)
     kind = {1: "a slab (2D layer)", 2: "a wire or chain (1D)", 3: "a molecule or cluster in a box (0D)"}[len(axes)]
+    free = ", ".join(f"{gap.free_width_A:.1f} Å" for gap in axes)
     return (
-        f"vacuum: {where} (wider than check.vacuum_gap_A = {threshold_A:g} Å): looks like {kind}, not a bulk "
+        f"vacuum: {where} (wider than check.vacuum_gap_A = {threshold_A:g} Å, and {free} wider than "
+        f"the van der Waals contact of the atoms around it): looks like {kind}, not a bulk "
         "crystal; DFT would pay for the empty space and the bulk properties do not apply"
     )
 

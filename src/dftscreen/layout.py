@@ -17,6 +17,7 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
     <output_dir>/
         check/checks.json, check/valid_ids.txt      the check checkpoint
         check/inputs.tsv                            the inputs the check read (size, mtime, path)
+        check/size_estimate.txt                     the check gates with the real-input estimate here
         check/inputs_changed.flag                   made by the job writing inputs.tsv on its first run
         inputs/<id>.cif                             CIF text of table rows going to DFT
         ml/batches/batch_<n>.json                   one ML batch job's summary (its ids, reused or new)
@@ -131,6 +132,12 @@ class ResultsLayout:
     def valid_ids(self) -> str:
         """Ids of the unique dft_ready structures, one per line."""
         return self._join("check", "valid_ids.txt")
+
+    @property
+    def size_estimate_note(self) -> str:
+        """Written by a check that gated with the real-input estimate (see
+        :func:`dftscreen.size_gate.keeps_cell_only_estimates`)."""
+        return self._join("check", "size_estimate.txt")
 
     @property
     def input_manifest(self) -> str:

@@ -42,7 +42,7 @@ from dftscreen.io import atomic_write_text
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import element_reference_key, phases_to_relax, settings_key
 from dftscreen.settings import deep_merge, resolve_settings
-from dftscreen.size_gate import MARGIN, GateSettings, estimate_structure, gate_params, route
+from dftscreen.size_gate import MARGIN, GateSettings, estimate_structure, gate_params, route, structure_gate_params
 
 
 def formula_elements(formulas: Iterable[str | None]) -> set[str]:
@@ -285,6 +285,15 @@ class RunPlan:
         """What the check's size gate needs: what it reads of the run's merged DFT settings (cutoff, k-points
         of relaxation and properties, spin keywords) and ``dft.resources`` (:func:`dftscreen.size_gate.gate_params`)."""
         return gate_params(self.settings, self.config["dft"]["resources"])
+
+    @cached_property
+    def check_size_gate_params(self) -> dict[str, Any]:
+        """The check's size gate params: :attr:`size_gate_params`, and under ``structure_overrides`` those of each
+        structure whose ``dft.structure_overrides`` change what the gate reads (the key only when one does, so the
+        check of a run without such overrides keeps its params; :func:`dftscreen.size_gate.structure_gate_params`)."""
+        dft = self.config["dft"]
+        own = structure_gate_params(self.settings, dft["structure_overrides"], dft["resources"])
+        return {**self.size_gate_params, "structure_overrides": own} if own else self.size_gate_params
 
     def size_estimate(self, structure_id: str, key: str) -> float | None:
         """The size gate's estimate ``key`` for a structure, with its margin (:mod:`dftscreen.size_gate`)."""

@@ -21,9 +21,17 @@ the cell alone (no GPAW import, so the check can run it for every structure):
 * fine real-space grids: about 15 ``N_pw`` points (GPAW's coarse grid holds the
   sphere of radius 2 k_c, the fine grid has twice the points per axis).
 
-The k-points are those of the merged settings (``dft.overrides`` included): a raw
+The k-points are those of the merged settings (``dft.overrides`` included, and a
+structure's own ``dft.structure_overrides``, :func:`structure_gate_params`): a raw
 ``gpaw.kpts`` mesh wins over ``kpt_density_per_A`` as in the DFT, and the
 property step uses ``properties.kpt_density_per_A``.
+
+Generated structures are gated by the check with this estimate, except in a results
+folder whose DFT packs started before it did (:func:`keeps_cell_only_estimates`): a
+pack job's command carries its members' estimates, so new numbers there would rerun
+every finished pack. Such a folder keeps :func:`cell_only_estimate`, the check's
+estimate of before (the cell, the run's cutoff and k-point density, :data:`BANDS_PER_ATOM`
+bands per atom, no spin), in the column and the reason alike.
 
 Memory = :data:`BASE_MEM_MB` + 3 wave-function copies (16 B per coefficient)
 + :data:`GRID_ARRAYS` grid arrays (8 B per point), split over the MPI ranks.
@@ -62,8 +70,9 @@ from typing import Any
 
 import numpy as np
 
+from dftscreen.layout import ResultsLayout
 from dftscreen.resources import ResourcePolicy
-from dftscreen.settings import INITIAL_MAGMOMS_MUB
+from dftscreen.settings import INITIAL_MAGMOMS_MUB, deep_merge
 
 HARTREE_EV = 27.211386245988
 BOHR_A = 0.529177210903
@@ -287,6 +296,43 @@ def estimate_structure(symbols: Sequence[str], lattice_A: np.ndarray, gate: Gate
         len(symbols), lattice_A, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(len(symbols)),
         bands=bands, spins=2 if spin else 1, kpts=gate.kpts, property_kpt_density_per_A=gate.property_kpt_density_per_A,
     )
+
+
+def cell_only_estimate(n_atoms: int, lattice_A: np.ndarray, gate: GateSettings) -> CostEstimate:
+    """The check's estimate before the real inputs (:data:`BANDS_PER_ATOM` bands per atom, no spin, the run's
+    cutoff and k-point density): kept by results folders whose packs started with it
+    (:func:`keeps_cell_only_estimates`)."""
+    return estimate_cost(n_atoms, lattice_A, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms))
+
+
+#: What the check writes in :attr:`dftscreen.layout.ResultsLayout.size_estimate_note` once it gated with
+#: :func:`estimate_structure`; packs that start from then on carry those numbers.
+REAL_INPUT_NOTE = (
+    "The check of this results folder estimates DFT costs from the real inputs "
+    "(dftscreen.size_gate.estimate_structure); packs started here carry those numbers.\n"
+)
+
+
+def keeps_cell_only_estimates(layout: ResultsLayout) -> bool:
+    """Whether the check of the results folder ``layout`` keeps :func:`cell_only_estimate`: DFT packs started
+    there (``dft.structures_per_pack``) before its check wrote :attr:`~ResultsLayout.size_estimate_note`.
+
+    A pack job's shell command holds each member's estimate (rules/pack.smk): a check rerun with new
+    numbers would rerun every finished pack of the folder.
+    """
+    return bool(layout.pack_member_files()) and not Path(layout.size_estimate_note).is_file()
+
+
+def structure_gate_params(
+    settings: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]], resources: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Structure id -> :func:`gate_params` of its merged settings, for each ``dft.structure_overrides`` entry that
+    changes what the gate reads (none: an empty mapping)."""
+    run = gate_params(settings, resources)
+    found = {
+        sid: gate_params(deep_merge(dict(settings), dict(override)), resources) for sid, override in overrides.items()
+    }
+    return {sid: params for sid, params in sorted(found.items()) if params != run}
 
 
 @dataclass(frozen=True)

@@ -151,8 +151,8 @@ def mem_for(count_atoms, estimated=False):
 
 
 def size_gate_params():
-    """What the check's size gate needs (dftscreen.plan.RunPlan.size_gate_params)."""
-    return PLAN.size_gate_params
+    """What the check's size gate needs, per-structure overrides included (dftscreen.plan.RunPlan.check_size_gate_params)."""
+    return PLAN.check_size_gate_params
 
 
 def gpaw_launcher(wildcards):

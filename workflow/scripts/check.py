@@ -8,24 +8,28 @@ check.log_each_file (5,000 files made 190 kB of log).
 
 import logging
 from collections import Counter
-from dataclasses import replace
+from pathlib import Path
 
-from dftscreen.check import CheckSettings, crystallm_failure_summary
+from dftscreen.check import CheckSettings, crystallm_failure_summary, with_size_gate
 from dftscreen.check_batch import check_all, check_and_deduplicate
 from dftscreen.dedupe import MatchSettings
 from dftscreen.inputs import discover_inputs, needs_workflow_copy, no_input_message, workflow_paths, write_input_copy
 from dftscreen.io import atomic_write_json, atomic_write_text
+from dftscreen.layout import ResultsLayout
 from dftscreen.settings import paw_elements
-from dftscreen.size_gate import GateSettings
+from dftscreen.size_gate import REAL_INPUT_NOTE, keeps_cell_only_estimates
 
 check_config = dict(snakemake.params.check)  # noqa: F821
 each_file = bool(check_config.get("log_each_file", False))
 logging.basicConfig(filename=snakemake.log[0], level=logging.DEBUG if each_file else logging.INFO)  # noqa: F821
 dedupe_config = dict(check_config.get("dedupe", {}))
-settings = CheckSettings.from_config(check_config)
-gate = snakemake.params.size_gate  # noqa: F821
-if gate:
-    settings = replace(settings, size_gate=GateSettings.from_dft_settings(gate["settings"], gate["resources"]))
+# The size gate estimates from the DFT's real inputs, but where packs started with the cell-only
+# estimate, which their commands carry (dftscreen.size_gate.keeps_cell_only_estimates).
+layout = ResultsLayout.of(snakemake.params.output_dir)  # noqa: F821
+cell_only = keeps_cell_only_estimates(layout)
+settings = with_size_gate(CheckSettings.from_config(check_config), snakemake.params.size_gate, cell_only=cell_only)  # noqa: F821
+if cell_only:
+    logging.info("size gate: the cell-only estimate, which the DFT packs that started here carry")
 workers = min(int(check_config.get("workers", 1)), snakemake.threads)  # noqa: F821
 # The run's own folders, reference library and known sets are never inputs (dftscreen.inputs.workflow_paths).
 own = workflow_paths(snakemake.config)  # noqa: F821
@@ -67,5 +71,7 @@ for sid in valid:
     # A table row, or a file whose path Snakemake cannot take (`<unk>`, `{x}`): DFT reads a copy.
     if needs_workflow_copy(by_id[sid]):
         write_input_copy(by_id[sid], snakemake.params.inputs_dir)  # noqa: F821
+if settings.size_gate is not None and not cell_only and not Path(layout.size_estimate_note).is_file():
+    atomic_write_text(layout.size_estimate_note, REAL_INPUT_NOTE)
 atomic_write_json(snakemake.output.table, [r.to_dict() for r in results])  # noqa: F821
 atomic_write_text(snakemake.output.valid_ids, "".join(f"{sid}\n" for sid in valid))  # noqa: F821

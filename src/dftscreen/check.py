@@ -33,7 +33,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ from dftscreen.cif_reader import (
 )
 from dftscreen.columns import INPUT_PREFIX, is_results_column
 from dftscreen.inputs import InputFile
-from dftscreen.size_gate import GateSettings, estimate_cost, route
+from dftscreen.size_gate import GateSettings, cell_only_estimate, estimate_structure, route
 
 __all__ = [
     "CheckResult",
@@ -108,6 +109,12 @@ class CheckSettings:
     #: Cost gate before DFT (:mod:`dftscreen.size_gate`), set by the workflow
     #: from the DFT preset and dft.resources; ``None``: no gate. Not a check key.
     size_gate: GateSettings | None = None
+    #: The gate of each structure whose ``dft.structure_overrides`` change what it reads, by id.
+    #: Not a check key.
+    structure_size_gates: Mapping[str, GateSettings] = field(default_factory=dict)
+    #: Gate with :func:`dftscreen.size_gate.cell_only_estimate`, as a results folder does whose packs
+    #: started with it (:func:`dftscreen.size_gate.keeps_cell_only_estimates`). Not a check key.
+    size_gate_cell_only: bool = False
     #: Slow reference path for tests and benchmarks: pymatgen's CrystalNN per
     #: site, pairwise StructureMatcher on unreduced structures, and every file
     #: checked even when byte-identical to another. Not a config key.
@@ -118,6 +125,30 @@ class CheckSettings:
         """Settings from the ``check`` section of the workflow config (unknown keys ignored)."""
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in check_config.items() if k in known})
+
+
+def with_size_gate(
+    settings: CheckSettings, params: Mapping[str, Any] | None, *, cell_only: bool = False
+) -> CheckSettings:
+    """``settings`` with the size gate of the check rule's params (no params: no gate).
+
+    The params (:meth:`dftscreen.plan.RunPlan.check_size_gate_params`) hold the run's merged DFT settings
+    and ``dft.resources``, and under ``structure_overrides`` those of each structure whose
+    ``dft.structure_overrides`` change what the gate reads. ``cell_only``: the estimate a results folder
+    keeps (:func:`dftscreen.size_gate.keeps_cell_only_estimates`), with the run's settings for every
+    structure, as then.
+    """
+    if not params:
+        return settings
+    overridden = {} if cell_only else params.get("structure_overrides") or {}
+    return replace(
+        settings,
+        size_gate=GateSettings.from_dft_settings(params["settings"], params["resources"]),
+        structure_size_gates={
+            sid: GateSettings.from_dft_settings(own["settings"], own["resources"]) for sid, own in overridden.items()
+        },
+        size_gate_cell_only=cell_only,
+    )
 
 
 @dataclass
@@ -526,8 +557,9 @@ def check_read_result(
     result.valid = result.dft_ready
     result.status = "" if result.valid else status_codes.INVALID
     result.reason = "; ".join(dft_problems)
-    if result.dft_ready and settings.size_gate is not None:
-        apply_size_gate(result, structure, settings.size_gate)
+    gate = settings.structure_size_gates.get(result.structure_id, settings.size_gate)
+    if result.dft_ready and gate is not None:
+        apply_size_gate(result, structure, gate, cell_only=settings.size_gate_cell_only)
     notes = [w for w in read.warnings if "declared" in w]
     vacuum = vacuum_note(structure, settings.vacuum_gap_A)
     if vacuum:
@@ -538,18 +570,19 @@ def check_read_result(
     return result
 
 
-def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSettings) -> None:
+def apply_size_gate(result: CheckResult, structure: Structure, gate: GateSettings, cell_only: bool = False) -> None:
     """Estimate the DFT cost of a dft_ready structure; refuse it (status too_large) when it exceeds the limits.
 
-    The structure stays ``dft_ready`` (nothing is wrong with it physically), but
-    not ``valid``: it does not go to DFT, nor take part in deduplication.
+    The estimate is the DFT's real inputs (:func:`dftscreen.size_gate.estimate_structure`: bands from
+    the valence electrons, spin, the k-points of relaxation and properties, with ``gate`` the merged
+    settings of this structure); ``cell_only``: :func:`dftscreen.size_gate.cell_only_estimate`. The
+    column and the reason carry the same number. The structure stays ``dft_ready`` (nothing is
+    wrong with it physically), but not ``valid``: it does not go to DFT, nor take part in deduplication.
     """
-    # Not yet dftscreen.size_gate.estimate_structure (valence bands, spin): dft_pack's shell command
-    # carries each member's estimate, so new numbers would rerun every finished pack.
-    n_atoms = len(structure)
-    estimate = estimate_cost(
-        n_atoms, structure.lattice.matrix, gate.ecut_eV, gate.kpt_density_per_A, gate.policy.tasks(n_atoms)
-    )
+    if cell_only:
+        estimate = cell_only_estimate(len(structure), structure.lattice.matrix, gate)
+    else:
+        estimate = estimate_structure([site.specie.symbol for site in structure], structure.lattice.matrix, gate)
     decision = route(estimate, gate.policy)
     result.dft_estimate_mem_MB_per_rank = round(estimate.mem_mb_per_task, 1)
     result.dft_estimate_runtime_min = round(estimate.runtime_min, 1)

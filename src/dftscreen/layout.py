@@ -34,6 +34,8 @@ wildcard such as ``"{sid}"`` may stand in for a structure id::
         dft/<id>/phonons/displacement-<nnn>.json    forces of one displaced supercell (000: undisplaced)
         packs/pack_<name>.json                      a pack job's record (with dft.structures_per_pack)
         packs/members/pack_<name>.txt               the structures of a pack that has started
+        packs/phonons/pack_<name>.json              a DFT phonon pack job's record (same, for phonons)
+        packs/phonons/members/pack_<name>.txt       the structures of a DFT phonon pack that has started
         references/elements/<El>/relax.json         elemental references of runs before the reference library
         references/phases/<id>/relax.json           user-supplied competing phases
         known/novelty.json                          novelty and SMACT validity per structure
@@ -233,6 +235,23 @@ class ResultsLayout:
         """Pack name -> :meth:`pack_members` file of every pack that has started, sorted by name."""
         return _by_pack_name(Path(self.root).glob("packs/members/pack_*.txt"))
 
+    def phonon_pack_record(self, pack: str) -> str:
+        """Record of one DFT phonon pack job (``dft.structures_per_pack``), as :meth:`pack_record` for phonons."""
+        return self._join("packs", "phonons", f"pack_{pack}.json")
+
+    def phonon_pack_members(self, pack: str) -> str:
+        """The structures of a DFT phonon pack that has started (as :meth:`pack_members`; its own folder,
+        so relax packs and phonon packs never mix)."""
+        return self._join("packs", "phonons", "members", f"pack_{pack}.txt")
+
+    @property
+    def phonon_pack_members_dir(self) -> str:
+        return self._join("packs", "phonons", "members")
+
+    def phonon_pack_member_files(self) -> dict[str, Path]:
+        """Pack name -> :meth:`phonon_pack_members` file of every phonon pack that has started, sorted by name."""
+        return _by_pack_name(Path(self.root).glob("packs/phonons/members/pack_*.txt"))
+
     # --- the machine-learned stage (dftscreen.ml) -------------------------------
     @property
     def ml_dir(self) -> str:
@@ -364,6 +383,10 @@ class ResultsLayout:
     def pack_log(self, pack: str) -> str:
         """Log of a pack job (its members' GPAW runs log to :meth:`log` of their stage, as alone)."""
         return self.log("packs", f"pack_{pack}")
+
+    def phonon_pack_log(self, pack: str) -> str:
+        """Log of a DFT phonon pack job (its members' GPAW runs log to :meth:`phonon_log`, as alone)."""
+        return self.log("packs/phonons", f"pack_{pack}")
 
     # --- the report ---------------------------------------------------------------
     @property

@@ -9,6 +9,11 @@ dry runs print the commands of every GPAW rule: ``relax``, ``properties``,
 ``element_reference`` (automatic candidates and a user CIF), ``relax_reference_phase``,
 ``relax_competing_phase``, and, with ``dft.structures_per_pack``, ``dft_pack``.
 
+The run is one whose pack started before this version (a pack's members file, no
+``check/size_estimate.txt``): its check keeps the cell-only size estimate that the stored
+``dft_pack`` command carries (:func:`dftscreen.size_gate.keeps_cell_only_estimates`); a new
+run's packs carry the real-input estimate instead (tests/workflow/test_pack_estimates_workflow.py).
+
 Only what differs between machines is normalised: the run folder and the Python running
 Snakemake. To change a command on purpose (finished jobs then rerun), regenerate the stored
 copy with ``DFTSCREEN_UPDATE_GPAW_COMMANDS=1`` and say why in the commit.
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from dftscreen.dft_pack import pack_name
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import settings_key
 from dftscreen.settings import resolve_settings
@@ -100,6 +106,10 @@ def prepared_run(workdir: Path) -> None:
     # Planning writes nothing (the input manifest is a job's output, rules/check.smk).
     assert run_snakemake(workdir, "--cores", "2", "-n").returncode == 0
     assert not (workdir / "out").exists()
+    # The pack of both structures started in an earlier version (its GPAW runs are not needed here).
+    members = workdir / ResultsLayout.of("out").pack_members(pack_name([Path(n).stem for n in STRUCTURES]))
+    members.parent.mkdir(parents=True)
+    members.write_text("".join(f"{Path(name).stem}\n" for name in sorted(STRUCTURES)))
     check = run_snakemake(workdir, "--cores", "2", "out/check/checks.json")
     assert check.returncode == 0, check.stderr[-3000:]
     # compare_known's outputs, newer than its inputs: Snakemake takes the checkpoint as done.

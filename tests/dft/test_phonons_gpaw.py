@@ -9,6 +9,11 @@ The control flow (reuse, failures, statuses) is tested with EMT in tests/unit/te
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 
-from conftest import run_gpaw_module, settings_json
+from conftest import mpi_env, run_gpaw_module, settings_json
 
 pytestmark = pytest.mark.dft
 
@@ -26,20 +31,23 @@ pytestmark = pytest.mark.dft
 UNIT_CELL_ONLY = {"min_supercell_length_A": 1.0}
 
 
-def phonons(tmp_path: Path, atoms: Atoms, relax_max_force: float = 0.0, phonon_settings: dict | None = None) -> dict:
-    """Run the DFT phonon job on ``atoms`` as if the relaxation had converged with ``relax_max_force`` (eV/Å)."""
+def phonon_arguments(tmp_path: Path, atoms: Atoms, relax_max_force: float = 0.0,
+                     phonon_settings: dict | None = None) -> list[str]:
+    """The DFT phonon job's arguments, as if the relaxation had converged with ``relax_max_force`` (eV/Å)."""
     cif = tmp_path / "relaxed.cif"
     CifWriter(AseAtomsAdaptor.get_structure(atoms)).write_file(cif)
     relax_json = tmp_path / "relax.json"
     relax_json.write_text(json.dumps({"status": "relaxed", "max_force_eV_per_A": relax_max_force,
                                       "relaxed_cif": cif.name}))
+    return ["--structure-id", "x", "--relaxed-cif", str(cif), "--relax-json", str(relax_json),
+            "--settings", settings_json("test"), "--phonon-settings", json.dumps(phonon_settings or UNIT_CELL_ONLY),
+            "--workdir", str(tmp_path), "--out-json", str(tmp_path / "phonons.json")]
+
+
+def phonons(tmp_path: Path, atoms: Atoms, relax_max_force: float = 0.0, phonon_settings: dict | None = None) -> dict:
+    """Run the DFT phonon job on ``atoms`` as if the relaxation had converged with ``relax_max_force`` (eV/Å)."""
     out = tmp_path / "phonons.json"
-    proc = run_gpaw_module(
-        "dftscreen.phonons",
-        ["--structure-id", "x", "--relaxed-cif", str(cif), "--relax-json", str(relax_json),
-         "--settings", settings_json("test"), "--phonon-settings", json.dumps(phonon_settings or UNIT_CELL_ONLY),
-         "--workdir", str(tmp_path), "--out-json", str(out)],
-    )
+    proc = run_gpaw_module("dftscreen.phonons", phonon_arguments(tmp_path, atoms, relax_max_force, phonon_settings))
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["status"] == "computed", record["reason"]
@@ -101,3 +109,37 @@ def test_residual_forces_above_the_threshold_are_relaxed_away_first(tmp_path: Pa
     again = phonons(tmp_path, atoms, relax_max_force=0.3)
     assert again["n_computed"] == 0 and again["n_reused"] == again["n_force_calculations"]
     assert again["prerelax_n_steps"] == record["prerelax_n_steps"]
+
+
+def test_a_job_killed_with_sigkill_reruns_only_the_displacements_it_had_not_finished(tmp_path: Path):
+    # A real kill (SIGKILL to mpiexec's whole process group, as SLURM does at a time limit) while
+    # cubic BaTiO3's 3 displaced supercells are computed: no record that looks finished, every
+    # displacement file left is whole, and the rerun computes exactly the ones missing.
+    a = 4.00
+    atoms = Atoms(["Ba", "Ti", "O", "O", "O"], cell=[a, a, a], pbc=True,
+                  scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    command = ["mpiexec", "-n", "2", sys.executable, "-m", "gpaw", "python", "-m", "dftscreen.phonons",
+               *phonon_arguments(tmp_path, atoms)]
+    job = subprocess.Popen(command, env=mpi_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    folder = tmp_path / "phonons"
+    deadline = time.monotonic() + 400
+    try:
+        while not (folder / "displacement-001.json").exists() and time.monotonic() < deadline:
+            assert job.poll() is None, "the phonon job ended before it could be killed"
+            time.sleep(0.2)
+        assert (folder / "displacement-001.json").exists(), "no displacement finished in 400 s"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(timeout=60)
+    time.sleep(1)  # the ranks, children of mpiexec's group, die with it
+    finished = sorted(path.name for path in folder.glob("displacement-*.json"))
+    assert not (tmp_path / "phonons.json").exists()
+    assert 2 <= len(finished) < 4, finished  # the undisplaced supercell + at least one displaced, not all 3
+    for name in finished:
+        assert "forces_eV_per_A" in json.loads((folder / name).read_text())  # whole files only
+
+    record = phonons(tmp_path, atoms)
+    assert record["n_force_calculations"] == 4
+    assert record["n_reused"] == len(finished) and record["n_computed"] == 4 - len(finished)
+    assert not record["dynamically_stable"] and record["min_frequency_qpoint_label"] == "Γ"

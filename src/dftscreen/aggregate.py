@@ -41,7 +41,7 @@ from dftscreen.columns import (
 )
 from dftscreen.cost import MEMORY, TIME_LIMIT, failure_kind, job_core_hours, relax_core_hours
 from dftscreen.dft_pack import finished_pack_records, lost_records_reason
-from dftscreen.io import read_json
+from dftscreen.io import read_json_if_exists
 from dftscreen.layout import ResultsLayout
 from dftscreen.provenance import row_provenance, run_provenance
 from dftscreen.recovery import energy_settings
@@ -271,10 +271,6 @@ def stale_properties(
     return None
 
 
-def _read_if_exists(path: Path) -> dict[str, Any] | None:
-    return read_json(path) if path.is_file() else None
-
-
 def explain_lost_pack_records(rows: list[dict[str, Any]], layout: ResultsLayout) -> None:
     """Give ``not_finished`` rows whose pack already finished them the way to recompute them.
 
@@ -319,8 +315,8 @@ def build_table(
         # A duplicate shows its representative's DFT results (DFT ran once per group).
         dft_id = representative or check["structure_id"]
         has_dft = bool(check["valid"] or representative)
-        relax = _read_if_exists(Path(layout.relax_record(dft_id))) if has_dft else None
-        properties = _read_if_exists(Path(layout.properties_record(dft_id))) if relax else None
+        relax = read_json_if_exists(Path(layout.relax_record(dft_id))) if has_dft else None
+        properties = read_json_if_exists(Path(layout.properties_record(dft_id))) if relax else None
         stale = None
         if relax and properties:
             stale = stale_properties(

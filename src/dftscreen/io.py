@@ -87,3 +87,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file."""
     with open(path) as handle:
         return json.load(handle)
+
+
+def read_json_if_exists(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; ``None`` when there is none (a stage that has not run, or was switched off)."""
+    return read_json(path) if Path(path).is_file() else None

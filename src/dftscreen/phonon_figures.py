@@ -19,7 +19,7 @@ import pandas as pd
 
 from dftscreen.cohort_figures import new_figure, save_figure
 from dftscreen.columns import DYNAMICALLY_STABLE_COLUMN
-from dftscreen.io import read_json
+from dftscreen.io import read_json_if_exists
 from dftscreen.layout import ResultsLayout
 
 #: Most structures drawn (the figures are per structure; the table lists every one).
@@ -86,10 +86,6 @@ def plot_phonons(dft: Mapping[str, Any] | None, ml: Mapping[str, Any] | None, ti
     save_figure(figure, path)
 
 
-def _read(path: str) -> dict[str, Any] | None:
-    return read_json(path) if Path(path).is_file() else None
-
-
 def _caption(row: Mapping[str, Any]) -> str:
     stable = row.get(DYNAMICALLY_STABLE_COLUMN)
     words = "dynamically stable" if stable is True else "dynamically unstable" if stable is False else "not judged"
@@ -113,7 +109,8 @@ def phonon_section(table: pd.DataFrame, out_dir: str | Path, report_dir: Path) -
     for row in checked.head(MAX_PHONON_FIGURES).to_dict("records"):
         sid = row["structure_id"]
         name = phonon_figure_name(sid)
-        plot_phonons(_read(layout.phonon_record(sid)), _read(layout.ml_phonon_record(sid)), sid, report_dir / name)
+        dft, ml = read_json_if_exists(layout.phonon_record(sid)), read_json_if_exists(layout.ml_phonon_record(sid))
+        plot_phonons(dft, ml, sid, report_dir / name)
         caption = html.escape(_caption(row))
         items.append(f'<figure><img src="{quote(name)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
     more = len(checked) - MAX_PHONON_FIGURES

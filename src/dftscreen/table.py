@@ -49,7 +49,7 @@ from dftscreen.columns import (
     cohort_factor_column,
 )
 from dftscreen.dft_budget import budget_sample
-from dftscreen.io import atomic_write_with, read_json
+from dftscreen.io import atomic_write_with, read_json, read_json_if_exists
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.phonon_results import NOT_SELECTED as PHONON_NOT_SELECTED
 from dftscreen.phonon_results import TOO_LARGE as PHONON_TOO_LARGE
@@ -111,7 +111,7 @@ class TableSources:
                 for element, key, path in library.element_records_on_disk()
                 if element_keys is None or key in element_keys(element)
             ]
-            names = chosen_phase_names(_read_optional(layout.competing_phases) or {})
+            names = chosen_phase_names(read_json_if_exists(layout.competing_phases) or {})
             phases += [
                 read_json(library.phase_record(key))
                 for key in sorted(names)
@@ -123,8 +123,8 @@ class TableSources:
             element_records=elements if with_formation_energies else None,
             phase_records=phases,
             phase_names=names,
-            novelty=_read_optional(layout.novelty_table),
-            relaxed_novelty=_read_optional(layout.relaxed_novelty_table),
+            novelty=read_json_if_exists(layout.novelty_table),
+            relaxed_novelty=read_json_if_exists(layout.relaxed_novelty_table),
         )
 
 
@@ -160,10 +160,6 @@ def table_for_job(inputs: Any, params: Any) -> pd.DataFrame:
         dft_budget=params.dft_budget,
         too_large_phases=getattr(params, "too_large_phases", None),
     )
-
-
-def _read_optional(path: str) -> Any:
-    return read_json(path) if Path(path).is_file() else None
 
 
 def assemble_table(
@@ -396,11 +392,11 @@ def add_phonon_columns(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> 
     run without phonons gets no columns.
     """
     layout = ResultsLayout.of(out_dir)
-    plan = _read_optional(layout.phonon_candidates)
+    plan = read_json_if_exists(layout.phonon_candidates)
     rows = []
     for ml_id in _dft_ids(table):
-        values = ml_phonon_row(_read_optional(layout.ml_phonon_record(ml_id)))
-        values.update(phonon_row(_read_optional(layout.phonon_record(ml_id))) or _unrun_phonon_values(plan, ml_id))
+        values = ml_phonon_row(read_json_if_exists(layout.ml_phonon_record(ml_id)))
+        values.update(phonon_row(read_json_if_exists(layout.phonon_record(ml_id))) or _unrun_phonon_values(plan, ml_id))
         rows.append(values)
     if not any(rows):
         return table

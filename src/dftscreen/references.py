@@ -397,7 +397,7 @@ def delta_test_candidate(element: str) -> ElementalReference | None:
 #: too large): :func:`dftscreen.dft.bands_beyond_gpaw_default` of their references; a test
 #: keeps this set equal to what GPAW's setups give. Their candidates' keys hash that too, so
 #: a reference library's results from before are computed again, not reused.
-MORE_BANDS_ELEMENTS = frozenset({"K", "Ca", "Rb", "Sr", "Cs", "Ba", "Ne", "Ar", "Kr", "Xe"})
+MORE_BANDS_ELEMENTS = frozenset({"K", "Ca", "Rb", "Sr", "Cs", "Ba", "He", "Ne", "Ar", "Kr", "Xe", "Rn"})
 
 
 def _candidate_fingerprint(element: str, atoms: Atoms) -> str:

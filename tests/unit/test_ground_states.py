@@ -135,3 +135,22 @@ def test_every_element_with_a_paw_dataset_has_a_reference_or_a_documented_reason
     assert set(missing) == set(NO_AUTOMATIC_REFERENCE), missing
     for element in NO_AUTOMATIC_REFERENCE:
         assert NO_AUTOMATIC_REFERENCE[element] in missing[element]
+
+
+def test_a_stand_in_reference_says_so_in_every_row_it_serves():
+    """The job's ``reference_note`` (references.main, --candidate standin) reaches ``stability_note``
+    of each row whose formation energy uses it, and of no other row."""
+    from dftscreen.aggregate import add_stability
+
+    relaxed = {"status": "relaxed"}
+    note = elemental_reference("Mn", gate=_gate(2000)).note
+    elements = [dict(relaxed, element="Mn", formula="Mn2", energy_eV=-18.0, reference_note=note),
+                dict(relaxed, element="O", formula="O2", energy_eV=-9.8),
+                dict(relaxed, element="Na", formula="Na1", energy_eV=-1.3)]
+    rows = [{"structure_id": "mno", "_relax": dict(relaxed, formula="Mn1O1", energy_eV=-9.0 - 4.9 - 2.0)},
+            {"structure_id": "na2o", "_relax": dict(relaxed, formula="Na2O1", energy_eV=-2.6 - 4.9 - 3.0)}]
+    add_stability(rows, elements, [])
+    mno, na2o = rows
+    assert mno["formation_energy_eV_per_atom"] == pytest.approx(-1.0)
+    assert note in mno["stability_note"] and "α-Mn" in mno["stability_note"]
+    assert "stand-in" not in (na2o.get("stability_note") or "")

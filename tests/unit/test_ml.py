@@ -418,3 +418,33 @@ def test_an_audited_row_keeps_its_dft_status_and_says_how_likely_its_dft_was(tmp
     assert list(table["ml_screened_out"]) == [False, True, True]
     assert list(table["ml_audited"]) == [False, True, False]
     assert list(table["dft_inclusion_probability"]) == [1.0, 0.1, 0.1]
+
+
+def test_a_sulfide_and_a_manganese_compound_get_ml_formation_energies(tmp_path: Path, calculator):
+    """Issue 29: α-S and α-Mn (references.PUBLISHED_CRYSTALS) are the ML references of S and Mn,
+    through the same function as for DFT, so ZnS and MnO get plausible ML formation energies."""
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    layout = ResultsLayout.of(tmp_path)
+    crystals = {"ZnS": bulk("ZnS", "zincblende", a=5.41), "MnO": bulk("MnO", "rocksalt", a=4.445)}
+    items = []
+    for sid, atoms in crystals.items():
+        cif = tmp_path / f"{sid}.cif"
+        CifWriter(AseAtomsAdaptor.get_structure(atoms)).write_file(cif)
+        items.append((sid, str(cif)))
+    ml.run_batch(items, layout, QUICK, lambda: calculator)
+    references = ml.relax_references(["Mn", "O", "S", "Zn"], {}, {}, layout, QUICK, lambda: calculator)
+    by_element = {r["element"]: r for r in references["elements"]}
+    assert "α-S" in by_element["S"]["reference_description"] and by_element["S"]["n_atoms"] == 32
+    assert "α-Mn" in by_element["Mn"]["reference_description"] and by_element["Mn"]["n_atoms"] == 29
+    records = ml_hull.read_records(layout, list(crystals))
+    verdicts = ml_hull.screen(list(crystals), records, references, None)["structures"]
+    formation = {sid: verdicts[sid].get(columns.ML_FORMATION_COLUMN) for sid in crystals}
+    # SevenNet-0 learned Materials Project energies without MP's fitted corrections (MP2020, pymatgen's
+    # MP2020Compatibility.yaml: -0.503 eV per sulfide S, -0.687 per oxide O, -1.668 per Mn with U). The
+    # measured formation enthalpies (ZnS -2.13, MnO -3.99 eV per formula unit) less those corrections:
+    # ZnS (-2.13 + 0.503) / 2 = -0.81 and MnO (-3.99 + 1.668 + 0.687) / 2 = -0.82 eV/atom.
+    assert -1.2 < formation["ZnS"] < -0.5, verdicts["ZnS"]
+    assert -1.2 < formation["MnO"] < -0.5, verdicts["MnO"]

@@ -105,3 +105,17 @@ def test_a_folder_whose_packs_started_before_the_real_input_estimate_keeps_the_c
     Path(layout.size_estimate_note).parent.mkdir(parents=True)
     Path(layout.size_estimate_note).write_text("x")
     assert not keeps_cell_only_estimates(layout)  # its check gated with the real inputs before they started
+
+
+def test_a_byte_identical_twin_with_its_own_overrides_gets_its_own_estimate(tmp_path: Path):
+    from dftscreen.check_batch import check_all
+    from dftscreen.inputs import discover_cifs
+
+    for name in ("a.cif", "b.cif"):
+        (tmp_path / name).write_bytes(RUTILE)
+    settings = resolve_settings("test")
+    params = {**gate_params(settings, RESOURCES), "structure_overrides": structure_gate_params(
+        settings, {"b": DENSE}, RESOURCES)}
+    results = {r.structure_id: r for r in check_all(
+        discover_cifs(tmp_path), settings=with_size_gate(CheckSettings(), params), workers=1)}
+    assert results["a"].valid and results["b"].status == "too_large"

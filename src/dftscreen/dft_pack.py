@@ -23,6 +23,15 @@ resumes the unfinished one from its checkpoint. Nothing finished is computed twi
 Which structures share a pack (:func:`plan_packs`): a pack writes its members to
 ``packs/members/pack_<name>.txt`` before its first GPAW run and keeps them from then on;
 the structures of no started pack form new packs of N, named by a hash of their ids.
+
+DFT phonons in packs (``rules/phonons.smk``, rule ``dft_phonon_pack``): with the same
+``dft.structures_per_pack`` the structures the phonon checkpoint chose go N to a job too
+(:func:`plan_phonon_packs`: ordered by the size gate's runtime estimate of their phonons,
+so a pack's members take similar times; each sized as its own ``dft_phonons`` job would be,
+:func:`phonon_pack_member`). The job runs this module with ``--phonon-settings``: every
+member's ``python -m dftscreen.phonons``, side by side as above, which writes the same
+``dft/<id>/phonons.json`` and one file per displaced supercell, so a rerun redoes only the
+missing displacements. Their started packs are kept under ``packs/phonons/members/``.
 """
 
 from __future__ import annotations
@@ -46,6 +55,10 @@ from dftscreen.io import atomic_write_json, atomic_write_text, read_json
 from dftscreen.layout import DFT_STAGES, ResultsLayout
 from dftscreen.mpi_launch import MPIEXEC, step_name
 from dftscreen.resources import ResourcePolicy
+from dftscreen.size_gate import MARGIN
+
+#: The stage of a DFT phonon pack (its member's log is ``logs/phonons/<id>.log``, as alone).
+PHONON_STAGE = "phonons"
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,8 @@ def pack_name(structure_ids: Sequence[str]) -> str:
 
 
 def plan_packs(structure_ids: Sequence[str], structures_per_pack: int,
-               started: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+               started: Mapping[str, Sequence[str]] | None = None,
+               order: Callable[[str], Any] | None = None) -> dict[str, list[str]]:
     """Pack name -> member ids, covering every id in ``structure_ids`` once.
 
     Args:
@@ -111,7 +125,8 @@ def plan_packs(structure_ids: Sequence[str], structures_per_pack: int,
     last, named by :func:`pack_name`. Adding structures therefore forms new packs of only
     the new ones, and packs that start or finish take whole runs of N out of the ids still
     to pack, which leaves the names of the other new packs as they were: a SLURM job plans
-    its own pack again inside its allocation and must find it by that name.
+    its own pack again inside its allocation and must find it by that name. With ``order``,
+    the ids are sorted by ``(order(id), id)`` instead (a fixed order too, so the same holds).
     """
     if structures_per_pack < 1:
         raise ValueError(f"structures per pack must be at least 1, not {structures_per_pack}")
@@ -125,20 +140,24 @@ def plan_packs(structure_ids: Sequence[str], structures_per_pack: int,
             packs[name] = members
             packed.update(members)
     rest = [sid for sid in ids if sid not in packed]
+    if order is not None:
+        rest.sort(key=lambda sid: (order(sid), sid))
     for start in range(0, len(rest), structures_per_pack):
         members = rest[start:start + structures_per_pack]
         packs[pack_name(members)] = members
     return packs
 
 
-def read_started_packs(layout: ResultsLayout) -> dict[str, list[str]]:
-    """Pack name -> member ids of every pack that has started (:meth:`ResultsLayout.pack_members`).
+def read_started_packs(layout: ResultsLayout, phonons: bool = False) -> dict[str, list[str]]:
+    """Pack name -> member ids of every pack that has started (:meth:`ResultsLayout.pack_members`;
+    with ``phonons`` of every DFT phonon pack, :meth:`ResultsLayout.phonon_pack_members`).
 
     Unreadable files, and files not named as :func:`pack_name` names packs, are left out:
     their structures are packed anew.
     """
     started = {}
-    for name, path in layout.pack_member_files().items():
+    files = layout.phonon_pack_member_files() if phonons else layout.pack_member_files()
+    for name, path in files.items():
         if not re.fullmatch(PACK_NAME_PATTERN, name):
             continue
         try:
@@ -177,6 +196,33 @@ def lost_records_reason(layout: ResultsLayout, structure_id: str, pack_record: s
     )
 
 
+def phonon_pack_member(structure_id: str, job: Mapping[str, Any], relaxed_cif: str,
+                       settings_json: str | None = None) -> PackMember:
+    """A structure of a DFT phonon pack, sized as its own ``dft_phonons`` job: ``job`` is its entry
+    of the phonon plan (:func:`dftscreen.phonon_results.supercell_job`); its ranks, time limit and
+    memory come from the supercell's atoms and the size gate's estimates, with their margin."""
+    return PackMember(
+        structure_id=structure_id,
+        start_cif=relaxed_cif,
+        n_sites=int(job["n_supercell_atoms"]),
+        runtime_estimate_min=MARGIN * float(job["runtime_min"]),
+        mem_estimate_mb=MARGIN * float(job["mem_mb_per_task"]),
+        settings_json=settings_json,
+    )
+
+
+def plan_phonon_packs(phonon_plan: Mapping[str, Any], structures_per_pack: int,
+                      started: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """Pack name -> member ids of the DFT phonon packs: the structures the phonon checkpoint runs
+    (``phonon_plan["runnable"]``), N to a pack, in the order of their phonons' estimated runtime
+    (the size gate's, in the plan), so a pack's time limit, its longest member's, fits them all
+    about equally. Started packs (:func:`read_started_packs` with ``phonons``) keep their members,
+    as :func:`plan_packs` says."""
+    jobs = phonon_plan["jobs"]
+    return plan_packs(phonon_plan["runnable"], structures_per_pack, started,
+                      order=lambda sid: float(jobs[sid].get("runtime_min") or 0.0))
+
+
 @dataclass(frozen=True)
 class PackSize:
     """What a pack asks the scheduler for, all members running at the same time."""
@@ -186,13 +232,15 @@ class PackSize:
     mem_mb_per_task: int
 
 
-def pack_size(members: Sequence[PackMember], policy: ResourcePolicy, attempt: int = 1) -> PackSize:
-    """The sum of the members' ranks; the longest relax + properties; the largest memory per rank."""
+def pack_size(members: Sequence[PackMember], policy: ResourcePolicy, attempt: int = 1,
+              n_stages: int = len(DFT_STAGES)) -> PackSize:
+    """The sum of the members' ranks; the longest relax + properties (``n_stages`` runs: 1 for
+    phonons); the largest memory per rank."""
     if not members:
         raise ValueError("a pack needs at least one structure")
     return PackSize(
         tasks=sum(member.tasks(policy) for member in members),
-        runtime_min=max(2 * member.runtime_min(policy, attempt) for member in members),
+        runtime_min=max(n_stages * member.runtime_min(policy, attempt) for member in members),
         mem_mb_per_task=max(member.mem_mb_per_task(policy, attempt) for member in members),
     )
 
@@ -215,14 +263,21 @@ def launcher(stage: str, member: PackMember, policy: ResourcePolicy, attempt: in
 
 
 def stage_command(stage: str, member: PackMember, layout: ResultsLayout, settings_json: str,
-                  python: Sequence[str]) -> list[str]:
+                  python: Sequence[str], phonon_settings: str | None = None) -> list[str]:
     """The GPAW program of one stage, with the arguments the per-structure rule gives it.
 
     ``settings_json`` is the run's DFT settings; a member with its own (an override) uses those.
+    Stage ``phonons`` (a phonon pack's members: ``start_cif`` is the DFT-relaxed CIF) needs
+    ``phonon_settings``, the config section as the ``dft_phonons`` rule gives it.
     """
     sid = member.structure_id
     common = ["--structure-id", sid, "--settings", member.settings_json or settings_json,
-              "--out-json", layout.stage_record(sid, stage), "--workdir", layout.structure_dir(sid)]
+              "--out-json", stage_record(layout, sid, stage), "--workdir", layout.structure_dir(sid)]
+    if stage == PHONON_STAGE:
+        if phonon_settings is None:
+            raise ValueError("a phonon pack needs the phonon settings")
+        return [*python, "-m", "dftscreen.phonons", "--relaxed-cif", member.start_cif,
+                "--relax-json", layout.relax_record(sid), "--phonon-settings", phonon_settings, *common]
     if stage == "relax":
         return [*python, "-m", "dftscreen.relax", "--cif", member.start_cif, "--out-cif", layout.relaxed_cif(sid),
                 *common]
@@ -231,10 +286,15 @@ def stage_command(stage: str, member: PackMember, layout: ResultsLayout, setting
     raise ValueError(f"unknown DFT stage {stage!r}")
 
 
-def stages_to_run(member: PackMember, layout: ResultsLayout) -> list[str]:
+def stage_record(layout: ResultsLayout, structure_id: str, stage: str) -> str:
+    """The record a stage's program writes when it finishes (relax, properties or phonons)."""
+    return layout.phonon_record(structure_id) if stage == PHONON_STAGE else layout.stage_record(structure_id, stage)
+
+
+def stages_to_run(member: PackMember, layout: ResultsLayout, stages: Sequence[str] = DFT_STAGES) -> list[str]:
     """The stages whose record is missing, in order (a relaxation run again means its single point too)."""
-    missing = [stage for stage in DFT_STAGES if not Path(layout.stage_record(member.structure_id, stage)).is_file()]
-    return list(DFT_STAGES) if "relax" in missing else missing
+    missing = [stage for stage in stages if not Path(stage_record(layout, member.structure_id, stage)).is_file()]
+    return list(stages) if "relax" in missing else missing
 
 
 @dataclass
@@ -293,6 +353,8 @@ def run_pack(
     python: Sequence[str] = (sys.executable, "-m", "gpaw", "python"),
     environ: Mapping[str, str] | None = None,
     run: Runner | None = None,
+    stages: Sequence[str] = DFT_STAGES,
+    phonon_settings: str | None = None,
 ) -> list[MemberOutcome]:
     """Run every member's missing stages, members side by side within ``budget`` CPU slots.
 
@@ -303,7 +365,7 @@ def run_pack(
     ``budget`` is the cores Snakemake gave the job. A member's stages run one after the other; a
     failing stage (non-zero exit, e.g. killed at its time limit) stops that member only.
     ``run(command, log)`` starts one GPAW program and returns its exit status
-    (default :func:`run_logged`).
+    (default :func:`run_logged`). A phonon pack: ``stages=("phonons",)`` with ``phonon_settings``.
     """
     run = run or run_logged
     environ = os.environ if environ is None else environ
@@ -313,23 +375,23 @@ def run_pack(
     outcomes = [MemberOutcome(member.structure_id, member.tasks(policy)) for member in members]
 
     def work(member: PackMember, outcome: MemberOutcome) -> None:
-        stages = stages_to_run(member, layout)
-        if not stages:
+        missing = stages_to_run(member, layout, stages)
+        if not missing:
             outcome.skipped = outcome.finished = True
             return
         taken = slots.take(outcome.ranks)
         try:
             outcome.started = time.time()
-            for stage in stages:
+            for stage in missing:
                 command = [*launcher(stage, member, policy, attempt, environ), *stage_command(
-                    stage, member, layout, settings_json, python)]
+                    stage, member, layout, settings_json, python, phonon_settings)]
                 outcome.stages[stage] = status = run(command, Path(layout.log(stage, member.structure_id)))
                 if status != 0:
                     break
             outcome.ended = time.time()
         finally:
             slots.give(taken)
-        outcome.finished = not stages_to_run(member, layout)
+        outcome.finished = not stages_to_run(member, layout, stages)
 
     threads = [threading.Thread(target=work, args=pair, name=pair[0].structure_id) for pair in zip(members, outcomes)]
     for thread in threads:
@@ -364,17 +426,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="the pack record; written only when every member finished")
     parser.add_argument("--budget", required=True, type=int, help="CPU slots of the job (Snakemake's threads)")
     parser.add_argument("--attempt", type=int, default=1, help="Snakemake's attempt (time limits grow with it)")
+    parser.add_argument("--phonon-settings", default=None,
+                        help="a DFT phonon pack: the config section phonons as JSON (as rule dft_phonons gives it)")
     args = parser.parse_args(argv)
 
     plan = json.loads(args.plan)
     members = [PackMember(**member) for member in plan["members"]]
     policy = ResourcePolicy.from_config(plan["resources"])
     layout = ResultsLayout.of(args.out_dir)
+    phonons = args.phonon_settings is not None
+    stages = (PHONON_STAGE,) if phonons else DFT_STAGES
     # Before any GPAW run: from now on the workflow keeps these structures in this pack
     # (plan_packs), so a rerun, here or in the SLURM allocation, finds the same pack.
-    atomic_write_text(Path(layout.pack_members(args.pack)),
+    atomic_write_text(Path(layout.phonon_pack_members(args.pack) if phonons else layout.pack_members(args.pack)),
                       "".join(f"{member.structure_id}\n" for member in members))
-    outcomes = run_pack(members, layout, args.settings, policy, budget=args.budget, attempt=args.attempt)
+    outcomes = run_pack(members, layout, args.settings, policy, budget=args.budget, attempt=args.attempt,
+                        stages=stages, phonon_settings=args.phonon_settings)
     record = pack_record(args.pack, outcomes)
     for outcome in outcomes:
         state = "already finished" if outcome.skipped else ("finished" if outcome.finished else "NOT finished")
@@ -382,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     unfinished = [outcome.structure_id for outcome in outcomes if not outcome.finished]
     if unfinished:
         print(f"dftscreen: pack {args.pack}: {len(unfinished)} of {len(outcomes)} structures did not finish "
-              f"({', '.join(unfinished)}; logs: {layout.log('relax', unfinished[0])} and beside it). "
+              f"({', '.join(unfinished)}; logs: {layout.log(stages[0], unfinished[0])} and beside it). "
               "The rerun of the same command redoes only them.", file=sys.stderr)
         return 1
     atomic_write_json(args.out_json, record)

@@ -1,5 +1,6 @@
 # Input functions of the late stages, the table (rules/aggregate.smk) and phonons
 # (rules/phonons.smk); common.smk holds the others. Functions only: rule files hold rules.
+from dftscreen.dft_pack import phonon_pack_member, plan_phonon_packs, read_started_packs
 from dftscreen.io import read_json
 from dftscreen.phonon_results import dft_phonon_mode
 from dftscreen.size_gate import MARGIN
@@ -62,8 +63,11 @@ def phonon_plan():
 
 
 def dft_phonon_records(wildcards):
+    """A record per structure (rule dft_phonons), or with dft.structures_per_pack one per pack."""
     if PHONON_DFT_MODE == "none":
         return []
+    if PACK_SIZE:
+        return expand(LAYOUT.phonon_pack_record("{pack}"), pack=sorted(phonon_packs()))
     return [LAYOUT.phonon_record(sid) for sid in phonon_plan()["runnable"]]
 
 
@@ -89,3 +93,46 @@ def phonon_runtime_min(wildcards, attempt):
 def phonon_mem_mb_per_task(wildcards, attempt):
     job = _phonon_job(wildcards)
     return RESOURCES.mem_mb_per_task(job["n_supercell_atoms"], attempt, estimate_mb=MARGIN * job["mem_mb_per_task"])
+
+
+# --- DFT phonons in packs (dft.structures_per_pack: rule dft_phonon_pack, dftscreen.dft_pack) ----
+def phonon_packs():
+    """Pack name -> structure ids of the DFT phonon packs (started packs keep their members)."""
+    return plan_phonon_packs(phonon_plan(), PACK_SIZE, read_started_packs(LAYOUT, phonons=True))
+
+
+def _phonon_pack_members(wildcards):
+    """The pack's members, each sized as its own dft_phonons job (its settings when overridden)."""
+    jobs = phonon_plan()["jobs"]
+    return [
+        phonon_pack_member(
+            sid,
+            jobs[sid],
+            LAYOUT.relaxed_cif(sid),
+            dft_settings_json(SimpleNamespace(sid=sid)) if sid in DFT["structure_overrides"] else None,
+        )
+        for sid in phonon_packs()[wildcards.pack]
+    ]
+
+
+def phonon_pack_relax_records(wildcards):
+    return [LAYOUT.relax_record(member.structure_id) for member in _phonon_pack_members(wildcards)]
+
+
+def phonon_pack_plan_json(wildcards):
+    """The pack's members and dft.resources, as dftscreen.dft_pack reads them (--plan)."""
+    members = [dataclasses.asdict(member) for member in _phonon_pack_members(wildcards)]
+    return json.dumps({"members": members, "resources": DFT["resources"]}, sort_keys=True)
+
+
+def phonon_pack_tasks(wildcards):
+    # At least 2, as pack_tasks: the SLURM plugin refuses an `mpi` job of one task.
+    return max(2, pack_size(_phonon_pack_members(wildcards), RESOURCES, n_stages=1).tasks)
+
+
+def phonon_pack_runtime_min(wildcards, attempt):
+    return pack_size(_phonon_pack_members(wildcards), RESOURCES, attempt, n_stages=1).runtime_min
+
+
+def phonon_pack_mem_mb_per_task(wildcards, attempt):
+    return pack_size(_phonon_pack_members(wildcards), RESOURCES, attempt, n_stages=1).mem_mb_per_task

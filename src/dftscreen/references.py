@@ -19,23 +19,35 @@ Which structure stands for an element:
   antiferromagnet, its stand-in for the measured incommensurate spin-density
   wave (Hafner et al., Phys. Rev. B 65, 184432 (2002));
 - ground-state crystals with a basis ASE's ``bulk`` cannot build (α-B, black P,
-  α-Ga, trigonal Se and Te): the PBE equilibrium structures of the Δ-test set
+  α-Ga, trigonal Se and Te), and the noble gases He and Rn, for which ASE has no
+  crystal: the PBE equilibrium structures of the Δ-test set
   (K. Lejaeghere et al., Science 351, aad3000 (2016)) as shipped in ASE's
   ``ase.collections.dcdft``, relaxed again with the run's settings;
+- ground states neither gives (:data:`PUBLISHED_CRYSTALS`): α-S (Fddd, S8 rings, 32-atom
+  primitive cell), α-Mn (I-43m, 29-atom primitive cell, collinear start moments per
+  Wyckoff site) and double-hcp La, Pr, Nd and Pm (ASE gives hcp, or nothing for Pm),
+  built by pymatgen's ``Structure.from_spacegroup`` from published lattice parameters
+  and Wyckoff positions, the source beside each;
+- where the run's size gate (:mod:`dftscreen.size_gate`, the DFT settings and
+  ``dft.resources``) refuses such a ground state (α-Mn at ``standard`` with the shipped
+  resources), its Δ-test structure stands in (:func:`ground_state_stand_in`: 1-atom S,
+  antiferromagnetic fcc Mn) under a ``standin-`` library key, with a ``reference_note``
+  that every row whose formation energy uses it carries in ``stability_note``. The ML
+  stage, without size limits, always uses the ground state;
 - any element, from a CIF the user supplies (config
-  ``stability.elemental_reference_cifs``), which takes precedence;
-- S and Mn have no automatic reference: their ground states (α-S, α-Mn) are
-  large cells the Δ-test replaced by simplified ones whose energies are not the
-  ground state's. Structures containing them (or any other element without a
-  reference) get no formation energy, and the reason says which element is
-  missing and how to supply it.
+  ``stability.elemental_reference_cifs``), which takes precedence.
+
+Every element with a PAW dataset has a reference (a test keeps it so; the elements GPAW
+has no dataset for are listed in config/README.md). Structures containing an element
+without one get no formation energy, and the reason says which element is missing and
+how to supply it.
 
 Second candidates: where the Δ-test's PBE structure of an element (ASE's ``dcdft``) is
 another crystal than the one above (α-Sn beside β-Sn, 9R Li and Na beside bcc, ...), it
 is relaxed too (:func:`delta_test_candidate`), and the formation energies and hulls use
 the lower energy per atom of the candidates (as well as any elemental phase of a known
-set, see :mod:`dftscreen.competing`). Not for molecules, nor for the elements without an
-automatic reference (their Δ-test stand-ins are not ground states). For carbon that is
+set, see :mod:`dftscreen.competing`). Not for molecules, nor for S and Mn (their Δ-test
+structures are the stand-ins above, not ground states). For carbon that is
 graphite (the Δ-test's AB stacking, c = 8.84 Å) beside ASE's diamond: PBE hardly binds
 graphite's layers, but its energy per atom is that of the layers, and PBE puts it
 0.117 eV/atom below diamond (measured here at the ``test`` preset; experiment: 0.02,

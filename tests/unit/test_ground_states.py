@@ -154,3 +154,22 @@ def test_a_stand_in_reference_says_so_in_every_row_it_serves():
     assert mno["formation_energy_eV_per_atom"] == pytest.approx(-1.0)
     assert note in mno["stability_note"] and "α-Mn" in mno["stability_note"]
     assert "stand-in" not in (na2o.get("stability_note") or "")
+
+
+def test_config_readme_names_every_element_without_a_paw_dataset():
+    """config/README.md's list of elements without a reference names each element GPAW has no dataset
+    for (up to Np; "the actinides from Pu on" covers the rest)."""
+    import re
+
+    from ase.data import atomic_numbers, chemical_symbols
+
+    from dftscreen.settings import paw_elements
+
+    from conftest import REPO
+
+    text = (REPO / "config" / "README.md").read_text()
+    section = text[text.index("Elements without a reference, and why:"):text.index("Any element's reference can be")]
+    named = set(re.findall(r"\b([A-Z][a-z]?)\b", section))
+    without = {el for el in chemical_symbols[1:atomic_numbers["Np"] + 1] if el not in paw_elements()}
+    assert without and without <= named, without - named
+    assert "from Pu on" in section

@@ -4,7 +4,8 @@ here, so the two cannot drift apart), with its own config file name; the dry run
 test-preset run of one structure holds the lock of output_dir while it runs and writes the table, a
 run is refused while another folder's live run holds output_dir, and a failed job leaves
 results_partial.csv (the workflow's onstart/onsuccess/onerror, called from the user's handlers).
-Nothing resolves against the repository root or needs config/config.yaml."""
+Nothing resolves against the repository root or needs config/config.yaml. And a deployment with
+``snakedeploy deploy-workflow`` of a tagged clone (offline, see its test) dry-runs and runs the check."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import EXAMPLES, REPO, mpi_env, write_run_config
+from conftest import EXAMPLES, PHONONS_OFF, REPO, mpi_env, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -153,3 +155,73 @@ def test_module_run_refused_while_held_and_a_failed_job_leaves_the_partial_table
     assert list(table["structure_id"]) == ["NaCl_crystallm_P4nmm"]
     assert table.loc[0, "status"] == "not_finished" and "rerun" in table.loc[0, "reason"]
     assert not lock.exists()
+
+
+# --- snakedeploy -----------------------------------------------------------------------
+#: What snakedeploy is asked for: a release tag of the repository, published as owner/dftscreen.
+TAG, OWNER_REPO = "v0.0.0-test", "dftscreen/dftscreen"
+
+
+def git(*args: str | Path) -> None:
+    subprocess.run(["git", *map(str, args)], check=True, capture_output=True, text=True)
+
+
+def test_snakedeploy_deployment_of_a_tagged_release_plans_and_runs(tmp_path: Path):
+    """``snakedeploy deploy-workflow <URL> <folder> --tag <tag> --name dftscreen`` (README), offline.
+
+    snakedeploy picks its provider by the URL ("github" in it) and writes
+    ``github("owner/dftscreen", path="workflow/Snakefile", tag=...)``; Snakemake reads that from its
+    git source cache, which its first run fills by cloning github.com. Here the URL is a file:// URL of a
+    bare clone under a folder named github.com, and the cache is filled beforehand with a clone of the
+    same repository: everything but the network clone is what a user's deployment does.
+    """
+    source = tmp_path / "source"
+    git("clone", "-q", REPO, source)  # the committed state of this checkout
+    git("-C", source, "tag", TAG)
+    published = tmp_path / "origin" / "github.com" / OWNER_REPO
+    git("clone", "-q", "--bare", source, published)
+    cache_home = tmp_path / "cache"
+    # Snakemake's source cache: platformdirs' user cache dir ($XDG_CACHE_HOME/snakemake on Linux)
+    # + snakemake/source-cache (snakemake.workflow.Workflow.source_cache_path), its git clones under
+    # snakemake-git-cache/<host>/<owner>/<repo> (snakemake.sourcecache.HostedGitRepo).
+    git_cache = cache_home / "snakemake" / "snakemake" / "source-cache" / "snakemake-git-cache" / "github.com"
+    git("clone", "-q", "--bare", source, git_cache / OWNER_REPO)
+
+    deployed = tmp_path / "my_deployment"
+    snakedeploy = Path(sys.executable).with_name("snakedeploy")
+    proc = subprocess.run(
+        [snakedeploy, "deploy-workflow", f"file://{published}.git", deployed, "--tag", TAG, "--name", "dftscreen"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    snakefile = deployed / "workflow" / "Snakefile"
+    assert f'github("{OWNER_REPO}", path="workflow/Snakefile", tag="{TAG}")' in snakefile.read_text()
+    assert (deployed / "config" / "config.yaml").is_file() and (deployed / "profiles" / "local").is_dir()
+    # The workflow's handlers, as README says to add them (the last blocks of its module snippet).
+    snippet = readme_module_snakefile()
+    snakefile.write_text(snakefile.read_text() + "\n\n" + snippet[snippet.index("# The workflow's own handlers") :])
+    # The deployed template config, edited for one structure without ML, references or phonons.
+    config = yaml.safe_load((deployed / "config" / "config.yaml").read_text())
+    config["input"]["cif_dir"] = "cifs"
+    config["ml"]["enabled"] = False
+    config["stability"]["elemental_references"] = False
+    config["phonons"].update(PHONONS_OFF["phonons"])
+    (deployed / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (deployed / "cifs").mkdir()
+    shutil.copy(EXAMPLES / STRUCTURE, deployed / "cifs" / STRUCTURE)
+
+    env = {**mpi_env(), "XDG_CACHE_HOME": str(cache_home)}
+    command = [sys.executable, "-m", "snakemake", "--profile", "profiles/local"]
+    dry = subprocess.run([*command, "-n"], cwd=deployed, env=env, capture_output=True, text=True, timeout=600)
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-5000:]
+    assert "check" in dry.stdout and "Cloning" not in output
+    # A real run up to the check: its job runs a script of the workflow read from the git cache.
+    real = subprocess.run(
+        [*command, "--until", "check"], cwd=deployed, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert real.returncode == 0, (real.stdout + real.stderr)[-5000:]
+    assert (deployed / config["output_dir"] / "check" / "checks.json").is_file()
+    assert not (deployed / config["output_dir"] / ".dftscreen.lock").exists()

@@ -61,7 +61,8 @@ def test_with_reference_phases_a_structure_is_judged_against_the_known_hull_alon
 
 
 def test_an_elemental_phase_stands_for_an_element_without_reference():
-    """S without a reference energy (its job failed); a known set's α-S phase gives it a chemical potential on the hull."""
+    """S without a reference energy (its job failed): a known set's α-S phase gives it a chemical
+    potential on the hull."""
     sulfur = EnergyRecord("S-abc", Composition("S32"), -32 * 4.1)
     pyrite = EnergyRecord("g", Composition("Na2S2"), 2 * -1.3 + 2 * -4.1 - 4 * 0.3)
     result = hull_analysis([pyrite], [NA], [sulfur])

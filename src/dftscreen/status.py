@@ -160,6 +160,8 @@ class RunStatus:
     ml: StageStatus | None = None
     #: Whether the ML pre-screen wrote ``ml/screen.json`` (it decides which structures go to DFT).
     ml_screen_done: bool = False
+    #: ML phonons (``phonons.ml``): one record per ML-relaxed structure, run by its batch; None when off.
+    ml_phonons: StageStatus | None = None
     #: DFT phonons (``phonons.dft``), once their checkpoint planned them; None before or when off.
     phonons: StageStatus | None = None
     #: What to say about the phonons instead of counts, and their projected cost (:func:`phonon_status`).
@@ -179,6 +181,7 @@ class RunStatus:
                 "invalid_reasons": dict(self.invalid_reasons.most_common()),
             },
             "ml": None if self.ml is None else {**self.ml.to_dict(), "screen_done": self.ml_screen_done},
+            "ml_phonons": None if self.ml_phonons is None else self.ml_phonons.to_dict(),
             "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
             "references": {name: group.to_dict() for name, group in self.references.items()},
             "phonons": None if self.phonons is None else {
@@ -644,6 +647,18 @@ def ml_jobs(plan: RunPlan, ids: list[str], out_prefix: str) -> list[Job]:
     ]
 
 
+def ml_phonon_jobs(plan: RunPlan, ids: list[str], out_prefix: str) -> list[Job]:
+    """The ML phonons of each (valid) structure: ``ml/structures/<id>/phonons.json``, written by the
+    ML phonon job of its ML batch (rule ``ml_phonon_batch``)."""
+    layout, prefix = plan.layout, ResultsLayout(out_prefix)
+    return [
+        Job(sid, Path(layout.ml_phonon_record(sid)), prefix.ml_phonon_batch_record(batch), "ml_phonon_batch",
+            str(batch), Path(layout.log("ml", f"phonons_{batch}")), "phonons")
+        for batch, members in plan.ml_batches(ids).items()
+        for sid in members
+    ]
+
+
 def structure_jobs(stage: str, ids: list[str], results: Path, out_prefix: str) -> list[Job]:
     """The jobs of one DFT stage (``relax``, ``properties``) over the structure ids sent to DFT."""
     layout, prefix = ResultsLayout.of(results), ResultsLayout(out_prefix)
@@ -666,6 +681,18 @@ def phonon_jobs(layout: ResultsLayout, out_prefix: str) -> tuple[list[Job], dict
         for sid in plan.get("runnable", [])
     ]
     return jobs, plan
+
+
+def ml_status(
+    plan: RunPlan, checks: list[dict[str, Any]], out_prefix: str, count: Callable[[str, list[Job]], StageStatus]
+) -> tuple[StageStatus | None, StageStatus | None]:
+    """The ML relaxations and the ML phonons of the valid structures; None for a stage switched off."""
+    if not plan.config["ml"]["enabled"]:
+        return None, None
+    valid_ids = [record["structure_id"] for record in checks if record.get("valid")]
+    ml = count("ml", ml_jobs(plan, valid_ids, out_prefix))
+    phonons = count("ml_phonons", ml_phonon_jobs(plan, valid_ids, out_prefix)) if plan.config["phonons"]["ml"] else None
+    return ml, phonons
 
 
 def phonon_status(
@@ -979,10 +1006,8 @@ def run_status(
                          lost)
         for name in STAGES
     }
-    ml = None
-    if plan.config["ml"]["enabled"]:
-        valid_ids = [record["structure_id"] for record in checks if record.get("valid")]
-        ml = count_jobs("ml", ml_jobs(plan, valid_ids, out_prefix), last_jobs, local_running, interrupted)
+    ml, ml_phonons = ml_status(plan, checks, out_prefix,
+                               lambda name, group: count_jobs(name, group, last_jobs, local_running, interrupted))
     references = {
         name: count_jobs(name, group, last_jobs, local_running, interrupted)
         for name, group in reference_jobs(plan, out_prefix, [to_dft[sid].get("reduced_formula") for sid in ids]).items()
@@ -1002,6 +1027,7 @@ def run_status(
         references=references,
         ml=ml,
         ml_screen_done=Path(ResultsLayout.of(results).ml_screen).is_file(),
+        ml_phonons=ml_phonons,
         phonons=phonons,
         phonon_note=phonon_note,
         phonon_projected_core_hours=phonon_cost,
@@ -1027,7 +1053,8 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
     if status.ml is not None:
         screen = "written" if status.ml_screen_done else "not written yet (DFT waits for it)"
         lines.append(f"ml screen   {screen}: {ResultsLayout.of(status.results_dir).ml_screen}")
-    for stage in [*([status.ml] if status.ml else []), *status.stages.values(), *status.references.values()]:
+    ml_stages = [stage for stage in (status.ml, status.ml_phonons) if stage is not None]
+    for stage in [*ml_stages, *status.stages.values(), *status.references.values()]:
         if stage.name in ("elements", "known_phases") and not status.references["compare_known"].done:
             lines.append(f"{stage.name:<11} not listed until compare_known has run (it names the reference library)")
             continue

@@ -178,3 +178,19 @@ def test_ml_stage_is_counted(tmp_path: Path):
     assert "ml screen   written" in text and "\nml " in text
     (tmp_path / "config" / "config.yaml").write_text("ml:\n  enabled: false\n")
     assert run_status(out, query_scheduler=False).to_dict()["ml"] is None
+
+
+def test_ml_phonons_are_counted(tmp_path: Path):
+    """The ML phonon records (one per valid structure, run by its ML batch's phonon job), in text and JSON."""
+    out = two_structure_run(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("ml:\n  enabled: true\nphonons:\n  ml: true\n")
+    write_json(out / "ml" / "structures" / "a" / "phonons.json", {"structure_id": "a", "status": "computed"})
+    write_json(out / "ml" / "structures" / "b" / "phonons.json",
+               {"structure_id": "b", "status": "failed", "reason": "phonopy raised"})
+    status = run_status(out, query_scheduler=False)
+    assert (status.ml_phonons.done, status.ml_phonons.failed, status.ml_phonons.total) == (1, 1, 2)
+    assert status.to_dict()["ml_phonons"]["failure_reasons"] == {"phonopy raised": 1}
+    assert "\nml_phonons  1 done, 1 failed" in format_status(status)
+    (tmp_path / "config" / "config.yaml").write_text("ml:\n  enabled: true\nphonons:\n  ml: false\n")
+    assert run_status(out, query_scheduler=False).to_dict()["ml_phonons"] is None

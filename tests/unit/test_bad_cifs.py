@@ -58,7 +58,9 @@ EXPECTED = {
 
 #: file -> words its check_notes must contain
 NOTES = {
-    "vacuum_slab.cif": "vacuum: 21.5 Å along c (wider than check.vacuum_gap_A = 7 Å, and 17.3 Å wider than the van der Waals contact",
+    "vacuum_slab.cif": (
+        "vacuum: 21.5 Å along c (wider than check.vacuum_gap_A = 7 Å, and 17.3 Å wider than the van der Waals contact"
+    ),
     "molecule_in_box.cif": "looks like a molecule or cluster in a box",
     "good_rutile.cif": "rebuilt from the asymmetric unit",
 }

@@ -364,7 +364,8 @@ def vacuum_gaps(structure: Structure) -> list[VacuumGap]:
     """
     matrix = structure.lattice.matrix
     fractional = np.mod(structure.frac_coords, 1.0)
-    radii = np.array([_van_der_waals_radius_A(site.specie.symbol) for site in structure])
+    # A disordered site (partial occupancies) takes its largest species' radius.
+    radii = np.array([max(_van_der_waals_radius_A(sp.symbol) for sp in site.species) for site in structure])
     gaps = []
     for axis in range(3):
         j, k = (axis + 1) % 3, (axis + 2) % 3

@@ -61,7 +61,7 @@ from dftscreen.cif_reader import read_structure
 from dftscreen.dft import EV_PER_A3_TO_GPA, atoms_to_structure, structure_to_atoms
 from dftscreen.io import atomic_write_json, atomic_write_with, read_json
 from dftscreen.layout import ReferenceLibrary, ResultsLayout
-from dftscreen.references import elemental_reference
+from dftscreen.references import elemental_reference, reference_fingerprint
 
 #: The model package; its pretrained models ship inside its wheel.
 ML_PACKAGE = "sevenn"
@@ -420,14 +420,15 @@ def relax_references(
         return record
 
     def element_key(element: str) -> str:
+        # The structure's fingerprint: a record of another reference structure (hcp La before dhcp) is redone.
         cif = element_cifs.get(element)
-        source = Path(cif).read_bytes() if cif and Path(cif).is_file() else b""
+        source = Path(cif).read_bytes() if cif and Path(cif).is_file() else reference_fingerprint(element).encode()
         return _key(f"element:{element}".encode() + source, settings, provenance)
 
     def build_element(element: str) -> Callable[[], tuple[Atoms, str, str]]:
         def build() -> tuple[Atoms, str, str]:
             cif = element_cifs.get(element)
-            # NoElementalReference (S, Mn without a CIF) becomes the record's reason.
+            # NoElementalReference (an element without a reference) becomes the record's reason.
             reference = elemental_reference(element, cif=Path(cif) if cif else None)
             return reference.atoms, reference.kind, reference.description
         return build

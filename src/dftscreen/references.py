@@ -443,6 +443,15 @@ def automatic_candidate_keys(element: str, gate: GateSettings | None = None) -> 
     return keys
 
 
+def reference_fingerprint(element: str) -> str:
+    """The fingerprint of ``element``'s automatic reference structure as the ML stage relaxes it
+    (the ground state, no size gate); empty when it has none."""
+    try:
+        return _candidate_fingerprint(element, elemental_reference(element).atoms)
+    except NoElementalReference:
+        return ""
+
+
 def reference_n_atoms(element: str, cif: Path | None = None) -> int:
     """Atoms in the cell of ``element``'s reference (what its job's resources scale with).
 

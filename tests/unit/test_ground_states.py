@@ -173,3 +173,13 @@ def test_config_readme_names_every_element_without_a_paw_dataset():
     without = {el for el in chemical_symbols[1:atomic_numbers["Np"] + 1] if el not in paw_elements()}
     assert without and without <= named, without - named
     assert "from Pu on" in section
+
+
+def test_the_ml_record_of_an_element_is_keyed_by_its_reference_structure():
+    """ml.relax_references keys an element's record by its structure's fingerprint, so a results
+    folder's record of hcp La (or of S's failed job) from before is computed again, not reused."""
+    from ase.build import bulk
+
+    assert references.reference_fingerprint("La") == references._candidate_fingerprint("La", published_crystal("La"))
+    assert references.reference_fingerprint("La") != references._candidate_fingerprint("La", bulk("La"))
+    assert references.reference_fingerprint("S") and references.reference_fingerprint("At") == ""

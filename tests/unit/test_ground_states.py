@@ -183,3 +183,70 @@ def test_the_ml_record_of_an_element_is_keyed_by_its_reference_structure():
     assert references.reference_fingerprint("La") == references._candidate_fingerprint("La", published_crystal("La"))
     assert references.reference_fingerprint("La") != references._candidate_fingerprint("La", bulk("La"))
     assert references.reference_fingerprint("S") and references.reference_fingerprint("At") == ""
+
+
+def test_the_plan_gives_a_refused_ground_state_its_stand_in_job_and_says_so_once(tmp_path):
+    """At ``standard`` with the shipped resources α-Mn is too large (about 27 GB per rank): the plan's job
+    for Mn is the stand-in's (2 atoms, ``--candidate standin``), start-up warns once; at ``test`` α-Mn fits."""
+    import io
+
+    from dftscreen.config import with_defaults
+    from dftscreen.layout import ResultsLayout
+    from dftscreen.plan import RunPlan
+
+    def plan(preset: str, said: io.StringIO) -> RunPlan:
+        config = with_defaults({"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": preset}})
+        return RunPlan(config, folder=tmp_path, layout=ResultsLayout.of(tmp_path / "out"), warnings=said)
+
+    said = io.StringIO()
+    standard = plan("standard", said)
+    ((element, key),) = standard.element_jobs(["Mn"])
+    assert element == "Mn" and key.startswith("standin-") and standard.element_n_atoms("Mn", key) == 2
+    standard.element_jobs(["Mn", "O"])  # asked again: said once
+    warning = said.getvalue()
+    assert warning.count("WARNING") == 1 and "stand-in" in warning and "α-Mn" in warning
+    assert "too large for DFT here" in warning
+    # What the rule passes to `python -m dftscreen.references` (workflow/rules/common.smk).
+    assert "--candidate standin" in _candidate_option(key) and _candidate_option("auto-abc") == ""
+    quiet = io.StringIO()
+    test = plan("test", quiet)
+    ((_, key),) = test.element_jobs(["Mn"])
+    assert key.startswith("auto-") and test.element_n_atoms("Mn", key) == 29 and quiet.getvalue() == ""
+
+
+def _candidate_option(ekey: str) -> str:
+    """``element_candidate_option`` of workflow/rules/common.smk, run on a wildcard with ``ekey``."""
+    import ast
+    from types import SimpleNamespace
+
+    from conftest import REPO
+
+    source = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    tree = ast.parse(source[source.index("def element_candidate_option"):].split("\n\n\n")[0])
+    namespace: dict = {}
+    exec(compile(tree, "common.smk", "exec"), namespace)
+    return namespace["element_candidate_option"](SimpleNamespace(ekey=ekey))
+
+
+def test_a_stand_in_job_writes_its_note_into_its_record(tmp_path, monkeypatch):
+    """``python -m dftscreen.references --candidate standin``: the stand-in is built (not α-Mn) and
+    its note goes into the record (relax.run's ``extra``), from where it reaches the rows."""
+    import json
+
+    from dftscreen import relax
+
+    seen = {}
+
+    def fake_run(**kwargs):
+        atoms = kwargs["load_atoms"]()
+        seen.update(n_atoms=len(atoms), extra=kwargs["extra"])
+        return {"status": "relaxed"}
+
+    monkeypatch.setattr(relax, "run", fake_run)
+    from dftscreen.settings import resolve_settings
+
+    code = references.main(["--element", "Mn", "--candidate", "standin", "--structure-id", "element_Mn",
+                            "--settings", json.dumps(resolve_settings("test")), "--out-json", str(tmp_path / "r.json"),
+                            "--out-cif", str(tmp_path / "r.cif"), "--workdir", str(tmp_path / "w")])
+    assert code == 0 and seen["n_atoms"] == 2
+    assert "stand-in" in seen["extra"]["reference_note"] and "α-Mn" in seen["extra"]["reference_note"]

@@ -187,3 +187,23 @@ def test_main_keeps_phonon_packs_apart_from_relax_packs(tmp_path, monkeypatch, c
     assert (written["n_structures"], written["n_finished"]) == (2, 2)
     assert [m["stages"] for m in written["members"]] == [{}, {"phonons": 0}]
     assert layout.pack_records() == {}  # not a relax pack's record (dftscreen status, the table)
+
+
+def test_the_slurm_profile_asks_one_cpu_per_task_for_every_mpi_rule():
+    """Without ``cpus_per_task`` the SLURM plugin asks for ``threads`` CPUs per task: a job of
+    ``tasks`` ranks (``threads`` = ``tasks``) would hold tasks x tasks CPUs."""
+    import re
+
+    import yaml
+
+    from conftest import REPO
+
+    mpi_rules = set()
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule |checkpoint |use rule )", path.read_text()):
+            if re.search(r"^\s+tasks=", block, re.MULTILINE):
+                mpi_rules.add(re.match(r"(?:rule|checkpoint|use rule \w+ as) (\w+)", block).group(1))
+    assert {"dft_phonons", "dft_phonon_pack", "dft_pack", "relax"} <= mpi_rules
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert {rule: profile["set-resources"].get(rule, {}).get("cpus_per_task") for rule in mpi_rules} == dict.fromkeys(
+        mpi_rules, 1)

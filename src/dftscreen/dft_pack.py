@@ -59,6 +59,9 @@ from dftscreen.size_gate import MARGIN
 
 #: The stage of a DFT phonon pack (its member's log is ``logs/phonons/<id>.log``, as alone).
 PHONON_STAGE = "phonons"
+#: A stage's srun step is named ``<rule>:<id>`` by the rule that runs it alone (relax, properties
+#: and dft_phonons), as ``dftscreen status`` reads step names.
+STEP_RULES = {PHONON_STAGE: "dft_phonons"}
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,7 @@ def launcher(stage: str, member: PackMember, policy: ResourcePolicy, attempt: in
     """The MPI launch of one GPAW run of ``member``.
 
     Inside a SLURM allocation: ``srun --exact`` (the step takes only its own ranks, so the
-    pack's structures run side by side) named ``<stage>:<id>`` with the run's own time
+    pack's structures run side by side) named ``<rule>:<id>`` (:data:`STEP_RULES`) with the run's own time
     limit: a structure that overruns is killed alone. Outside SLURM: ``default -n <ranks>``.
     """
     environ = os.environ if environ is None else environ
@@ -258,7 +261,7 @@ def launcher(stage: str, member: PackMember, policy: ResourcePolicy, attempt: in
     if "SLURM_JOB_ID" not in environ:
         return [*shlex.split(default), "-n", str(tasks)]
     return ["srun", "--exact", f"--ntasks={tasks}", "--cpus-per-task=1",
-            f"--job-name={step_name(stage, member.structure_id)}",
+            f"--job-name={step_name(STEP_RULES.get(stage, stage), member.structure_id)}",
             f"--time={member.runtime_min(policy, attempt)}"]
 
 

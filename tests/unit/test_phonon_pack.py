@@ -119,7 +119,9 @@ def test_a_member_runs_the_dft_phonons_rules_program_with_its_own_settings_when_
                        "--out-json": layout.phonon_record("A")}
     command = dft_pack.stage_command(PHONON_STAGE, overridden, layout, '{"run": 1}', ["py"], "{}")
     assert dict(zip(command[3::2], command[4::2]))["--settings"] == '{"x": 1}'
-    assert dft_pack.launcher(PHONON_STAGE, plain, POLICY, 1, environ={"SLURM_JOB_ID": "3"})[4] == "--job-name=phonons:A"
+    # Its srun step is named as the rule that runs it alone (dftscreen status reads <rule>:<id>).
+    step = dft_pack.launcher(PHONON_STAGE, plain, POLICY, 1, environ={"SLURM_JOB_ID": "3"})
+    assert step[4] == "--job-name=dft_phonons:A"
     with pytest.raises(ValueError, match="phonon settings"):
         dft_pack.stage_command(PHONON_STAGE, plain, layout, "{}", ["py"])
 

@@ -170,7 +170,8 @@ class RunPlan:
         self._stability = config["stability"]
         self._phase_structures: dict[Any, tuple[frozenset[str], int]] = {}
         self._element_keys: dict[str, list[str]] = {}
-        self._element_n_atoms: dict[tuple[str, str], int] = {}
+        self._element_references: dict[tuple[str, str], Any] = {}
+        self._element_estimates: dict[tuple[str, str], Any] = {}
         self._check_rows: dict[str, dict[str, Any]] | None = None
         self._chosen_phase_sites: dict[str, int] | None = None
         self._id_files: dict[tuple[str, Any], list[str]] = {}
@@ -454,21 +455,59 @@ class RunPlan:
             return []
         return [self._stability["elemental_reference_cifs"][element]]
 
+    def _element_reference(self, element: str, reference_key: str) -> Any:
+        """The :class:`dftscreen.references.ElementalReference` of an element's candidate (None when it
+        has none: its job only writes why), built once per (element, key)."""
+        key = (element, reference_key)
+        if key not in self._element_references:
+            from dftscreen.references import (
+                NoElementalReference,
+                delta_test_candidate,
+                elemental_reference,
+                ground_state_stand_in,
+            )
+
+            try:
+                if reference_key.startswith("delta-"):
+                    reference = delta_test_candidate(element)
+                elif reference_key.startswith("standin-"):
+                    reference = ground_state_stand_in(element)
+                else:
+                    cifs = self.element_reference_cifs(element, reference_key)
+                    reference = elemental_reference(element, cif=cifs[0] if cifs else None, gate=self.gate)
+            except NoElementalReference:
+                reference = None
+            self._element_references[key] = reference
+        return self._element_references[key]
+
+    def job_estimate(self, wildcards: Any, key: str) -> float | None:
+        """:meth:`size_estimate` for a structure's job (wildcard ``sid``), :meth:`element_estimate` for an
+        element's reference job (wildcards ``element`` and ``ekey``)."""
+        if hasattr(wildcards, "ekey"):
+            return self.element_estimate(wildcards.element, wildcards.ekey, key)
+        return self.size_estimate(wildcards.sid, key)
+
     def element_n_atoms(self, element: str, reference_key: str = "auto") -> int:
         """Atoms in the cell of an element's candidate (what its job's resources scale with), computed once."""
-        key = (element, reference_key)
-        if key not in self._element_n_atoms:
-            from dftscreen.references import delta_test_candidate, ground_state_stand_in, reference_n_atoms
+        reference = self._element_reference(element, reference_key)
+        return len(reference.atoms) if reference is not None else 1
 
-            if reference_key.startswith("delta-"):
-                candidate = delta_test_candidate(element)
-                self._element_n_atoms[key] = len(candidate.atoms) if candidate else 1
-            elif reference_key.startswith("standin-"):
-                self._element_n_atoms[key] = len(ground_state_stand_in(element).atoms)
-            else:
-                cifs = self.element_reference_cifs(element, reference_key)
-                self._element_n_atoms[key] = reference_n_atoms(element, cif=cifs[0] if cifs else None)
-        return self._element_n_atoms[key]
+    def element_estimate(self, element: str, reference_key: str, key: str) -> float | None:
+        """The size gate's estimate ``key`` (the check table's ``dft_estimate_runtime_min`` or
+        ``dft_estimate_mem_MB_per_rank``, as :meth:`size_estimate`) of an element candidate's DFT with
+        its margin, which enlarges its job as a generated structure's (α-Mn at
+        ``fast``: 11.8 h and 5.0 GB per rank where the per-atom rule gives 2.9 h and 2.4 GB); None for
+        a molecule (Γ point only) or an element without a reference."""
+        reference = self._element_reference(element, reference_key)
+        if reference is None or reference.kind != "crystal":
+            return None
+        cell = (element, reference_key)
+        if cell not in self._element_estimates:
+            atoms = reference.atoms
+            self._element_estimates[cell] = estimate_structure(atoms.get_chemical_symbols(), atoms.cell[:], self.gate)
+        estimate = self._element_estimates[cell]
+        return MARGIN * {"dft_estimate_runtime_min": estimate.runtime_min,
+                         "dft_estimate_mem_MB_per_rank": estimate.mem_mb_per_task}[key]
 
     # --- known phases (known_materials) --------------------------------------------------
     @property

@@ -4,6 +4,7 @@ refuses one."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -250,3 +251,49 @@ def test_a_stand_in_job_writes_its_note_into_its_record(tmp_path, monkeypatch):
                             "--out-cif", str(tmp_path / "r.cif"), "--workdir", str(tmp_path / "w")])
     assert code == 0 and seen["n_atoms"] == 2
     assert "stand-in" in seen["extra"]["reference_note"] and "α-Mn" in seen["extra"]["reference_note"]
+
+
+def test_a_large_reference_job_gets_the_size_gates_resources(tmp_path):
+    """α-Mn at ``fast``: the per-atom rule gives 29 atoms 175 min and 2450 MB per rank; the size gate
+    estimates more (x1.5 margin), and the job asks for that, as a generated structure's does."""
+    from types import SimpleNamespace
+
+    from dftscreen.config import with_defaults
+    from dftscreen.layout import ResultsLayout
+    from dftscreen.plan import RunPlan
+    from dftscreen.resources import ResourcePolicy
+
+    from conftest import REPO
+
+    config = with_defaults({"input": {"cif_dir": "cifs"}, "output_dir": "out", "dft": {"preset": "fast"}})
+    plan = RunPlan(config, folder=tmp_path, layout=ResultsLayout.of(tmp_path / "out"))
+    policy = ResourcePolicy.from_config(dict(config["dft"]["resources"]))
+    (mn_key,) = plan.element_keys("Mn")
+    (o_key,) = plan.element_keys("O")
+    functions = _smk_functions(["element_n_atoms", "_estimate", "runtime_for", "mem_for"], PLAN=plan, RESOURCES=policy)
+    # As workflow/rules/references.smk asks for them.
+    runtime = functions["runtime_for"](functions["element_n_atoms"], estimated=True)
+    memory = functions["mem_for"](functions["element_n_atoms"], estimated=True)
+    mn = SimpleNamespace(element="Mn", ekey=mn_key)
+    assert runtime(mn, 1) > 2 * policy.runtime_min(29) == 2 * 175
+    assert memory(mn, 1) > 1.5 * policy.mem_mb_per_task(29)
+    assert runtime(mn, 1) == math.ceil(plan.element_estimate("Mn", mn_key, "dft_estimate_runtime_min"))
+    # A molecule (Γ point only) keeps the per-atom rule.
+    o2 = SimpleNamespace(element="O", ekey=o_key)
+    assert plan.element_estimate("O", o_key, "dft_estimate_runtime_min") is None
+    assert runtime(o2, 1) == policy.runtime_min(2)
+    rule = (REPO / "workflow" / "rules" / "references.smk").read_text()
+    assert "runtime_for(element_n_atoms, estimated=True)" in rule
+
+
+def _smk_functions(names: list[str], **globals_) -> dict:
+    """Top-level functions of workflow/rules/common.smk, run with ``globals_`` as the module's globals."""
+    import ast
+
+    from conftest import REPO
+
+    tree = ast.parse((REPO / "workflow" / "rules" / "common.smk").read_text().split("\nrule ")[0])
+    wanted = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    namespace: dict = dict(globals_)
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), "common.smk", "exec"), namespace)
+    return namespace

@@ -132,12 +132,12 @@ def tasks_for(count_atoms):
 
 
 def _estimate(wildcards, key):
-    """The size gate's estimate ``key`` of a generated structure (``key`` None: no estimate)."""
-    return PLAN.size_estimate(wildcards.sid, key) if key else None
+    """The size gate's estimate ``key`` of a generated structure or an element's reference cell (None: none)."""
+    return PLAN.job_estimate(wildcards, key) if key else None
 
 
 def runtime_for(count_atoms, estimated=False):
-    """Wall time of a job; for generated structures (estimated=True) enlarged by the size gate's estimate."""
+    """Wall time of a job; for generated structures and references (estimated=True) enlarged by the size gate's."""
     key = "dft_estimate_runtime_min" if estimated else None
     return lambda wildcards, attempt: RESOURCES.runtime_min(count_atoms(wildcards), attempt, _estimate(wildcards, key))
 

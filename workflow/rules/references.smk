@@ -12,13 +12,14 @@ rule element_reference:
         LAYOUT.element_reference_log("{element}", "{ekey}"),
     # Every formation energy and hull needs them, so they go first.
     priority: 20
-    # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B).
+    # Scaled with the reference cell like any structure (1 atom for Na, 12 for α-B, 32 for α-S),
+    # and enlarged by the size gate's estimate like a generated structure's.
     threads: tasks_for(element_n_atoms)
     resources:
         tasks=tasks_for(element_n_atoms),
         mpi=gpaw_launcher,
-        runtime=runtime_for(element_n_atoms),
-        mem_mb_per_cpu=mem_for(element_n_atoms),
+        runtime=runtime_for(element_n_atoms, estimated=True),
+        mem_mb_per_cpu=mem_for(element_n_atoms, estimated=True),
     params:
         settings=global_settings_json,
         relaxed_cif=lambda wildcards: LIBRARY.element_relaxed_cif(wildcards.element, wildcards.ekey),

@@ -147,7 +147,7 @@ def _dhcp(element: str, a: float, c: float, density: float, source: str) -> Publ
 
 _RARE_EARTH_SOURCE = ("room-temperature lattice parameters and X-ray density of B. J. Beaudry and "
                       "K. A. Gschneidner Jr., Handbook on the Physics and Chemistry of Rare Earths, "
-                      "vol. 1, ch. 2 (North-Holland, 1978), Table 3")
+                      "vol. 1, ch. 2 (North-Holland, 1978)")
 
 #: Ground states that neither ASE's ``bulk`` nor the Δ-test set gives, from published data (the
 #: source beside each). α-S and α-Mn are large: where the run's size gate refuses one, its
@@ -170,7 +170,7 @@ PUBLISHED_CRYSTALS: dict[str, PublishedCrystal] = {
         (("2a", (0.0, 0.0, 0.0), 3.0), ("8c", (0.31787, 0.31787, 0.31787), -2.5),
          ("24g", (0.35706, 0.35706, 0.03457), 1.0), ("24g", (0.08958, 0.08958, 0.28194), 0.0)),
         7.47, 29,
-        "J. C. Lawson et al., J. Appl. Phys. 76, 7049 (1994) (neutron diffraction, room "
+        "A. C. Lawson et al., J. Appl. Phys. 76, 7049 (1994) (neutron diffraction, room "
         "temperature): a and the 2a, 8c and two 24g sites (MnI-MnIV) as tabulated in the AFLOW "
         "prototype A_cI58_217_ac2g (Mehl et al., Comp. Mat. Sci. 136, S1 (2017))",
         "Lawson et al. 1994",

@@ -167,6 +167,9 @@ class RunStatus:
     #: What to say about the phonons instead of counts, and their projected cost (:func:`phonon_status`).
     phonon_note: str = ""
     phonon_projected_core_hours: float | None = None
+    #: Snakemake's lock of the run folder left by a Snakemake that is gone (killed): the next run
+    #: stops with "Directory cannot be locked" until it is run once with ``--unlock``.
+    stale_snakemake_lock: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +190,7 @@ class RunStatus:
             "phonons": None if self.phonons is None else {
                 **self.phonons.to_dict(), "projected_core_hours": self.phonon_projected_core_hours},
             "phonon_note": self.phonon_note,
+            "stale_snakemake_lock": self.stale_snakemake_lock,
             "scheduler": self.scheduler,
         }
 
@@ -327,6 +331,11 @@ def _lock_held(workdir: Path) -> bool:
         return False
     alive = snakemake_alive(workdir)
     return True if alive is None else alive
+
+
+def stale_lock(workdir: Path) -> bool:
+    """Whether ``workdir`` holds Snakemake lock files that no live Snakemake holds (a killed run's)."""
+    return _locked(workdir) and not _lock_held(workdir)
 
 
 def _locked(workdir: Path) -> bool:
@@ -1031,6 +1040,7 @@ def run_status(
         phonons=phonons,
         phonon_note=phonon_note,
         phonon_projected_core_hours=phonon_cost,
+        stale_snakemake_lock=stale_lock(work),
     )
 
 
@@ -1070,6 +1080,9 @@ def format_status(status: RunStatus, top: int = 5, show_ids: int = 0) -> str:
             lines.append("    failed: " + ", ".join(shown) + (f" (+{more} more)" if more else ""))
         lines.extend(_log_lines(stage.logs, top))
     lines.extend(_phonon_lines(status, width, top))
+    if status.stale_snakemake_lock:
+        lines.append("snakemake   a killed run left its lock in .snakemake/locks: run the same command once with "
+                     "--unlock added (when no other Snakemake runs in this folder), then again without it")
     lines.extend(format_allocations(status.allocations, top))
     lines.append(f"scheduler: {status.scheduler}")
     return "\n".join(lines)

@@ -299,7 +299,8 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     """Whole-run killers of before, in one small run: an output folder with a space and shell
     characters (every DFT job failed, a stray file appeared), a file name of 25 non-ASCII
     characters in folders 600 bytes deep (PeriodicWildcardError, "File name too long"), and a
-    CIF expanding to 7,584 atoms (minutes and gigabytes in the check). Every row is intact."""
+    CIF expanding to 7,584 atoms (minutes and gigabytes in the check), and the input folder
+    inside the output folder (every input skipped). Every row is intact."""
     out = "run 07 $(touch PWNED) `touch PWNED2`; x"
     prepare_run(tmp_path, ["broken_truncated.cif"],
                 {"output_dir": out, "dft": {"preset": "test", "overrides": ROWS_NOT_PHYSICS},
@@ -315,6 +316,13 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     # LiF (rocksalt): no crystal of the NaCl file above, so both go to DFT.
     lif = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.03), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     lif.get_primitive_structure().to(filename=str(tmp_path / "cifs" / "x_<unk>_{y}.cif"))
+    # Issue 28, N2: the inputs inside the results folder (`run07/cifs` with results in `run07`), where
+    # the crawl once skipped every file as the workflow's own.
+    (tmp_path / out).mkdir()
+    shutil.move(tmp_path / "cifs", tmp_path / out / "cifs")
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    config["input"]["cif_dir"] = f"{out}/cifs"
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     outside_before = sorted(p.name for p in tmp_path.parent.iterdir())
 
     proc = snakemake(tmp_path)
@@ -324,7 +332,7 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     unk = table.loc["x_<unk>_{y}.cif"]
     assert unk["status"] in ("ok", "not_converged"), unk["reason"]
     assert (tmp_path / out / "inputs" / f"{unk['structure_id']}.cif").read_bytes() == (
-        tmp_path / "cifs" / "x_<unk>_{y}.cif"
+        tmp_path / out / "cifs" / "x_<unk>_{y}.cif"
     ).read_bytes()
     nacl = table.loc[f"{'ä' * 100}/{'ö' * 100}/{'ñ' * 25} NaCl (copy).cif"]
     assert nacl["status"] in ("ok", "not_converged"), nacl["reason"]
@@ -336,4 +344,4 @@ def test_hostile_names_and_output_folder_keep_every_row(tmp_path: Path):
     # The folder name was data to every shell command: nothing ran, nothing was written beside it.
     assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == outside_before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".snakemake", "cifs", "config", out])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".snakemake", "config", out])

@@ -80,6 +80,9 @@ def test_check_settings_defaults_are_the_schema_defaults():
     assert not fields.pop("reference_algorithms")  # a test switch, not a config key
     # Built by the workflow from dft.resources and the preset (dftscreen.size_gate), not a check key.
     assert fields.pop("size_gate") is None
+    fields.pop("structure_size_gates")  # per structure, from dft.structure_overrides
+    assert CheckSettings().structure_size_gates == {}
+    assert fields.pop("size_gate_cell_only") is False  # from the results folder's history
     assert fields == check
 
 

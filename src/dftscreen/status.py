@@ -56,7 +56,7 @@ from typing import Any
 import yaml
 
 from dftscreen.config import ConfigError, read_run_config, with_defaults
-from dftscreen.dft_pack import finished_pack_records, lost_records_reason
+from dftscreen.dft_pack import finished_pack_records, lost_records_reason, plan_phonon_packs, read_started_packs
 from dftscreen.layout import DFT_STAGES, ReferenceLibrary, ResultsLayout
 from dftscreen.phonon_results import dft_phonon_mode
 from dftscreen.plan import RunPlan
@@ -704,8 +704,23 @@ def ml_status(
     return ml, phonons
 
 
+def phonon_pack_member_outputs(
+    plan: RunPlan, phonon_plan: dict[str, Any], marked: set[str], out_prefix: str
+) -> set[str]:
+    """The phonon records of the structures in the DFT phonon packs ``marked`` names (with
+    ``dft.structures_per_pack`` a local run marks only the pack's record as in progress)."""
+    per_pack = plan.config["dft"].get("structures_per_pack")
+    if not per_pack:
+        return set()
+    prefix = ResultsLayout(out_prefix)
+    packs = plan_phonon_packs(phonon_plan, per_pack, read_started_packs(plan.layout, phonons=True))
+    return {prefix.phonon_record(sid) for name, members in packs.items()
+            if prefix.phonon_pack_record(name) in marked for sid in members}
+
+
 def phonon_status(
-    plan: RunPlan, layout: ResultsLayout, out_prefix: str, count: Callable[[str, list[Job]], StageStatus]
+    plan: RunPlan, layout: ResultsLayout, out_prefix: str, count: Callable[[str, list[Job]], StageStatus],
+    local: tuple[set[str], set[str]] = (set(), set()),
 ) -> tuple[StageStatus | None, str, float | None]:
     """DFT phonon counts, a note (off, or not planned yet), and the core-hours the unfinished jobs are
     projected to take (the size gate's estimate for each supercell, margin excluded)."""
@@ -716,6 +731,8 @@ def phonon_status(
     if planned is None:
         return None, f"not planned until every DFT job has finished (phonons.dft: {mode})", None
     jobs, chosen = planned
+    for marked in local:  # the local runs' running and interrupted outputs, phonon packs' members added
+        marked |= phonon_pack_member_outputs(plan, chosen, marked, out_prefix)
     stage = count("phonons", jobs)
     waiting = [job.name for job in jobs if not job.record.is_file()]
     projected = sum(chosen["jobs"][sid]["runtime_min"] * chosen["jobs"][sid]["tasks"] / 60.0 for sid in waiting)
@@ -816,7 +833,7 @@ def slurm_steps(job_ids: list[str]) -> list[SchedulerStep]:
         if len(row) < 3 or "." not in row[0]:
             continue
         rule, sep, structure_id = row[1].partition(":")
-        if sep and rule in STAGES and structure_id:
+        if sep and rule in (*STAGES, "dft_phonons") and structure_id:
             steps.append(SchedulerStep(row[0].split(".")[0], rule, structure_id, row[2].split()[0]))
     return steps
 
@@ -1023,7 +1040,8 @@ def run_status(
     }
     phonons, phonon_note, phonon_cost = phonon_status(
         plan, plan.layout, out_prefix,
-        lambda name, group: count_jobs(name, group, last_jobs, local_running, interrupted))
+        lambda name, group: count_jobs(name, group, last_jobs, local_running, interrupted),
+        (local_running, interrupted))
     return RunStatus(
         results,
         len(checks),

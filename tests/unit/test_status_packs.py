@@ -68,3 +68,40 @@ def test_runs_without_packs_show_no_pack_lines(tmp_path, monkeypatch):
     assert run.allocations == [{"job_id": "21", "state": "TIMEOUT", "pack": False, "structures": ["B"],
                                 "failed_steps": {}}]
     assert "\npacks " not in status.format_status(run)
+
+
+def test_a_running_phonon_pack_counts_its_members_running(tmp_path, monkeypatch):
+    """DFT phonons in packs: on SLURM the pack's steps (``dft_phonons:<id>``) say which member runs;
+    locally the pack record Snakemake marks in progress stands for its members."""
+    from dftscreen.dft_pack import plan_phonon_packs
+    from dftscreen.io import atomic_write_json
+    from dftscreen.layout import ResultsLayout
+
+    out = write_run(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(
+        "dft:\n  structures_per_pack: 2\nphonons:\n  dft: all\n")
+    layout = ResultsLayout.of(out)
+    phonon_plan = {"runnable": ["A", "C"], "not_selected": {},
+                   "jobs": {sid: {"tasks": 1, "runtime_min": 10.0} for sid in "AC"}}
+    atomic_write_json(layout.phonon_candidates, phonon_plan)
+    atomic_write_json(layout.phonon_record("A"), {"status": "computed", "dynamically_stable": True})
+
+    rows = {
+        "allocations": [f"14|RUNNING|rule_dft_phonon_pack|{tmp_path}|01:00:00|00:05:00"],
+        "steps": ["14|5be5e2a1|RUNNING", "14.0|dft_phonons:A|COMPLETED", "14.1|dft_phonons:C|RUNNING"],
+    }
+    monkeypatch.setattr(status, "_rows", lambda command: [] if command[0] == "squeue" else [
+        line.split("|") for line in rows["steps" if "--jobs" in command else "allocations"]])
+    phonons = status.run_status(out, workdir=tmp_path).phonons
+    assert (phonons.done, phonons.running, phonons.pending) == (1, 1, 0)
+
+    # Locally: the pack's record marked in progress under a live Snakemake's lock.
+    (pack,) = plan_phonon_packs(phonon_plan, 2, {})
+    marked = {ResultsLayout("out").phonon_pack_record(pack)}
+    monkeypatch.setattr(status, "running_local_outputs", lambda workdir: set(marked))
+    phonons = status.run_status(out, workdir=tmp_path, query_scheduler=False).phonons
+    assert (phonons.done, phonons.running, phonons.pending) == (1, 1, 0)
+    marked.clear()
+    phonons = status.run_status(out, workdir=tmp_path, query_scheduler=False).phonons
+    assert (phonons.running, phonons.pending) == (0, 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -347,3 +349,60 @@ def crystallm_pi_rows(shared: Path) -> pd.DataFrame:
             "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
         }
     )
+
+
+_PLANNED_RULE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+
+
+def planned_commands(stdout: str, rules: tuple[str, ...]) -> dict[str, list[str]]:
+    """Rule -> the sorted shell commands a ``snakemake -n -p`` printed for the jobs of ``rules``
+    (every planned rule is a key; the others' commands are not kept)."""
+    commands: dict[str, list[str]] = {}
+    rule = None
+    for line in stdout.splitlines():
+        match = _PLANNED_RULE.match(line.strip())
+        if match:
+            rule = match.group(1)
+            commands.setdefault(rule, [])
+        elif line.startswith("Shell command: ") and rule in rules:
+            commands[rule].append(line[len("Shell command: "):])
+    return {name: sorted(found) for name, found in sorted(commands.items())}
+
+
+def normalised(commands: dict[str, list[str]], workdir: Path) -> dict[str, list[str]]:
+    """The commands with this machine's run folder and Python named by placeholders."""
+    python = shlex.quote(sys.executable)
+
+    def one(command: str) -> str:
+        return command.replace(str(workdir), "<workdir>").replace(python, "<python>")
+
+    return {rule: sorted(one(command) for command in found) for rule, found in commands.items()}
+
+
+_LONG_FLOAT = re.compile(r"\d+\.\d{5,}(?:e-?\d+)?")
+
+#: The stored shell commands of the phonon GPAW rules (tests/workflow/test_gpaw_commands.py keeps the others').
+PHONON_COMMANDS = TEST_DATA / "gpaw_commands" / "phonon_commands.json"
+
+
+def assert_stored_phonon_commands(workdir: Path, rule: str) -> None:
+    """The shell commands a finished run's ``rule`` jobs would run again (``--forcerun``, dry run) are the
+    stored ones: a changed command reruns every finished phonon job of every existing run. Regenerate
+    with ``DFTSCREEN_UPDATE_GPAW_COMMANDS=1`` (and say why in the commit)."""
+    env_job = os.environ.pop("SLURM_JOB_ID", None)  # plan as on a workstation (dftscreen.mpi_launch)
+    try:
+        proc = run_snakemake(workdir, "-n", "-p", "--forcerun", rule, profile="local")
+    finally:
+        if env_job is not None:
+            os.environ["SLURM_JOB_ID"] = env_job
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = normalised(planned_commands(proc.stdout, (rule,)), workdir).get(rule)
+    assert found, f"the dry run planned no {rule} job"
+    # A pack's plan carries size estimates of the DFT-relaxed cell, whose last digits may differ
+    # between machines: compared to 4 significant digits (the command's form is what is kept).
+    found = [_LONG_FLOAT.sub(lambda number: f"{float(number.group()):.4g}", command) for command in found]
+    stored = json.loads(PHONON_COMMANDS.read_text()) if PHONON_COMMANDS.is_file() else {}
+    if os.environ.get("DFTSCREEN_UPDATE_GPAW_COMMANDS") == "1":
+        PHONON_COMMANDS.write_text(json.dumps({**stored, rule: found}, indent=1, sort_keys=True) + "\n")
+        stored[rule] = found
+    assert found == stored.get(rule), f"the shell command of rule {rule} changed (finished jobs would rerun)"

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
@@ -36,7 +33,7 @@ from dftscreen.layout import ReferenceLibrary, ResultsLayout
 from dftscreen.reflib import settings_key
 from dftscreen.settings import resolve_settings
 
-from conftest import REPO, TEST_DATA, run_snakemake, write_run_config
+from conftest import REPO, TEST_DATA, normalised, planned_commands, run_snakemake, write_run_config
 
 DATA = TEST_DATA / "gpaw_commands"
 STORED = DATA / "commands.json"
@@ -59,33 +56,6 @@ KNOWN_PHASE = {
     "e_above_known_hull_eV_per_atom": 0.0,
     "energy_source": "known set",
 }
-_RULE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
-
-
-def planned_commands(stdout: str) -> dict[str, list[str]]:
-    """Rule -> the sorted shell commands a ``snakemake -n -p`` printed for its jobs (GPAW rules only)."""
-    commands: dict[str, list[str]] = {}
-    rule = None
-    for line in stdout.splitlines():
-        match = _RULE.match(line.strip())
-        if match:
-            rule = match.group(1)
-            commands.setdefault(rule, [])
-        elif line.startswith("Shell command: ") and rule in GPAW_RULES:
-            commands[rule].append(line[len("Shell command: "):])
-    return {name: sorted(found) for name, found in sorted(commands.items())}
-
-
-def normalised(commands: dict[str, list[str]], workdir: Path) -> dict[str, list[str]]:
-    """The commands with this machine's run folder and Python named by placeholders."""
-    python = shlex.quote(sys.executable)
-
-    def one(command: str) -> str:
-        return command.replace(str(workdir), "<workdir>").replace(python, "<python>")
-
-    return {rule: sorted(one(command) for command in found) for rule, found in commands.items()}
-
-
 def prepared_run(workdir: Path) -> None:
     """A run whose check has run and whose compare_known chose one known phase (written here)."""
     (workdir / "cifs").mkdir()
@@ -128,7 +98,7 @@ def dry_run(workdir: Path, *args: str) -> dict[str, list[str]]:
     """Rule -> the normalised shell commands of its planned jobs (GPAW rules), for every planned rule."""
     proc = run_snakemake(workdir, "--cores", "2", "-n", "-p", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return normalised(planned_commands(proc.stdout), workdir)
+    return normalised(planned_commands(proc.stdout, GPAW_RULES), workdir)
 
 
 def test_gpaw_rules_run_the_stored_commands(tmp_path: Path, monkeypatch):

@@ -21,7 +21,7 @@ import yaml
 from dftscreen.inputs import make_id
 from dftscreen.layout import ResultsLayout
 
-from conftest import run_snakemake, write_run_config
+from conftest import assert_stored_phonon_commands, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +71,10 @@ def packed_run(tmp_path_factory) -> tuple[Path, str]:
     proc = run_snakemake(workdir, profile="local", timeout=2400)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return workdir, proc.stdout + proc.stderr
+
+
+def test_the_dft_phonon_pack_command_is_the_stored_one(packed_run):
+    assert_stored_phonon_commands(packed_run[0], "dft_phonon_pack")
 
 
 def test_one_pack_job_runs_both_structures_phonons_and_writes_the_per_structure_records(packed_run):

@@ -21,7 +21,7 @@ import pytest
 from dftscreen.inputs import make_id
 from dftscreen.layout import ResultsLayout
 
-from conftest import assert_report_complete, run_snakemake, write_run_config
+from conftest import assert_report_complete, assert_stored_phonon_commands, run_snakemake, write_run_config
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +56,10 @@ def finished_run(tmp_path_factory) -> Path:
     proc = run_snakemake(workdir, profile="local", timeout=2400)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return workdir
+
+
+def test_the_dft_phonons_command_is_the_stored_one(finished_run):
+    assert_stored_phonon_commands(finished_run, "dft_phonons")
 
 
 def test_columns_and_verdicts_say_which_structure_is_dynamically_stable(finished_run: Path):

@@ -177,8 +177,9 @@ PUBLISHED_CRYSTALS: dict[str, PublishedCrystal] = {
         "start moments per Wyckoff site, MnI (2a) +3, MnII (8c) -2.5, MnIII (24g) +1, MnIV (24g) "
         "0 µB: the collinear order PBE gives α-Mn at its PBE volume (D. Hobbs and J. Hafner, "
         "J. Phys.: Condens. Matter 13, L681 (2001): collinear below 12 Å³/atom, moments 0-3 µB by "
-        "site, MnI and MnII antiparallel, no moment on MnIV), which the Materials Project's collinear "
-        "PBE also finds (mp-35, ferrimagnetic); GPAW relaxes the moments from there. The measured "
+        "site, MnI and MnII antiparallel, no moment on MnIV); GPAW relaxes the moments from there. "
+        "The Materials Project's per-site moments of its collinear α-Mn (mp-35) could not be read "
+        "offline: these start values are Hobbs and Hafner's, not checked against them. The measured "
         "order is non-collinear (Lawson et al.): a collinear calculation cannot hold it",
     ),
     "La": _dhcp("La", 3.7740, 12.171, 6.146, _RARE_EARTH_SOURCE),

@@ -14,7 +14,8 @@ symmetry-fixed sites (no forces, nothing to relax).
   structure (not relaxed at the preset: the comparison is at the PBE lattice constant, as the
   issue asks).
 
-Prints one line per crystal (lowest frequency, where, stable or not, cost) and writes the
+Prints one line per crystal (lowest frequency, where, stable or not, cost) and one with the
+lowest frequency at each special point of the band path (Γ, X, M, R), and writes the
 records to ``bench/records/phonon_physics_<preset>.json``.
 
 Usage:
@@ -113,6 +114,12 @@ def summary(record: dict[str, Any]) -> str:
     return f"{record['min_frequency_THz']:7.2f} THz at {where:<3} {verdict}"
 
 
+def special_points(record: dict[str, Any]) -> str:
+    """The lowest frequency at each special point (THz), e.g. ``Γ -6.75  M 3.10  R -1.20  X 2.00``."""
+    minima = record.get("special_point_min_frequencies_THz") or {}
+    return "  ".join(f"{label} {value:.2f}" for label, value in sorted(minima.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="test")
@@ -121,6 +128,9 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the records file")
     parser.add_argument("--only", nargs="*", default=list(CRYSTALS))
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the GPAW work folders here (default: a temporary folder); a rerun with the "
+                             "same folder reuses every displacement whose forces it finished")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from dftscreen.ml import load_calculator
@@ -130,8 +140,8 @@ def main() -> None:
     records_path = REPO / "bench" / "records" / f"phonon_physics_{args.preset}{args.tag}.json"
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
-            folder = Path(tmp) / name
-            folder.mkdir()
+            folder = (args.workdir or Path(tmp)) / name
+            folder.mkdir(parents=True, exist_ok=True)
             cif = write_cif(name, folder)
             ml = ml_record(cif, calculator)
             length = repeats_length(cif, args.repeats) if args.repeats else args.supercell_length_A
@@ -144,6 +154,8 @@ def main() -> None:
                   f"({ml.get('phonon_wall_time_s', float('nan')):.1f} s)  DFT {summary(dft):<38} "
                   f"({dft.get('core_hours', float('nan')):.3f} core-h, supercell "
                   f"{'x'.join(str(row[i]) for i, row in enumerate(dft.get('supercell_matrix', [[0] * 3] * 3)))})",
+                  flush=True)
+            print(f"{'':<7} lowest at the special points (THz): ML {special_points(ml)}  DFT {special_points(dft)}",
                   flush=True)
             records_path.write_text(json.dumps({"preset": args.preset, "supercell_length_A": args.supercell_length_A,
                                                 "repeats": args.repeats, "ranks": args.ranks, "crystals": results},

@@ -276,6 +276,16 @@ def qpoint_label(qpoint: Sequence[float], special_points: Mapping[str, Sequence[
     return ""
 
 
+def special_point_minima(phonon: Phonopy, special_points: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """The lowest frequency (THz, negative = imaginary) at each special point of the cell's band path
+    (Γ, X, M, R for a cubic cell), keyed by label: where a soft mode sits, also when it is not the
+    lowest of all (cubic SrTiO3's antiferrodistortive mode at R beside its polar mode at Γ)."""
+    labels = sorted(special_points)
+    phonon.run_qpoints([list(special_points[label]) for label in labels])
+    lowest = np.min(np.asarray(phonon.qpoints.frequencies), axis=1)
+    return {GAMMA if label == GAMMA_ASE else label: float(value) for label, value in zip(labels, lowest, strict=True)}
+
+
 def analyse(
     phonon: Phonopy,
     forces: Sequence[np.ndarray],
@@ -290,7 +300,8 @@ def analyse(
     (:data:`MESH_LENGTH_A`) and along ASE's band path of the cell. ``n_imaginary_modes`` is the
     largest number of imaginary modes at any one q-point (:func:`imaginary_mode_counts`; e.g. 3
     for cubic BaTiO3's triply degenerate soft mode at Γ); ``dynamically_stable`` is its being 0.
-    Also returns Γ's frequencies, the band structure and the total DOS (states/THz per cell).
+    Also returns Γ's frequencies, the lowest frequency at each special point
+    (:func:`special_point_minima`), the band structure and the total DOS (states/THz per cell).
     """
     displaced = np.asarray(forces, dtype=float)
     if reference_forces is not None:
@@ -318,6 +329,7 @@ def analyse(
         "n_imaginary_modes": n_imaginary,
         "dynamically_stable": n_imaginary == 0,
         "gamma_frequencies_THz": [float(f) for f in np.sort(gamma[0])],
+        "special_point_min_frequencies_THz": special_point_minima(phonon, special),
         "max_frequency_THz": float(np.max(freqs)),
         "q_mesh": [int(n) for n in mesh.mesh_numbers],
         "band_structure": band,

@@ -130,6 +130,18 @@ def test_simple_cubic_copper_is_unstable_at_the_zone_boundary():
     assert record["min_frequency_THz"] < -1.0
     assert record["min_frequency_qpoint_label"] == "M"
     assert sorted(np.abs(record["min_frequency_qpoint"])) == pytest.approx([0.0, 0.5, 0.5])
+    # Each special point's lowest mode, as the band path shows it at that point.
+    special = record["special_point_min_frequencies_THz"]
+    assert set(special) == {"Γ", "X", "M", "R"}
+    assert special["M"] == pytest.approx(record["min_frequency_THz"], abs=1e-6)
+    assert special["Γ"] == pytest.approx(0.0, abs=1e-3)
+    band = record["band_structure"]
+    distances = list(band["label_distances"])
+    for label, distance in zip(band["labels"], distances, strict=True):
+        if distances.count(distance) > 1:  # a break of the path (X|M): two points at one distance
+            continue
+        on_path = np.isclose(band["distances"], distance, atol=1e-4)
+        assert special[label] == pytest.approx(np.min(np.asarray(band["frequencies_THz"])[on_path]), abs=1e-3)
 
 
 def test_imaginary_modes_count_outside_the_acoustic_noise_near_gamma():

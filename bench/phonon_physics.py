@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the records file")
     parser.add_argument("--only", nargs="*", default=list(CRYSTALS))
+    parser.add_argument("--ml-only", action="store_true", help="ML phonons only (seconds); no GPAW, no records file")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the GPAW work folders here (default: a temporary folder); a rerun with the "
                              "same folder reuses every displacement whose forces it finished")
@@ -144,6 +145,10 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             cif = write_cif(name, folder)
             ml = ml_record(cif, calculator)
+            if args.ml_only:
+                print(f"{name:<7} expected {CRYSTALS[name][4]:<15} ML {summary(ml):<38} "
+                      f"({ml.get('phonon_wall_time_s', float('nan')):.1f} s)  {special_points(ml)}", flush=True)
+                continue
             length = repeats_length(cif, args.repeats) if args.repeats else args.supercell_length_A
             dft = dft_record(cif, args.preset, length, args.ranks, folder)
             for record in (ml, dft):  # the curves stay in the records of a run, not in the bench's

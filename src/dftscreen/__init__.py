@@ -8,7 +8,7 @@ modules import each other, even through function-level imports (tests/unit/test_
 - foundations: :mod:`io`, :mod:`layout`, :mod:`columns`, :mod:`config`, :mod:`status_codes`
 - inputs and checks: :mod:`inputs`, :mod:`cif_reader`, :mod:`check`, :mod:`check_batch`,
   :mod:`bonds`, :mod:`dedupe`, :mod:`size_gate`, :mod:`guards`
-- ML pre-relaxation: :mod:`ml`, :mod:`ml_hull`
+- ML pre-relaxation: :mod:`ml_potential`, :mod:`ml`, :mod:`ml_hull`
 - known materials: :mod:`known`, :mod:`known_index`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
   :mod:`smact_check`, :mod:`fetch_known`
 - DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`, :mod:`phonons`,

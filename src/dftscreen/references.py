@@ -27,7 +27,11 @@ Which structure stands for an element:
   primitive cell), α-Mn (I-43m, 29-atom primitive cell, collinear start moments per
   Wyckoff site) and double-hcp La, Pr, Nd and Pm (ASE gives hcp, or nothing for Pm),
   built by pymatgen's ``Structure.from_spacegroup`` from published lattice parameters
-  and Wyckoff positions, the source beside each;
+  and Wyckoff positions, the source beside each. α-S and α-Mn start their DFT from the
+  cell the ML potential (SevenNet-0, trained on PBE relaxations) relaxes the published one
+  to (:func:`ml_relaxed_start`): their measured cells are 34 % (α-S, whose S8 rings PBE
+  barely binds to each other) and 9 % off PBE's volume, more than a preset's step limit
+  covers from there;
 - where the run's size gate (:mod:`dftscreen.size_gate`, the DFT settings and
   ``dft.resources``) refuses such a ground state (α-Mn at ``standard`` with the shipped
   resources), its Δ-test structure stands in (:func:`ground_state_stand_in`: 1-atom S,
@@ -63,6 +67,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -122,7 +127,8 @@ class PublishedCrystal:
     ``sites``: (Wyckoff label, fractional coordinates, start moment in µB) of the asymmetric
     unit in ``spacegroup`` (a pymatgen symbol; ``Fddd:2`` is origin choice 2); ``lattice``:
     (a, b, c, α, β, γ) in Å and degrees; ``density_g_cm3``: the source's density, which the
-    built cell must reproduce; ``n_primitive``: atoms of the primitive cell the workflow relaxes.
+    built cell must reproduce; ``n_primitive``: atoms of the primitive cell the workflow relaxes;
+    ``ml_start``: why its DFT starts from the ML-relaxed cell (empty: from the published one).
     """
 
     name: str
@@ -134,6 +140,9 @@ class PublishedCrystal:
     source: str
     cite: str  # short form of ``source`` for the results table
     magnetic_source: str = ""
+    #: Why the DFT relaxation starts from the cell the ML potential relaxes (:func:`ml_relaxed_start`)
+    #: rather than the published one; empty: from the published cell.
+    ml_start: str = ""
 
 
 def _dhcp(element: str, a: float, c: float, density: float, source: str) -> PublishedCrystal:
@@ -163,6 +172,13 @@ PUBLISHED_CRYSTALS: dict[str, PublishedCrystal] = {
         "32h sites (origin choice 2) as tabulated in the AFLOW prototype A_oF128_70_4h (M. J. Mehl et "
         "al., Comp. Mat. Sci. 136, S1 (2017)); S-S bonds 2.04-2.06 Å",
         "Rettig & Trotter 1987",
+        ml_start=(
+            "PBE, without dispersion, barely binds the S8 rings to each other: from the measured cell "
+            "α-S expands by about a third (SevenNet-0, trained on PBE relaxations: 824 to 1108 Å³ per "
+            "32 atoms); from the measured cell GPAW moved under 2 % of volume per BFGS step (at the "
+            "test preset: +4.6 % after 11 of its 20 steps, energy still falling 2.5 meV/atom per step; "
+            "bench/README.md, formation energies)"
+        ),
     ),
     "Mn": PublishedCrystal(
         "α-Mn (I-43m, 29-atom primitive cell, collinear ferrimagnetic start)", "I-43m",
@@ -181,6 +197,11 @@ PUBLISHED_CRYSTALS: dict[str, PublishedCrystal] = {
         "The Materials Project's per-site moments of its collinear α-Mn (mp-35) could not be read "
         "offline: these start values are Hobbs and Hafner's, not checked against them. The measured "
         "order is non-collinear (Lawson et al.): a collinear calculation cannot hold it",
+        ml_start=(
+            "the measured room-temperature cell (12.2 Å³/atom) is about 9 % larger than PBE's "
+            "collinear α-Mn (SevenNet-0, trained on PBE relaxations: 11.1 Å³/atom), many BFGS steps "
+            "of a 29-atom magnetic cell"
+        ),
     ),
     "La": _dhcp("La", 3.7740, 12.171, 6.146, _RARE_EARTH_SOURCE),
     "Pr": _dhcp("Pr", 3.6721, 11.8326, 6.773, _RARE_EARTH_SOURCE),
@@ -302,6 +323,7 @@ class ElementalReference:
     kind: str  # "crystal" or "molecule"
     description: str
     note: str = ""  # what a results row using it must say (a stand-in for a refused ground state)
+    ml_start: str = ""  # why its DFT starts from the ML-relaxed cell (ml_relaxed_start); empty: from ``atoms``
 
 
 def elemental_reference(
@@ -345,7 +367,8 @@ def elemental_reference(
             return ground_state_stand_in(element, reason)
         crystal = PUBLISHED_CRYSTALS[element]
         atoms = published_crystal(element)
-        return ElementalReference(element, atoms, "crystal", f"{crystal.name}, published structure ({crystal.cite})")
+        description = f"{crystal.name}, published structure ({crystal.cite})"
+        return ElementalReference(element, atoms, "crystal", description, ml_start=crystal.ml_start)
     if element in ANTIFERROMAGNETIC_CRYSTALS:
         lattice, moment = ANTIFERROMAGNETIC_CRYSTALS[element]
         atoms = bulk(element, lattice, cubic=True)
@@ -413,8 +436,9 @@ def delta_test_candidate(element: str) -> ElementalReference | None:
 MORE_BANDS_ELEMENTS = frozenset({"K", "Ca", "Rb", "Sr", "Cs", "Ba", "He", "Ne", "Ar", "Kr", "Xe", "Rn"})
 
 
-def _candidate_fingerprint(element: str, atoms: Atoms) -> str:
-    """The library fingerprint of one of ``element``'s candidate cells (12 hex digits)."""
+def _candidate_fingerprint(element: str, atoms: Atoms, ml_start: bool = False) -> str:
+    """The library fingerprint of one of ``element``'s candidate cells (12 hex digits); ``ml_start``:
+    its DFT starts from the ML-relaxed cell (:func:`ml_relaxed_start`), another start than ``atoms``."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from dftscreen.competing import structure_fingerprint
@@ -422,6 +446,8 @@ def _candidate_fingerprint(element: str, atoms: Atoms) -> str:
     fingerprint = structure_fingerprint(AseAtomsAdaptor.get_structure(atoms))
     if element in MORE_BANDS_ELEMENTS:
         fingerprint = hashlib.sha256(f"{fingerprint}|bands beyond GPAW's default".encode()).hexdigest()[:12]
+    if ml_start:
+        fingerprint = hashlib.sha256(f"{fingerprint}|{ML_START_TAG}".encode()).hexdigest()[:12]
     return fingerprint
 
 
@@ -437,7 +463,7 @@ def automatic_candidate_keys(element: str, gate: GateSettings | None = None) -> 
     except NoElementalReference:
         return ["auto"]
     prefix = "standin" if automatic.note else "auto"
-    keys = [f"{prefix}-{_candidate_fingerprint(element, automatic.atoms)}"]
+    keys = [f"{prefix}-{_candidate_fingerprint(element, automatic.atoms, bool(automatic.ml_start))}"]
     delta = delta_test_candidate(element)
     if delta is not None:
         keys.append(f"delta-{_candidate_fingerprint(element, delta.atoms)}")
@@ -502,6 +528,57 @@ def reference_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
     )
 
 
+#: What the ML start adds to a reference's library fingerprint: the model and the relaxation settings
+#: of :func:`ml_relaxed_start` (change either, change this, and the references start afresh).
+ML_START_TAG = "DFT from the cell SevenNet-0 relaxes: BFGS, fmax 0.02 eV/Å, symmetry kept"
+#: The ML-relaxed start in a reference job's work folder: a resumed job starts from the same cell.
+ML_START_FILE = "ml_start.json"
+
+
+def ml_relaxed_start(
+    atoms: Atoms, workdir: Path, calculator_factory: Callable[[], Any] | None = None
+) -> tuple[Atoms, str]:
+    """The DFT start of a reference whose published cell is far from PBE's minimum (``ml_start``):
+    ``atoms`` with the cell and positions the ML potential relaxes them to (SevenNet-0, symmetry
+    kept, start moments unchanged), and a sentence for the record.
+
+    Computed once, on MPI rank 0, and kept in ``workdir`` (:data:`ML_START_FILE`): a resumed job
+    starts from the very same cell, so its checkpoint fits. Where the potential cannot be loaded
+    or fails, the published cell is the start and the sentence says why.
+    ``calculator_factory``: the calculator (tests); default SevenNet-0 on one thread.
+    """
+    from ase.parallel import world
+
+    from dftscreen.io import atomic_write_json, read_json
+
+    path = Path(workdir) / ML_START_FILE
+    if world.rank == 0 and not path.is_file():
+        from dftscreen import ml_potential
+
+        settings = ml_potential.MLSettings(optimizer="BFGS", fmax_eV_per_A=0.02, max_steps=500)
+        try:
+            calculator = (calculator_factory or (lambda: ml_potential.load_calculator(settings.model)))()
+            relaxed, record = ml_potential.relax_atoms(atoms, calculator, settings)
+            saved: dict[str, Any] = {"cell": relaxed.cell[:].tolist(), "positions": relaxed.positions.tolist(),
+                                     "record": record, "model": settings.model}
+        except Exception as exc:  # the published cell is still a valid start
+            saved = {"error": f"{type(exc).__name__}: {exc}".strip()}
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, saved)
+    world.barrier()
+    saved = read_json(path)
+    if "error" in saved:
+        return atoms, f"DFT started from the published cell: the ML start failed ({saved['error']})"
+    start = atoms.copy()
+    start.set_cell(saved["cell"])
+    start.set_positions(saved["positions"])
+    record = saved["record"]
+    return start, (
+        f"DFT started from the cell {saved['model']} relaxed the published one to "
+        f"({record['initial_volume_A3']:.1f} to {record['final_volume_A3']:.1f} Å³, {record['n_steps']} steps)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from dftscreen import relax
 
@@ -530,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             "status": status_codes.FAILED, "reason": str(exc),
         })
         return 0
+    start, start_note = reference.atoms, ""
+    if reference.ml_start:
+        start, start_note = ml_relaxed_start(reference.atoms, args.workdir)
     record = relax.run(
         cif=None,
         structure_id=args.structure_id,
@@ -537,10 +617,11 @@ def main(argv: list[str] | None = None) -> int:
         out_json=args.out_json,
         out_cif=args.out_cif,
         workdir=args.workdir,
-        load_atoms=lambda: reference.atoms,
+        load_atoms=lambda: start,
         extra={"element": args.element, "reference_kind": reference.kind,
                "reference_description": reference.description,
-               **({"reference_note": reference.note} if reference.note else {})},
+               **({"reference_note": reference.note} if reference.note else {}),
+               **({"reference_start": start_note} if start_note else {})},
     )
     return 0 if record else 1
 

@@ -27,7 +27,7 @@ beside it: a job killed by ``--job-timeout-s`` resumes at the next run) and its 
 Usage:
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH=src \\
         .venv/bin/python bench/formation_new_references.py --workdir /work/bench_runs/formation29 \\
-        [--preset test] [--only ZnS] [--job-timeout-s 3600]
+        [--preset test] [--only ZnS MnO] [--dft-for ZnS] [--job-timeout-s 3600]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ COMPOUNDS: dict[str, tuple[str, float, float, float]] = {
 #: What a DFT record keeps in the bench's records file.
 KEPT = ("status", "reason", "formula", "n_atoms", "energy_eV", "energy_per_atom_eV", "converged", "n_ionic_steps",
         "max_force_eV_per_A", "max_stress_GPa", "magnetic_moment_muB", "final_volume_A3", "core_seconds_all_starts",
-        "n_starts", "reference_description", "reference_note", "gpaw_version")
+        "n_starts", "initial_volume_A3", "reference_description", "reference_note", "reference_start", "gpaw_version")
 
 
 def elements_of(names: list[str]) -> list[str]:
@@ -148,6 +148,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--only", nargs="*", default=list(COMPOUNDS))
     parser.add_argument("--job-timeout-s", type=float, default=4 * 3600.0)
+    parser.add_argument("--dft-for", nargs="*", default=None,
+                        help="compounds whose DFT (and elements') runs now (default: all of --only); the rest ML only")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     from dftscreen.io import atomic_write_json
@@ -160,9 +162,12 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     cifs = {name: write_cif(name, args.workdir) for name in args.only}
     results["ml"] = ml_formation(args.only, cifs)
+    dft_for = args.only if args.dft_for is None else args.dft_for
     jobs = [(f"element_{el}", ["-m", "dftscreen.references", "--element", el, "--structure-id", f"element_{el}"])
-            for el in elements_of(args.only)]
-    jobs += [(name, ["-m", "dftscreen.relax", "--structure-id", name, "--cif", str(cifs[name])]) for name in args.only]
+            for el in elements_of(dft_for)]
+    jobs += [(name, ["-m", "dftscreen.relax", "--structure-id", name, "--cif", str(cifs[name])]) for name in dft_for]
+    results["dft_formation_eV_per_atom"] = dft_formation(results["dft"], list(COMPOUNDS))
+    atomic_write_json(records_path, results)
     for key, module_args in jobs:
         record = dft_job(key, module_args, settings, args.ranks, args.workdir, args.job_timeout_s)
         results["dft"][key] = {k: record[k] for k in KEPT if k in record}

@@ -45,14 +45,35 @@ def processes_naming(text: str) -> list[int]:
     return found
 
 
-def kill_until_gone(text: str, timeout_s: float = 30.0) -> None:
-    """SIGKILL every process whose command line contains ``text`` until none is left.
+def processes_of_run(folder: Path) -> list[int]:
+    """Process ids working in ``folder`` (their working folder inside it) or naming it on their
+    command line: the run's Snakemake and its jobs, whose GPAW command lines name their files
+    relative to the run folder."""
+    inside = str(folder.resolve())
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if int(entry.name) != os.getpid() and cmdline and (
+            cwd == inside or cwd.startswith(inside + os.sep) or inside.encode() in cmdline
+        ):
+            found.append(int(entry.name))
+    return found
 
-    Repeated because the killed mpiexec may have forked a GPAW rank that only exec'd after the
-    first sweep (a rank seen once and killed once was the CI failure of stop 37)."""
+
+def kill_until_gone(folder: Path, timeout_s: float = 30.0) -> None:
+    """SIGKILL every process of the run in ``folder`` (:func:`processes_of_run`) until none is left.
+
+    Repeated because a dying mpiexec may fork a GPAW rank after a sweep. Matching the run folder,
+    not the record's absolute path, is what the CI failures of stops 37 and 38 needed: the GPAW
+    command names the record relative to the run folder, so a search for its absolute path found
+    nothing, killed nothing, and the ranks still running made status say (rightly) "running"."""
     deadline = time.monotonic() + timeout_s
-    while pids := processes_naming(text):
-        assert time.monotonic() < deadline, f"processes {pids} naming {text} outlived SIGKILL for {timeout_s} s"
+    while pids := processes_of_run(folder):
+        assert time.monotonic() < deadline, f"processes {pids} of {folder} outlived SIGKILL for {timeout_s} s"
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -84,12 +105,12 @@ def test_status_tells_a_running_job_from_a_killed_one_and_the_rerun_finishes(tmp
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # Snakemake and what it started in its session
         run.wait(timeout=60)
-        kill_until_gone(record)
+        kill_until_gone(tmp_path)  # GPAW ranks started in a session of their own, and anything else left
 
     status = run_status(out, query_scheduler=False)
     relax = status.stages["relax"]
     assert not Path(record).exists()
-    assert (relax.running, relax.failed) == (0, 1)
+    assert (relax.running, relax.failed) == (0, 1), (processes_of_run(tmp_path), status.stale_snakemake_lock)
     text = format_status(status)
     assert "interrupted" in text and str(out / "logs" / "relax" / "Si.log") in text
     assert status.stale_snakemake_lock and "--unlock" in text

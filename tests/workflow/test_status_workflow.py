@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from dftscreen.status import format_status, run_status
+from dftscreen.status import format_status, live_processes, run_status
 
 from conftest import REPO, mpi_env, run_snakemake, write_run_config
 
@@ -35,14 +35,7 @@ CONFIG = {
 
 def processes_naming(text: str) -> list[int]:
     """Process ids whose command line contains ``text``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if text.encode() in cmdline.read_bytes():
-                found.append(int(cmdline.parent.name))
-        except OSError:  # the process ended meanwhile
-            continue
-    return found
+    return [process.pid for process in live_processes() or [] if text in " ".join(process.args)]
 
 
 def processes_of_run(folder: Path) -> list[int]:
@@ -50,18 +43,11 @@ def processes_of_run(folder: Path) -> list[int]:
     command line: the run's Snakemake and its jobs, whose GPAW command lines name their files
     relative to the run folder."""
     inside = str(folder.resolve())
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:  # ended meanwhile
-            continue
-        if int(entry.name) != os.getpid() and cmdline and (
-            cwd == inside or cwd.startswith(inside + os.sep) or inside.encode() in cmdline
-        ):
-            found.append(int(entry.name))
-    return found
+    return [
+        process.pid for process in live_processes() or []
+        if process.pid != os.getpid()
+        and (process.cwd == inside or process.cwd.startswith(inside + os.sep) or inside in " ".join(process.args))
+    ]
 
 
 def kill_until_gone(folder: Path, timeout_s: float = 30.0) -> None:

@@ -11,7 +11,7 @@ modules import each other, even through function-level imports (tests/unit/test_
 - ML pre-relaxation: :mod:`ml_potential`, :mod:`ml`, :mod:`ml_hull`
 - known materials: :mod:`known`, :mod:`known_index`, :mod:`novelty`, :mod:`competing`, :mod:`compare_known`,
   :mod:`smact_check`, :mod:`fetch_known`
-- DFT: :mod:`relax`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`, :mod:`phonons`,
+- DFT: :mod:`relax`, :mod:`ml_hessian`, :mod:`recovery`, :mod:`dft`, :mod:`settings`, :mod:`properties`, :mod:`phonons`,
   :mod:`references`, :mod:`reflib`, :mod:`changes`, :mod:`resources`,
   :mod:`dft_budget`, :mod:`gpaw_support`
 - table and summary: :mod:`table`, :mod:`aggregate`, :mod:`stability`, :mod:`targets`,

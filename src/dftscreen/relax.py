@@ -9,9 +9,11 @@ that cannot happen.
 
 Every ionic step is checkpointed and a rerun resumes from the last one, with
 the optimizer's state: the BFGS Hessian as ASE saved it; FIRE's velocities and
-step control and PreconLBFGS's memory in the checkpoint itself
+step control, PreconLBFGS's memory and BFGS-MLHessian's Hessian in the checkpoint itself
 (:data:`CHECKPOINTED_OPTIMIZER_STATE`). PreconLBFGS uses ASE's Exp
-preconditioner on the same cell filter. An SCF that does not converge is retried
+preconditioner on the same cell filter; BFGS-MLHessian is BFGS starting from the ML
+potential's Hessian at the start geometry (:mod:`dftscreen.ml_hessian`; the record's
+``initial_hessian`` says which Hessian it started from). An SCF that does not converge is retried
 with the rungs of an error ladder (see :mod:`dftscreen.recovery`).
 
 A structure's relaxation (``dft/<id>/relax.json``) ends by writing its final
@@ -65,6 +67,7 @@ from dftscreen.dft import (
 )
 from dftscreen.io import atomic_write_with
 from dftscreen.layout import RELAXATION_RESTART_NAME, generated_cif_beside, relaxation_has_single_point
+from dftscreen.ml_hessian import MLCalculatorFactory, MLHessianBFGS, initial_hessian
 from dftscreen.recovery import (
     OPTIMIZER_STATE_NAME,
     atoms_from_checkpoint,
@@ -129,7 +132,13 @@ CHECKPOINTED_OPTIMIZER_STATE: dict[str, tuple[str, ...]] = {
     # and distances. Its matrix is rebuilt at the resumed geometry (ASE reuses it until atoms move
     # half a neighbour distance), so the steps after a resume differ slightly from an uninterrupted run's.
     "PreconLBFGS": ("iteration", "s", "y", "rho", "r0", "f0", "e0", "e1", "task", "_just_reset_hessian"),
+    # BFGS's Hessian as updated (None before the first step) with the last point and its forces,
+    # and the ML Hessian the first step uses while no step has updated it: a resumed run does
+    # not compute it again.
+    "BFGS-MLHessian": ("start_hessian", "hessian", "pos0", "forces0"),
 }
+#: Fields of :data:`CHECKPOINTED_OPTIMIZER_STATE` that are numpy arrays (or None).
+_ARRAY_FIELDS = ("vel", "r0", "f0", "start_hessian", "hessian", "pos0", "forces0")
 #: The Exp preconditioner's fields kept with PreconLBFGS's state.
 PRECON_STATE = ("mu", "mu_c", "r_NN", "r_cut")
 
@@ -158,6 +167,13 @@ def _make_optimizer(name: str, target: Any, arguments: dict[str, Any]) -> Any:
         optimizer = FilterAwarePreconLBFGS(target, precon=Exp(A=3, **scales), **arguments)
         optimizer.__class__.__name__ = "PreconLBFGS"  # in the optimizer's log, as configured
         return optimizer
+    if name == "BFGS-MLHessian":
+        # Its initial Hessian is set by _run_optimizer unless a saved state is restored.
+        class NamedMLHessianBFGS(MLHessianBFGS):
+            pass
+
+        NamedMLHessianBFGS.__name__ = name  # in the optimizer's log, as configured
+        return NamedMLHessianBFGS(target, **arguments)
     return getattr(optimize, name)(target, **arguments)
 
 
@@ -184,7 +200,7 @@ def restore_optimizer_state(optimizer: Any, name: str, saved: dict[str, Any]) ->
     """Give ``optimizer`` the state :func:`capture_optimizer_state` took (arrays back as numpy arrays)."""
     for field in CHECKPOINTED_OPTIMIZER_STATE[name]:
         value = saved[field]
-        if field in ("vel", "r0", "f0") and value is not None:
+        if field in _ARRAY_FIELDS and value is not None:
             value = np.array(value, dtype=float)
         elif field in ("s", "y"):
             value = [np.array(v, dtype=float) for v in value]
@@ -203,11 +219,15 @@ def _run_optimizer(
     on_step: Any,
     attach_calculator: CalculatorFactory = attach_gpaw,
     state: dict[str, Any] | None = None,
+    ml_calculator: MLCalculatorFactory | None = None,
 ) -> tuple[bool, int, bool]:
     """One optimizer run of at most ``steps`` ionic steps.
 
     ``state`` (the checkpoint's) carries the cell filter's reference cell and, for the
     optimizers of :data:`CHECKPOINTED_OPTIMIZER_STATE`, their state, both updated here.
+    BFGS-MLHessian without a saved state starts from the Hessian of ``ml_calculator``'s
+    potential (default SevenNet-0, see :func:`dftscreen.ml_hessian.initial_hessian`), noted
+    in ``state["initial_hessian"]``.
     Returns (converged, steps taken, whether the optimizer started from a saved state).
     """
     state = {} if state is None else state
@@ -234,6 +254,10 @@ def _run_optimizer(
         restored = (state.get("optimizer_state") or {}).get("optimizer") == name
         if restored:
             restore_optimizer_state(optimizer, name, state["optimizer_state"])
+        elif name == "BFGS-MLHessian":
+            hessian, state["initial_hessian"] = initial_hessian(target, ml_calculator)
+            if hessian is not None:
+                optimizer.H0 = hessian
     else:
         arguments["restart"] = str(workdir / OPTIMIZER_STATE_NAME)
         restored = (workdir / OPTIMIZER_STATE_NAME).is_file()
@@ -290,6 +314,8 @@ def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
         # and the cell filter's reference cell of every optimizer but BFGS.
         "optimizer_state": None,
         "filter_reference_cell_A": None,
+        # BFGS-MLHessian's starting Hessian: "ML (<model>)" or "BFGS default (<why not>)".
+        "initial_hessian": None,
         # Summed over every start of this relaxation (up to its last checkpoint), so a
         # resumed job's cost counts all its starts; see dftscreen.cost.
         "wall_time_all_starts_s": 0.0,
@@ -445,6 +471,7 @@ def _relaxation_record(
         "scf_strategy": scf_strategy,
         "scf_attempts": state["attempts"],
         "point_group_symmetry": state["point_group_symmetry"],
+        "initial_hessian": state["initial_hessian"],
         "energy_eV": float(energy),
         "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
         "energy_per_atom_eV": float(energy) / len(atoms),
@@ -468,6 +495,7 @@ def relax_atoms(
     settings: dict[str, Any],
     workdir: Path,
     attach_calculator: CalculatorFactory = attach_gpaw,
+    ml_calculator: MLCalculatorFactory | None = None,
 ) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``atoms`` with GPAW, resuming from a checkpoint in ``workdir`` if one exists.
 
@@ -479,6 +507,8 @@ def relax_atoms(
         workdir: folder for GPAW's text output, trajectories and the checkpoint.
         attach_calculator: attaches the calculator of each attempt (default GPAW;
             tests use ASE's EMT).
+        ml_calculator: makes the ML calculator of BFGS-MLHessian's initial Hessian
+            (default SevenNet-0; unused by the other optimizers).
 
     Returns:
         The relaxed atoms (with GPAW attached) and a record: energies in eV,
@@ -513,6 +543,7 @@ def relax_atoms(
                 on_step,
                 attach_calculator,
                 state,
+                ml_calculator,
             )
             resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
@@ -648,6 +679,7 @@ def run(
     generated_cif: Path | None = None,
     attach_calculator: CalculatorFactory = attach_gpaw,
     keep_gpaw_state: bool = False,
+    ml_calculator: MLCalculatorFactory | None = None,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
 
@@ -658,9 +690,10 @@ def run(
     Instead of a CIF, ``load_atoms`` may build the structure (elemental
     references do). A DFT failure is not an error of this function: it is
     recorded in ``out_json`` with status ``failed`` and a reason, so that the
-    workflow carries on with the other structures. ``attach_calculator`` is
-    passed to :func:`relax_atoms` (default GPAW). With ``keep_gpaw_state`` the final GPAW
-    state is written beside the record for the single point (:func:`write_restart`).
+    workflow carries on with the other structures. ``attach_calculator`` and
+    ``ml_calculator`` are passed to :func:`relax_atoms` (default GPAW, SevenNet-0). With
+    ``keep_gpaw_state`` the final GPAW state is written beside the record for the single point
+    (:func:`write_restart`).
     """
     record: dict[str, Any] = {
         "structure_id": structure_id,
@@ -677,7 +710,7 @@ def run(
         atoms, generated = _starting_atoms(cif, load_atoms, settings)
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
-        atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator)
+        atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator, ml_calculator)
         record.update(result)
     except Exception as exc:
         report_traceback()

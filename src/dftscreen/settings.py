@@ -104,9 +104,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 #: Optimizers from ase.optimize that may be named in config (PreconLBFGS with the Exp
-#: preconditioner, see :mod:`dftscreen.relax`). Every preset uses BFGS: no comparison has yet
+#: preconditioner, see :mod:`dftscreen.relax`), and BFGS-MLHessian: BFGS starting from the ML
+#: potential's Hessian (:mod:`dftscreen.ml_hessian`). Every preset uses BFGS: no comparison has yet
 #: shown another reaching the same minimum in fewer steps (issue 32).
-OPTIMIZERS = ("BFGS", "FIRE", "LBFGS", "BFGSLineSearch", "GPMin", "PreconLBFGS")
+OPTIMIZERS = ("BFGS", "FIRE", "LBFGS", "BFGSLineSearch", "GPMin", "PreconLBFGS", "BFGS-MLHessian")
 
 #: Keys of a preset's ``relax`` section (read by :mod:`dftscreen.relax`); the
 #: config schema lists the same ones (``$defs/relax_settings``).

@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ OWN_GPAW_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: ``gpaw.dedecut`` value asking for the cell's own cutoff derivative (:func:`cutoff_derivative`), which
+#: :mod:`dftscreen.relax` computes once at the start of a relaxation and gives GPAW as a number.
+COMPUTED_DEDECUT = "computed"
+#: Cutoff step (eV) of :func:`cutoff_derivative`'s forward difference, and the densest k-mesh (per Å⁻¹) of its
+#: two SCFs: the derivative comes from the atoms' core regions, not from the Brillouin zone
+#: (bench/README.md, "Converged settings": within a few % of the preset mesh's).
+CUTOFF_DERIVATIVE_STEP_EV = 20.0
+CUTOFF_DERIVATIVE_KPT_DENSITY = 2.0
+
+
 def gpaw_calculator_kwargs(
     gpaw_settings: dict[str, Any], txt: str | Path | None = None
 ) -> dict[str, Any]:
@@ -84,8 +95,11 @@ def gpaw_calculator_kwargs(
     raw = {key: value for key, value in gpaw_settings.items() if key not in OWN_GPAW_KEYS}
     ecut = own["ecut_eV"]
     dedecut = own.get("dedecut")
+    # "computed" is a number by the time a relaxation builds its calculator (dftscreen.relax); a
+    # calculation without stress (single point, phonon forces) gets the same legacy code, uncorrected.
+    pw_dedecut = None if dedecut == COMPUTED_DEDECUT else dedecut
     translated: dict[str, Any] = {
-        "mode": PW(ecut, dedecut=dedecut) if dedecut else PW(ecut),
+        "mode": PW(ecut, dedecut=pw_dedecut) if pw_dedecut else PW(ecut),
         "kpts": {"density": own["kpt_density_per_A"], "gamma": True},
         "occupations": FermiDirac(own["smearing_eV"]),
         "txt": str(txt) if txt is not None else None,
@@ -173,6 +187,32 @@ def gpaw_kwargs_for(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path | Non
         if nbands is not None:
             kwargs["nbands"] = nbands
     return kwargs
+
+
+def cutoff_derivative(
+    atoms: Atoms, gpaw_settings: dict[str, Any], workdir: Path, attach: Callable[..., Any] | None = None
+) -> float:
+    """dE/dE_cut of ``atoms`` (eV of total energy per eV of cutoff, the whole cell; negative) at the settings' cutoff.
+
+    The forward difference of the total energy between ``ecut_eV`` and ``ecut_eV`` +
+    :data:`CUTOFF_DERIVATIVE_STEP_EV` at ``atoms``' geometry, two SCFs on a k-mesh of at most
+    :data:`CUTOFF_DERIVATIVE_KPT_DENSITY` per Å⁻¹ (GPAW text output in ``workdir``). Given to GPAW as
+    ``PW(ecut, dedecut=...)``, it makes the Pulay stress (2/3) E_cut (dE/dE_cut) / V (gpaw/old/stress.py),
+    the correction for a basis of fixed cutoff rather than of fixed size. GPAW's own ``estimate``
+    (from the free atoms' setups) was 0.1-7.5 times the computed derivative at 700-1000 eV
+    (bench/README.md, "Converged settings"). ``attach`` attaches the calculator (default
+    :func:`attach_gpaw`; tests pass EMT-like ones).
+    """
+    attach = attach or attach_gpaw
+    energies = []
+    for shift in (0.0, CUTOFF_DERIVATIVE_STEP_EV):
+        probe = atoms.copy()
+        probe.set_constraint()
+        settings = {**gpaw_settings, "ecut_eV": float(gpaw_settings["ecut_eV"]) + shift, "dedecut": None,
+                    "kpt_density_per_A": min(float(gpaw_settings["kpt_density_per_A"]), CUTOFF_DERIVATIVE_KPT_DENSITY)}
+        attach(probe, settings, Path(workdir) / f"cutoff_derivative_{shift:g}.txt")
+        energies.append(float(probe.get_potential_energy()))
+    return (energies[1] - energies[0]) / CUTOFF_DERIVATIVE_STEP_EV
 
 
 def is_legacy_gpaw(calc: Any) -> bool:

@@ -51,11 +51,13 @@ from dftscreen import __version__, status_codes
 from dftscreen.changes import relaxation_change
 from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
+    COMPUTED_DEDECUT,
     EV_PER_A3_TO_GPA,
     apply_magmom_overrides,
     atoms_to_structure,
     attach_gpaw,
     common_arguments,
+    cutoff_derivative,
     failure_reason,
     is_legacy_gpaw,
     one_blas_thread_per_rank,
@@ -316,6 +318,8 @@ def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
         "filter_reference_cell_A": None,
         # BFGS-MLHessian's starting Hessian: "ML (<model>)" or "BFGS default (<why not>)".
         "initial_hessian": None,
+        # dE/dE_cut (eV/eV) of the start geometry when gpaw.dedecut is "computed" (dftscreen.dft.cutoff_derivative).
+        "cutoff_derivative_eV_per_eV": None,
         # Summed over every start of this relaxation (up to its last checkpoint), so a
         # resumed job's cost counts all its starts; see dftscreen.cost.
         "wall_time_all_starts_s": 0.0,
@@ -360,6 +364,22 @@ class _Clock:
         now = time.perf_counter()
         step_time, self.last_step = now - self.last_step, now
         return step_time
+
+
+def _with_cutoff_derivative(
+    atoms: Atoms, settings: dict[str, Any], workdir: Path, state: dict[str, Any], attach_calculator: CalculatorFactory
+) -> dict[str, Any]:
+    """``settings`` with ``gpaw.dedecut: computed`` replaced by the cell's dE/dE_cut (other settings unchanged).
+
+    Computed once per relaxation, at its start geometry (:func:`dftscreen.dft.cutoff_derivative`: two
+    SCFs on a coarse mesh), and kept in the checkpoint, so a resumed relaxation keeps the same Pulay
+    correction (its checkpoint's settings still say "computed", so resuming is unaffected).
+    """
+    if settings["gpaw"].get("dedecut") != COMPUTED_DEDECUT:
+        return settings
+    if state["cutoff_derivative_eV_per_eV"] is None:
+        state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, settings["gpaw"], workdir, attach_calculator)
+    return {**settings, "gpaw": {**settings["gpaw"], "dedecut": state["cutoff_derivative_eV_per_eV"]}}
 
 
 def _attempt_gpaw_settings(settings: dict[str, Any], rung: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -472,6 +492,7 @@ def _relaxation_record(
         "scf_attempts": state["attempts"],
         "point_group_symmetry": state["point_group_symmetry"],
         "initial_hessian": state["initial_hessian"],
+        "cutoff_derivative_eV_per_eV": state["cutoff_derivative_eV_per_eV"],
         "energy_eV": float(energy),
         "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
         "energy_per_atom_eV": float(energy) / len(atoms),
@@ -523,6 +544,7 @@ def relax_atoms(
     ladder = strategies(settings)
     state = _initial_state(atoms, settings)
     atoms = _resume(atoms, settings, workdir, state)
+    settings = _with_cutoff_derivative(atoms, settings, workdir, state, attach_calculator)
     resumed_with_optimizer_state = False
     clock = _Clock(state)
     while True:

@@ -331,7 +331,7 @@ def check_setting_values(settings: Mapping[str, Any], origin: Callable[[str, str
     Raises:
         ValueError: one sentence naming the setting, what it must be and the value found:
             a number that must be positive (or not negative), an integer, a boolean,
-            ``gpaw.dedecut`` other than ``estimate``/a number/null, ``gpaw.convergence``
+            ``gpaw.dedecut`` other than ``estimate``/``computed``/a number/null, ``gpaw.convergence``
             not a mapping of positive criteria, or an unknown optimizer.
     """
     for (section, key), rule in VALUE_RULES.items():
@@ -340,9 +340,9 @@ def check_setting_values(settings: Mapping[str, Any], origin: Callable[[str, str
             _refuse(origin(section, key), rule, values[key])
     gpaw = settings.get("gpaw") if isinstance(settings.get("gpaw"), Mapping) else {}
     dedecut = gpaw.get("dedecut")
-    if dedecut not in (None, "estimate") and breaks_rule(ValueRule("number"), dedecut):
-        raise ValueError(f"{origin('gpaw', 'dedecut')} must be 'estimate', a number (dE/dEcut) or null, "
-                         f"not {dedecut!r}")
+    if dedecut not in (None, "estimate", "computed") and breaks_rule(ValueRule("number"), dedecut):
+        raise ValueError(f"{origin('gpaw', 'dedecut')} must be 'estimate', 'computed', a number (dE/dEcut) "
+                         f"or null, not {dedecut!r}")
     convergence = gpaw.get("convergence")
     if convergence is not None and not isinstance(convergence, Mapping):
         raise ValueError(f"{origin('gpaw', 'convergence')} must be a mapping such as {{energy: 1e-5}}, "

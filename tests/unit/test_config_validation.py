@@ -123,7 +123,7 @@ def test_text_k_point_density_of_one_structure_is_refused():
         ({"overrides": {"gpaw": {"maxiter": 0}}}, "gpaw.maxiter must be a whole number of at least 1"),
         ({"overrides": {"gpaw": {"maxiter": 2.5}}}, "gpaw.maxiter must be a whole number"),
         ({"overrides": {"gpaw": {"h": 0}}}, "gpaw.h must be a number above 0 or null"),
-        ({"overrides": {"gpaw": {"dedecut": "auto"}}}, "gpaw.dedecut must be 'estimate', a number"),
+        ({"overrides": {"gpaw": {"dedecut": "auto"}}}, "gpaw.dedecut must be 'estimate', 'computed', a number"),
         ({"overrides": {"gpaw": {"convergence": "tight"}}}, "gpaw.convergence must be a mapping"),
         ({"overrides": {"gpaw": {"convergence": {"energy": -1e-6}}}},
          "dft.overrides.gpaw.convergence.energy must be a number above 0 or null"),

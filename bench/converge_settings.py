@@ -132,12 +132,15 @@ def compounds() -> list[Subject]:
     def cubic(a: float) -> list[float]:
         return [a, a, a, 90, 90, 90]
 
+    def tetragonal(a: float, c: float) -> list[float]:
+        return [a, a, c, 90, 90, 90]
+
     return [
         Subject("MgGeO3", _perov5(16100), "perov_5 16100 (CMR ABX3, Castelli et al. 2012): 'standard''s stress case"),
         Subject("MgO", _crystal("MgO", rocksalt, 225, cubic(4.212)), "rocksalt, a = 4.212 Å (Wyckoff)"),
-        Subject("TiO2-rutile", _crystal("TiO", [[0, 0, 0], [0.3048, 0.3048, 0]], 136, [4.594, 4.594, 2.959, 90, 90, 90]),
+        Subject("TiO2-rutile", _crystal("TiO", [[0, 0, 0], [0.3048, 0.3048, 0]], 136, tetragonal(4.594, 2.959)),
                 "rutile, Burdett et al., JACS 109, 3639 (1987)"),
-        Subject("TiO2-anatase", _crystal("TiO", [[0, 0, 0], [0, 0, 0.2081]], 141, [3.785, 3.785, 9.514, 90, 90, 90]),
+        Subject("TiO2-anatase", _crystal("TiO", [[0, 0, 0], [0, 0, 0.2081]], 141, tetragonal(3.785, 9.514)),
                 "anatase, Burdett et al. (1987)"),
         Subject("NaCl", _crystal("NaCl", rocksalt, 225, cubic(5.640)), "rocksalt, a = 5.640 Å"),
         Subject("LiF", _crystal("LiF", rocksalt, 225, cubic(4.027)), "rocksalt, a = 4.027 Å"),

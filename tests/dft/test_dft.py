@@ -209,3 +209,32 @@ def test_gllbsc_gap_is_larger_than_pbe_for_silicon(tmp_path: Path):
     assert props["status"] == "done", props.get("reason")
     assert props["gllbsc_discontinuity_eV"] > 0.1
     assert props["band_gap_eV"] < props["band_gap_gllbsc_eV"] < 2.0
+
+
+def test_computed_cutoff_derivative_reaches_gpaw_on_two_ranks(tmp_path: Path):
+    """``gpaw.dedecut: computed`` through the relax entry point under MPI: both ranks compute the same
+    dE/dE_cut on the coarse mesh, GPAW's legacy calculator applies it (its text output), and it agrees
+    with the forward difference on the relaxation's own, denser mesh (the derivative comes from the
+    atoms' cores, not from the Brillouin zone)."""
+    from dftscreen.cif_reader import read_structure
+    from dftscreen.dft import CUTOFF_DERIVATIVE_STEP_EV, attach_gpaw, structure_to_atoms
+    from dftscreen.settings import resolve_settings
+
+    cif = EXAMPLES / "NaCl_crystallm_P4nmm.cif"
+    overrides = {"gpaw": {"dedecut": "computed", "kpt_density_per_A": 3.5}, "relax": {"max_steps": 1}}
+    record = relax(tmp_path, cif, overrides)
+    derivative = record["cutoff_derivative_eV_per_eV"]
+    assert derivative < 0, "the energy falls as the cutoff rises"
+    text = (tmp_path / "relax_gpaw_attempt1.txt").read_text()
+    applied = float(text.split("(de/decut=")[1].split(")")[0])  # GPAW prints dE/dE_cut (Ha/Ha = eV/eV), 6 decimals
+    assert applied == pytest.approx(derivative, abs=1e-6)
+
+    atoms = structure_to_atoms(read_structure(cif)[0])
+    gpaw = resolve_settings("test", overrides)["gpaw"] | {"dedecut": None}
+    energies = []
+    for shift in (0.0, CUTOFF_DERIVATIVE_STEP_EV):
+        probe = atoms.copy()
+        attach_gpaw(probe, gpaw | {"ecut_eV": gpaw["ecut_eV"] + shift}, tmp_path / f"dense_{shift:g}.txt")
+        energies.append(probe.get_potential_energy())
+    dense = (energies[1] - energies[0]) / CUTOFF_DERIVATIVE_STEP_EV
+    assert derivative == pytest.approx(dense, rel=0.05)

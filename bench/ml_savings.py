@@ -510,6 +510,8 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
                                "ml_wall_time_s": ml_record.get("wall_time_s")}
         if ml_record.get("initial_volume_A3"):
             row["ml_volume_change_pct"] = 100 * (ml_record["final_volume_A3"] / ml_record["initial_volume_A3"] - 1)
+            row["ml_energy_drop_meV_per_atom"] = 1000 * (ml_record["initial_energy_per_atom_eV"]
+                                                         - ml_record["energy_per_atom_eV"])
         for mode in ("generated", "ml"):
             record = dft[mode].get(sid, {})
             prefix = f"dft_from_{mode}"
@@ -562,6 +564,7 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
             result["ionic_steps_ratio_with_over_without_quiet_pairs"] = float(
                 quiet["dft_from_ml_ionic_steps"].sum() / quiet["dft_from_generated_ionic_steps"].sum())
     result["pairs"] = pairs.to_dict(orient="records")
+    result["start_geometry_rules"] = start_geometry_rules(result["pairs"])
 
     # Agreement: DFT (started from the ML geometry) and ML hulls over the same structures and elements.
     dft_ok = {sid: r for sid, r in dft["ml"].items() if r.get("status") == status_codes.RELAXED}
@@ -593,6 +596,36 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
     result["elements_needed"] = elements
     result["elements_done"] = sorted(covered)
     return result
+
+
+#: Thresholds of the start-geometry rules :func:`start_geometry_rules` compares: ML energy drop (meV/atom)
+#: and |ML volume change| (%).
+START_RULE_THRESHOLDS = {"ml_energy_drop_meV_per_atom": (0, 5, 10, 20, 50, 100, 200),
+                         "ml_volume_change_pct": (0, 1, 2, 3, 5, 7)}
+START_RULE_LABELS = {"ml_energy_drop_meV_per_atom": "ML energy drop (meV/atom)",
+                     "ml_volume_change_pct": "ML volume change, either sign (%)"}
+
+
+def start_geometry_rules(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DFT ionic steps and wall time over the pairs if DFT started from the ML geometry only when the ML
+    relaxation moved the structure beyond a threshold (its energy drop, or |volume change|), else from
+    the generated one (issue 32, item 3): both halves of every pair are measured, so each rule's total
+    is a sum of measured relaxations. ``never`` and ``always`` are the two ends."""
+    def total(uses_ml: Any) -> dict[str, float]:
+        chosen = ["ml" if uses_ml(p) else "generated" for p in pairs]
+        return {"dft_ionic_steps": float(sum(p[f"dft_from_{c}_ionic_steps"] for p, c in zip(pairs, chosen))),
+                "dft_wall_time_s": float(sum(p[f"dft_from_{c}_wall_time_s"] for p, c in zip(pairs, chosen))),
+                "n_from_ml": chosen.count("ml")}
+
+    rules = [{"rule": "never (generated geometry)", **total(lambda p: False)},
+             {"rule": "always (ML geometry)", **total(lambda p: True)}]
+    for column, thresholds in START_RULE_THRESHOLDS.items():
+        for threshold in thresholds:
+            def beyond(p: dict[str, Any], column: str = column, threshold: float = threshold) -> bool:
+                value = p.get(column)
+                return value is not None and value == value and abs(value) > threshold
+            rules.append({"rule": f"{START_RULE_LABELS[column]} > {threshold:g}", **total(beyond)})
+    return rules
 
 
 def quiet_pair(pair: Any) -> bool:
@@ -684,8 +717,13 @@ def main(argv: list[str] | None = None) -> int:
                       lambda sid: Path(layout.ml_relaxed_cif(sid)),
                       on_progress=lambda: write_report(store, bench.dft_settings_sha256, workdir))
         result = write_report(store, bench.dft_settings_sha256, workdir)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("pairs", "agreement_rows")}, indent=1))
+    hidden = ("pairs", "agreement_rows", "start_geometry_rules")
+    print(json.dumps({k: v for k, v in result.items() if k not in hidden}, indent=1))
     print(markdown(result))
+    print("\n| DFT starts from the ML geometry when | from ML | DFT ionic steps | DFT wall time s |\n|---|---|---|---|")
+    for rule in result.get("start_geometry_rules", []):
+        print(f"| {rule['rule']} | {rule['n_from_ml']} | {rule['dft_ionic_steps']:.0f} "
+              f"| {rule['dft_wall_time_s']:.0f} |")
     return 0
 
 

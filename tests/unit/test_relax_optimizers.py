@@ -96,12 +96,7 @@ def test_killed_relaxation_resumes_with_the_optimizer_state(tmp_path: Path, name
         # Its preconditioner matrix is rebuilt at the resumed geometry: a slightly different path.
         return
     # FIRE's whole state is kept: the steps after the resume are the uninterrupted run's.
-    assert resumed["n_ionic_steps"] == reference["n_ionic_steps"]
-    assert resumed["energy_per_atom_eV"] == pytest.approx(reference["energy_per_atom_eV"], abs=1e-9)
-    after_resume = read(killed / "relax_attempt2.traj", index=":")
-    for resumed_frame, straight_frame in zip(after_resume, uninterrupted[steps_done:], strict=True):
-        np.testing.assert_allclose(resumed_frame.cell[:], straight_frame.cell[:], atol=1e-6)
-        np.testing.assert_allclose(resumed_frame.positions, straight_frame.positions, atol=1e-6)
+    assert_resume_takes_the_uninterrupted_steps(killed, resumed, reference, uninterrupted, steps_done)
 
 
 class _KillAfterSteps(EMTFactory):
@@ -287,12 +282,7 @@ def test_killed_ml_hessian_relaxation_resumes_without_the_ml_potential(tmp_path:
     assert resumed["initial_hessian"] == "ML (EMT)"
     assert resumed["n_starts"] == 2 and resumed["resumed_from_step"] == steps_done
     # BFGS's whole state is kept: the steps after the resume are the uninterrupted run's.
-    assert resumed["n_ionic_steps"] == reference["n_ionic_steps"]
-    assert resumed["energy_per_atom_eV"] == pytest.approx(reference["energy_per_atom_eV"], abs=1e-9)
-    after_resume = read(killed / "relax_attempt2.traj", index=":")
-    for resumed_frame, straight_frame in zip(after_resume, uninterrupted[steps_done:], strict=True):
-        np.testing.assert_allclose(resumed_frame.cell[:], straight_frame.cell[:], atol=1e-6)
-        np.testing.assert_allclose(resumed_frame.positions, straight_frame.positions, atol=1e-6)
+    assert_resume_takes_the_uninterrupted_steps(killed, resumed, reference, uninterrupted, steps_done)
 
 
 def test_finite_difference_hessian_is_emts_and_the_floor_makes_it_positive_definite():
@@ -336,3 +326,15 @@ def test_default_ml_potential_is_sevennet():
     assert note == "ML (SevenNet-0)" and atoms.calc is None
     assert hessian.shape == (12, 12)
     assert np.linalg.eigvalsh(hessian).min() >= EIGENVALUE_FLOOR_EV_PER_A2 - 1e-9
+
+
+def assert_resume_takes_the_uninterrupted_steps(
+    killed: Path, resumed: dict, reference: dict, uninterrupted: list, steps_done: int
+) -> None:
+    """The resumed run took the uninterrupted run's steps after ``steps_done`` and ended at its minimum."""
+    assert resumed["n_ionic_steps"] == reference["n_ionic_steps"]
+    assert resumed["energy_per_atom_eV"] == pytest.approx(reference["energy_per_atom_eV"], abs=1e-9)
+    after_resume = read(killed / "relax_attempt2.traj", index=":")
+    for resumed_frame, straight_frame in zip(after_resume, uninterrupted[steps_done:], strict=True):
+        np.testing.assert_allclose(resumed_frame.cell[:], straight_frame.cell[:], atol=1e-6)
+        np.testing.assert_allclose(resumed_frame.positions, straight_frame.positions, atol=1e-6)

@@ -373,6 +373,20 @@ def bulk_modulus_GPa(records: Records, structure: str) -> float | None:
     return (pressure[1] - pressure[0]) / (1 - BULK_MODULUS_SCALE)
 
 
+def element_point(records: Records, symbol: str, compound: dict[str, Any]) -> dict[str, Any] | None:
+    """The element's record at ``compound``'s settings; a molecule (Γ only) at any k density of the same
+    cutoff and smearing, since its k density does not enter."""
+    points = records.get(symbol, {})
+    name = point_name(compound["ecut_eV"], compound["kpt_density_per_A"], compound["smearing_eV"])
+    if name in points:
+        return points[name]
+    for record in points.values():
+        if (record["kind"] == "molecule" and record["volume_scale"] == 1.0 and record["ecut_eV"] == compound["ecut_eV"]
+                and record["smearing_eV"] == compound["smearing_eV"]):
+            return record
+    return None
+
+
 def formation_meV(records: Records, compound: str, name: str) -> float | None:
     """Formation energy (meV/atom) of ``compound`` at point ``name``, or None when a part is missing."""
     from ase.formula import Formula
@@ -385,7 +399,7 @@ def formation_meV(records: Records, compound: str, name: str) -> float | None:
         return None
     total = record["energy_eV"]
     for symbol, count in counts.items():
-        element = records.get(symbol, {}).get(name)
+        element = element_point(records, symbol, record)
         if element is None:
             return None
         total -= count * element["energy_per_atom_eV"]

@@ -375,8 +375,8 @@ def _with_cutoff_derivative(
     SCFs on a coarse mesh), and kept in the checkpoint, so a resumed relaxation keeps the same Pulay
     correction (its checkpoint's settings still say "computed", so resuming is unaffected).
     """
-    if settings["gpaw"].get("dedecut") != COMPUTED_DEDECUT:
-        return settings
+    if settings["gpaw"].get("dedecut") != COMPUTED_DEDECUT or not settings["relax"].get("relax_cell", True):
+        return settings  # positions only (a molecule, phonons' tightening): no stress, no Pulay correction
     if state["cutoff_derivative_eV_per_eV"] is None:
         state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, settings["gpaw"], workdir, attach_calculator)
     return {**settings, "gpaw": {**settings["gpaw"], "dedecut": state["cutoff_derivative_eV_per_eV"]}}

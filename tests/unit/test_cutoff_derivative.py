@@ -104,6 +104,13 @@ def test_without_computed_no_probe_runs(tmp_path: Path):
     assert {s["dedecut"] for s, _ in factory.attempts} == {"estimate"}
 
 
+def test_positions_only_relaxation_computes_no_derivative(tmp_path: Path):
+    factory = CutoffEMTFactory()
+    overrides = {"gpaw": {"dedecut": COMPUTED_DEDECUT}, "relax": {"relax_cell": False}}
+    record = run_relax(tmp_path / "run", factory, overrides)
+    assert probes(factory) == [] and record["cutoff_derivative_eV_per_eV"] is None
+
+
 def test_killed_relaxation_resumes_with_the_same_derivative_and_no_new_probes(tmp_path: Path):
     cif = write_cif(tmp_path / "cu.cif")
     overrides = RESUME | {"gpaw": {"dedecut": COMPUTED_DEDECUT}}

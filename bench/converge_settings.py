@@ -78,6 +78,11 @@ AXES: dict[str, tuple[tuple[float, ...], tuple[float | None, float | None, float
 #: Coarse k-point density (per Å⁻¹) and the cutoffs (eV) at which the cell's dE/dE_cut is computed again:
 #: whether two cheap SCFs on a coarse mesh give the derivative the preset's mesh gives.
 COARSE_DERIVATIVE = (2.0, (600.0, 700.0, 800.0))
+#: A candidate for a cheaper ``standard``: 700 eV with the computed Pulay correction (its coarse
+#: derivative points above), and the k-point density (per Å⁻¹) an insulator would get; metals keep 5.0.
+CANDIDATE = (700.0, 3.0, 0.05)
+#: Mesh gap (eV) at today's ``standard`` point above which a structure counts as an insulator for CANDIDATE.
+INSULATOR_GAP_EV = 0.5
 #: Volume scale of the second reference SCF for the bulk modulus (fixed shape).
 BULK_MODULUS_SCALE = 0.97
 GPA_PER_EV_PER_A3 = 160.21766208
@@ -199,6 +204,7 @@ def points(subject: Subject, axes: list[str]) -> list[tuple[float, float, float,
             wanted.append((max(values), fixed[1], fixed[2], BULK_MODULUS_SCALE))
             coarse_k, cutoffs = COARSE_DERIVATIVE
             wanted += [(ecut + step, coarse_k, fixed[2], 1.0) for ecut in cutoffs for step in (0.0, DEDECUT_STEP_EV)]
+            wanted.append((*CANDIDATE, 1.0))
     return list(dict.fromkeys(wanted))
 
 
@@ -508,7 +514,68 @@ def report(records: Records, stress_threshold: float) -> str:
         for metric in METRICS:
             for treatment in treatments if metric in ("stress_GPa", "volume_percent") else treatments[:1]:
                 lines += [""] + detail_lines(records, axis, metric, treatment)
-    return "\n".join(lines + [""] + dedecut_lines(records))
+    return "\n".join(lines + [""] + dedecut_lines(records) + [""] + candidate_lines(records))
+
+
+def candidate_formation_meV(records: Records, compound: dict[str, Any], ecut: float) -> float | None:
+    """Formation energy (meV/atom) of ``compound``'s record with every element at ``ecut`` and the ecut axis's mesh."""
+    from ase.formula import Formula
+
+    total = compound["energy_eV"]
+    for symbol, count in Formula(compound["formula"]).count().items():
+        element = records.get(symbol, {}).get(point_name(ecut, AXES["ecut"][1][1], AXES["ecut"][1][2]))
+        if element is None:
+            return None
+        total -= count * element["energy_per_atom_eV"]
+    return 1000 * total / compound["n_atoms"]
+
+
+def candidate_row(records: Records, structure: str) -> str | None:
+    """Today's ``standard`` point against :data:`CANDIDATE` for one crystal (see :func:`candidate_lines`)."""
+    points = records[structure]
+    ecut_today, k_today, smearing = 800.0, AXES["ecut"][1][1], AXES["ecut"][1][2]
+    today, converged = points.get(point_name(ecut_today, k_today, smearing)), points.get(axis_point("ecut", 1000.0))
+    if today is None or converged is None or today["kind"] != "crystal":
+        return None
+    insulator = today["band_gap_on_mesh_eV"] > INSULATOR_GAP_EV
+    ecut, k = CANDIDATE[0], CANDIDATE[1] if insulator else k_today
+    candidate = points.get(point_name(ecut, k, smearing))
+    coarse = [points.get(point_name(ecut + step, COARSE_DERIVATIVE[0], smearing)) for step in (0.0, DEDECUT_STEP_EV)]
+    if candidate is None or None in coarse:
+        return None
+    derivative = (coarse[1]["energy_eV"] - coarse[0]["energy_eV"]) / DEDECUT_STEP_EV
+    raw = stress_GPa({structure: {"x": candidate}}, structure, "x", "raw")
+    pulay = 2 / 3 * ecut * derivative / candidate["volume_A3"] * GPA_PER_EV_PER_A3
+    stresses = {"today": stress_GPa(records, structure, point_name(ecut_today, k_today, smearing), "estimate"),
+                "candidate": [x + pulay if i < 3 else x for i, x in enumerate(raw)],
+                "converged": stress_GPa(records, structure, axis_point("ecut", 1000.0), "computed")}
+    if stresses["converged"] is None:
+        return None
+    errors = {key: max(abs(a - b) for a, b in zip(stresses[key], stresses["converged"]))
+              for key in ("today", "candidate")}
+    formation = [candidate_formation_meV(records, record, e) for record, e in
+                 ((today, ecut_today), (candidate, ecut), (converged, 1000.0))]
+    formation_text = "-" if None in formation else (f"{formation[1] - formation[0]:+7.2f} "
+                                                    f"{abs(formation[0] - formation[2]):5.2f}/"
+                                                    f"{abs(formation[1] - formation[2]):5.2f}")
+    cost = (candidate["n_ibz_kpoints"] * ecut ** 1.5) / (today["n_ibz_kpoints"] * ecut_today ** 1.5)
+    wall = (candidate["scf_wall_s"] + sum(c["scf_wall_s"] for c in coarse)) / today["scf_wall_s"]
+    return (f"{structure:16s} {'insulator' if insulator else 'metal':9s} k {k:g}  "
+            f"{1000 * (candidate['energy_per_atom_eV'] - today['energy_per_atom_eV']):+8.2f}  {formation_text:>20s}  "
+            f"{errors['today']:5.2f}/{errors['candidate']:5.2f}  "
+            f"{today['n_ibz_kpoints']:4d}/{candidate['n_ibz_kpoints']:4d}"
+            f"  {cost:5.2f}  {candidate['scf_wall_s'] / today['scf_wall_s']:5.2f}  {wall:5.2f}")
+
+
+def candidate_lines(records: Records) -> list[str]:
+    """Per crystal: today's ``standard`` point (800 eV, GPAW's estimate, density 5.0) against CANDIDATE."""
+    lines = [f"## today's standard (800 eV, estimate, k 5.0) against a candidate ({CANDIDATE[0]:g} eV, computed"
+             f" dE/dE_cut on a k {COARSE_DERIVATIVE[0]:g} mesh, k {CANDIDATE[1]:g} for a mesh gap above"
+             f" {INSULATOR_GAP_EV} eV at today's point, else 5.0)",
+             "structure        kind      mesh  ΔE meV/atom  ΔEf meV/atom |err| today/cand  stress err GPa today/cand"
+             "  IBZ k today/cand  k x Ecut^1.5 ratio  SCF wall ratio  with derivative SCFs"]
+    lines += [row for row in (candidate_row(records, s) for s in sorted(records)) if row]
+    return lines
 
 
 def dedecut_lines(records: Records) -> list[str]:

@@ -518,7 +518,29 @@ def report(records: Records, stress_threshold: float) -> str:
         for metric in METRICS:
             for treatment in treatments if metric in ("stress_GPa", "volume_percent") else treatments[:1]:
                 lines += [""] + detail_lines(records, axis, metric, treatment)
-    return "\n".join(lines + [""] + dedecut_lines(records) + [""] + candidate_lines(records))
+    return "\n".join(lines + [""] + dedecut_lines(records) + [""] + coarse_derivative_lines(records) + [""]
+                     + candidate_lines(records))
+
+
+def coarse_derivative_lines(records: Records) -> list[str]:
+    """Per crystal and cutoff of COARSE_DERIVATIVE: dE/dE_cut on the coarse mesh over the ecut axis mesh's."""
+    coarse_k, cutoffs = COARSE_DERIVATIVE
+    mesh_k, smearing = AXES["ecut"][1][1], AXES["ecut"][1][2]
+    lines = [f"## dE/dE_cut on the k {coarse_k:g} mesh over that on the k {mesh_k:g} mesh",
+             "structure".ljust(16) + "".join(f"{ecut:>8g}" for ecut in cutoffs)]
+    for structure, points in sorted(records.items()):
+        cells = []
+        for ecut in cutoffs:
+            pair = [[points.get(point_name(ecut + step, k, smearing)) for step in (0.0, DEDECUT_STEP_EV)]
+                    for k in (coarse_k, mesh_k)]
+            if any(None in p for p in pair):
+                cells.append(f"{'-':>8s}")
+                continue
+            coarse, mesh = ((b["energy_eV"] - a["energy_eV"]) for a, b in pair)
+            cells.append(f"{coarse / mesh:8.2f}")
+        if any(c.strip() != "-" for c in cells):
+            lines.append(structure.ljust(16) + "".join(cells))
+    return lines
 
 
 def candidate_formation_meV(records: Records, compound: dict[str, Any], ecut: float) -> float | None:

@@ -192,8 +192,14 @@ def point_name(ecut: float, k: float, smearing: float, scale: float = 1.0) -> st
     return name + (f"_V{scale:g}" if scale != 1.0 else "")
 
 
-def points(subject: Subject, axes: list[str]) -> list[tuple[float, float, float, float]]:
-    """(ecut eV, k density, smearing eV, volume scale) of every SCF ``subject`` needs on ``axes``."""
+def points(
+    subject: Subject, axes: list[str], energies_only: bool = False
+) -> list[tuple[float, float, float, float]]:
+    """(ecut eV, k density, smearing eV, volume scale) of every SCF ``subject`` needs on ``axes``.
+
+    ``energies_only``: the axes' own values only (enough for energies, formation energies and
+    polymorph differences), none of the stress points (cutoff + 20 eV, coarse mesh, 0.97 V, candidate).
+    """
     wanted: list[tuple[float, float, float, float]] = []
     for axis in axes:
         values, fixed = AXES[axis]
@@ -202,9 +208,11 @@ def points(subject: Subject, axes: list[str]) -> list[tuple[float, float, float,
         for value in values:
             ecut, k, smearing = (value if f is None else f for f in fixed)
             wanted.append((ecut, k, smearing, 1.0))
+            if energies_only:
+                continue
             if axis == "ecut":
                 wanted.append((ecut + DEDECUT_STEP_EV, k, smearing, 1.0))
-        if subject.kind == "crystal" and axis == "ecut":
+        if subject.kind == "crystal" and axis == "ecut" and not energies_only:
             wanted.append((max(values), fixed[1], fixed[2], BULK_MODULUS_SCALE))
             coarse_k, cutoffs = COARSE_DERIVATIVE
             wanted += [(ecut + step, coarse_k, fixed[2], 1.0) for ecut in cutoffs for step in (0.0, DEDECUT_STEP_EV)]
@@ -256,7 +264,7 @@ def single_point(subject: Subject, ecut: float, k: float, smearing: float, scale
     }
 
 
-def run(axes: list[str], only: list[str] | None, workdir: Path) -> None:
+def run(axes: list[str], only: list[str] | None, workdir: Path, energies_only: bool = False) -> None:
     from ase.parallel import parprint, world
 
     from dftscreen.dft import one_blas_thread_per_rank
@@ -266,7 +274,7 @@ def run(axes: list[str], only: list[str] | None, workdir: Path) -> None:
     for subject in subjects():
         if only and subject.name not in only:
             continue
-        for ecut, k, smearing, scale in points(subject, axes):
+        for ecut, k, smearing, scale in points(subject, axes, energies_only):
             name = point_name(ecut, k, smearing, scale)
             path = RECORDS / subject.name / f"{name}.json"
             world.barrier()  # every rank sees the same files: rank 0 wrote the last one before this
@@ -631,12 +639,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="structures (names as in the records) to compute")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/converge_settings"), help="GPAW text output")
     parser.add_argument("--report", action="store_true", help="tables from the stored records only")
+    parser.add_argument("--energies-only", action="store_true", help="no stress points (see points())")
     parser.add_argument("--stress-threshold-GPa", type=float, default=0.5)
     args = parser.parse_args(argv)
     if args.report:
         print(report(load_records(RECORDS), args.stress_threshold_GPa))
         return 0
-    run(args.axes, args.only, args.workdir)
+    run(args.axes, args.only, args.workdir, args.energies_only)
     return 0
 
 

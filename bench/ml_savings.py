@@ -510,6 +510,7 @@ def report(store: Store, dft_settings_sha256: str) -> dict[str, Any]:
                                "ml_wall_time_s": ml_record.get("wall_time_s")}
         if ml_record.get("initial_volume_A3"):
             row["ml_volume_change_pct"] = 100 * (ml_record["final_volume_A3"] / ml_record["initial_volume_A3"] - 1)
+        if ml_record.get("initial_energy_per_atom_eV") is not None and ml_record.get("energy_per_atom_eV") is not None:
             row["ml_energy_drop_meV_per_atom"] = 1000 * (ml_record["initial_energy_per_atom_eV"]
                                                          - ml_record["energy_per_atom_eV"])
         for mode in ("generated", "ml"):

@@ -190,3 +190,22 @@ def test_ml_values_are_stored_once_and_a_fresh_ml_stage_is_compared_with_them(tm
     assert second["n_compared"] == 3 and second["n_same_relaxed_cif"] == 1
     # The first session's record is kept.
     assert json.loads(store.ml_path("sid_nacl").read_text())["energy_per_atom_eV"] == -3.35
+
+
+def test_start_geometry_rules_sum_the_measured_half_each_rule_picks():
+    pairs = [
+        {"ml_energy_drop_meV_per_atom": 2.0, "ml_volume_change_pct": -0.5,
+         "dft_from_generated_ionic_steps": 4, "dft_from_ml_ionic_steps": 5,
+         "dft_from_generated_wall_time_s": 40.0, "dft_from_ml_wall_time_s": 50.0},
+        {"ml_energy_drop_meV_per_atom": 300.0, "ml_volume_change_pct": -9.0,
+         "dft_from_generated_ionic_steps": 30, "dft_from_ml_ionic_steps": 10,
+         "dft_from_generated_wall_time_s": 300.0, "dft_from_ml_wall_time_s": 100.0},
+    ]
+    rules = {rule["rule"]: rule for rule in ml_savings.start_geometry_rules(pairs)}
+    assert rules["never (generated geometry)"]["dft_ionic_steps"] == 34
+    assert rules["always (ML geometry)"]["dft_ionic_steps"] == 15
+    # Above 5 meV/atom only the second pair starts from ML: 4 + 10 steps, 40 + 100 s.
+    picked = rules["ML energy drop (meV/atom) > 5"]
+    assert (picked["n_from_ml"], picked["dft_ionic_steps"], picked["dft_wall_time_s"]) == (1, 14, 140.0)
+    # A volume change counts either sign: -9 % is beyond 7 %.
+    assert rules["ML volume change, either sign (%) > 7"]["n_from_ml"] == 1

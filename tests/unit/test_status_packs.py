@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dftscreen import status
 
 # sacct --allocations rows: JobIDRaw|State|Comment|WorkDir|Timelimit|Elapsed
@@ -20,6 +22,20 @@ STEPS = [
     "12.3|properties:A|COMPLETED", "12.4|properties:C|COMPLETED",
     "13|9fe91dec|RUNNING", "13.0|relax:D|RUNNING",
 ]
+
+
+@pytest.fixture(autouse=True)
+def slurm_client(monkeypatch):
+    """A SLURM client on PATH whose controller answers (each test fakes the rows it returns): these
+    tests must not depend on whether the machine has SLURM installed (a fresh one has not; the
+    end-to-end set installs it later)."""
+    real_which = status.shutil.which
+
+    def which(name, *args, **kwargs):
+        return f"/usr/bin/{name}" if name in ("sacct", "squeue") else real_which(name, *args, **kwargs)
+
+    monkeypatch.setattr(status.shutil, "which", which)
+    monkeypatch.setattr(status, "controller_answers", lambda timeout=status.PROBE_TIMEOUT_S: True)
 
 
 def fake_scheduler(monkeypatch, workdir: Path) -> None:

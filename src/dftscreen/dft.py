@@ -199,8 +199,8 @@ def cutoff_derivative(
     :data:`CUTOFF_DERIVATIVE_KPT_DENSITY` per Å⁻¹ (GPAW text output in ``workdir``). Given to GPAW as
     ``PW(ecut, dedecut=...)``, it makes the Pulay stress (2/3) E_cut (dE/dE_cut) / V (gpaw/old/stress.py),
     the correction for a basis of fixed cutoff rather than of fixed size. GPAW's own ``estimate``
-    (from the free atoms' setups) was 0.1-7.5 times the computed derivative at 700-1000 eV
-    (bench/README.md, "Converged settings"). ``attach`` attaches the calculator (default
+    (from the free atoms' setups) was 0.1 times the computed derivative at 700 eV and 7.5 times it
+    at 800 eV in MgGeO3 (bench/README.md, "Converged settings"). ``attach`` attaches the calculator (default
     :func:`attach_gpaw`; tests pass EMT-like ones).
     """
     attach = attach or attach_gpaw

@@ -405,23 +405,27 @@ def element_point(records: Records, symbol: str, compound: dict[str, Any]) -> di
     return None
 
 
-def formation_meV(records: Records, compound: str, name: str) -> float | None:
-    """Formation energy (meV/atom) of ``compound`` at point ``name``, or None when a part is missing."""
+def formation_from(compound: dict[str, Any], element_record: Callable[[str], dict[str, Any] | None]) -> float | None:
+    """Formation energy (meV/atom) of ``compound``'s record against ``element_record(symbol)``'s energies
+    per atom; None for an element or when an element's record is missing."""
     from ase.formula import Formula
 
-    record = records.get(compound, {}).get(name)
-    if record is None:
-        return None
-    counts = Formula(record["formula"]).count()
+    counts = Formula(compound["formula"]).count()
     if len(counts) < 2:
         return None
-    total = record["energy_eV"]
+    total = compound["energy_eV"]
     for symbol, count in counts.items():
-        element = element_point(records, symbol, record)
+        element = element_record(symbol)
         if element is None:
             return None
         total -= count * element["energy_per_atom_eV"]
-    return 1000 * total / record["n_atoms"]
+    return 1000 * total / compound["n_atoms"]
+
+
+def formation_meV(records: Records, compound: str, name: str) -> float | None:
+    """Formation energy (meV/atom) of ``compound`` at point ``name``, or None when a part is missing."""
+    record = records.get(compound, {}).get(name)
+    return None if record is None else formation_from(record, lambda symbol: element_point(records, symbol, record))
 
 
 def axis_errors(records: Records, axis: str, value: float, treatment: str) -> dict[str, dict[str, float]]:
@@ -553,15 +557,8 @@ def coarse_derivative_lines(records: Records) -> list[str]:
 
 def candidate_formation_meV(records: Records, compound: dict[str, Any], ecut: float) -> float | None:
     """Formation energy (meV/atom) of ``compound``'s record with every element at ``ecut`` and the ecut axis's mesh."""
-    from ase.formula import Formula
-
-    total = compound["energy_eV"]
-    for symbol, count in Formula(compound["formula"]).count().items():
-        element = records.get(symbol, {}).get(point_name(ecut, AXES["ecut"][1][1], AXES["ecut"][1][2]))
-        if element is None:
-            return None
-        total -= count * element["energy_per_atom_eV"]
-    return 1000 * total / compound["n_atoms"]
+    name = point_name(ecut, AXES["ecut"][1][1], AXES["ecut"][1][2])
+    return formation_from(compound, lambda symbol: records.get(symbol, {}).get(name))
 
 
 def candidate_row(records: Records, structure: str) -> str | None:
@@ -589,8 +586,7 @@ def candidate_row(records: Records, structure: str) -> str | None:
               for key in ("today", "candidate")}
     formation = [candidate_formation_meV(records, record, e) for record, e in
                  ((today, ecut_today), (candidate, ecut), (converged, 1000.0))]
-    elemental = len({symbol for symbol in today["formula"] if symbol.isupper()}) == 1
-    formation_text = "-" if None in formation or elemental else (f"{formation[1] - formation[0]:+7.2f} "
+    formation_text = "-" if None in formation else (f"{formation[1] - formation[0]:+7.2f} "
                                                     f"{abs(formation[0] - formation[2]):5.2f}/"
                                                     f"{abs(formation[1] - formation[2]):5.2f}")
     cost = (candidate["n_ibz_kpoints"] * ecut ** 1.5) / (today["n_ibz_kpoints"] * ecut_today ** 1.5)

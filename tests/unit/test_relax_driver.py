@@ -53,8 +53,10 @@ def run_relax(
     overrides: dict | None = None,
     ladder: list | None = None,
     cif: Path | None = None,
+    ml_calculator=None,
 ) -> dict:
-    """``relax.run`` on distorted Cu with the test preset, as the CLI would, but with ``factory``'s calculators."""
+    """``relax.run`` on distorted Cu with the test preset, as the CLI would, but with ``factory``'s calculators
+    (and ``ml_calculator`` for BFGS-MLHessian's initial Hessian)."""
     workdir.mkdir(exist_ok=True)
     cif = cif or write_cif(workdir.parent / f"{workdir.name}_input.cif")
     record = relax.run(
@@ -65,6 +67,7 @@ def run_relax(
         out_cif=workdir / "relaxed.cif",
         workdir=workdir,
         attach_calculator=factory,
+        ml_calculator=ml_calculator,
     )
     assert json.loads((workdir / "relax.json").read_text()) == json.loads(json.dumps(record))
     return record

@@ -182,23 +182,8 @@ class _CountingML:
 
 
 def run_ml_bfgs(workdir: Path, factory: EMTFactory, ml, cif: Path) -> dict:
-    """``relax.run`` with BFGS-MLHessian (test preset, the driver tests' fmax), as ``run_relax`` does."""
-    from dftscreen import relax
-    from dftscreen.settings import resolve_settings
-
-    workdir.mkdir(exist_ok=True)
-    record = relax.run(
-        cif=cif,
-        structure_id="x",
-        settings=resolve_settings("test", optimizer(ML_BFGS)),
-        out_json=workdir / "relax.json",
-        out_cif=workdir / "relaxed.cif",
-        workdir=workdir,
-        attach_calculator=factory,
-        ml_calculator=ml,
-    )
-    assert json.loads((workdir / "relax.json").read_text()) == json.loads(json.dumps(record))
-    return record
+    """``relax.run`` with BFGS-MLHessian (test preset, the driver tests' fmax) and ``ml``'s Hessian."""
+    return run_relax(workdir, factory, optimizer(ML_BFGS), cif=cif, ml_calculator=ml)
 
 
 def ml_start(kind: str):

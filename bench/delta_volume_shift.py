@@ -41,7 +41,7 @@ WIEN2k PBE Birch-Murnaghan fits.
 Records: one atomic JSON per element per SCF setting (rank 0 writes; a rerun skips stored
 records, so a killed run resumes): ``bench/records/delta_volume_shift/<El>/e<ecut>_k<k>_s<smearing>.json``.
 
-Usage (from the project root; ``--drive`` runs one mpiexec per element, cheapest first, each
+Usage (from the project root; ``--drive`` runs one mpiexec per element, cheapest SCF first, each
 under the shared CPU lock so other DFT work interleaves, and starts none after ``--stop-at``)::
 
     PYTHONPATH=src:bench nohup .venv/bin/python bench/delta_volume_shift.py --drive --stop-at 00:15 \\
@@ -133,12 +133,15 @@ def applicable(reference: dict[str, Any]) -> bool:
 
 
 def elements_cheapest_first(root: Path = REFERENCES) -> list[str]:
-    """Elements with an applicable record, by the used candidate's relaxation wall time (s), cheapest first."""
+    """Elements with an applicable record, cheapest SCF first: the used candidate's relaxation wall time (s) per
+    ionic step (an SCF's cost; a long relaxation of many steps, In's 7, is not an expensive SCF)."""
     found = []
     for path in sorted(root.glob("*.json")):
         reference = json.loads(path.read_text())
         if applicable(reference):
-            found.append((float(used_candidate(reference).get("wall_time_s") or 1e9), reference["element"]))
+            used = used_candidate(reference)
+            per_scf = float(used.get("wall_time_s") or 1e9) / max(1, int(used.get("n_ionic_steps") or 1))
+            found.append((per_scf, reference["element"]))
     return [element for _, element in sorted(found)]
 
 

@@ -102,6 +102,9 @@ def table_row(
         relax_wall_time_s=relax.get("wall_time_s"),
         mpi_ranks=relax.get("mpi_ranks"),
         scf_strategy=relax.get("scf_strategy"),
+        # The mesh the energy was relaxed on: chosen by the start gap (dft.choose_kpt_density) or the preset's.
+        relax_kpt_density_per_A=relax.get("relax_kpt_density_per_A")
+        or ((relax.get("settings") or {}).get("gpaw") or {}).get("kpt_density_per_A"),
         relax_n_starts=relax.get("n_starts"),
         relax_resumed_from_step=relax.get("resumed_from_step"),
         relax_wall_time_all_starts_s=relax.get("wall_time_all_starts_s"),

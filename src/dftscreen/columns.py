@@ -145,6 +145,7 @@ COLUMNS = [
     "is_magnetic",
     "magnetic_ordering",
     "scf_strategy",
+    "relax_kpt_density_per_A",
     "relax_n_starts",
     "relax_resumed_from_step",
     "relax_wall_time_s",

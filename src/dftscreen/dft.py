@@ -62,6 +62,9 @@ OWN_GPAW_KEYS: dict[str, tuple[str, ...]] = {
     "ecut_eV": ("mode",),
     "dedecut": ("mode", "legacy_gpaw"),
     "kpt_density_per_A": ("kpts",),
+    # Read by dftscreen.relax, which picks the relaxation's kpt_density_per_A from them (choose_kpt_density).
+    "kpt_density_insulator_per_A": ("kpts",),
+    "insulator_min_gap_eV": ("kpts",),
     "smearing_eV": ("occupations",),
 }
 
@@ -189,8 +192,58 @@ def gpaw_kwargs_for(atoms: Atoms, gpaw_settings: dict[str, Any], txt: Path | Non
     return kwargs
 
 
+#: Gap on the relaxation mesh (eV) of the atoms' converged calculator; :func:`mesh_band_gap_eV` by default.
+MeshGap = Callable[[Atoms], float]
+
+
+def mesh_band_gap_eV(atoms: Atoms) -> float:
+    """Kohn-Sham gap (eV) on the k-points of ``atoms``' converged calculator (ASE's ``bandgap``; 0 for a metal)."""
+    from ase.dft.bandgap import bandgap
+
+    gap, _, _ = bandgap(atoms.calc, output=None)
+    return float(gap)
+
+
+def insulator_mesh_asked(gpaw_settings: dict[str, Any]) -> bool:
+    """Whether ``gpaw_settings`` give a relaxation a coarser mesh when it has a gap (and no raw ``kpts`` fixes it)."""
+    return bool(gpaw_settings.get("kpt_density_insulator_per_A")) and gpaw_settings.get(
+        "insulator_min_gap_eV") is not None and "kpts" not in gpaw_settings
+
+
+def choose_kpt_density(gpaw_settings: dict[str, Any], gap_eV: float) -> float:
+    """The relaxation's k-points per Å⁻¹: ``kpt_density_insulator_per_A`` when ``gap_eV`` (a gap on a mesh)
+    reaches ``insulator_min_gap_eV``, else ``kpt_density_per_A``.
+
+    A metal's energy needs a dense mesh to sample its Fermi surface (Al: 32 meV/atom off at 3.0 per Å⁻¹);
+    a compound with a gap converges on a coarse one (MgGeO3, 0.78 eV: 0.15 meV/atom at 3.0; bench/README.md,
+    "Converged settings"), which is also how the Materials Project picks its k-point spacing from a
+    prerelaxation's gap (Wisesa, McGill and Mueller, PRB 93, 155109 (2016)).
+    """
+    if insulator_mesh_asked(gpaw_settings) and gap_eV >= float(gpaw_settings["insulator_min_gap_eV"]):
+        return float(gpaw_settings["kpt_density_insulator_per_A"])
+    return float(gpaw_settings["kpt_density_per_A"])
+
+
+def coarse_probe(
+    atoms: Atoms, gpaw_settings: dict[str, Any], workdir: Path, attach: Callable[..., Any] | None = None,
+    ecut_shift_eV: float = 0.0,
+) -> Atoms:
+    """A copy of ``atoms`` after one SCF at the settings' cutoff plus ``ecut_shift_eV``, without a Pulay
+    correction, on a k-mesh of at most :data:`CUTOFF_DERIVATIVE_KPT_DENSITY` per Å⁻¹ (GPAW text output in
+    ``workdir``); its calculator holds the energy and the eigenvalues."""
+    attach = attach or attach_gpaw
+    probe = atoms.copy()
+    probe.set_constraint()
+    settings = {**gpaw_settings, "ecut_eV": float(gpaw_settings["ecut_eV"]) + ecut_shift_eV, "dedecut": None,
+                "kpt_density_per_A": min(float(gpaw_settings["kpt_density_per_A"]), CUTOFF_DERIVATIVE_KPT_DENSITY)}
+    attach(probe, settings, Path(workdir) / f"cutoff_derivative_{ecut_shift_eV:g}.txt")
+    probe.get_potential_energy()
+    return probe
+
+
 def cutoff_derivative(
-    atoms: Atoms, gpaw_settings: dict[str, Any], workdir: Path, attach: Callable[..., Any] | None = None
+    atoms: Atoms, gpaw_settings: dict[str, Any], workdir: Path, attach: Callable[..., Any] | None = None,
+    first_probe: Atoms | None = None,
 ) -> float:
     """dE/dE_cut of ``atoms`` (eV of total energy per eV of cutoff, the whole cell; negative) at the settings' cutoff.
 
@@ -201,18 +254,12 @@ def cutoff_derivative(
     the correction for a basis of fixed cutoff rather than of fixed size. GPAW's own ``estimate``
     (from the free atoms' setups) was 0.1 times the computed derivative at 700 eV and 7.5 times it
     at 800 eV in MgGeO3 (bench/README.md, "Converged settings"). ``attach`` attaches the calculator (default
-    :func:`attach_gpaw`; tests pass EMT-like ones).
+    :func:`attach_gpaw`; tests pass EMT-like ones). ``first_probe``: the SCF at the settings' own cutoff
+    (:func:`coarse_probe`) when the caller already ran it.
     """
-    attach = attach or attach_gpaw
-    energies = []
-    for shift in (0.0, CUTOFF_DERIVATIVE_STEP_EV):
-        probe = atoms.copy()
-        probe.set_constraint()
-        settings = {**gpaw_settings, "ecut_eV": float(gpaw_settings["ecut_eV"]) + shift, "dedecut": None,
-                    "kpt_density_per_A": min(float(gpaw_settings["kpt_density_per_A"]), CUTOFF_DERIVATIVE_KPT_DENSITY)}
-        attach(probe, settings, Path(workdir) / f"cutoff_derivative_{shift:g}.txt")
-        energies.append(float(probe.get_potential_energy()))
-    return (energies[1] - energies[0]) / CUTOFF_DERIVATIVE_STEP_EV
+    first = first_probe if first_probe is not None else coarse_probe(atoms, gpaw_settings, workdir, attach)
+    second = coarse_probe(atoms, gpaw_settings, workdir, attach, CUTOFF_DERIVATIVE_STEP_EV)
+    return (float(second.get_potential_energy()) - float(first.get_potential_energy())) / CUTOFF_DERIVATIVE_STEP_EV
 
 
 def is_legacy_gpaw(calc: Any) -> bool:

@@ -518,10 +518,14 @@ def reference_settings(settings: dict[str, Any], kind: str) -> dict[str, Any]:
     """The run's DFT settings adapted to a reference of ``kind``.
 
     A molecule keeps its box (positions only, no symmetry constraint) and needs
-    only the Γ point; a crystal uses the settings unchanged.
+    only the Γ point; a crystal relaxes on the dense mesh (``kpt_density_per_A``) whatever
+    its gap: an element is one job per run, and the semiconductors among them converge
+    slowly with k (Si 4.8 meV/atom off at 3.0 per Å⁻¹; bench/README.md, "Converged settings").
     """
     if kind != "molecule":
-        return settings
+        if not (settings.get("gpaw") or {}).get("kpt_density_insulator_per_A"):
+            return settings
+        return deep_merge(settings, {"gpaw": {"kpt_density_insulator_per_A": None}})
     return deep_merge(
         settings,
         {"relax": {"relax_cell": False, "fix_symmetry": False}, "gpaw": {"kpts": {"size": [1, 1, 1], "gamma": True}}},

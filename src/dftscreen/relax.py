@@ -53,13 +53,18 @@ from dftscreen.cif_reader import read_structure
 from dftscreen.dft import (
     COMPUTED_DEDECUT,
     EV_PER_A3_TO_GPA,
+    MeshGap,
     apply_magmom_overrides,
     atoms_to_structure,
     attach_gpaw,
+    choose_kpt_density,
+    coarse_probe,
     common_arguments,
     cutoff_derivative,
     failure_reason,
+    insulator_mesh_asked,
     is_legacy_gpaw,
+    mesh_band_gap_eV,
     one_blas_thread_per_rank,
     parse_settings,
     report_traceback,
@@ -320,6 +325,13 @@ def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
         "initial_hessian": None,
         # dE/dE_cut (eV/eV) of the start geometry when gpaw.dedecut is "computed" (dftscreen.dft.cutoff_derivative).
         "cutoff_derivative_eV_per_eV": None,
+        # With gpaw.kpt_density_insulator_per_A: the start geometry's gap on the coarse mesh (eV), the mesh
+        # chosen from it (k-points per Å⁻¹; dftscreen.dft.choose_kpt_density) and why, and the final gap on it.
+        "start_mesh_gap_eV": None,
+        "relax_kpt_density_per_A": None,
+        "kpt_density_note": None,
+        "final_mesh_gap_eV": None,
+        "n_mesh_switches": 0,
         # Summed over every start of this relaxation (up to its last checkpoint), so a
         # resumed job's cost counts all its starts; see dftscreen.cost.
         "wall_time_all_starts_s": 0.0,
@@ -366,20 +378,71 @@ class _Clock:
         return step_time
 
 
-def _with_cutoff_derivative(
-    atoms: Atoms, settings: dict[str, Any], workdir: Path, state: dict[str, Any], attach_calculator: CalculatorFactory
+def _with_start_probes(
+    atoms: Atoms,
+    settings: dict[str, Any],
+    workdir: Path,
+    state: dict[str, Any],
+    attach_calculator: CalculatorFactory,
+    mesh_gap: MeshGap,
 ) -> dict[str, Any]:
-    """``settings`` with ``gpaw.dedecut: computed`` replaced by the cell's dE/dE_cut (other settings unchanged).
+    """``settings`` with what the start geometry's coarse SCFs decide: ``gpaw.dedecut: computed`` replaced
+    by the cell's dE/dE_cut, and ``kpt_density_per_A`` by the mesh its gap asks for (other settings unchanged).
 
-    Computed once per relaxation, at its start geometry (:func:`dftscreen.dft.cutoff_derivative`: two
-    SCFs on a coarse mesh), and kept in the checkpoint, so a resumed relaxation keeps the same Pulay
-    correction (its checkpoint's settings still say "computed", so resuming is unaffected).
+    Both come from SCFs on a coarse mesh at the start (:func:`dftscreen.dft.coarse_probe`; the derivative's
+    first SCF gives the gap too) and are kept in the checkpoint, so a resumed relaxation keeps the same
+    Pulay correction and mesh (its checkpoint's settings are the preset's, so resuming is unaffected).
+    Positions-only relaxations (a molecule, phonons' tightening) get neither: no stress, and the mesh of
+    the calculation that follows them.
     """
-    if settings["gpaw"].get("dedecut") != COMPUTED_DEDECUT or not settings["relax"].get("relax_cell", True):
-        return settings  # positions only (a molecule, phonons' tightening): no stress, no Pulay correction
-    if state["cutoff_derivative_eV_per_eV"] is None:
-        state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, settings["gpaw"], workdir, attach_calculator)
-    return {**settings, "gpaw": {**settings["gpaw"], "dedecut": state["cutoff_derivative_eV_per_eV"]}}
+    gpaw = settings["gpaw"]
+    if not settings["relax"].get("relax_cell", True):
+        return settings
+    wants_derivative = gpaw.get("dedecut") == COMPUTED_DEDECUT and state["cutoff_derivative_eV_per_eV"] is None
+    wants_gap = insulator_mesh_asked(gpaw) and state["relax_kpt_density_per_A"] is None
+    probe = coarse_probe(atoms, gpaw, workdir, attach_calculator) if wants_derivative or wants_gap else None
+    if wants_gap:
+        gap = mesh_gap(probe)
+        state["start_mesh_gap_eV"] = gap
+        state["relax_kpt_density_per_A"] = choose_kpt_density(gpaw, gap)
+        state["kpt_density_note"] = (
+            f"gap {gap:.2f} eV on the coarse mesh at the start "
+            f"{'≥' if gap >= float(gpaw['insulator_min_gap_eV']) else '<'} {float(gpaw['insulator_min_gap_eV']):g} eV: "
+            f"relaxed on {state['relax_kpt_density_per_A']:g} k-points per Å⁻¹"
+        )
+    if wants_derivative:
+        state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, gpaw, workdir, attach_calculator, probe)
+    return _settings_from_state(settings, state)
+
+
+def _settings_from_state(settings: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the checkpointed Pulay correction and relaxation mesh in ``gpaw`` (where there are some)."""
+    gpaw = dict(settings["gpaw"])
+    if gpaw.get("dedecut") == COMPUTED_DEDECUT and state["cutoff_derivative_eV_per_eV"] is not None:
+        gpaw["dedecut"] = state["cutoff_derivative_eV_per_eV"]
+    if state["relax_kpt_density_per_A"] is not None:
+        gpaw["kpt_density_per_A"] = state["relax_kpt_density_per_A"]
+    return {**settings, "gpaw": gpaw}
+
+
+def _gap_closed(atoms: Atoms, preset_gpaw: dict[str, Any], state: dict[str, Any], mesh_gap: MeshGap) -> bool:
+    """Whether a relaxation on the coarse mesh of a gapped start ended with its gap below the threshold;
+    then ``state`` moves it to the dense mesh (``kpt_density_per_A``), with a note, to go on from there."""
+    dense = float(preset_gpaw["kpt_density_per_A"])
+    if state["relax_kpt_density_per_A"] in (None, dense):
+        return False
+    gap = mesh_gap(atoms)
+    state["final_mesh_gap_eV"] = gap
+    threshold = float(preset_gpaw["insulator_min_gap_eV"])
+    if gap >= threshold:
+        return False
+    state["relax_kpt_density_per_A"] = dense
+    state["n_mesh_switches"] += 1
+    state["kpt_density_note"] = (
+        f"{state['kpt_density_note']}; the gap closed to {gap:.2f} eV (< {threshold:g} eV) on the way, "
+        f"so the relaxation went on from there on {dense:g} k-points per Å⁻¹"
+    )
+    return True
 
 
 def _attempt_gpaw_settings(settings: dict[str, Any], rung: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
@@ -493,6 +556,10 @@ def _relaxation_record(
         "point_group_symmetry": state["point_group_symmetry"],
         "initial_hessian": state["initial_hessian"],
         "cutoff_derivative_eV_per_eV": state["cutoff_derivative_eV_per_eV"],
+        "relax_kpt_density_per_A": state["relax_kpt_density_per_A"],
+        "start_mesh_gap_eV": state["start_mesh_gap_eV"],
+        "final_mesh_gap_eV": state["final_mesh_gap_eV"],
+        "kpt_density_note": state["kpt_density_note"],
         "energy_eV": float(energy),
         "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
         "energy_per_atom_eV": float(energy) / len(atoms),
@@ -517,6 +584,7 @@ def relax_atoms(
     workdir: Path,
     attach_calculator: CalculatorFactory = attach_gpaw,
     ml_calculator: MLCalculatorFactory | None = None,
+    mesh_gap: MeshGap = mesh_band_gap_eV,
 ) -> tuple[Atoms, dict[str, Any]]:
     """Relax ``atoms`` with GPAW, resuming from a checkpoint in ``workdir`` if one exists.
 
@@ -530,6 +598,8 @@ def relax_atoms(
             tests use ASE's EMT).
         ml_calculator: makes the ML calculator of BFGS-MLHessian's initial Hessian
             (default SevenNet-0; unused by the other optimizers).
+        mesh_gap: the gap (eV) on the k-points of the atoms' calculator, which chooses the mesh when
+            the settings have ``kpt_density_insulator_per_A`` (default ASE's ``bandgap``; tests fake it).
 
     Returns:
         The relaxed atoms (with GPAW attached) and a record: energies in eV,
@@ -544,13 +614,14 @@ def relax_atoms(
     ladder = strategies(settings)
     state = _initial_state(atoms, settings)
     atoms = _resume(atoms, settings, workdir, state)
-    settings = _with_cutoff_derivative(atoms, settings, workdir, state, attach_calculator)
+    preset_gpaw = settings["gpaw"]
+    settings = _with_start_probes(atoms, settings, workdir, state, attach_calculator, mesh_gap)
     resumed_with_optimizer_state = False
     clock = _Clock(state)
     while True:
         rung = ladder[state["strategy_index"]]
         steps_before = state["n_ionic_steps"]
-        attempt_number = len(state["attempts"]) + state["n_starts"]
+        attempt_number = len(state["attempts"]) + state["n_starts"] + state["n_mesh_switches"]
         # Bound now: the optimizer calls it within this attempt only.
         on_step = _step_callback(state, atoms, steps_before, clock, workdir)
         remaining = max(relax["max_steps"] - steps_before, 0)
@@ -569,6 +640,11 @@ def relax_atoms(
             )
             resumed_with_optimizer_state = restored and state["n_starts"] > 1
             state["n_ionic_steps"] = steps_before + taken
+            if converged and _gap_closed(atoms, preset_gpaw, state, mesh_gap):
+                settings = _settings_from_state(settings, state)
+                if world.rank == 0:
+                    write_checkpoint(workdir, atoms, state)
+                continue
             break
         except Exception as exc:
             failure = _failure_of_attempt(exc, state)
@@ -702,6 +778,7 @@ def run(
     attach_calculator: CalculatorFactory = attach_gpaw,
     keep_gpaw_state: bool = False,
     ml_calculator: MLCalculatorFactory | None = None,
+    mesh_gap: MeshGap = mesh_band_gap_eV,
 ) -> dict[str, Any]:
     """Relax the structure in ``cif`` and write ``out_cif`` (on success) and ``out_json``.
 
@@ -712,8 +789,9 @@ def run(
     Instead of a CIF, ``load_atoms`` may build the structure (elemental
     references do). A DFT failure is not an error of this function: it is
     recorded in ``out_json`` with status ``failed`` and a reason, so that the
-    workflow carries on with the other structures. ``attach_calculator`` and
-    ``ml_calculator`` are passed to :func:`relax_atoms` (default GPAW, SevenNet-0). With
+    workflow carries on with the other structures. ``attach_calculator``,
+    ``ml_calculator`` and ``mesh_gap`` are passed to :func:`relax_atoms` (default GPAW, SevenNet-0,
+    ASE's ``bandgap``). With
     ``keep_gpaw_state`` the final GPAW state is written beside the record for the single point
     (:func:`write_restart`).
     """
@@ -732,7 +810,7 @@ def run(
         atoms, generated = _starting_atoms(cif, load_atoms, settings)
         record["n_atoms"] = len(atoms)
         record["formula"] = atoms.get_chemical_formula(mode="hill")
-        atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator, ml_calculator)
+        atoms, result = relax_atoms(atoms, settings, workdir, attach_calculator, ml_calculator, mesh_gap)
         record.update(result)
     except Exception as exc:
         report_traceback()

@@ -14,12 +14,21 @@ Presets:
     Low cutoff (400 eV) and a coarse k-mesh (density 2.0 Å): seconds per SCF on a small cell. For CI and trying
     the workflow out; its numbers are not converged and must not be published.
 ``fast``
-    Screening quality: 600 eV, k-point density 3.0 Å, forces below 0.05 eV/Å.
+    Screening quality: 600 eV with the cell's own cutoff derivative for the Pulay stress,
+    k-point density 3.0 Å (2.0 for a compound whose start gap is at least 0.5 eV), forces
+    below 0.05 eV/Å.
 ``standard``
-    Publication-like PBE: 800 eV cutoff (converged stress for cell relaxation,
-    see the comment in the preset) with GPAW's Pulay-stress estimate, k-point
-    density 5.0 Å (points per Å⁻¹ of reciprocal-lattice length), Fermi-Dirac
-    smearing 0.05 eV, forces below 0.02 eV/Å.
+    Publication-like PBE: 700 eV cutoff with the cell's own cutoff derivative
+    (converged stress for cell relaxation, see the comment in the preset), k-point
+    density 5.0 Å (points per Å⁻¹ of reciprocal-lattice length; 3.0 for a compound whose
+    start gap is at least 0.5 eV), Fermi-Dirac smearing 0.05 eV, forces below 0.02 eV/Å.
+
+Both k-point densities of a preset: ``kpt_density_per_A`` is every calculation's mesh;
+``kpt_density_insulator_per_A`` (null: none) replaces it in the relaxation of a compound
+whose band gap on a coarse mesh at its start geometry is at least ``insulator_min_gap_eV``
+(:mod:`dftscreen.relax`, which goes back to the dense mesh if the gap closes on the way).
+Elemental references always relax on ``kpt_density_per_A``. Changing a preset changes its
+settings hash: a run keeps what it computed with the old one only under the old hash.
 """
 
 from __future__ import annotations
@@ -60,9 +69,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {
         "gpaw": {
             "xc": "PBE",
+            # The estimate left 3.9 GPa of stress error at 600 eV, the computed derivative 0.8
+            # (inside the 1.0 GPa threshold); formation energies within 2.7 meV/atom of 1000 eV.
             "ecut_eV": 600.0,
-            "dedecut": "estimate",
+            "dedecut": "computed",
             "kpt_density_per_A": 3.0,
+            # Wide-gap compounds' energies within 3.8 meV/atom and stresses within 0.09 GPa of
+            # k 8 at k 2.0 (MgGeO3, MgO, LiF, NaCl, CaTiO3); metals are not (Al 64 meV/atom).
+            "kpt_density_insulator_per_A": 2.0,
+            "insulator_min_gap_eV": 0.5,
             "smearing_eV": 0.1,
             "convergence": {"energy": 1e-5, "density": 1e-4, "eigenstates": 1e-8},
             "maxiter": 200,
@@ -83,11 +98,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             # Stress, not energy, sets the cutoff for cell relaxation. MgGeO3
             # (perov_5 16100), PBE, Pulay estimate on: 12.5 GPa residual stress at
             # 400 eV, 5.3 GPa at 600 eV, 0.5 GPa at 800 eV. At fixed geometry the estimate
-            # itself is 0.8 GPa off the converged stress there; dedecut "computed" is within
-            # 0.04 GPa at 800 eV and 0.24 at 700 (bench/README.md, "Converged settings").
-            "ecut_eV": 800.0,
-            "dedecut": "estimate",
+            # itself is 0.7-1.2 GPa off the converged stress at 800 eV (MgGeO3, MgO, CaTiO3,
+            # LiF); the cell's own derivative ("computed") is within 0.24 GPa and 0.17 % of
+            # volume at 700 eV, formation energies within 1.8 meV/atom of 1000 eV
+            # (bench/README.md, "Converged settings").
+            "ecut_eV": 700.0,
+            "dedecut": "computed",
             "kpt_density_per_A": 5.0,
+            # Compounds with a gap (MgGeO3's 0.78 eV included) are within 1.4 meV/atom and
+            # 0.04 GPa of k 8 at k 3.0; metals need 6 (Al, Mg, Fe), Si is 4.8 meV/atom off at 3.
+            "kpt_density_insulator_per_A": 3.0,
+            "insulator_min_gap_eV": 0.5,
             "smearing_eV": 0.05,
             "convergence": {"energy": 1e-6, "density": 1e-5, "eigenstates": 1e-9},
             "maxiter": 333,
@@ -132,7 +153,9 @@ SECTION_KEYS: dict[str, frozenset[str] | None] = {
 }
 #: dftscreen's own keys of a ``gpaw`` section (translated into GPAW objects by
 #: :func:`dftscreen.dft.gpaw_calculator_kwargs`, whose ``OWN_GPAW_KEYS`` names the same).
-OWN_GPAW_SETTING_KEYS = frozenset({"ecut_eV", "dedecut", "kpt_density_per_A", "smearing_eV"})
+OWN_GPAW_SETTING_KEYS = frozenset(
+    {"ecut_eV", "dedecut", "kpt_density_per_A", "kpt_density_insulator_per_A", "insulator_min_gap_eV", "smearing_eV"}
+)
 #: Keywords of the GPAW calculator (``gpaw.GPAW``, i.e. ``gpaw.dft.GPAW`` in GPAW 26.7) that a
 #: ``gpaw`` section may set; every other key would fail in the GPAW job (TypeError). Spelled out
 #: here because importing GPAW costs two seconds at every Snakemake start; a unit test holds
@@ -283,6 +306,10 @@ class ValueRule:
 VALUE_RULES: dict[tuple[str, str], ValueRule] = {
     ("gpaw", "ecut_eV"): ValueRule("number", 0, above=True, meaning="the plane-wave cutoff in eV"),
     ("gpaw", "kpt_density_per_A"): ValueRule("number", 0, above=True, meaning="k-points per Å⁻¹"),
+    ("gpaw", "kpt_density_insulator_per_A"): ValueRule(
+        "number", 0, above=True, nullable=True, meaning="k-points per Å⁻¹ of a relaxation with a gap; null: none"),
+    ("gpaw", "insulator_min_gap_eV"): ValueRule(
+        "number", 0, above=True, nullable=True, meaning="the start gap in eV above which that mesh is used"),
     ("gpaw", "smearing_eV"): ValueRule("number", 0, meaning="the Fermi-Dirac width in eV; 0: no smearing"),
     ("gpaw", "maxiter"): ValueRule("integer", 1, meaning="most SCF iterations"),
     ("gpaw", "h"): ValueRule("number", 0, above=True, nullable=True, meaning="the grid spacing in Å"),

@@ -238,3 +238,37 @@ def test_computed_cutoff_derivative_reaches_gpaw_on_two_ranks(tmp_path: Path):
         energies.append(probe.get_potential_energy())
     dense = (energies[1] - energies[0]) / CUTOFF_DERIVATIVE_STEP_EV
     assert derivative == pytest.approx(dense, rel=0.05)
+
+
+def _gpaw_mesh(text: str) -> tuple[int, ...]:
+    """The k-point grid GPAW's text output reports ("k-points: 4 x 4 x 4 Monkhorst-Pack grid ...")."""
+    line = next(line for line in text.splitlines() if "k-points:" in line and " x " in line)
+    return tuple(int(n) for n in line.split("k-points:")[1].split("Monkhorst")[0].split(" x "))
+
+
+@pytest.mark.parametrize("name, gapped", [("NaCl", True), ("Al", False)])
+def test_relaxation_mesh_follows_the_gap_of_a_real_scf(tmp_path: Path, name: str, gapped: bool):
+    """``gpaw.kpt_density_insulator_per_A`` through the relax entry point on two ranks: the start SCF's gap
+    (ASE's ``bandgap`` on GPAW's eigenvalues) sends NaCl (PBE gap ~5 eV) to the coarse mesh and fcc Al (a
+    metal) to the dense one, and GPAW relaxes on that mesh (its own text output)."""
+    from ase.build import bulk
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+
+    from dftscreen.cif_reader import read_structure
+    from dftscreen.size_gate import kpoint_mesh
+
+    cif = EXAMPLES / "NaCl_crystallm_P4nmm.cif" if gapped else tmp_path / "Al.cif"
+    if not gapped:
+        CifWriter(AseAtomsAdaptor.get_structure(bulk("Al", "fcc", a=4.04))).write_file(cif)
+    dense, coarse = 3.5, 2.0
+    overrides = {"gpaw": {"kpt_density_per_A": dense, "kpt_density_insulator_per_A": coarse,
+                          "insulator_min_gap_eV": 0.5}, "relax": {"max_steps": 0}}  # the start SCF only
+    record = relax(tmp_path, cif, overrides)
+    assert record["status"] in ("relaxed", "not_converged"), record.get("reason")
+    chosen = coarse if gapped else dense
+    assert record["relax_kpt_density_per_A"] == chosen
+    assert (record["start_mesh_gap_eV"] > 3.0) if gapped else (record["start_mesh_gap_eV"] == 0.0)
+    lattice = read_structure(cif)[0].lattice.matrix
+    text = (tmp_path / "relax_gpaw_attempt1.txt").read_text()  # the header describes the start geometry
+    assert _gpaw_mesh(text) == kpoint_mesh(lattice, chosen) != kpoint_mesh(lattice, coarse if not gapped else dense)

@@ -95,6 +95,7 @@ def test_every_column_with_a_unit_says_so():
         "reason",
         "reduced_formula",
         "relax_converged",
+        "relax_kpt_density_per_A",
         "relax_n_starts",
         "relax_resumed_from_step",
         "relaxed_cif",

@@ -74,10 +74,11 @@ def test_cutoff_derivative_is_the_forward_difference_on_a_coarse_mesh(tmp_path: 
 
     derivative = cutoff_derivative(atoms, gpaw, tmp_path, factory)
 
-    assert derivative == pytest.approx(expected_derivative(4, 800.0), rel=1e-9)
+    ecut = gpaw["ecut_eV"]
+    assert derivative == pytest.approx(expected_derivative(4, ecut), rel=1e-9)
     assert derivative < 0
     cutoffs = [settings["ecut_eV"] for settings in probes(factory)]
-    assert cutoffs == [800.0, 800.0 + CUTOFF_DERIVATIVE_STEP_EV]
+    assert cutoffs == [ecut, ecut + CUTOFF_DERIVATIVE_STEP_EV]
     for settings in probes(factory):
         assert settings["kpt_density_per_A"] == CUTOFF_DERIVATIVE_KPT_DENSITY < gpaw["kpt_density_per_A"]
         assert settings["dedecut"] is None  # an energy difference: no correction, no legacy switch needed

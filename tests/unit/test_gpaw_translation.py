@@ -8,13 +8,16 @@ from dftscreen.settings import PRESETS, resolve_settings
 
 
 def test_gpaw_kwargs_translate_units_and_pass_extra_keys():
-    kwargs = gpaw_calculator_kwargs(dict(PRESETS["standard"]["gpaw"], nbands="120%"), txt="out.txt")
-    assert kwargs["mode"].ecut == pytest.approx(800.0 / 27.211386245988)  # GPAW stores Hartree
+    gpaw = dict(PRESETS["standard"]["gpaw"], nbands="120%", dedecut=-0.01)
+    kwargs = gpaw_calculator_kwargs(gpaw, txt="out.txt")
+    assert kwargs["mode"].ecut == pytest.approx(gpaw["ecut_eV"] / 27.211386245988)  # GPAW stores Hartree
     assert kwargs["legacy_gpaw"] is True  # the new PW code ignores dedecut
     assert kwargs["kpts"] == {"density": 5.0, "gamma": True}
     assert kwargs["nbands"] == "120%"
     assert kwargs["txt"] == "out.txt"
     assert "ecut_eV" not in kwargs and "smearing_eV" not in kwargs
+    # The relaxation's choice of mesh (dftscreen.relax) is not a GPAW keyword.
+    assert "kpt_density_insulator_per_A" not in kwargs and "insulator_min_gap_eV" not in kwargs
 
 
 @pytest.mark.parametrize(

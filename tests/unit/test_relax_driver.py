@@ -54,9 +54,10 @@ def run_relax(
     ladder: list | None = None,
     cif: Path | None = None,
     ml_calculator=None,
+    mesh_gap=None,
 ) -> dict:
     """``relax.run`` on distorted Cu with the test preset, as the CLI would, but with ``factory``'s calculators
-    (and ``ml_calculator`` for BFGS-MLHessian's initial Hessian)."""
+    (and ``ml_calculator`` for BFGS-MLHessian's initial Hessian, ``mesh_gap`` for the gap on a mesh)."""
     workdir.mkdir(exist_ok=True)
     cif = cif or write_cif(workdir.parent / f"{workdir.name}_input.cif")
     record = relax.run(
@@ -68,6 +69,7 @@ def run_relax(
         workdir=workdir,
         attach_calculator=factory,
         ml_calculator=ml_calculator,
+        **({"mesh_gap": mesh_gap} if mesh_gap else {}),
     )
     assert json.loads((workdir / "relax.json").read_text()) == json.loads(json.dumps(record))
     return record

@@ -750,6 +750,10 @@ def write_restart(atoms: Atoms, settings: dict[str, Any], record: dict[str, Any]
     path = workdir / RELAXATION_RESTART_NAME
     rung = next(r for r in strategies(settings) if r["name"] == record["scf_strategy"])
     gpaw_settings = _attempt_gpaw_settings(settings, rung, {"point_group_symmetry": record["point_group_symmetry"]})
+    if record.get("relax_kpt_density_per_A") is not None:
+        # The mesh the state was computed on (a compound with a gap: the coarser one), which the single
+        # point compares with its own to decide what it can reuse.
+        gpaw_settings["kpt_density_per_A"] = record["relax_kpt_density_per_A"]
     start = time.perf_counter()
     try:
         write_gpaw_restart(atoms.calc, path)

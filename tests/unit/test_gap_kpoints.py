@@ -152,3 +152,21 @@ def test_settings_hash_changes_with_a_preset():
     assert settings_key(resolve_settings("standard")) == before
     for key, value in (("ecut_eV", 800.0), ("dedecut", "estimate"), ("kpt_density_insulator_per_A", None)):
         assert settings_key(resolve_settings("standard", {"gpaw": {key: value}})) != before
+
+
+def test_restart_file_is_described_with_the_mesh_it_was_computed_on(tmp_path: Path, monkeypatch):
+    """The single point compares the restart file's settings with its own to decide what to reuse
+    (dftscreen.properties): a state from the coarse mesh must say so, not claim the preset's mesh."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from dftscreen import relax
+
+    monkeypatch.setattr(relax, "write_gpaw_restart", lambda calc, path: path.write_text("state"))
+    atoms = bulk("Cu")
+    atoms.calc = EMT()
+    settings = resolve_settings("test", GAP_MESH)
+    record = {"scf_strategy": "preset", "point_group_symmetry": True, "relax_kpt_density_per_A": COARSE}
+    assert relax.write_restart(atoms, settings, record, tmp_path)["gpaw_settings"]["kpt_density_per_A"] == COARSE
+    record["relax_kpt_density_per_A"] = None  # no choice made: the preset's own mesh
+    assert relax.write_restart(atoms, settings, record, tmp_path)["gpaw_settings"]["kpt_density_per_A"] == DENSE

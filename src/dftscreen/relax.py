@@ -332,6 +332,9 @@ def _initial_state(atoms: Atoms, settings: dict[str, Any]) -> dict[str, Any]:
         "kpt_density_note": None,
         "final_mesh_gap_eV": None,
         "n_mesh_switches": 0,
+        # Why the start SCFs on the coarse mesh gave nothing (their SCF failed): then the dense mesh and
+        # GPAW's Pulay estimate instead.
+        "start_probe_failure": None,
         # Summed over every start of this relaxation (up to its last checkpoint), so a
         # resumed job's cost counts all its starts; see dftscreen.cost.
         "wall_time_all_starts_s": 0.0,
@@ -396,22 +399,31 @@ def _with_start_probes(
     the calculation that follows them.
     """
     gpaw = settings["gpaw"]
-    if not settings["relax"].get("relax_cell", True):
-        return settings
+    if not settings["relax"].get("relax_cell", True) or state["start_probe_failure"] is not None:
+        return _settings_from_state(settings, state)
     wants_derivative = gpaw.get("dedecut") == COMPUTED_DEDECUT and state["cutoff_derivative_eV_per_eV"] is None
     wants_gap = insulator_mesh_asked(gpaw) and state["relax_kpt_density_per_A"] is None
-    probe = coarse_probe(atoms, gpaw, workdir, attach_calculator) if wants_derivative or wants_gap else None
-    if wants_gap:
-        gap = mesh_gap(probe)
-        state["start_mesh_gap_eV"] = gap
-        state["relax_kpt_density_per_A"] = choose_kpt_density(gpaw, gap)
-        state["kpt_density_note"] = (
-            f"gap {gap:.2f} eV on the coarse mesh at the start "
-            f"{'≥' if gap >= float(gpaw['insulator_min_gap_eV']) else '<'} {float(gpaw['insulator_min_gap_eV']):g} eV: "
-            f"relaxed on {state['relax_kpt_density_per_A']:g} k-points per Å⁻¹"
-        )
-    if wants_derivative:
-        state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, gpaw, workdir, attach_calculator, probe)
+    try:
+        probe = coarse_probe(atoms, gpaw, workdir, attach_calculator) if wants_derivative or wants_gap else None
+        if wants_gap:
+            gap = mesh_gap(probe)
+            state["start_mesh_gap_eV"] = gap
+            state["relax_kpt_density_per_A"] = choose_kpt_density(gpaw, gap)
+            threshold = float(gpaw["insulator_min_gap_eV"])
+            state["kpt_density_note"] = (
+                f"gap {gap:.2f} eV on the coarse mesh at the start {'≥' if gap >= threshold else '<'} "
+                f"{threshold:g} eV: relaxed on {state['relax_kpt_density_per_A']:g} k-points per Å⁻¹"
+            )
+        if wants_derivative:
+            state["cutoff_derivative_eV_per_eV"] = cutoff_derivative(atoms, gpaw, workdir, attach_calculator, probe)
+    except Exception as exc:
+        if not _is_scf_failure(exc):
+            raise
+        # The relaxation's own SCF has the error ladder; the probes are an economy, not worth failing for.
+        state["start_probe_failure"] = f"the start SCF on the coarse mesh failed ({failure_reason(exc)})"
+        if wants_gap:
+            state["relax_kpt_density_per_A"] = float(gpaw["kpt_density_per_A"])
+            state["kpt_density_note"] = f"{state['start_probe_failure']}: relaxed on the dense mesh"
     return _settings_from_state(settings, state)
 
 
@@ -420,6 +432,8 @@ def _settings_from_state(settings: dict[str, Any], state: dict[str, Any]) -> dic
     gpaw = dict(settings["gpaw"])
     if gpaw.get("dedecut") == COMPUTED_DEDECUT and state["cutoff_derivative_eV_per_eV"] is not None:
         gpaw["dedecut"] = state["cutoff_derivative_eV_per_eV"]
+    elif gpaw.get("dedecut") == COMPUTED_DEDECUT and state["start_probe_failure"] is not None:
+        gpaw["dedecut"] = "estimate"  # no derivative to give: GPAW's own estimate, not no correction at all
     if state["relax_kpt_density_per_A"] is not None:
         gpaw["kpt_density_per_A"] = state["relax_kpt_density_per_A"]
     return {**settings, "gpaw": gpaw}
@@ -560,6 +574,7 @@ def _relaxation_record(
         "start_mesh_gap_eV": state["start_mesh_gap_eV"],
         "final_mesh_gap_eV": state["final_mesh_gap_eV"],
         "kpt_density_note": state["kpt_density_note"],
+        "start_probe_failure": state["start_probe_failure"],
         "energy_eV": float(energy),
         "free_energy_eV": float(atoms.get_potential_energy(force_consistent=True)),
         "energy_per_atom_eV": float(energy) / len(atoms),

@@ -170,3 +170,17 @@ def test_restart_file_is_described_with_the_mesh_it_was_computed_on(tmp_path: Pa
     assert relax.write_restart(atoms, settings, record, tmp_path)["gpaw_settings"]["kpt_density_per_A"] == COARSE
     record["relax_kpt_density_per_A"] = None  # no choice made: the preset's own mesh
     assert relax.write_restart(atoms, settings, record, tmp_path)["gpaw_settings"]["kpt_density_per_A"] == DENSE
+
+
+def test_failed_start_scf_falls_back_to_the_dense_mesh_and_gpaws_estimate(tmp_path: Path):
+    """The probes are an economy: when their SCF does not converge (the relaxation's own SCF has the error
+    ladder, they do not), the relaxation goes on with the dense mesh and the Pulay estimate, and says why."""
+    factory = CutoffEMTFactory(scf_fails_at=(1,))  # evaluation 1: the first probe
+    overrides = {"gpaw": GAP_MESH["gpaw"] | {"dedecut": "computed"}}
+    record = run_relax(tmp_path / "run", factory, overrides, mesh_gap=ScriptedGap(2.0))
+    assert record["status"] == "relaxed"
+    assert "start SCF on the coarse mesh failed" in record["start_probe_failure"]
+    assert record["relax_kpt_density_per_A"] == DENSE and "dense mesh" in record["kpt_density_note"]
+    relaxations = [s for s, txt in factory.attempts if not txt.name.startswith("cutoff_derivative_")]
+    assert {s["dedecut"] for s in relaxations} == {"estimate"} and set(relaxation_meshes(factory)) == {DENSE}
+    assert record["scf_attempts"] == []  # not a failure of the relaxation's SCF

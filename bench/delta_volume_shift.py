@@ -243,18 +243,24 @@ def table_row(reference: dict[str, Any], records: dict[str, dict[str, Any]]) -> 
     bulk = next((r.get("wien2k_B_GPa") for r in records.values() if r.get("wien2k_B_GPa")), None)
     head = f"{element:<3} {short_description(used['description']):<34} {v_old:8.3f} {v0:8.3f} {diff_old:+7.2f}"
     if estimate is None or not bulk:
-        return f"{head} {'-':>7} {'-':>6} {'-':>8} {'-':>7}  {'pending' if not records else 'incomplete'}", \
+        return f"{head} {'-':>6} {'-':>7} {'-':>6} {'-':>8} {'-':>7}  {'pending' if not records else 'incomplete'}", \
             abs(diff_old), None
     v_new = volume_shift(v_old, estimate["delta_p_GPa"], bulk)
     diff_new = percent_off(v_new, v0)
     flag = f"FLAG > {FLAG_PERCENT} %" if abs(diff_new) > FLAG_PERCENT else ""
-    return (f"{head} {estimate['delta_p_GPa']:+7.3f} {bulk:6.1f} {v_new:8.3f} {diff_new:+7.2f}  {flag}",
+    return (f"{head} {estimate['p_old_GPa']:+6.2f} {estimate['delta_p_GPa']:+7.3f} {bulk:6.1f} {v_new:8.3f} "
+            f"{diff_new:+7.2f}  {flag}",
             abs(diff_old), abs(diff_new))
 
 
 def report(records_root: Path = RECORDS, references_root: Path = REFERENCES) -> str:
-    """The table of every reference_volumes record (molecules and unrelaxed ones listed as not applicable)."""
-    lines = [f"{'El':<3} {'structure':<34} {'V old':>8} {'V0 W2k':>8} {'diff %':>7} {'Δp GPa':>7} {'B GPa':>6} "
+    """The table of every reference_volumes record (molecules and unrelaxed ones listed as not applicable).
+
+    ``p old`` (GPa) is the old settings' pressure at the isotropically scaled start shape: near zero where the
+    shape is fixed by symmetry (cubic), the residual of the unrelaxed c/a elsewhere (which Δp cancels to first order).
+    """
+    lines = [f"{'El':<3} {'structure':<34} {'V old':>8} {'V0 W2k':>8} {'diff %':>7} {'p old':>6} {'Δp GPa':>7} "
+             f"{'B GPa':>6} "
              f"{'V new':>8} {'diff %':>7}  flag"]
     not_applicable, old_done, old_all, new_all, pending = [], [], [], [], []
     for path in sorted(references_root.glob("*.json")):
